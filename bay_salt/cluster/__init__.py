@@ -1,0 +1,1 @@
+"""The embedded default: a whole Bay cluster on one machine (``bay up``)."""

@@ -1,0 +1,313 @@
+"""``bay up`` / ``bay status`` / ``bay down``: a Bay cluster on one machine.
+
+A salt-master and N nodes run as systemd containers on a Docker network of
+their own. Every node is a plain Debian bookworm with a salt-minion; the
+master then turns it into a Bay node with the same ``state.apply bay`` that
+runs on real servers. Minion keys are generated here and accepted by seeding
+them into the master's pki; the master itself never auto-accepts a key.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+import yaml
+
+from bay_salt import keys, names, settings
+from bay_salt.cluster import images
+from bay_salt.cluster.progress import Progress
+from bay_salt.saltout import summarize_apply
+
+STATE_ROOT = Path("/var/lib/bay/clusters")
+SRV = "/srv/bay"
+NODE_SERVICES = ("salt-minion", "docker", "consul", "haproxy", "cadvisor")
+
+
+class BayError(RuntimeError):
+    """A problem the user can fix; the message says how."""
+
+
+def docker_client():
+    """A Docker client, or a BayError that says how to get one."""
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+        return client
+    except docker.errors.DockerException as err:
+        raise BayError(
+            "Docker is not reachable ({}).\n"
+            "  Install and start it with the project's setup script: bash scripts/setup.sh\n"
+            "  (on a systemd machine: apt-get install docker.io && systemctl start docker)".format(
+                str(err).splitlines()[0][:160]
+            )
+        ) from None
+
+
+def systemd_host_config(client, **extra):
+    """Docker flags that run systemd as PID 1 here (../shared/ENVIRONMENT.md):
+    every capability but SYS_RESOURCE (``--privileged`` fails on these hosts)."""
+    return client.api.create_host_config(
+        cap_add=["ALL"],
+        cap_drop=["SYS_RESOURCE"],
+        security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+        device_cgroup_rules=["a *:* rwm"],
+        tmpfs={"/run": "rw,exec", "/run/lock": "rw"},
+        cgroupns="host",
+        **extra,
+    )
+
+
+def master_config(cluster: str) -> dict:
+    return {
+        "id": names.MASTER_ID,
+        "interface": "0.0.0.0",
+        "auto_accept": False,
+        "open_mode": False,
+        "presence_events": True,
+        "file_roots": {"base": [f"{SRV}/states", f"{SRV}/modules"]},
+        "pillar_roots": {"base": [f"{SRV}/pillar"]},
+        "worker_threads": 4,
+        "timeout": 30,
+        "log_level_logfile": "info",
+    }
+
+
+def minion_config(cluster: str, minion_id: str) -> dict:
+    return {
+        "id": minion_id,
+        "master": names.master_container(cluster),
+        "log_level_logfile": "info",
+        "acceptance_wait_time": 2,
+        "random_reauth_delay": 0,
+        "auth_timeout": 10,
+    }
+
+
+def cluster_pillar(cluster: str, nodes: dict[str, str], consul_servers: int = 3) -> dict:
+    """The generated topology pillar of a local cluster (``nodes``: id -> address)."""
+    ids = sorted(nodes, key=lambda n: (len(n), n))
+    return {
+        "bay": {
+            "cluster": cluster,
+            "nodes": {n: {"address": nodes[n], "roles": ["worker"]} for n in ids},
+            "python": {"find_links": [images.WHEELHOUSE], "no_index": True},
+            "consul": {"source": "debian-bullseye", "servers": ids[:consul_servers]},
+        }
+    }
+
+
+def _first_lines(text: str, count: int = 3) -> str:
+    """Salt wraps render errors in tracebacks; the first lines say what is wrong."""
+    return "\n    ".join(text.strip().splitlines()[:count])
+
+
+@dataclass
+class NodeInfo:
+    id: str
+    container: str
+    address: str
+    status: str
+
+
+class LocalCluster:
+    def __init__(self, name: str = names.DEFAULT_CLUSTER, client=None, progress: Progress | None = None):
+        self.name = name
+        self.client = client or docker_client()
+        self.progress = progress or Progress()
+        self.state_dir = STATE_ROOT / name
+        self.labels = {names.LABEL_CLUSTER: name}
+
+    # --- inspection -------------------------------------------------------
+    def containers(self):
+        return self.client.containers.list(all=True, filters={"label": f"{names.LABEL_CLUSTER}={self.name}"})
+
+    def master(self):
+        return self.client.containers.get(names.master_container(self.name))
+
+    def nodes(self) -> list[NodeInfo]:
+        out = []
+        net = names.network_name(self.name)
+        for c in self.containers():
+            if c.labels.get(names.LABEL_ROLE) != "node":
+                continue
+            addr = c.attrs["NetworkSettings"]["Networks"].get(net, {}).get("IPAddress", "")
+            out.append(NodeInfo(c.labels.get("io.bay.minion", c.name), c.name, addr, c.status))
+        return sorted(out, key=lambda n: (len(n.id), n.id))
+
+    def salt(self, *args: str, timeout: int = 600, runner: bool = False) -> dict:
+        """Run ``salt`` (or ``salt-run``) on the master; parsed JSON."""
+        cmd = ["salt-run" if runner else "salt", "--out=json", *(["--static"] if not runner else []), f"-t{timeout}", *args]
+        res = self.master().exec_run(cmd, demux=True)
+        out = (res.output[0] or b"").decode()
+        err = (res.output[1] or b"").decode()
+        try:
+            return json.loads(out) if out.strip() else {}
+        except json.JSONDecodeError:
+            raise BayError(f"salt {' '.join(args)} failed (exit {res.exit_code}): {out[-2000:]}{err[-2000:]}") from None
+
+    # --- up ---------------------------------------------------------------
+    def up(self, count: int = 3) -> None:
+        if count < 1:
+            raise BayError("--nodes must be at least 1")
+        existing = [n for n in self.nodes()]
+        if existing:
+            raise BayError(f"cluster {self.name!r} already exists ({len(existing)} nodes); `bay down` first or `bay status`")
+        image = images.ensure_node_image(self.client, self.progress)
+        with self.progress.step(f"master and {count} node containers"):
+            self._create(image, count)
+        self._wait_for_minions([names.node_id(i) for i in range(1, count + 1)])
+        self.provision()
+
+    def _create(self, image: str, count: int) -> None:
+        root = images.checkout_root()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        pillar_dir = self.state_dir / "pillar"
+        pillar_dir.mkdir(exist_ok=True)
+        (pillar_dir / "top.sls").write_text("base:\n  '*':\n    - bay\n")
+        (pillar_dir / "bay.sls").write_text(yaml.safe_dump(cluster_pillar(self.name, {})))
+        net = self.client.networks.create(names.network_name(self.name), driver="bridge", labels=self.labels)
+
+        master_keys = keys.generate()
+        minion_ids = [names.node_id(i) for i in range(1, count + 1)]
+        minion_keys = {m: keys.generate() for m in minion_ids}
+        master_files = {
+            "/etc/salt/master.d/bay.conf": (yaml.safe_dump(master_config(self.name)), 0o644),
+            "/etc/salt/pki/master/master.pem": (master_keys.private_pem, 0o400),
+            "/etc/salt/pki/master/master.pub": (master_keys.public_pem, 0o644),
+        }
+        for m, kp in minion_keys.items():
+            master_files[f"/etc/salt/pki/master/minions/{m}"] = (kp.public_pem, 0o644)
+        binds = {
+            str(root / "states"): {"bind": f"{SRV}/states", "mode": "ro"},
+            str(root / "modules"): {"bind": f"{SRV}/modules", "mode": "ro"},
+            str(pillar_dir): {"bind": f"{SRV}/pillar", "mode": "ro"},
+            "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+        }
+        master = self._create_container(
+            image, names.master_container(self.name), "master", names.MASTER_ID, binds, net
+        )
+        master.put_archive("/", images.tar_files(master_files))
+        master.start()
+
+        for i, m in enumerate(minion_ids, start=1):
+            vol = self.client.volumes.create(f"{names.node_container(self.name, i)}-docker", labels=self.labels)
+            node_binds = {
+                "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+                vol.name: {"bind": "/var/lib/docker", "mode": "rw"},
+            }
+            # /dev/kmsg: cAdvisor reads OOM kills from the kernel log
+            c = self._create_container(
+                image, names.node_container(self.name, i), "node", m, node_binds, net, devices=["/dev/kmsg:/dev/kmsg:r"]
+            )
+            c.put_archive("/", images.tar_files({
+                "/etc/salt/minion.d/bay.conf": (yaml.safe_dump(minion_config(self.name, m)), 0o644),
+                "/etc/salt/pki/minion/minion.pem": (minion_keys[m].private_pem, 0o400),
+                "/etc/salt/pki/minion/minion.pub": (minion_keys[m].public_pem, 0o644),
+                "/etc/salt/pki/minion/minion_master.pub": (master_keys.public_pem, 0o644),
+                "/etc/hostname": (m + "\n", 0o644),
+            }))
+            c.start()
+        addresses = {n.id: n.address for n in self.nodes()}
+        (pillar_dir / "bay.sls").write_text(yaml.safe_dump(cluster_pillar(self.name, addresses), sort_keys=False))
+
+    def _create_container(self, image, name, role, minion_id, binds, net, **host_extra):
+        host_config = systemd_host_config(self.client, binds=binds, **host_extra)
+        labels = dict(self.labels, **{names.LABEL_ROLE: role, "io.bay.minion": minion_id})
+        cid = self.client.api.create_container(
+            image, name=name, hostname=minion_id, labels=labels, host_config=host_config,
+            networking_config=self.client.api.create_networking_config(
+                {net.name: self.client.api.create_endpoint_config(aliases=[minion_id])}
+            ),
+            stop_signal="SIGRTMIN+3",
+        )
+        return self.client.containers.get(cid["Id"])
+
+    def _wait_for_minions(self, ids: list[str], timeout: float = 180) -> None:
+        with self.progress.step(f"minions {', '.join(ids)} answer the master"):
+            deadline = time.monotonic() + timeout
+            seen: set[str] = set()
+            while time.monotonic() < deadline:
+                try:
+                    ret = self.salt("-L", ",".join(ids), "test.ping", timeout=5)
+                except (BayError, docker.errors.APIError):
+                    ret = {}
+                seen = {m for m, v in ret.items() if v is True}
+                self.progress.detail(f"{len(seen)}/{len(ids)} up")
+                if seen >= set(ids):
+                    return
+                time.sleep(1)
+            raise BayError(f"minions {sorted(set(ids) - seen)} did not answer the master within {timeout:.0f}s")
+
+    def provision(self, target: str = "*") -> dict:
+        """``saltutil.sync_all`` then ``state.apply bay`` on ``target``; failures raise."""
+        with self.progress.step("saltutil.sync_all"):
+            self.salt(target, "saltutil.sync_all")
+        with self.progress.step("state.apply bay on every node"):
+            ret = self.salt(target, "state.apply", "bay")
+        summaries = summarize_apply(ret)
+        failed = {m: s.failed for m, s in summaries.items() if not s.ok}
+        if failed or not summaries:
+            lines = [f"  {m}: {_first_lines(msg)}" for m, msgs in failed.items() for msg in msgs[:10]]
+            raise BayError("state.apply bay failed:\n" + ("\n".join(lines) or "  no minion answered"))
+        for m, s in sorted(summaries.items()):
+            self.progress.note(f"{m}: {s.states} states, {s.changed} changed")
+        return summaries
+
+    # --- down -------------------------------------------------------------
+    def down(self) -> list[str]:
+        """Remove every container, network and volume of this cluster (found
+        by label) and its state directory; nothing else."""
+        removed = []
+        flt = {"label": f"{names.LABEL_CLUSTER}={self.name}"}
+        for c in self.containers():
+            c.remove(force=True, v=True)
+            removed.append(f"container {c.name}")
+        for n in self.client.networks.list(filters=flt):
+            n.remove()
+            removed.append(f"network {n.name}")
+        for v in self.client.volumes.list(filters=flt):
+            v.remove(force=True)
+            removed.append(f"volume {v.name}")
+        if self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+            removed.append(f"state {self.state_dir}")
+        return removed
+
+    # --- status -----------------------------------------------------------
+    def status(self) -> dict:
+        """Nodes, roles, their services' states, and how to reach things."""
+        try:
+            master = self.master()
+        except docker.errors.NotFound:
+            raise BayError(f"no cluster {self.name!r} here; start one with `bay up`") from None
+        pillar = yaml.safe_load((self.state_dir / "pillar" / "bay.sls").read_text())["bay"]
+        cfg = settings.load(settings.formula_defaults(images.checkout_root()), pillar)
+        net = names.network_name(self.name)
+        master_ip = master.attrs["NetworkSettings"]["Networks"].get(net, {}).get("IPAddress", "")
+        rows = []
+        for n in self.nodes():
+            services = {}
+            if n.status == "running":
+                res = self.client.containers.get(n.container).exec_run(["systemctl", "is-active", *NODE_SERVICES])
+                services = dict(zip(NODE_SERVICES, res.output.decode().split()))
+            spec = cfg["nodes"].get(n.id, {})
+            rows.append({
+                "id": n.id, "container": n.container, "address": n.address, "state": n.status,
+                "roles": spec.get("roles", []) + (["consul-server"] if n.id in cfg["consul"]["servers"] else []),
+                "services": services,
+                "haproxy_stats": f"http://{n.address}:{cfg['haproxy']['stats_port']}/stats",
+                "cadvisor": f"http://{n.address}:{cfg['cadvisor']['port']}/",
+            })
+        return {
+            "cluster": self.name,
+            "master": {"container": master.name, "address": master_ip, "state": master.status,
+                       "salt": f"docker exec -it {master.name} salt '*' test.ping"},
+            "nodes": rows,
+        }
+

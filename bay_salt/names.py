@@ -1,0 +1,62 @@
+"""The one definition of every name Bay shares between processes.
+
+Docker labels, Consul KV keys, Salt event tags and local-cluster resource
+names are defined here and imported everywhere else; nothing spells them out
+a second time.
+"""
+
+from __future__ import annotations
+
+# --- Docker labels ---------------------------------------------------------
+LABEL_PREFIX = "io.bay"
+#: every Docker object ``bay up`` creates on the host carries this label (value: cluster name)
+LABEL_CLUSTER = f"{LABEL_PREFIX}.cluster"
+#: role of a local-cluster container: "master" or "node"
+LABEL_ROLE = f"{LABEL_PREFIX}.role"
+#: labels on service containers
+LABEL_SERVICE = f"{LABEL_PREFIX}.service"
+LABEL_GROUP = f"{LABEL_PREFIX}.group"
+LABEL_INSTANCE = f"{LABEL_PREFIX}.instance"
+
+# --- Consul KV -------------------------------------------------------------
+KV_PREFIX = "bay"
+
+
+def kv_instance(service: str, group: str, instance: str) -> str:
+    """Key of one running instance's record."""
+    return f"{KV_PREFIX}/instances/{service}/{group}/{instance}"
+
+
+def kv_group_prefix(service: str, group: str) -> str:
+    return f"{KV_PREFIX}/instances/{service}/{group}/"
+
+
+# --- Salt event tags -------------------------------------------------------
+EVENT_PREFIX = "bay"
+TAG_CONTAINER_DIED = f"{EVENT_PREFIX}/container/died"
+TAG_NODE_LOST = f"{EVENT_PREFIX}/node/lost"
+TAG_NODE_BACK = f"{EVENT_PREFIX}/node/back"
+TAG_SCALE_DECIDED = f"{EVENT_PREFIX}/scale/decided"
+
+# --- Local cluster (`bay up`) ----------------------------------------------
+DEFAULT_CLUSTER = "default"
+
+
+def network_name(cluster: str) -> str:
+    return f"bay-{cluster}"
+
+
+def master_container(cluster: str) -> str:
+    return f"bay-{cluster}-master"
+
+
+def node_container(cluster: str, index: int) -> str:
+    return f"bay-{cluster}-node{index}"
+
+
+def node_id(index: int) -> str:
+    """Minion id (and hostname) of the ``index``-th local node."""
+    return f"node{index}"
+
+
+MASTER_ID = "master"

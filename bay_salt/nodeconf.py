@@ -1,0 +1,105 @@
+"""Configuration files of a Bay node's daemons, as data, from validated settings.
+
+The SLS files write what these functions return; nothing here touches the
+system, so all of it is unit-tested without Salt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def docker_daemon_config(cfg: dict) -> dict:
+    """``/etc/docker/daemon.json``: json-file logs rotated by size and count,
+    live-restore, Bay's registry as insecure registry and mirror."""
+    d = cfg["docker"]
+    conf: dict = {
+        "data-root": d["data_root"],
+        "log-driver": d["log_driver"],
+        "log-opts": {"max-size": d["log_max_size"], "max-file": str(d["log_max_file"])},
+        "live-restore": d["live_restore"],
+    }
+    if d["registry"]:
+        conf["insecure-registries"] = [d["registry"]]
+        conf["registry-mirrors"] = [f"http://{d['registry']}"]
+    return conf
+
+
+def consul_config(cfg: dict) -> dict:
+    """The agent's JSON config: server on the nodes the pillar lists (with
+    bootstrap_expect), client elsewhere; every agent retry-joins the servers."""
+    c, node = cfg["consul"], cfg["node"]
+    if not node["address"]:
+        raise ValueError(f"node {node['id']}: no address in bay:nodes and none found in grains")
+    conf: dict = {
+        "datacenter": c["datacenter"],
+        "node_name": node["id"],
+        "data_dir": c["data_dir"],
+        "bind_addr": node["address"],
+        "advertise_addr": node["address"],
+        "client_addr": f"127.0.0.1 {node['address']}",
+        "ports": {"http": c["http_port"], "dns": c["dns_port"]},
+        "retry_join": [a for a in c["server_addresses"] if a != node["address"]] or c["server_addresses"],
+        "server": node["consul_server"],
+        "ui": c["ui"],
+        "leave_on_terminate": not node["consul_server"],
+        "disable_update_check": True,
+    }
+    if node["consul_server"]:
+        conf["bootstrap_expect"] = len(c["servers"])
+    return conf
+
+
+def haproxy_config(cfg: dict) -> str:
+    """The base ``haproxy.cfg``: master-worker, an admin Runtime API socket
+    readable by root only, and a stats page."""
+    return _TEMPLATES.get_template("haproxy.cfg.j2").render(haproxy=cfg["haproxy"], node=cfg.get("node", {}))
+
+
+def cadvisor_environment(cfg: dict) -> str:
+    """``/etc/default/cadvisor`` for Debian's cadvisor unit."""
+    c = cfg["cadvisor"]
+    return (
+        "# Managed by Salt (bay.cadvisor)\n"
+        'CADVISOR_DOCKER_ENDPOINT="unix:///var/run/docker.sock"\n'
+        f'CADVISOR_PORT="{c["port"]}"\n'
+        'CADVISOR_STORAGE_DRIVER=""\n'
+        # Debian's unit passes every one of these as a flag: none may be empty
+        'CADVISOR_STORAGE_DRIVER_HOST="localhost:8086"\n'
+        'CADVISOR_STORAGE_DRIVER_USER="root"\n'
+        'CADVISOR_STORAGE_DRIVER_PASSWORD="root"\n'
+        'CADVISOR_STORAGE_DRIVER_SECURE="false"\n'
+        'CADVISOR_LOG_TO_STDERR="true"\n'
+        # the unit passes ${DAEMON_ARGS} as ONE argument (systemd does not split ${...})
+        f'DAEMON_ARGS="--housekeeping_interval={c["housekeeping_interval"]}"\n'
+    )
+
+
+def mesos_agent_files(cfg: dict) -> dict[str, str]:
+    """Mesos agent configuration in the Mesosphere package layout:
+    ``/etc/mesos/zk`` and one file per flag under ``/etc/mesos-slave``."""
+    m = cfg["mesos"]
+    files = {
+        "/etc/mesos/zk": m["zk"] + "\n",
+        "/etc/mesos-slave/containerizers": ",".join(m["containerizers"]) + "\n",
+        "/etc/mesos-slave/work_dir": m["work_dir"] + "\n",
+    }
+    node = cfg.get("node") or {}
+    if node.get("address"):
+        files["/etc/mesos-slave/ip"] = node["address"] + "\n"
+        files["/etc/mesos-slave/hostname"] = node["id"] + "\n"
+    if m["attributes"]:
+        files["/etc/mesos-slave/attributes"] = ";".join(f"{k}:{v}" for k, v in sorted(m["attributes"].items())) + "\n"
+    if m["resources"]:
+        files["/etc/mesos-slave/resources"] = ";".join(f"{k}:{v}" for k, v in sorted(m["resources"].items())) + "\n"
+    return files

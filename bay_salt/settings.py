@@ -1,0 +1,247 @@
+"""The `bay:` pillar: its schema, defaults merging and validation.
+
+Salt's map.jinja hands the formula defaults and the pillar to :func:`load`,
+which returns one validated dict for the states to look up. Any problem
+raises :class:`SettingsError` naming the pillar key, so a bad pillar fails the
+render before a single state runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import re
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ROLES = ("worker", "registry", "mesos-agent")
+_SIZE_RE = re.compile(r"^([1-9][0-9]*)([kmg]?)$")
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,62}[a-z0-9])?$")
+
+
+class SettingsError(ValueError):
+    """The `bay:` pillar is invalid; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Port = Field(ge=1, le=65535)
+
+
+class Node(_Strict):
+    address: str | None = None
+    roles: list[str] = Field(default_factory=lambda: ["worker"])
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address") from None
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, value: list[str]) -> list[str]:
+        unknown = [r for r in value if r not in ROLES]
+        if unknown:
+            raise ValueError(f"unknown role {unknown[0]!r} (known: {', '.join(ROLES)})")
+        return value
+
+
+class Python(_Strict):
+    bin_env: str
+    packages: list[str]
+    find_links: list[str] = []
+    no_index: bool = False
+
+
+class Docker(_Strict):
+    package: str
+    service: str
+    data_root: str
+    log_driver: str
+    log_max_size: str
+    log_max_file: int = Field(ge=1)
+    live_restore: bool
+    registry: str = ""
+
+    @field_validator("log_max_size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not _SIZE_RE.match(str(value).lower()):
+            raise ValueError(f"{value!r} is not a positive size like 10m, 512k or 1g")
+        return str(value).lower()
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, value: str) -> str:
+        if value:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{value!r} is not host:port")
+        return value
+
+
+class Consul(_Strict):
+    source: Literal["hashicorp", "debian-bullseye", "none"]
+    hashicorp_repo: str
+    package: str
+    datacenter: str
+    data_dir: str
+    config_dir: str
+    servers: list[str] = []
+    http_port: int = Port
+    dns_port: int = Port
+    ui: bool = False
+
+    @field_validator("datacenter")
+    @classmethod
+    def _dc(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"{value!r} is not a valid datacenter name")
+        return value
+
+
+class HAProxy(_Strict):
+    package: str
+    config: str
+    socket: str
+    stats_port: int = Port
+    maxconn: int = Field(ge=1)
+
+
+class CAdvisor(_Strict):
+    package: str
+    port: int = Port
+    housekeeping_interval: str
+
+
+class Mesos(_Strict):
+    enabled: bool = False
+    repo: str = ""
+    package: str = "mesos"
+    zk: str = ""
+    containerizers: list[Literal["docker", "mesos"]] = ["docker", "mesos"]
+    work_dir: str
+    attributes: dict[str, str] = {}
+    resources: dict[str, str | int | float] = {}
+
+    @model_validator(mode="after")
+    def _zk(self) -> "Mesos":
+        if self.enabled and not self.zk.startswith("zk://"):
+            raise ValueError("zk: mesos is enabled, so zk must be a zk://host:port,.../mesos URL")
+        return self
+
+
+class Settings(_Strict):
+    cluster: str
+    nodes: dict[str, Node]
+    python: Python
+    docker: Docker
+    consul: Consul
+    haproxy: HAProxy
+    cadvisor: CAdvisor
+    mesos: Mesos
+    # the rest of the `bay:` pillar (services, registry, ...) is validated by its own models
+    services: dict[str, Any] = {}
+    registry: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _servers_exist(self) -> "Settings":
+        for name in self.consul.servers:
+            if name not in self.nodes:
+                raise ValueError(f"consul:servers: {name!r} is not a node in bay:nodes")
+        addresses: dict[str, str] = {}
+        for name, node in self.nodes.items():
+            if node.address and node.address in addresses:
+                raise ValueError(
+                    f"nodes:{name}:address: {node.address} is already the address of {addresses[node.address]}"
+                )
+            if node.address:
+                addresses[node.address] = name
+        return self
+
+
+def formula_defaults(root) -> dict:
+    """The ``bay`` key of the formula's ``states/bay/defaults.yaml`` under checkout ``root``."""
+    with open(f"{root}/states/bay/defaults.yaml", encoding="utf-8") as fh:
+        return yaml.safe_load(fh)["bay"]
+
+
+def pick_address(ip4_interfaces: dict[str, list[str]]) -> str | None:
+    """The node's own address from Salt's ``ip4_interfaces`` grain: the first
+    address of the first interface that is not loopback or a bridge Docker
+    made (docker0, br-*, veth*)."""
+    skip = ("lo", "docker", "br-", "veth")
+    for iface in sorted(ip4_interfaces):
+        if iface.startswith(skip):
+            continue
+        for addr in ip4_interfaces[iface]:
+            if not addr.startswith("127."):
+                return addr
+    return None
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``override`` merged into a copy of ``base``; dicts merge, anything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _format_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ":".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        key = f"bay:{loc}" if loc else "bay"
+        # model-level errors carry their own key in the message ("consul:servers: ...")
+        if not loc and ":" in msg.split(" ", 1)[0]:
+            key, msg = "bay:" + msg.split(": ", 1)[0], msg.split(": ", 1)[1]
+        lines.append(f"{key}: {msg}")
+    return "invalid pillar: " + "; ".join(lines)
+
+
+def load(defaults: dict, pillar: dict | None, minion_id: str | None = None, own_address: str | None = None) -> dict:
+    """Merge ``pillar`` (the ``bay`` pillar value) over ``defaults`` (the ``bay``
+    key of defaults.yaml), validate, and return the settings as plain data.
+
+    With ``minion_id``, ``node`` holds that minion's own entry (address, roles,
+    and whether it is a Consul server); ``own_address`` is its address when
+    the pillar does not give one.
+    """
+    if pillar is not None and not isinstance(pillar, dict):
+        raise SettingsError(f"invalid pillar: bay: must be a mapping, not {type(pillar).__name__}")
+    merged = deep_merge(defaults, pillar or {})
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as err:
+        raise SettingsError(_format_error(err)) from None
+    data = settings.model_dump()
+    if not data["consul"]["servers"] and data["nodes"]:
+        data["consul"]["servers"] = [sorted(data["nodes"])[0]]
+    data["consul"]["server_addresses"] = [
+        data["nodes"][n]["address"] for n in data["consul"]["servers"] if data["nodes"][n]["address"]
+    ]
+    if minion_id is not None:
+        own = data["nodes"].get(minion_id, {"address": None, "roles": ["worker"]})
+        data["node"] = {
+            "id": minion_id,
+            "address": own["address"] or own_address,
+            "roles": own["roles"],
+            "consul_server": minion_id in data["consul"]["servers"],
+        }
+    return data

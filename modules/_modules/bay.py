@@ -1,0 +1,160 @@
+"""
+Bay execution module: the node's validated settings and the daemon
+configurations derived from them. A thin adapter over :mod:`bay_salt`.
+"""
+
+import logging
+
+from salt.exceptions import CommandExecutionError
+
+try:
+    from bay_salt import aptsources, nodeconf
+    from bay_salt import settings as bay_settings
+
+    HAS_BAY = True
+    IMPORT_ERROR = ""
+except ImportError as exc:  # pragma: no cover - depends on the minion's Python
+    HAS_BAY = False
+    IMPORT_ERROR = str(exc)
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "bay"
+
+
+def __virtual__():
+    if not HAS_BAY:
+        return (False, f"bay_salt is not installed in the Python that runs Salt: {IMPORT_ERROR}")
+    return __virtualname__
+
+
+def _defaults():
+    import salt.utils.yaml
+
+    text = __salt__["cp.get_file_str"]("salt://bay/defaults.yaml", saltenv=__opts__.get("saltenv") or "base")
+    if not text:
+        raise CommandExecutionError("salt://bay/defaults.yaml is not on the master's file server")
+    return salt.utils.yaml.safe_load(text)["bay"]
+
+
+def settings(defaults=None):
+    """
+    The validated ``bay:`` settings of this minion: formula defaults merged
+    with pillar, plus ``node`` (this minion's id, address, roles). An invalid
+    pillar raises an error naming the key, so nothing is applied.
+
+    defaults
+        the ``bay`` key of ``defaults.yaml`` (map.jinja passes it; read from
+        ``salt://bay/defaults.yaml`` when omitted)
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.settings
+    """
+    if defaults is None:
+        defaults = _defaults()
+    own = bay_settings.pick_address(__grains__.get("ip4_interfaces", {}))
+    try:
+        return bay_settings.load(defaults, __pillar__.get("bay", {}), __opts__["id"], own)
+    except bay_settings.SettingsError as exc:
+        raise CommandExecutionError(str(exc)) from None
+
+
+def docker_daemon_config(cfg=None):
+    """
+    The content of ``/etc/docker/daemon.json`` for this node.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.docker_daemon_config
+    """
+    return nodeconf.docker_daemon_config(cfg or settings())
+
+
+def consul_config(cfg=None):
+    """
+    The Consul agent configuration for this node (server or client).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.consul_config
+    """
+    try:
+        return nodeconf.consul_config(cfg or settings())
+    except ValueError as exc:
+        raise CommandExecutionError(str(exc)) from None
+
+
+def haproxy_config(cfg=None):
+    """
+    The rendered ``haproxy.cfg`` for this node.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.haproxy_config
+    """
+    return nodeconf.haproxy_config(cfg or settings())
+
+
+def cadvisor_environment(cfg=None):
+    """
+    The content of ``/etc/default/cadvisor`` for this node.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.cadvisor_environment
+    """
+    return nodeconf.cadvisor_environment(cfg or settings())
+
+
+def mesos_agent_files(cfg=None):
+    """
+    The Mesos agent's configuration files (path -> content).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.mesos_agent_files
+    """
+    return nodeconf.mesos_agent_files(cfg or settings())
+
+
+def bullseye_source():
+    """
+    An apt source for Debian bullseye on this node's own mirror (read from its
+    apt sources), for Consul 1.8.7.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.bullseye_source
+    """
+    try:
+        return aptsources.bullseye_source()
+    except LookupError as exc:
+        raise CommandExecutionError(f"cannot derive a bullseye source: {exc}") from None
+
+
+def bullseye_pin():
+    """
+    The apt preferences that keep bullseye at low priority.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.bullseye_pin
+    """
+    return aptsources.BULLSEYE_PIN

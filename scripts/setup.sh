@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Prepare this machine (Debian 12, as root) for Bay: system packages, a running
+# Docker engine, and a venv with bay-salt installed from this checkout.
+# Idempotent: run it again any time. Progress goes to stderr.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv="${BAY_VENV:-$here/.venv}"
+log_dir=/var/log/bay
+mkdir -p "$log_dir"
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+[ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (it installs packages and starts dockerd)" >&2; exit 1; }
+
+export DEBIAN_FRONTEND=noninteractive
+packages=(docker.io debootstrap busybox-static python3-venv python3-pip haproxy iproute2 curl git tar)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+
+# Consul for the integration tests on the host: Debian bullseye's consul 1.8.7,
+# from this machine's own mirror (the source is derived from its apt sources).
+if ! command -v consul >/dev/null; then
+  say "adding a low-pinned bullseye apt source for consul"
+  PYTHONPATH="$here" python3 -m bay_salt.aptsources bullseye-source > /etc/apt/sources.list.d/bay-bullseye.sources
+  PYTHONPATH="$here" python3 -c 'from bay_salt.aptsources import BULLSEYE_PIN; print(BULLSEYE_PIN, end="")' \
+    > /etc/apt/preferences.d/bay-bullseye
+  missing+=("consul/bullseye")
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  say "apt-get install ${missing[*]}"
+  apt-get update -q >"$log_dir/apt-update.log" 2>&1
+  apt-get install -y -q "${missing[@]}" >"$log_dir/apt-install.log" 2>&1 \
+    || { tail -20 "$log_dir/apt-install.log" >&2; exit 1; }
+fi
+# Debian starts haproxy/consul services on install where systemd runs; Bay's tests
+# start their own instances, so the packaged ones are not needed on the host.
+
+if ! docker info >/dev/null 2>&1; then
+  if [ -d /run/systemd/system ]; then
+    say "starting docker (systemd)"
+    systemctl start docker
+  else
+    say "starting dockerd (no systemd here; log: $log_dir/dockerd.log)"
+    nohup dockerd >"$log_dir/dockerd.log" 2>&1 &
+  fi
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { echo "setup.sh: dockerd did not come up; see $log_dir/dockerd.log" >&2; exit 1; }
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  say "creating $venv"
+  python3 -m venv "$venv"
+fi
+stamp="$venv/.bay-installed"
+if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
+  say "pip install -e .[test] (salt==3008.4 and friends; about 2 minutes the first time)"
+  "$venv/bin/pip" install -q --upgrade pip >/dev/null
+  "$venv/bin/pip" install -q -e "$here[test]"
+  touch "$stamp"
+fi
+ln -sf "$venv/bin/bay" /usr/local/bin/bay
+say "ready: docker $(docker version --format '{{.Server.Version}}'), $("$venv/bin/python" -c 'import salt.version; print("salt", salt.version.__version__)')"

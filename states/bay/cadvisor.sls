@@ -1,0 +1,23 @@
+{%- from "bay/map.jinja" import bay with context %}
+bay-cadvisor-package:
+  pkg.installed:
+    - name: {{ bay.cadvisor.package }}
+
+bay-cadvisor-environment:
+  file.managed:
+    - name: /etc/default/cadvisor
+    - contents: {{ salt['bay.cadvisor_environment'](bay) | json }}
+    - mode: '0644'
+    - require:
+      - pkg: bay-cadvisor-package
+
+bay-cadvisor-service:
+  service.running:
+    - name: cadvisor
+    - enable: True
+    # a daemon that dies right after start fails the state instead of passing
+    - init_delay: 2
+    - require:
+      - service: bay-docker-service
+    - watch:
+      - file: bay-cadvisor-environment

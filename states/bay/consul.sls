@@ -1,0 +1,70 @@
+{%- from "bay/map.jinja" import bay with context %}
+{%- set c = bay.consul %}
+{%- if c.source == 'hashicorp' %}
+bay-consul-repo:
+  pkgrepo.managed:
+    - name: deb [signed-by=/usr/share/keyrings/hashicorp-archive-keyring.gpg] {{ c.hashicorp_repo }} {{ grains['oscodename'] }} main
+    - file: /etc/apt/sources.list.d/hashicorp.list
+    - key_url: {{ c.hashicorp_repo }}/gpg
+    - aptkey: False
+    - require_in:
+      - pkg: bay-consul-package
+{%- elif c.source == 'debian-bullseye' %}
+bay-consul-bullseye-source:
+  file.managed:
+    - name: /etc/apt/sources.list.d/bay-bullseye.sources
+    - contents: {{ salt['bay.bullseye_source']() | json }}
+
+bay-consul-bullseye-pin:
+  file.managed:
+    - name: /etc/apt/preferences.d/bay-bullseye
+    - contents: {{ salt['bay.bullseye_pin']() | json }}
+
+bay-consul-apt-update:
+  cmd.run:
+    - name: apt-get update -q
+    - onchanges:
+      - file: bay-consul-bullseye-source
+      - file: bay-consul-bullseye-pin
+    - require_in:
+      - pkg: bay-consul-package
+{%- endif %}
+
+bay-consul-package:
+  pkg.installed:
+    - name: {{ c.package }}
+{%- if c.source == 'debian-bullseye' %}
+    - fromrepo: bullseye
+{%- endif %}
+
+bay-consul-data-dir:
+  file.directory:
+    - name: {{ c.data_dir }}
+    - user: consul
+    - group: consul
+    - mode: '0750'
+    - require:
+      - pkg: bay-consul-package
+
+bay-consul-config:
+  file.serialize:
+    - name: {{ c.config_dir }}/bay.json
+    - serializer: json
+    - dataset: {{ salt['bay.consul_config'](bay) | json }}
+    - user: root
+    - group: consul
+    - mode: '0640'
+    - makedirs: True
+    - require:
+      - pkg: bay-consul-package
+
+bay-consul-service:
+  service.running:
+    - name: consul
+    - enable: True
+    # a daemon that dies right after start fails the state instead of passing
+    - init_delay: 2
+    - require:
+      - file: bay-consul-data-dir
+    - watch:
+      - file: bay-consul-config

@@ -1,0 +1,21 @@
+{%- from "bay/map.jinja" import bay with context %}
+bay-docker-package:
+  pkg.installed:
+    - name: {{ bay.docker.package }}
+
+bay-docker-daemon-config:
+  file.serialize:
+    - name: /etc/docker/daemon.json
+    - serializer: json
+    - dataset: {{ salt['bay.docker_daemon_config'](bay) | json }}
+    - makedirs: True
+    - mode: '0644'
+    - require:
+      - pkg: bay-docker-package
+
+bay-docker-service:
+  service.running:
+    - name: {{ bay.docker.service }}
+    - enable: True
+    - watch:
+      - file: bay-docker-daemon-config

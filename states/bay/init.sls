@@ -1,0 +1,8 @@
+# salt '*' state.apply bay  -- turns a Debian server into a Bay node.
+include:
+  - bay.python
+  - bay.docker
+  - bay.consul
+  - bay.haproxy
+  - bay.cadvisor
+  - bay.mesos

@@ -1,0 +1,4 @@
+# Every minion the master accepts becomes a Bay node.
+base:
+  '*':
+    - bay

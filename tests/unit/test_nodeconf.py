@@ -1,0 +1,84 @@
+import subprocess
+import shutil
+
+import pytest
+
+from bay_salt import nodeconf, settings
+from tests.helpers import CHECKOUT
+
+
+def cfg_for(minion, **extra):
+    p = settings.deep_merge(
+        {
+            "nodes": {"node1": {"address": "10.0.0.1"}, "node2": {"address": "10.0.0.2"}, "node3": {"address": "10.0.0.3"}},
+            "consul": {"servers": ["node1", "node2"]},
+        },
+        extra,
+    )
+    return settings.load(settings.formula_defaults(CHECKOUT), p, minion)
+
+
+def test_docker_daemon_rotates_logs_and_knows_the_registry():
+    conf = nodeconf.docker_daemon_config(cfg_for("node1", docker={"registry": "10.0.0.1:5000"}))
+    assert conf["log-driver"] == "json-file"
+    assert conf["log-opts"] == {"max-size": "10m", "max-file": "3"}
+    assert conf["live-restore"] is True
+    assert conf["insecure-registries"] == ["10.0.0.1:5000"]
+    assert conf["registry-mirrors"] == ["http://10.0.0.1:5000"]
+
+
+def test_docker_daemon_without_registry_has_no_registry_keys():
+    conf = nodeconf.docker_daemon_config(cfg_for("node1"))
+    assert "insecure-registries" not in conf and "registry-mirrors" not in conf
+
+
+def test_consul_server_and_client():
+    server = nodeconf.consul_config(cfg_for("node1"))
+    assert server["server"] is True and server["bootstrap_expect"] == 2
+    assert server["bind_addr"] == server["advertise_addr"] == "10.0.0.1"
+    assert server["retry_join"] == ["10.0.0.2"]
+    client = nodeconf.consul_config(cfg_for("node3"))
+    assert client["server"] is False and "bootstrap_expect" not in client
+    assert client["retry_join"] == ["10.0.0.1", "10.0.0.2"]
+    assert client["leave_on_terminate"] is True
+
+
+def test_consul_needs_an_address():
+    cfg = settings.load(settings.formula_defaults(CHECKOUT), {"nodes": {"n": {}}}, "n")
+    with pytest.raises(ValueError, match="no address"):
+        nodeconf.consul_config(cfg)
+
+
+def test_haproxy_base_config_has_admin_socket_root_only():
+    text = nodeconf.haproxy_config(cfg_for("node1"))
+    assert "master-worker" in text
+    assert "stats socket /run/haproxy/admin.sock mode 600 level admin expose-fd listeners" in text
+    assert "bind *:8404" in text
+
+
+@pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy binary not installed (scripts/setup.sh installs it)")
+def test_haproxy_accepts_the_rendered_config(tmp_path):
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(nodeconf.haproxy_config(cfg_for("node1")).replace("chroot /var/lib/haproxy\n", ""))
+    res = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr + res.stdout
+
+
+def test_cadvisor_environment():
+    env = nodeconf.cadvisor_environment(cfg_for("node1", cadvisor={"port": 9090}))
+    assert 'CADVISOR_PORT="9090"' in env
+    assert "--housekeeping_interval=2s" in env
+
+
+def test_mesos_agent_files():
+    cfg = cfg_for(
+        "node2",
+        mesos={"enabled": True, "zk": "zk://10.0.0.1:2181/mesos", "attributes": {"rack": "r1", "az": "a"},
+               "resources": {"cpus": 4, "ports": "[31000-32000]"}},
+    )
+    files = nodeconf.mesos_agent_files(cfg)
+    assert files["/etc/mesos/zk"] == "zk://10.0.0.1:2181/mesos\n"
+    assert files["/etc/mesos-slave/containerizers"] == "docker,mesos\n"
+    assert files["/etc/mesos-slave/attributes"] == "az:a;rack:r1\n"
+    assert files["/etc/mesos-slave/resources"] == "cpus:4;ports:[31000-32000]\n"
+    assert files["/etc/mesos-slave/ip"] == "10.0.0.2\n"

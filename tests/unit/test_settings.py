@@ -1,0 +1,90 @@
+import pytest
+
+from bay_salt import settings
+from tests.helpers import CHECKOUT
+
+
+@pytest.fixture(scope="module")
+def defaults():
+    return settings.formula_defaults(CHECKOUT)
+
+
+def pillar(**extra):
+    base = {
+        "nodes": {
+            "node1": {"address": "10.0.0.1"},
+            "node2": {"address": "10.0.0.2", "roles": ["worker", "registry"]},
+            "node3": {"address": "10.0.0.3"},
+        },
+        "consul": {"servers": ["node1", "node2", "node3"]},
+    }
+    return settings.deep_merge(base, extra)
+
+
+def test_defaults_alone_are_valid(defaults):
+    cfg = settings.load(defaults, {})
+    assert cfg["docker"]["log_max_file"] == 3
+    assert cfg["consul"]["servers"] == []
+
+
+def test_pillar_overrides_defaults_and_node_view(defaults):
+    cfg = settings.load(defaults, pillar(docker={"log_max_size": "50M"}), "node2")
+    assert cfg["docker"]["log_max_size"] == "50m"
+    assert cfg["docker"]["log_max_file"] == 3  # untouched default survives the merge
+    assert cfg["node"] == {"id": "node2", "address": "10.0.0.2", "roles": ["worker", "registry"], "consul_server": True}
+    assert cfg["consul"]["server_addresses"] == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+
+
+def test_first_node_is_server_when_none_listed(defaults):
+    p = pillar()
+    p["consul"]["servers"] = []
+    cfg = settings.load(defaults, p, "node3")
+    assert cfg["consul"]["servers"] == ["node1"]
+    assert cfg["node"]["consul_server"] is False
+
+
+def test_own_address_from_grains_when_pillar_has_none(defaults):
+    cfg = settings.load(defaults, {"nodes": {"n1": {}}}, "n1", own_address="192.0.2.7")
+    assert cfg["node"]["address"] == "192.0.2.7"
+
+
+@pytest.mark.parametrize(
+    "bad, key, problem",
+    [
+        ({"nodes": {"node1": {"roles": ["database"]}}}, "bay:nodes:node1:roles", "unknown role 'database'"),
+        ({"consul": {"servers": ["node1", "node9"]}}, "bay:consul:servers", "'node9' is not a node"),
+        ({"docker": {"log_max_file": -1}}, "bay:docker:log_max_file", "greater than or equal to 1"),
+        ({"docker": {"log_max_size": "-5m"}}, "bay:docker:log_max_size", "not a positive size"),
+        ({"nodes": {"node2": {"address": "10.0.0.300"}}}, "bay:nodes:node2:address", "not an IP address"),
+        ({"nodes": {"node2": {"address": "10.0.0.1"}}}, "bay:nodes:node2:address", "already the address of node1"),
+        ({"haproxy": {"stats_port": 70000}}, "bay:haproxy:stats_port", "less than or equal to 65535"),
+        ({"docker": {"registry": "no-port"}}, "bay:docker:registry", "not host:port"),
+        ({"consul": {"source": "ftp"}}, "bay:consul:source", "'hashicorp'"),
+        ({"dockr": {}}, "bay:dockr", "unknown key"),
+        ({"mesos": {"enabled": True}}, "bay:mesos", "zk"),
+    ],
+)
+def test_invalid_pillar_names_key_and_problem(defaults, bad, key, problem):
+    with pytest.raises(settings.SettingsError) as err:
+        settings.load(defaults, settings.deep_merge(pillar(), bad))
+    msg = str(err.value)
+    assert msg.startswith("invalid pillar: ")
+    assert key in msg, msg
+    assert problem in msg, msg
+
+
+def test_pillar_must_be_a_mapping(defaults):
+    with pytest.raises(settings.SettingsError, match="bay: must be a mapping"):
+        settings.load(defaults, ["node1"])
+
+
+def test_pick_address_skips_loopback_and_docker_bridges():
+    grains = {"lo": ["127.0.0.1"], "docker0": ["172.17.0.1"], "br-1a2b": ["172.20.0.1"], "eth0": ["10.1.2.3"]}
+    assert settings.pick_address(grains) == "10.1.2.3"
+    assert settings.pick_address({"lo": ["127.0.0.1"]}) is None
+
+
+def test_deep_merge_does_not_mutate_inputs():
+    base = {"a": {"b": 1, "c": [1]}}
+    out = settings.deep_merge(base, {"a": {"b": 2}})
+    assert out == {"a": {"b": 2, "c": [1]}} and base == {"a": {"b": 1, "c": [1]}}
