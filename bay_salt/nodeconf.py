@@ -47,7 +47,7 @@ def consul_config(cfg: dict) -> dict:
         "data_dir": c["data_dir"],
         "bind_addr": node["address"],
         "advertise_addr": node["address"],
-        "client_addr": f"127.0.0.1 {node['address']}",
+        "client_addr": " ".join(dict.fromkeys(["127.0.0.1", node["address"]])),
         "ports": {"http": c["http_port"], "dns": c["dns_port"]},
         "retry_join": [a for a in c["server_addresses"] if a != node["address"]] or c["server_addresses"],
         "server": node["consul_server"],

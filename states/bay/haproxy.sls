@@ -21,3 +21,17 @@ bay-haproxy-service:
     - reload: True
     - watch:
       - file: bay-haproxy-config
+
+# The package starts HAProxy with Debian's config; a reload would hand that
+# process's sockets (the Runtime API socket with its 0660 mode) to the new
+# workers. Right after the install, restart once so Bay's config binds them.
+bay-haproxy-restart-after-install:
+  module.run:
+    - service.restart:
+      - name: haproxy
+    - onchanges:
+      - pkg: bay-haproxy-package
+    - require:
+      - file: bay-haproxy-config
+    - require_in:
+      - service: bay-haproxy-service

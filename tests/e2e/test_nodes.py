@@ -1,0 +1,87 @@
+"""testinfra checks of every node of a `bay up` cluster after `state.apply bay`."""
+
+import json
+
+import pytest
+import yaml
+
+SERVICES = ["salt-minion", "docker", "consul", "haproxy", "cadvisor"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_running_and_enabled(node, service):
+    svc = node.service(service)
+    assert svc.is_running, f"{service} is not running on {node.info.id}"
+    assert svc.is_enabled, f"{service} is not enabled on {node.info.id}"
+
+
+def test_ports_listening(node):
+    addr = node.info.address
+    for spec in (f"tcp://{addr}:8500", "tcp://127.0.0.1:8500", f"tcp://{addr}:8301", f"tcp://{addr}:8300",
+                 "tcp://0.0.0.0:8404", "tcp://8080"):
+        assert node.socket(spec).is_listening, spec
+
+
+def test_consul_members_all_alive(node, nodes):
+    out = node.check_output("consul members")
+    alive = [line.split()[0] for line in out.splitlines()[1:] if " alive " in line]
+    assert sorted(alive) == sorted(n.id for n in nodes)
+
+
+def test_haproxy_runtime_socket(node):
+    sock = node.file("/run/haproxy/admin.sock")
+    assert sock.is_socket and sock.user == "root" and sock.mode == 0o600
+    out = node.check_output(
+        "/opt/bay/venv/bin/python -c 'from bay_salt.haproxy_runtime import RuntimeAPI; "
+        "print(RuntimeAPI(\"/run/haproxy/admin.sock\").execute(\"show info\"))'"
+    )
+    assert "Name: HAProxy" in out
+
+
+def test_docker_daemon_json_rotates_logs(node):
+    conf = json.loads(node.file("/etc/docker/daemon.json").content_string)
+    assert conf["log-driver"] == "json-file"
+    assert conf["log-opts"] == {"max-size": "10m", "max-file": "3"}
+    assert conf["live-restore"] is True
+    info = json.loads(node.check_output("docker info --format '{{json .}}'"))
+    assert info["LoggingDriver"] == "json-file" and info["Driver"] == "overlay2"
+
+
+def test_minion_python_has_bay_modules(node):
+    node.run_expect([0], "/opt/bay/venv/bin/python -c 'import bay_salt, docker, consul, pydantic'")
+
+
+def test_cadvisor_reachable_from_the_master(cluster, nodes):
+    master = cluster.master()
+    for n in nodes:
+        res = master.exec_run(["curl", "-sf", f"http://{n.address}:8080/api/v1.3/machine"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.output)["num_cores"] >= 1
+
+
+def test_master_never_auto_accepts(cluster):
+    conf = yaml.safe_load(cluster.master().exec_run(["cat", "/etc/salt/master.d/bay.conf"]).output)
+    assert conf["auto_accept"] is False and conf["open_mode"] is False
+    keys = json.loads(cluster.master().exec_run(["salt-key", "-L", "--out=json"]).output)
+    assert keys["minions_pre"] == [] and sorted(keys["minions"]) == ["node1", "node2", "node3"]
+
+
+def test_second_apply_changes_nothing(cluster):
+    summaries = cluster.provision()
+    assert {m: s.changed for m, s in summaries.items()} == {"node1": 0, "node2": 0, "node3": 0}
+
+
+def test_invalid_pillar_fails_up_front_and_changes_nothing(cluster, node):
+    pillar_file = cluster.state_dir / "pillar" / "bay.sls"
+    good = pillar_file.read_text()
+    before = node.file("/etc/docker/daemon.json").content_string
+    bad = yaml.safe_load(good)
+    bad["bay"]["docker"] = {"log_max_file": 9, "log_max_size": "-1m"}
+    pillar_file.write_text(yaml.safe_dump(bad))
+    try:
+        ret = cluster.salt(node.info.id, "state.apply", "bay")[node.info.id]
+    finally:
+        pillar_file.write_text(good)
+    assert isinstance(ret, list), f"expected render errors, got state results: {str(ret)[:500]}"
+    assert any("bay:docker:log_max_size: '-1m' is not a positive size" in e for e in ret), ret[0][:500]
+    assert node.file("/etc/docker/daemon.json").content_string == before

@@ -1,0 +1,82 @@
+"""The bay formula and execution module through a real master and minion."""
+
+import json
+
+from tests.functional.conftest import VALID_PILLAR
+
+
+def test_settings_module_validates_and_views_this_node(pillar, salt_call):
+    pillar(VALID_PILLAR)
+    ret = salt_call.run("bay.settings")
+    assert ret.returncode == 0, ret
+    assert ret.data["node"] == {"id": "bay-func-minion", "address": "10.9.0.1", "roles": ["worker"], "consul_server": True}
+    assert ret.data["docker"]["log_max_file"] == 3  # from salt://bay/defaults.yaml
+
+
+def test_highstate_renders_every_part(pillar, salt_call):
+    pillar(VALID_PILLAR)
+    ret = salt_call.run("state.show_sls", "bay")
+    assert ret.returncode == 0, ret
+    ids = set(ret.data)
+    for sid in ("bay-python-packages", "bay-docker-daemon-config", "bay-docker-service", "bay-consul-bullseye-source",
+                "bay-consul-config", "bay-consul-service", "bay-haproxy-config", "bay-haproxy-service",
+                "bay-cadvisor-service"):
+        assert sid in ids, sid
+    assert not any(s.startswith("bay-mesos") for s in ids), "mesos is off by default"
+    daemon = next(a for a in ret.data["bay-docker-daemon-config"]["file"] if isinstance(a, dict) and "dataset" in a)
+    assert daemon["dataset"]["log-opts"] == {"max-size": "10m", "max-file": "3"}
+    consul = next(a for a in ret.data["bay-consul-config"]["file"] if isinstance(a, dict) and "dataset" in a)
+    assert consul["dataset"]["server"] is True and consul["dataset"]["bootstrap_expect"] == 2
+    src = next(a for a in ret.data["bay-consul-bullseye-source"]["file"] if isinstance(a, dict) and "contents" in a)
+    assert "Suites: bullseye" in src["contents"]
+
+
+def test_hashicorp_source_is_the_production_default(pillar, salt_call):
+    pillar(VALID_PILLAR.replace("source: debian-bullseye", "source: hashicorp"))
+    ret = salt_call.run("state.show_sls", "bay.consul")
+    assert ret.returncode == 0, ret
+    repo = ret.data["bay-consul-repo"]["pkgrepo"]
+    name = next(a["name"] for a in repo if isinstance(a, dict) and "name" in a)
+    assert "apt.releases.hashicorp.com" in name and "signed-by=" in name
+
+
+def test_mesos_agent_configuration_renders_when_enabled(pillar, salt_call):
+    """Mesos packages exist in no repository reachable here: only the rendered
+    configuration is checked, never an installed agent."""
+    pillar(VALID_PILLAR + """
+  mesos:
+    enabled: true
+    repo: deb http://mesos.example/debian bookworm main
+    zk: zk://10.9.0.1:2181/mesos
+    attributes: {rack: r1}
+    resources: {cpus: 2}
+""")
+    ret = salt_call.run("state.show_sls", "bay.mesos")
+    assert ret.returncode == 0, ret
+    contents = {}
+    for sid, body in ret.data.items():
+        if sid.startswith("bay-mesos-agent-config"):
+            args = {k: v for a in body["file"] if isinstance(a, dict) for k, v in a.items()}
+            contents[args["name"]] = args["contents"]
+    assert contents["/etc/mesos/zk"] == "zk://10.9.0.1:2181/mesos\n"
+    assert contents["/etc/mesos-slave/containerizers"] == "docker,mesos\n"
+    assert contents["/etc/mesos-slave/attributes"] == "rack:r1\n"
+    assert contents["/etc/mesos-slave/ip"] == "10.9.0.1\n"
+    assert "bay-mesos-agent-service" in ret.data and "bay-mesos-repo" in ret.data
+
+
+def test_invalid_pillar_fails_before_any_state_runs(pillar, salt_call):
+    pillar(VALID_PILLAR.replace("servers: [bay-func-minion, other]", "servers: [bay-func-minion, node9]"))
+    ret = salt_call.run("state.sls", "bay", "test=True")
+    assert ret.returncode != 0
+    text = json.dumps(ret.data)
+    assert "bay:consul:servers" in text and "'node9' is not a node in bay:nodes" in text
+    # a render failure: Salt returns the error list, not a single state result
+    assert isinstance(ret.data, list), ret.data
+
+
+def test_unknown_role_is_named(pillar, salt_call):
+    pillar(VALID_PILLAR.replace("roles: [worker]", "roles: [worker, dbserver]"))
+    ret = salt_call.run("bay.settings")
+    assert ret.returncode != 0
+    assert "bay:nodes:bay-func-minion:roles: unknown role 'dbserver'" in ret.stderr + json.dumps(ret.data)
