@@ -19,6 +19,12 @@ _TEMPLATES = jinja2.Environment(
 )
 
 
+def salt_unit(what: str, venv: str) -> str:
+    """systemd unit for ``salt-minion``/``salt-master`` run from ``venv`` (the
+    node image and the Ansible bootstrap install the same one)."""
+    return _TEMPLATES.get_template("salt-daemon.service.j2").render(what=what, venv=venv)
+
+
 def docker_daemon_config(cfg: dict) -> dict:
     """``/etc/docker/daemon.json``: json-file logs rotated by size and count,
     live-restore, Bay's registry as insecure registry and mirror."""

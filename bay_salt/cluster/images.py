@@ -22,7 +22,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from bay_salt import aptsources
+from bay_salt import aptsources, nodeconf
 from bay_salt.cluster.progress import Progress
 
 SUITE = "bookworm"
@@ -140,25 +140,6 @@ CMD ["/sbin/init"]
 """
 
 
-_UNIT = """[Unit]
-Description=The Salt {what} ({venv})
-After=network-online.target
-Wants=network-online.target
-# the same image serves master and nodes: a unit runs where its config was seeded
-ConditionPathExists=/etc/salt/{what}.d/bay.conf
-
-[Service]
-Type=simple
-ExecStart={venv}/bin/salt-{what}
-KillMode=process
-Restart=on-failure
-LimitNOFILE=100000
-
-[Install]
-WantedBy=multi-user.target
-"""
-
-
 def ensure_node_image(client, progress: Progress) -> str:
     """Build (through Docker's layer cache) the node image; returns its tag."""
     base = ensure_base_image(client, progress)
@@ -174,7 +155,7 @@ def ensure_node_image(client, progress: Progress) -> str:
         units = ctx / "rootfs/etc/systemd/system"
         units.mkdir(parents=True)
         for what in ("minion", "master"):
-            (units / f"salt-{what}.service").write_text(_UNIT.format(what=what, venv=VENV))
+            (units / f"salt-{what}.service").write_text(nodeconf.salt_unit(what, VENV))
         bindir = ctx / "rootfs/usr/local/bin"
         bindir.mkdir(parents=True)
         for tool in ("salt", "salt-call", "salt-key", "salt-run"):

@@ -228,6 +228,21 @@ class LocalCluster:
         )
         return self.client.containers.get(cid["Id"])
 
+    def plain_server(self, minion_id: str):
+        """Start a plain Debian server on the cluster network: the base image
+        (systemd, python3; no Salt), as a new server is before bootstrap
+        (``playbooks/bootstrap.yml``). Removed by ``down`` like the rest."""
+        net = self.client.networks.get(names.network_name(self.name))
+        index = len(self.nodes()) + 1
+        vol = self.client.volumes.create(f"{names.node_container(self.name, index)}-docker", labels=self.labels)
+        binds = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}, vol.name: {"bind": "/var/lib/docker", "mode": "rw"}}
+        c = self._create_container(
+            images.base_image_tag(), names.node_container(self.name, index), "node", minion_id, binds, net,
+            devices=["/dev/kmsg:/dev/kmsg:r"],
+        )
+        c.start()
+        return c
+
     def _wait_for_minions(self, ids: list[str], timeout: float = 180) -> None:
         with self.progress.step(f"minions {', '.join(ids)} answer the master"):
             deadline = time.monotonic() + timeout

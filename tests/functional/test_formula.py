@@ -80,3 +80,9 @@ def test_unknown_role_is_named(pillar, salt_call):
     ret = salt_call.run("bay.settings")
     assert ret.returncode != 0
     assert "bay:nodes:bay-func-minion:roles: unknown role 'dbserver'" in ret.stderr + json.dumps(ret.data)
+
+
+def test_capacity_grain(salt_call):
+    ret = salt_call.run("grains.get", "bay_capacity")
+    assert ret.returncode == 0, ret
+    assert ret.data["cpus"] > 0 and ret.data["memory_mb"] > 0

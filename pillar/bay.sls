@@ -1,0 +1,84 @@
+# Example `bay:` pillar for a three-node site, with every key documented.
+# Defaults live in states/bay/defaults.yaml; anything here overrides them.
+# The whole tree is validated (bay_salt.settings) before any state runs: an
+# unknown key, an unknown role, a Consul server that is not a node, a negative
+# size or a malformed address fails the run with a message naming the key.
+bay:
+  # Name of this Bay cluster (labels, KV prefix scoping, dashboards).
+  cluster: prod
+
+  # The nodes, by Salt minion id.
+  nodes:
+    bay-a1:
+      # The node's own address: Consul binds/advertises it, HAProxy of other
+      # nodes reach its containers there. Omit to take it from grains (first
+      # address of the first interface that is not lo/docker*/br-*/veth*).
+      address: 10.10.0.11
+      # What the node is for: worker (runs services), registry (runs image
+      # registry instances), mesos-agent (runs a Mesos agent; needs bay:mesos).
+      roles: [worker]
+    bay-a2:
+      address: 10.10.0.12
+      roles: [worker, registry]
+    bay-a3:
+      address: 10.10.0.13
+      roles: [worker, registry]
+
+  # The Python that runs salt-minion; Bay's modules import these packages.
+  python:
+    bin_env: /opt/bay/venv           # venv (or Python prefix) of the minion
+    packages: [docker, py-consul, pydantic, pyyaml, jinja2, rich]
+    find_links: []                   # local wheel dirs, e.g. [/opt/bay/wheelhouse]
+    no_index: false                  # true: never reach a package index
+
+  docker:
+    package: docker.io               # Debian's Docker engine package
+    service: docker
+    data_root: /var/lib/docker
+    log_driver: json-file            # container logs, rotated by the two keys below
+    log_max_size: 10m                # rotate at this size (k, m or g suffix)
+    log_max_file: 3                  # keep this many files per container
+    live_restore: true               # containers survive a dockerd restart
+    registry: "10.10.0.12:5000"      # Bay's image registry (host:port): insecure registry and mirror
+
+  consul:
+    # Where the consul package comes from: hashicorp (HashiCorp's apt
+    # repository), debian-bullseye (Debian bullseye's 1.8.7, from this node's
+    # own mirror, pinned low), or none (already installed).
+    source: hashicorp
+    hashicorp_repo: https://apt.releases.hashicorp.com
+    package: consul
+    datacenter: bay
+    data_dir: /var/lib/consul
+    config_dir: /etc/consul.d
+    # Minion ids that run Consul as servers (bootstrap_expect = how many);
+    # every other node runs a client. Empty: the first node by name.
+    servers: [bay-a1, bay-a2, bay-a3]
+    http_port: 8500
+    dns_port: 8600
+    ui: false
+
+  haproxy:
+    package: haproxy
+    config: /etc/haproxy/haproxy.cfg
+    # Runtime API socket (admin level, mode 0600, root only)
+    socket: /run/haproxy/admin.sock
+    stats_port: 8404                 # http://NODE:8404/stats
+    maxconn: 8000
+
+  cadvisor:
+    package: cadvisor                # Debian's cadvisor
+    port: 8080                       # API: http://NODE:8080/api/v1.3/
+    housekeeping_interval: 2s
+
+  # Mesos agent, for sites that have Mesos packages (no repository reachable
+  # from Bay's CI has them: only the rendered configuration is tested).
+  mesos:
+    enabled: false
+    repo: ""                         # a full apt line for the site's Mesos repository
+    package: mesos
+    zk: ""                           # zk://host:2181,host:2181/mesos (required when enabled)
+    containerizers: [docker, mesos]
+    work_dir: /var/lib/mesos
+    attributes: {}                   # e.g. {rack: r1}
+    resources: {}                    # e.g. {cpus: 8, mem: 30000}

@@ -1,0 +1,4 @@
+# Example pillar top file: every minion gets the `bay` pillar.
+base:
+  '*':
+    - bay

@@ -1,0 +1,42 @@
+"""The Ansible bootstrap: a plain Debian server joins the `bay up` cluster.
+
+The playbook runs for real (apt, pip, keys, systemd) inside a plain base-image
+container through playbooks/connection_plugins/bay_docker.py (docker exec), as
+it would over ssh on a real server."""
+
+import os
+import shutil
+import subprocess
+
+import yaml
+
+from bay_salt.cluster import images
+from tests.helpers import CHECKOUT
+
+
+def test_bootstrap_playbook_joins_a_plain_server(cluster, tmp_path):
+    server = cluster.plain_server("node4")
+    wheels = tmp_path / "wheelhouse"
+    shutil.copytree(images.ensure_wheelhouse(cluster.progress), wheels, ignore=shutil.ignore_patterns(".complete"))
+    shutil.copy(images.build_bay_wheel(cluster.progress), wheels)
+    inventory = {"all": {"children": {
+        "bay_new": {"hosts": {"node4": {"ansible_connection": "bay_docker", "ansible_host": server.name}}},
+        "bay_master": {"hosts": {"master": {"ansible_connection": "bay_docker", "ansible_host": cluster.master().name}}},
+    }}}
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    res = subprocess.run(
+        [str(CHECKOUT / ".venv/bin/ansible-playbook"), "-i", str(tmp_path / "inventory.yml"), "bootstrap.yml",
+         "-e", f"bay_wheelhouse={wheels}"],
+        cwd=CHECKOUT / "playbooks", capture_output=True, text=True, timeout=900,
+        env=dict(os.environ, PATH=f"{CHECKOUT / '.venv/bin'}:{os.environ['PATH']}"),
+    )
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+
+    master = cluster.master()
+    keys = yaml.safe_load(master.exec_run(["salt-key", "-L", "--out=yaml"]).output)
+    assert "node4" in keys["minions"] and keys["minions_pre"] == []
+    out = server.exec_run(["consul", "members"]).output.decode()
+    alive = sorted(line.split()[0] for line in out.splitlines()[1:] if " alive " in line)
+    assert alive == ["node1", "node2", "node3", "node4"], out
+    for svc in ("salt-minion", "docker", "consul", "haproxy", "cadvisor"):
+        assert server.exec_run(["systemctl", "is-active", svc]).exit_code == 0, svc
