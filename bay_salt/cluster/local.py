@@ -225,6 +225,7 @@ class LocalCluster:
                 {net.name: self.client.api.create_endpoint_config(aliases=[minion_id])}
             ),
             stop_signal="SIGRTMIN+3",
+            command=["/sbin/init"],
         )
         return self.client.containers.get(cid["Id"])
 

@@ -12,11 +12,11 @@ description:
 author: Bay
 options:
   remote_addr:
-    description: the container name or id
+    description: the container name or id (the last variable set wins)
     default: inventory_hostname
     vars:
-      - name: ansible_host
       - name: inventory_hostname
+      - name: ansible_host
   docker_bin:
     description: the docker client
     default: docker
