@@ -63,6 +63,8 @@ def consul_config(cfg: dict) -> dict:
     }
     if node["consul_server"]:
         conf["bootstrap_expect"] = len(c["servers"])
+    if c["encrypt"]:
+        conf["encrypt"] = c["encrypt"]
     return conf
 
 

@@ -8,6 +8,8 @@ render before a single state runs.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import ipaddress
 import re
@@ -100,6 +102,21 @@ class Consul(_Strict):
     http_port: int = Port
     dns_port: int = Port
     ui: bool = False
+    # gossip encryption key (base64 of 16, 24 or 32 bytes); a secret: never echoed
+    encrypt: str = Field(default="", repr=False)
+
+    @field_validator("encrypt")
+    @classmethod
+    def _encrypt(cls, value: str) -> str:
+        if value:
+            try:
+                raw = base64.b64decode(value, validate=True)
+            except (ValueError, binascii.Error):
+                raw = b""
+            if len(raw) not in (16, 24, 32):
+                # the message must not contain the value: it is a secret
+                raise ValueError("not a base64-encoded 16, 24 or 32 byte key (consul keygen makes one)")
+        return value
 
     @field_validator("datacenter")
     @classmethod

@@ -57,6 +57,10 @@ bay:
     http_port: 8500
     dns_port: 8600
     ui: false
+    # Gossip encryption key, base64 of 16/24/32 bytes (`consul keygen`). A secret:
+    # keep it in an encrypted pillar (e.g. GPG renderer); Salt's state output
+    # never shows the config diff that contains it.
+    encrypt: ""
 
   haproxy:
     package: haproxy

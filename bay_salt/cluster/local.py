@@ -9,7 +9,9 @@ them into the master's pki; the master itself never auto-accepts a key.
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 import shutil
 import time
 from dataclasses import dataclass
@@ -89,7 +91,7 @@ def minion_config(cluster: str, minion_id: str) -> dict:
     }
 
 
-def cluster_pillar(cluster: str, nodes: dict[str, str], consul_servers: int = 3) -> dict:
+def cluster_pillar(cluster: str, nodes: dict[str, str], gossip_key: str, consul_servers: int = 3) -> dict:
     """The generated topology pillar of a local cluster (``nodes``: id -> address)."""
     ids = sorted(nodes, key=lambda n: (len(n), n))
     return {
@@ -97,7 +99,7 @@ def cluster_pillar(cluster: str, nodes: dict[str, str], consul_servers: int = 3)
             "cluster": cluster,
             "nodes": {n: {"address": nodes[n], "roles": ["worker"]} for n in ids},
             "python": {"find_links": [images.WHEELHOUSE], "no_index": True},
-            "consul": {"source": "debian-bullseye", "servers": ids[:consul_servers]},
+            "consul": {"source": "debian-bullseye", "servers": ids[:consul_servers], "encrypt": gossip_key},
         }
     }
 
@@ -170,7 +172,9 @@ class LocalCluster:
         pillar_dir = self.state_dir / "pillar"
         pillar_dir.mkdir(exist_ok=True)
         (pillar_dir / "top.sls").write_text("base:\n  '*':\n    - bay\n")
-        (pillar_dir / "bay.sls").write_text(yaml.safe_dump(cluster_pillar(self.name, {})))
+        gossip_key = base64.b64encode(secrets.token_bytes(32)).decode()
+        (pillar_dir / "bay.sls").write_text(yaml.safe_dump(cluster_pillar(self.name, {}, gossip_key)))
+        (pillar_dir / "bay.sls").chmod(0o600)
         net = self.client.networks.create(names.network_name(self.name), driver="bridge", labels=self.labels)
 
         master_keys = keys.generate()
@@ -214,7 +218,9 @@ class LocalCluster:
             }))
             c.start()
         addresses = {n.id: n.address for n in self.nodes()}
-        (pillar_dir / "bay.sls").write_text(yaml.safe_dump(cluster_pillar(self.name, addresses), sort_keys=False))
+        (pillar_dir / "bay.sls").write_text(
+            yaml.safe_dump(cluster_pillar(self.name, addresses, gossip_key), sort_keys=False)
+        )
 
     def _create_container(self, image, name, role, minion_id, binds, net, **host_extra):
         host_config = systemd_host_config(self.client, binds=binds, **host_extra)

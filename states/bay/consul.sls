@@ -55,6 +55,8 @@ bay-consul-config:
     - group: consul
     - mode: '0640'
     - makedirs: True
+    # holds the gossip key: no diff in state output or logs
+    - show_changes: False
     - require:
       - pkg: bay-consul-package
 

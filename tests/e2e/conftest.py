@@ -16,12 +16,14 @@ NODES = 3
 @pytest.fixture(scope="session")
 def cluster():
     c = LocalCluster(CLUSTER, progress=Progress())
-    c.down()  # leftovers of an interrupted run of this same cluster
+    keep = bool(os.environ.get("BAY_E2E_KEEP"))
     try:
-        c.up(NODES)
+        if not (keep and c.nodes()):  # BAY_E2E_KEEP=1 reuses a kept cluster (for development)
+            c.down()  # leftovers of an interrupted run of this same cluster
+            c.up(NODES)
         yield c
     finally:
-        if not os.environ.get("BAY_E2E_KEEP"):
+        if not keep:
             c.down()
 
 

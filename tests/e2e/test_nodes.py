@@ -85,3 +85,16 @@ def test_invalid_pillar_fails_up_front_and_changes_nothing(cluster, node):
     assert isinstance(ret, list), f"expected render errors, got state results: {str(ret)[:500]}"
     assert any("bay:docker:log_max_size: '-1m' is not a positive size" in e for e in ret), ret[0][:500]
     assert node.file("/etc/docker/daemon.json").content_string == before
+
+
+def test_gossip_encrypted_and_key_in_no_log_or_job_cache(cluster, node):
+    key = yaml.safe_load((cluster.state_dir / "pillar" / "bay.sls").read_text())["bay"]["consul"]["encrypt"]
+    assert key
+    conf = node.file("/etc/consul.d/bay.json")
+    assert conf.mode == 0o640 and conf.group == "consul"
+    serf = [line.strip() for line in node.check_output("consul info").splitlines() if "encrypted" in line]
+    assert serf and all(line == "encrypted = true" for line in serf), serf
+    # neither the minion's log nor the master's job cache (state returns) holds it
+    assert node.run(f"grep -rqF '{key}' /var/log/salt /var/cache/salt/minion/proc").rc == 1
+    res = cluster.master().exec_run(["grep", "-rqF", key, "/var/cache/salt/master/jobs", "/var/log/salt"])
+    assert res.exit_code == 1, "the gossip key is in the master's job cache or log"

@@ -82,3 +82,9 @@ def test_mesos_agent_files():
     assert files["/etc/mesos-slave/attributes"] == "az:a;rack:r1\n"
     assert files["/etc/mesos-slave/resources"] == "cpus:4;ports:[31000-32000]\n"
     assert files["/etc/mesos-slave/ip"] == "10.0.0.2\n"
+
+
+def test_consul_gossip_key_only_when_set():
+    assert "encrypt" not in nodeconf.consul_config(cfg_for("node1"))
+    key = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
+    assert nodeconf.consul_config(cfg_for("node1", consul={"encrypt": key}))["encrypt"] == key

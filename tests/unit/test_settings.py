@@ -62,6 +62,7 @@ def test_own_address_from_grains_when_pillar_has_none(defaults):
         ({"consul": {"source": "ftp"}}, "bay:consul:source", "'hashicorp'"),
         ({"dockr": {}}, "bay:dockr", "unknown key"),
         ({"mesos": {"enabled": True}}, "bay:mesos", "zk"),
+        ({"consul": {"encrypt": "c2VjcmV0"}}, "bay:consul:encrypt", "not a base64-encoded"),
     ],
 )
 def test_invalid_pillar_names_key_and_problem(defaults, bad, key, problem):
@@ -88,3 +89,12 @@ def test_deep_merge_does_not_mutate_inputs():
     base = {"a": {"b": 1, "c": [1]}}
     out = settings.deep_merge(base, {"a": {"b": 2}})
     assert out == {"a": {"b": 2, "c": [1]}} and base == {"a": {"b": 1, "c": [1]}}
+
+
+def test_gossip_key_is_never_echoed(defaults):
+    secret = "dG9vLXNob3J0LXNlY3JldC1rZXk="  # base64, but 19 bytes
+    with pytest.raises(settings.SettingsError) as err:
+        settings.load(defaults, pillar(consul={"encrypt": secret}))
+    assert secret not in str(err.value)
+    good = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
+    assert settings.load(defaults, pillar(consul={"encrypt": good}))["consul"]["encrypt"] == good
