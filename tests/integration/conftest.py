@@ -2,40 +2,14 @@
 the bay formula renders for a node. Each fixture stops exactly the process it
 started."""
 
-import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
 
 import consul
 import pytest
 
 from bay_salt import nodeconf, settings
+from bay_salt.localdaemons import Daemon, free_port, start_consul, wait_for
 from tests.helpers import CHECKOUT
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except AssertionError:
-            raise
-        except Exception as err:  # noqa: BLE001 - retried until the deadline
-            last = err
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached in {timeout}s (last error: {last})")
 
 
 def node_settings(**extra):
@@ -45,47 +19,16 @@ def node_settings(**extra):
     return settings.load(settings.formula_defaults(CHECKOUT), pillar, "host")
 
 
-class Proc:
-    def __init__(self, cmd, log):
-        self.log = open(log, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def alive(self):
-        if self.proc.poll() is not None:
-            self.log.flush()
-            with open(self.log.name) as fh:
-                raise AssertionError(f"{self.proc.args[0]} exited {self.proc.returncode}: {fh.read()[-2000:]}")
-        return True
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
-
-
 @pytest.fixture(scope="session")
 def consul_agent(tmp_path_factory):
     """A single-server Consul agent from the formula's config (bootstrap_expect 1)."""
     if not shutil.which("consul"):
         pytest.fail("consul is not installed: run scripts/setup.sh")
-    d = tmp_path_factory.mktemp("consul")
-    http = free_port()
-    cfg = node_settings(consul={"http_port": http, "dns_port": free_port(), "data_dir": str(d / "data")})
-    conf = nodeconf.consul_config(cfg)
-    conf["ports"].update({"serf_lan": free_port(), "serf_wan": -1, "server": free_port(), "grpc": -1})
-    (d / "bay.json").write_text(json.dumps(conf))
-    proc = Proc(["consul", "agent", f"-config-file={d / 'bay.json'}"], d / "consul.log")
-    client = consul.Consul(host="127.0.0.1", port=http)
+    daemon, http = start_consul(tmp_path_factory.mktemp("consul"), nodeconf.consul_config(node_settings()))
     try:
-        wait_for(lambda: proc.alive() and client.status.leader(), 60, "a Consul leader")
-        yield client
+        yield consul.Consul(host="127.0.0.1", port=http)
     finally:
-        proc.stop()
+        daemon.stop()
 
 
 @pytest.fixture
@@ -103,7 +46,7 @@ def haproxy(tmp_path):
         text = text.replace(f"    {line}\n", "")
     path = tmp_path / "haproxy.cfg"
     path.write_text(text)
-    proc = Proc(["haproxy", "-W", "-db", "-f", str(path)], tmp_path / "haproxy.log")
+    proc = Daemon(["haproxy", "-W", "-db", "-f", str(path)], tmp_path / "haproxy.log")
     try:
         wait_for(lambda: proc.alive() and sock.exists(), 15, "the Runtime API socket")
         yield {"proc": proc.proc, "socket": str(sock), "stats_port": stats, "config": path}

@@ -6,7 +6,7 @@ import stat
 import urllib.request
 
 from bay_salt.haproxy_runtime import RuntimeAPI
-from tests.integration.conftest import wait_for
+from bay_salt.localdaemons import wait_for
 
 
 def test_consul_agent_with_the_formula_config_elects_itself_and_serves_kv(consul_agent):

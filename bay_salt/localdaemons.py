@@ -1,0 +1,85 @@
+"""Real daemons started on this machine for tests and benchmarks (Consul,
+HAProxy), each in its own process group, stopped by that id only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until true; an AssertionError from it ends the wait at once."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except AssertionError:
+            raise
+        except Exception as err:  # noqa: BLE001 - retried until the deadline
+            last = err
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not reached in {timeout}s (last error: {last})")
+
+
+class Daemon:
+    def __init__(self, cmd: list[str], log: Path):
+        self.log_path = log
+        self._log = open(log, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        """True while running; an AssertionError with its log once it has exited."""
+        if self.proc.poll() is not None:
+            self._log.flush()
+            raise AssertionError(f"{self.proc.args[0]} exited {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+        return True
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+
+
+def start_consul(workdir: Path, config: dict, dev: bool = False) -> tuple[Daemon, int]:
+    """A Consul agent from ``config`` (an agent JSON config) on free loopback
+    ports; returns the daemon and its HTTP port once it has a leader.
+    ``dev``: ``consul agent -dev`` (in-memory Raft, no fsync)."""
+    import consul
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    http = free_port()
+    conf = dict(config) if dev else dict(config, data_dir=str(workdir / "data"))
+    conf["ports"] = dict(conf.get("ports", {}), http=http, dns=free_port(), serf_lan=free_port(),
+                         serf_wan=-1, server=free_port(), grpc=-1)
+    (workdir / "agent.json").write_text(json.dumps(conf))
+    cmd = ["consul", "agent", *(["-dev"] if dev else []), f"-config-file={workdir / 'agent.json'}"]
+    daemon = Daemon(cmd, workdir / "consul.log")
+    client = consul.Consul(host="127.0.0.1", port=http)
+    try:
+        wait_for(lambda: daemon.alive() and client.status.leader(), 60, "a Consul leader")
+    except BaseException:
+        daemon.stop()
+        raise
+    return daemon, http
