@@ -31,6 +31,24 @@ def kv_group_prefix(service: str, group: str) -> str:
     return f"{KV_PREFIX}/instances/{service}/{group}/"
 
 
+def kv_route(service: str, group: str) -> str:
+    """Key of a group's routing record (frontend port, health check)."""
+    return f"{KV_PREFIX}/routes/{service}/{group}"
+
+
+# --- HAProxy ---------------------------------------------------------------
+
+
+def haproxy_backend(service: str, group: str) -> str:
+    """Frontend and backend name of a service group in every node's HAProxy."""
+    return f"{service}.{group}"
+
+
+#: name of the n-th server slot of a backend (1-based)
+def haproxy_slot(n: int) -> str:
+    return f"s{n}"
+
+
 # --- Salt event tags -------------------------------------------------------
 EVENT_PREFIX = "bay"
 TAG_CONTAINER_DIED = f"{EVENT_PREFIX}/container/died"

@@ -6,23 +6,13 @@ system, so all of it is unit-tested without Salt.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import jinja2
-
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+from bay_salt.templating import render
 
 
 def salt_unit(what: str, venv: str) -> str:
     """systemd unit for ``salt-minion``/``salt-master`` run from ``venv`` (the
     node image and the Ansible bootstrap install the same one)."""
-    return _TEMPLATES.get_template("salt-daemon.service.j2").render(what=what, venv=venv)
+    return render("salt-daemon.service.j2", what=what, venv=venv)
 
 
 def docker_daemon_config(cfg: dict) -> dict:
@@ -71,7 +61,7 @@ def consul_config(cfg: dict) -> dict:
 def haproxy_config(cfg: dict) -> str:
     """The base ``haproxy.cfg``: master-worker, an admin Runtime API socket
     readable by root only, and a stats page."""
-    return _TEMPLATES.get_template("haproxy.cfg.j2").render(haproxy=cfg["haproxy"], node=cfg.get("node", {}))
+    return render("haproxy.cfg.j2", haproxy=cfg["haproxy"], node=cfg.get("node", {}))
 
 
 def cadvisor_environment(cfg: dict) -> str:

@@ -46,9 +46,12 @@ def haproxy(tmp_path):
         text = text.replace(f"    {line}\n", "")
     path = tmp_path / "haproxy.cfg"
     path.write_text(text)
-    proc = Daemon(["haproxy", "-W", "-db", "-f", str(path)], tmp_path / "haproxy.log")
+    services = tmp_path / "bay-services.cfg"
+    services.write_text("# no services yet\n")
+    proc = Daemon(["haproxy", "-W", "-db", "-f", str(path), "-f", str(services)], tmp_path / "haproxy.log")
     try:
         wait_for(lambda: proc.alive() and sock.exists(), 15, "the Runtime API socket")
-        yield {"proc": proc.proc, "socket": str(sock), "stats_port": stats, "config": path}
+        yield {"proc": proc.proc, "socket": str(sock), "stats_port": stats, "config": path, "services": services,
+               "log": tmp_path / "haproxy.log"}
     finally:
         proc.stop()
