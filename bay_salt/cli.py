@@ -27,6 +27,10 @@ def _status_table(st: dict, console: Console) -> None:
             n["haproxy_stats"], n["cadvisor"],
         )
     console.print(table)
+    if st.get("frontends"):
+        first = st["nodes"][0]["address"] if st["nodes"] else "NODE"
+        console.print("HAProxy frontends on every node: " + ", ".join(st["frontends"])
+                      + f"  (e.g. [cyan]curl http://{first}{st['frontends'][0].split(': ')[1]}/[/])")
     console.print(f"Salt: [cyan]{m['salt']}[/]")
     console.print(f"Shell on a node: [cyan]docker exec -it {names.node_container(st['cluster'], 1)} bash[/]")
 
@@ -39,7 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--nodes", type=int, default=3, help="number of nodes (default: %(default)s)")
     st = sub.add_parser("status", help="show the local cluster")
     st.add_argument("--json", action="store_true", help="machine-readable output")
+    up.add_argument("--no-demo", action="store_true", help="do not deploy the demo service")
     sub.add_parser("down", help="remove everything `bay up` made")
+    dp = sub.add_parser("deploy", help="deploy a service from the cluster's pillar (salt-run bay.deploy)")
+    dp.add_argument("service")
+    sc = sub.add_parser("scale", help="scale one group now (salt-run bay.scale)")
+    sc.add_argument("group", help="SERVICE.GROUP")
+    sc.add_argument("count", type=int)
+    sv = sub.add_parser("services", help="desired and registered instances (salt-run bay.status)")
+    sv.add_argument("service", nargs="?")
     sub.add_parser("provision", help="re-run saltutil.sync_all and state.apply bay on every node")
     args = parser.parse_args(argv)
 
@@ -51,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster = LocalCluster(args.cluster)
         if args.cmd == "up":
             started = time.monotonic()
-            cluster.up(args.nodes)
+            cluster.up(args.nodes, demo=not args.no_demo)
             _status_table(cluster.status(), console)
             console.print(f"[bold green]bay up[/] took {time.monotonic() - started:.0f}s")
         elif args.cmd == "status":
@@ -65,6 +77,24 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"removed {item}")
         elif args.cmd == "provision":
             cluster.provision()
+        elif args.cmd in ("deploy", "scale", "services"):
+            fun, fargs = {
+                "deploy": ("bay.deploy", [getattr(args, "service", "")]),
+                "scale": ("bay.scale", [getattr(args, "group", ""), str(getattr(args, "count", 0))]),
+                "services": ("bay.status", [a for a in [getattr(args, "service", None)] if a]),
+            }[args.cmd]
+            result = cluster.runner(fun, *fargs)
+            if args.cmd == "services":
+                table = Table()
+                for col in ("group", "frontend", "desired", "registered", "instances"):
+                    table.add_column(col)
+                for grp, row in result.items():
+                    table.add_row(grp, f":{row['listen']}", str(row["desired"]), str(row["registered"]),
+                                  "\n".join(row["instances"]))
+                console.print(table)
+            else:
+                for grp, row in result.items():
+                    console.print(row["summary"])
     except (BayError, StepFailed) as err:
         console.print(f"[bold red]bay {args.cmd}:[/] {err}")
         return 1

@@ -37,6 +37,7 @@ class Instance:
     health: str = "starting"  # starting | passing | critical
     image: str = ""
     container: str = ""
+    spec: str = ""  # bay_salt.containers.spec_hash of what it runs
 
     @property
     def key(self) -> str:
@@ -94,6 +95,12 @@ def apply(client: consul.Consul, ops: list[dict]) -> int:
             raise TxnError(f"transaction of {len(chunk)} operations rolled back: {result['Errors']}")
         sent += 1
     return sent
+
+
+def route_op(group: dict) -> dict:
+    """The routing record of a group (``ServiceSpec.groups()`` entry) for every node's HAProxy."""
+    rec = {k: group[k] for k in ("service", "group", "listen", "health")}
+    return op_set(names.kv_route(group["service"], group["group"]), json.dumps(rec, sort_keys=True))
 
 
 def read_instances(client: consul.Consul, service: str | None = None, group: str | None = None) -> tuple[int, list[Instance]]:

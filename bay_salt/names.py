@@ -17,6 +17,17 @@ LABEL_ROLE = f"{LABEL_PREFIX}.role"
 LABEL_SERVICE = f"{LABEL_PREFIX}.service"
 LABEL_GROUP = f"{LABEL_PREFIX}.group"
 LABEL_INSTANCE = f"{LABEL_PREFIX}.instance"
+#: CPUs and MiB a container reserves (placement reads them back from the node)
+LABEL_CPU = f"{LABEL_PREFIX}.cpu"
+LABEL_MEMORY = f"{LABEL_PREFIX}.memory_mb"
+LABEL_PORT = f"{LABEL_PREFIX}.port"
+#: hash of what a container was started from (image, command, env, limits, port): a change rolls the group
+LABEL_SPEC = f"{LABEL_PREFIX}.spec"
+
+
+def service_container(service: str, group: str, instance: str) -> str:
+    """Docker name of an instance's container on its node."""
+    return f"bay-{service}-{group}-{instance}"
 
 # --- Consul KV -------------------------------------------------------------
 KV_PREFIX = "bay"
@@ -55,6 +66,8 @@ TAG_CONTAINER_DIED = f"{EVENT_PREFIX}/container/died"
 TAG_NODE_LOST = f"{EVENT_PREFIX}/node/lost"
 TAG_NODE_BACK = f"{EVENT_PREFIX}/node/back"
 TAG_SCALE_DECIDED = f"{EVENT_PREFIX}/scale/decided"
+TAG_DEPLOY_STARTED = f"{EVENT_PREFIX}/deploy/started"
+TAG_DEPLOY_STOPPED = f"{EVENT_PREFIX}/deploy/stopped"
 
 # --- Local cluster (`bay up`) ----------------------------------------------
 DEFAULT_CLUSTER = "default"

@@ -101,3 +101,25 @@ def mesos_agent_files(cfg: dict) -> dict[str, str]:
     if m["resources"]:
         files["/etc/mesos-slave/resources"] = ";".join(f"{k}:{v}" for k, v in sorted(m["resources"].items())) + "\n"
     return files
+
+
+def haproxy_environment(cfg: dict) -> str:
+    """``/etc/default/haproxy``: Debian's unit appends ``$EXTRAOPTS`` to start,
+    reload and its ``-c`` check, so the services file is loaded after the base."""
+    h = cfg["haproxy"]
+    return (
+        "# Managed by Salt (bay.haproxy)\n"
+        f'EXTRAOPTS="-S /run/haproxy-master.sock -f {h["services_config"]}"\n'
+    )
+
+
+def lbsync_unit(cfg: dict) -> str:
+    """systemd unit of bay-lb-sync, run from the minion's venv."""
+    h = cfg["haproxy"]
+    return render("bay-lb-sync.service.j2", venv=cfg["python"]["bin_env"], consul_port=cfg["consul"]["http_port"],
+                  socket=h["socket"], base=h["config"], services=h["services_config"])
+
+
+def registry_config(cfg: dict) -> str:
+    """Config of the stand-in registry (Debian's docker-registry)."""
+    return render("docker-registry.yml.j2", registry=cfg["registry"])

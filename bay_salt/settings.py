@@ -129,6 +129,7 @@ class Consul(_Strict):
 class HAProxy(_Strict):
     package: str
     config: str
+    services_config: str
     socket: str
     stats_port: int = Port
     maxconn: int = Field(ge=1)
@@ -157,6 +158,11 @@ class Mesos(_Strict):
         return self
 
 
+class Registry(_Strict):
+    port: int = Port
+    storage: str
+
+
 class Settings(_Strict):
     cluster: str
     nodes: dict[str, Node]
@@ -166,9 +172,9 @@ class Settings(_Strict):
     haproxy: HAProxy
     cadvisor: CAdvisor
     mesos: Mesos
-    # the rest of the `bay:` pillar (services, registry, ...) is validated by its own models
+    registry: Registry
+    # validated by bay_salt.services (errors name service.group and field)
     services: dict[str, Any] = {}
-    registry: dict[str, Any] = {}
 
     @model_validator(mode="after")
     def _servers_exist(self) -> "Settings":

@@ -65,6 +65,9 @@ bay:
   haproxy:
     package: haproxy
     config: /etc/haproxy/haproxy.cfg
+    # Service frontends and backends; bay-lb-sync writes it from Consul KV
+    # (never edit by hand: it states what the Runtime API holds).
+    services_config: /etc/haproxy/bay-services.cfg
     # Runtime API socket (admin level, mode 0600, root only)
     socket: /run/haproxy/admin.sock
     stats_port: 8404                 # http://NODE:8404/stats
@@ -74,6 +77,16 @@ bay:
     package: cadvisor                # Debian's cadvisor
     port: 8080                       # API: http://NODE:8080/api/v1.3/
     housekeeping_interval: 2s
+
+  # Image registry on the nodes with role `registry`. Until Bay's own
+  # HDFS-backed registry lands this is Debian's docker-registry (CNCF
+  # Distribution), storing on the node's disk. Point bay:docker:registry at it.
+  registry:
+    port: 5000
+    storage: /var/lib/docker-registry
+
+  # Services: see pillar/services.sls (validated by bay_salt.services).
+  services: {}
 
   # Mesos agent, for sites that have Mesos packages (no repository reachable
   # from Bay's CI has them: only the rendered configuration is tested).

@@ -13,7 +13,7 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (it installs packages and starts dockerd)" >&2; exit 1; }
 
 export DEBIAN_FRONTEND=noninteractive
-packages=(docker.io debootstrap busybox-static python3-venv python3-pip haproxy iproute2 curl git tar)
+packages=(docker.io debootstrap busybox-static skopeo python3-venv python3-pip haproxy iproute2 curl git tar)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 

@@ -22,13 +22,14 @@ import docker.errors
 import yaml
 
 from bay_salt import keys, names, settings
-from bay_salt.cluster import images
+from bay_salt.cluster import demo, images
 from bay_salt.cluster.progress import Progress
 from bay_salt.saltout import summarize_apply
 
 STATE_ROOT = Path("/var/lib/bay/clusters")
 SRV = "/srv/bay"
-NODE_SERVICES = ("salt-minion", "docker", "consul", "haproxy", "cadvisor")
+NODE_SERVICES = ("salt-minion", "docker", "consul", "haproxy", "bay-lb-sync", "cadvisor")
+REGISTRY_PORT = 5000
 
 
 class BayError(RuntimeError):
@@ -73,6 +74,9 @@ def master_config(cluster: str) -> dict:
         "open_mode": False,
         "presence_events": True,
         "file_roots": {"base": [f"{SRV}/states", f"{SRV}/modules"]},
+        # the master's own loaders read the checkout directly (minions get them by saltutil.sync_all)
+        "runner_dirs": [f"{SRV}/modules/_runners"],
+        "engines_dirs": [f"{SRV}/modules/_engines"],
         "pillar_roots": {"base": [f"{SRV}/pillar"]},
         "worker_threads": 4,
         "timeout": 30,
@@ -94,14 +98,27 @@ def minion_config(cluster: str, minion_id: str) -> dict:
 def cluster_pillar(cluster: str, nodes: dict[str, str], gossip_key: str, consul_servers: int = 3) -> dict:
     """The generated topology pillar of a local cluster (``nodes``: id -> address)."""
     ids = sorted(nodes, key=lambda n: (len(n), n))
-    return {
+    pillar = {
         "bay": {
             "cluster": cluster,
-            "nodes": {n: {"address": nodes[n], "roles": ["worker"]} for n in ids},
+            # the first node also runs the cluster's registry (stand-in: Debian's docker-registry)
+            "nodes": {n: {"address": nodes[n], "roles": ["worker"] + (["registry"] if k == 0 else [])}
+                      for k, n in enumerate(ids)},
             "python": {"find_links": [images.WHEELHOUSE], "no_index": True},
             "consul": {"source": "debian-bullseye", "servers": ids[:consul_servers], "encrypt": gossip_key},
         }
     }
+    if ids:
+        pillar["bay"]["docker"] = {"registry": f"{nodes[ids[0]]}:{REGISTRY_PORT}"}
+    return pillar
+
+
+def _runner_error(text: str) -> str:
+    """The message of a failed runner, without Salt's usage text and warnings."""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip() and not ln.startswith(("[WARNING", "unclosed"))]
+    if "Usage:" in lines:
+        lines = lines[: lines.index("Usage:")]
+    return " ".join(ln.strip() for ln in lines).removeprefix("Passed invalid arguments: ")
 
 
 def _first_lines(text: str, count: int = 3) -> str:
@@ -154,7 +171,7 @@ class LocalCluster:
             raise BayError(f"salt {' '.join(args)} failed (exit {res.exit_code}): {out[-2000:]}{err[-2000:]}") from None
 
     # --- up ---------------------------------------------------------------
-    def up(self, count: int = 3) -> None:
+    def up(self, count: int = 3, demo: bool = True) -> None:
         if count < 1:
             raise BayError("--nodes must be at least 1")
         existing = [n for n in self.nodes()]
@@ -165,13 +182,16 @@ class LocalCluster:
             self._create(image, count)
         self._wait_for_minions([names.node_id(i) for i in range(1, count + 1)])
         self.provision()
+        if demo:
+            self.deploy_demo()
 
     def _create(self, image: str, count: int) -> None:
         root = images.checkout_root()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         pillar_dir = self.state_dir / "pillar"
         pillar_dir.mkdir(exist_ok=True)
-        (pillar_dir / "top.sls").write_text("base:\n  '*':\n    - bay\n")
+        (pillar_dir / "top.sls").write_text("base:\n  '*':\n    - bay\n    - services\n")
+        (pillar_dir / "services.sls").write_text("# services: `bay up` writes the demo here; see pillar/services.sls\n")
         gossip_key = base64.b64encode(secrets.token_bytes(32)).decode()
         (pillar_dir / "bay.sls").write_text(yaml.safe_dump(cluster_pillar(self.name, {}, gossip_key)))
         (pillar_dir / "bay.sls").chmod(0o600)
@@ -281,6 +301,42 @@ class LocalCluster:
             self.progress.note(f"{m}: {s.states} states, {s.changed} changed")
         return summaries
 
+    # --- services ---------------------------------------------------------
+    def registry(self) -> str:
+        pillar = yaml.safe_load((self.state_dir / "pillar" / "bay.sls").read_text())["bay"]
+        return pillar["docker"]["registry"]
+
+    def set_services(self, services: dict) -> None:
+        """Replace the cluster's services pillar (``{"bay": {"services": ...}}``)."""
+        (self.state_dir / "pillar" / "services.sls").write_text(yaml.safe_dump(services, sort_keys=False))
+
+    def services_pillar(self) -> dict:
+        return yaml.safe_load((self.state_dir / "pillar" / "services.sls").read_text()) or {}
+
+    def deploy_demo(self) -> dict:
+        """Build the demo images, push them to the cluster registry, declare
+        the demo service in pillar and deploy it."""
+        demo.ensure_images(self.client, self.progress)
+        refs = demo.push(self.registry(), self.progress)
+        self.set_services(demo.services_pillar(refs))
+        with self.progress.step("salt-run bay.deploy demo"):
+            return self.runner("bay.deploy", "demo")
+
+    def runner(self, fun: str, *args: str, timeout: int = 900) -> dict:
+        """``salt-run FUN ARGS`` on the master; a failure raises BayError with Salt's message."""
+        res = self.master().exec_run(["salt-run", "--out=json", f"-t{timeout}", fun, *args], demux=True)
+        out = (res.output[0] or b"").decode()
+        err = (res.output[1] or b"").decode()
+        if res.exit_code != 0:
+            raise BayError(f"salt-run {fun} {' '.join(args)}: {_runner_error(err or out)}")
+        try:
+            result = json.loads(out) if out.strip() else {}
+        except json.JSONDecodeError:
+            raise BayError(f"salt-run {fun}: unreadable output: {out[-1000:]}") from None
+        if not isinstance(result, dict):  # salt-run reports some failures as a plain string, exit 0
+            raise BayError(f"salt-run {fun} {' '.join(args)}: {_runner_error(str(result))}")
+        return result
+
     # --- down -------------------------------------------------------------
     def down(self) -> list[str]:
         """Remove every container, network and volume of this cluster (found
@@ -326,8 +382,17 @@ class LocalCluster:
                 "haproxy_stats": f"http://{n.address}:{cfg['haproxy']['stats_port']}/stats",
                 "cadvisor": f"http://{n.address}:{cfg['cadvisor']['port']}/",
             })
+        frontends = []
+        try:
+            from bay_salt import services as service_specs
+
+            specs = service_specs.parse((self.services_pillar().get("bay") or {}).get("services"))
+            frontends = [f"{s}.{g}: :{v['listen']}" for s, spec in sorted(specs.items()) for g, v in spec.groups().items()]
+        except (ValueError, OSError):
+            pass
         return {
             "cluster": self.name,
+            "frontends": frontends,
             "master": {"container": master.name, "address": master_ip, "state": master.status,
                        "salt": f"docker exec -it {master.name} salt '*' test.ping"},
             "nodes": rows,

@@ -62,6 +62,28 @@ def settings(defaults=None):
         raise CommandExecutionError(str(exc)) from None
 
 
+def node_report():
+    """
+    What the controller needs from this node in one answer: its settings view
+    (address, roles), the ``bay:services`` pillar, capacity and the Bay
+    containers running here.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.node_report
+    """
+    cfg = settings()
+    return {
+        "node": cfg["node"],
+        "capacity": __grains__.get("bay_capacity", {}),
+        "services": cfg.get("services", {}),
+        "consul": {"servers": cfg["consul"]["server_addresses"], "http_port": cfg["consul"]["http_port"]},
+        "containers": __salt__["bay_docker.instances"](),
+    }
+
+
 def docker_daemon_config(cfg=None):
     """
     The content of ``/etc/docker/daemon.json`` for this node.
@@ -102,6 +124,45 @@ def haproxy_config(cfg=None):
         salt '*' bay.haproxy_config
     """
     return nodeconf.haproxy_config(cfg or settings())
+
+
+def haproxy_environment(cfg=None):
+    """
+    The content of ``/etc/default/haproxy`` (loads the services config too).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.haproxy_environment
+    """
+    return nodeconf.haproxy_environment(cfg or settings())
+
+
+def lbsync_unit(cfg=None):
+    """
+    The systemd unit of bay-lb-sync on this node.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.lbsync_unit
+    """
+    return nodeconf.lbsync_unit(cfg or settings())
+
+
+def registry_config(cfg=None):
+    """
+    The stand-in registry's config (nodes with role registry).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.registry_config
+    """
+    return nodeconf.registry_config(cfg or settings())
 
 
 def cadvisor_environment(cfg=None):

@@ -29,9 +29,48 @@ bay-haproxy-restart-after-install:
   module.run:
     - service.restart:
       - name: haproxy
+    # ...and after a change of /etc/default/haproxy: a reload re-executes the
+    # master with its old arguments, so a new -f needs a restart
     - onchanges:
       - pkg: bay-haproxy-package
+      - file: bay-haproxy-environment
     - require:
       - file: bay-haproxy-config
     - require_in:
       - service: bay-haproxy-service
+
+bay-haproxy-environment:
+  file.managed:
+    - name: /etc/default/haproxy
+    - contents: {{ salt['bay.haproxy_environment'](bay) | json }}
+    - require:
+      - pkg: bay-haproxy-package
+    - require_in:
+      - file: bay-haproxy-config
+
+# Written by bay-lb-sync from then on (replace: False): it states what the
+# Runtime API holds.
+bay-haproxy-services-config:
+  file.managed:
+    - name: {{ bay.haproxy.services_config }}
+    - contents: "# no services yet: bay-lb-sync writes this file from Consul KV\n"
+    - replace: False
+    - require:
+      - pkg: bay-haproxy-package
+    - require_in:
+      - file: bay-haproxy-config
+
+bay-lb-sync-unit:
+  file.managed:
+    - name: /etc/systemd/system/bay-lb-sync.service
+    - contents: {{ salt['bay.lbsync_unit'](bay) | json }}
+
+bay-lb-sync-service:
+  service.running:
+    - name: bay-lb-sync
+    - enable: True
+    - require:
+      - service: bay-haproxy-service
+      - service: bay-consul-service
+    - watch:
+      - file: bay-lb-sync-unit

@@ -5,4 +5,5 @@ include:
   - bay.consul
   - bay.haproxy
   - bay.cadvisor
+  - bay.registry
   - bay.mesos

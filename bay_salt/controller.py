@@ -1,0 +1,100 @@
+"""The master's side of deploys: a :class:`bay_salt.deploy.Backend` over
+Salt's LocalClient, and the runner functions' logic (deploy, scale, status)."""
+
+from __future__ import annotations
+
+import consul
+
+from bay_salt import kv, services
+from bay_salt.deploy import Deployer, DeployError, NodeState
+from bay_salt.placement import PlacementError
+
+
+class SaltBackend:
+    def __init__(self, local, target: str = "*", timeout: int = 300):
+        self.local = local
+        self.target = target
+        self.timeout = timeout
+        self._reports: dict | None = None
+
+    def reports(self, refresh: bool = False) -> dict[str, dict]:
+        if self._reports is None:
+            # deploy what pillar says now, not what minions cached
+            self.local.cmd(self.target, "saltutil.refresh_pillar", kwarg={"wait": True}, timeout=60)
+        if self._reports is None or refresh:
+            ret = self.local.cmd(self.target, "bay.node_report", timeout=60)
+            self._reports = {m: r for m, r in ret.items() if isinstance(r, dict)}
+            if not self._reports:
+                raise DeployError(f"no node answered bay.node_report (target {self.target!r})")
+        return self._reports
+
+    def nodes(self) -> list[NodeState]:
+        out = []
+        for m, r in sorted(self.reports(refresh=True).items()):
+            cap = r.get("capacity") or {}
+            roles = r["node"].get("roles", [])
+            out.append(NodeState(m, r["node"]["address"], float(cap.get("cpus", 0)), int(cap.get("memory_mb", 0)),
+                                 r.get("containers", []), schedulable="worker" in roles))
+        return out
+
+    def start(self, node: str, group: dict, instances: list[str]) -> list[dict]:
+        ret = self.local.cmd(node, "bay_docker.run", [group, instances], timeout=self.timeout).get(node)
+        if not isinstance(ret, list):
+            raise DeployError(f"{node}: bay_docker.run failed: {ret}")
+        return ret
+
+    def stop(self, node: str, containers: list[str]) -> None:
+        self.local.cmd(node, "bay_docker.stop", [containers], timeout=self.timeout)
+
+    def services(self) -> dict:
+        return next(iter(self.reports().values())).get("services", {})
+
+    def consul(self) -> consul.Consul:
+        """A client of the first Consul server that answers."""
+        info = next(iter(self.reports().values()))["consul"]
+        last = None
+        for addr in info["servers"]:
+            c = consul.Consul(host=addr, port=info["http_port"])
+            try:
+                c.status.leader()
+                return c
+            except (consul.ConsulException, OSError) as err:
+                last = err
+        raise DeployError(f"no Consul server answered ({info['servers']}): {last}")
+
+
+def deploy(backend: SaltBackend, name: str, groups: dict[str, int] | None = None, event=None) -> dict:
+    """Deploy service ``name`` from pillar; ``groups`` limits it to those
+    groups at those counts (``bay.scale``). Raises ValueError for bad input."""
+    specs = services.parse(backend.services())  # SpecError: nothing has changed
+    if name not in specs:
+        raise ValueError(f"no service {name!r} in bay:services (have: {', '.join(sorted(specs)) or 'none'})")
+    if groups:
+        unknown = set(groups) - set(specs[name].model.groups)
+        if unknown:
+            raise ValueError(f"{name}: no group {sorted(unknown)[0]!r} (have: {', '.join(specs[name].model.groups)})")
+    d = Deployer(backend, backend.consul(), log_event=event)
+    try:
+        reports = d.deploy(specs[name], groups)
+    except PlacementError as err:
+        raise DeployError(str(err)) from None
+    return {r.group: {"summary": r.summary(), "started": r.started, "stopped": r.stopped} for r in reports}
+
+
+def status(backend: SaltBackend, name: str | None = None) -> dict:
+    """Desired vs registered instances per group, from pillar and KV."""
+    specs = services.parse(backend.services())
+    client = backend.consul()
+    out = {}
+    for sname, spec in sorted(specs.items()):
+        if name and sname != name:
+            continue
+        for gname, g in spec.groups().items():
+            _, recs = kv.read_instances(client, sname, gname)
+            out[f"{sname}.{gname}"] = {
+                "desired": g["instances"],
+                "registered": len(recs),
+                "listen": g["listen"],
+                "instances": sorted(f"{r.instance}@{r.node}:{r.port} {r.health}" for r in recs),
+            }
+    return out

@@ -1,0 +1,27 @@
+from bay_salt.deploy import plan_group
+from bay_salt.kv import Instance
+
+
+def rec(i, spec="v1"):
+    return Instance("web", "api", i, "node1", "127.0.0.1", 1000, "passing", spec=spec)
+
+
+def test_unchanged_group_has_no_changes():
+    p = plan_group([rec("a"), rec("b")], 2, "v1")
+    assert not p.changes and p.keep == ["a", "b"]
+
+
+def test_scale_up_and_down():
+    assert plan_group([rec("a")], 3, "v1").start == 2
+    p = plan_group([rec("a"), rec("b"), rec("c")], 1, "v1")
+    assert p.keep == ["a"] and p.remove == ["b", "c"] and p.start == 0
+
+
+def test_roll_replaces_every_outdated_instance():
+    p = plan_group([rec("a", "v1"), rec("b", "v1")], 2, "v2")
+    assert p.start == 2 and p.replace == ["a", "b"] and p.keep == []
+
+
+def test_half_rolled_group_resumes():
+    p = plan_group([rec("a", "v2"), rec("b", "v1"), rec("c", "v1")], 3, "v2")
+    assert p.keep == ["a"] and p.start == 2 and p.replace == ["b", "c"]
