@@ -63,19 +63,33 @@ class SaltBackend:
         raise DeployError(f"no Consul server answered ({info['servers']}): {last}")
 
 
-def deploy(backend: SaltBackend, name: str, groups: dict[str, int] | None = None, event=None) -> dict:
-    """Deploy service ``name`` from pillar; ``groups`` limits it to those
-    groups at those counts (``bay.scale``). Raises ValueError for bad input."""
+def _spec(backend: SaltBackend, name: str):
     specs = services.parse(backend.services())  # SpecError: nothing has changed
     if name not in specs:
         raise ValueError(f"no service {name!r} in bay:services (have: {', '.join(sorted(specs)) or 'none'})")
+    return specs[name]
+
+
+def plan(backend: SaltBackend, name: str) -> dict:
+    """Dry run of :func:`deploy`: per group, how many would start/stop and
+    whether it is a roll. Raises like deploy; changes nothing."""
+    try:
+        return Deployer(backend, backend.consul()).plan(_spec(backend, name))
+    except PlacementError as err:
+        raise DeployError(str(err)) from None
+
+
+def deploy(backend: SaltBackend, name: str, groups: dict[str, int] | None = None, event=None) -> dict:
+    """Deploy service ``name`` from pillar; ``groups`` limits it to those
+    groups at those counts (``bay.scale``). Raises ValueError for bad input."""
+    spec = _spec(backend, name)
     if groups:
-        unknown = set(groups) - set(specs[name].model.groups)
+        unknown = set(groups) - set(spec.model.groups)
         if unknown:
-            raise ValueError(f"{name}: no group {sorted(unknown)[0]!r} (have: {', '.join(specs[name].model.groups)})")
+            raise ValueError(f"{name}: no group {sorted(unknown)[0]!r} (have: {', '.join(spec.model.groups)})")
     d = Deployer(backend, backend.consul(), log_event=event)
     try:
-        reports = d.deploy(specs[name], groups)
+        reports = d.deploy(spec, groups)
     except PlacementError as err:
         raise DeployError(str(err)) from None
     return {r.group: {"summary": r.summary(), "started": r.started, "stopped": r.stopped} for r in reports}

@@ -111,6 +111,24 @@ class Deployer:
             out.append(n)
         return out
 
+    # --- dry run --------------------------------------------------------------------
+    def plan(self, spec: ServiceSpec) -> dict[str, dict]:
+        """What :meth:`deploy` would do, changing nothing; raises PlacementError
+        if a group would not fit."""
+        out = {}
+        nodes = None
+        for gname, g in spec.groups().items():
+            _, records = kv.read_instances(self.client, g["service"], g["group"])
+            p = plan_group(records, g["instances"], spec_hash(g))
+            if p.start:
+                if nodes is None:
+                    nodes = self._placement_nodes(self.backend.nodes())
+                n = min(g.get("max_surge", 1), p.start) if p.replace else p.start
+                placement.place(nodes, g["service"], g["group"], n, g["cpu"], g["memory_mb"])
+            out[f"{g['service']}.{gname}"] = {"start": p.start, "stop": len(p.remove) + len(p.replace),
+                                              "roll": bool(p.replace), "desired": g["instances"]}
+        return out
+
     # --- the group ---------------------------------------------------------------
     def deploy(self, spec: ServiceSpec, groups: dict[str, int] | None = None) -> list[GroupReport]:
         """Bring every group of ``spec`` (or only those in ``groups``, with

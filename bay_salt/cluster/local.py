@@ -290,6 +290,7 @@ class LocalCluster:
         """``saltutil.sync_all`` then ``state.apply bay`` on ``target``; failures raise."""
         with self.progress.step("saltutil.sync_all"):
             self.salt(target, "saltutil.sync_all")
+            self.runner("saltutil.sync_all")  # the master's own minion (orchestrate runs bay_service there)
         with self.progress.step("state.apply bay on every node"):
             ret = self.salt(target, "state.apply", "bay")
         summaries = summarize_apply(ret)

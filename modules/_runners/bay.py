@@ -54,6 +54,23 @@ def deploy(name):
         raise SaltInvocationError(str(exc)) from None
 
 
+def plan(name):
+    """
+    What ``bay.deploy NAME`` would do, changing nothing (per group: instances
+    to start and stop, whether it is a roll). Fails like deploy would.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.plan web
+    """
+    try:
+        return controller.plan(_backend(), name)
+    except (SpecError, ValueError, DeployError) as exc:
+        raise SaltInvocationError(str(exc)) from None
+
+
 def scale(target, count):
     """
     Scale one group (``SERVICE.GROUP``) to ``count`` instances now. Pillar

@@ -126,3 +126,24 @@ def test_unschedulable_group_says_what_is_missing(cluster, pillar):
     with pytest.raises(BayError, match=r"demo\.web: cannot place \d+ of \d+ instances .* lacks"):
         cluster.runner("bay.scale", "demo.web", "500")
     assert containers(cluster, "web") == before
+
+
+def orchestrate(cluster, *extra):
+    out = cluster.runner("state.orchestrate", "orch.deploy", 'pillar={"service": "demo"}', *extra)
+    (state,) = out["data"]["master"].values()
+    return state
+
+
+def test_orchestrate_bay_service_running_honours_test_mode(cluster, pillar):
+    before = containers(cluster, "web")
+    spec = copy.deepcopy(pillar)
+    spec["bay"]["services"]["demo"]["groups"]["web"]["instances"] = 4
+    cluster.set_services(spec)
+    dry = orchestrate(cluster, "test=True")
+    assert dry["result"] is None and dry["changes"]["planned"]["demo.web"]["start"] == 1, dry
+    assert containers(cluster, "web") == before
+    real = orchestrate(cluster)
+    assert real["result"] is True and "demo.web: scaled to 4 (+1 -0)" in real["comment"], real
+    wait_routed(cluster, WEB, "web", 4)
+    again = orchestrate(cluster)
+    assert again["result"] is True and again["changes"] == {}

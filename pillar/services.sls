@@ -1,0 +1,54 @@
+# Example services pillar. Service developers declare their services here
+# (reviewed like code) and deploy them themselves:
+#   salt-run bay.deploy feed        (or: bay deploy feed)
+#   salt-run bay.plan feed          what a deploy would do, changing nothing
+#   salt-run bay.scale feed.read 12 scale one group now
+#   salt-run bay.status [feed]      desired vs registered instances
+# or from states: `bay_service.running` (see states/orch/deploy.sls).
+# Specs are validated first; an error names service.group and field, and
+# nothing changes anywhere.
+bay:
+  services:
+    # service name: [a-z][a-z0-9-]*
+    feed:
+      # image for every group unless a group sets its own; from the cluster's
+      # registry (bay:docker:registry)
+      image: 10.10.0.12:5000/feed:1.4.2
+      # command: the whole argv (replaces the image's entrypoint); args: replace only its CMD
+      # command: [/usr/bin/feed, --config, /etc/feed.yml]
+      args: [--log-format, json]
+      # environment for every group (a group's env adds to / overrides it);
+      # Bay adds BAY_SERVICE, BAY_GROUP and BAY_INSTANCE
+      env: {FEED_DB: "postgres://feed-db:5432/feed"}
+      # who is alerted when this service breaks (people or teams)
+      owners: [team-feed, alice@example.com]
+      # instances replaced at a time when the image or spec changes
+      max_surge: 2
+      # health check: http (a path; 2xx/3xx is healthy) or tcp: true; used
+      # when starting (a new instance must pass before it gets traffic or
+      # replaces an old one) and by HAProxy on every node
+      health:
+        http: /healthz
+        interval: 2s
+        timeout: 1s
+        rise: 2            # successes in a row to count as healthy
+        fall: 3            # failures in a row to count as down
+        start_period: 30s  # how long a new instance may take to become healthy
+      # one group per interface: each its own instances, CPU, memory and
+      # frontend, so one slow interface cannot take the others down
+      groups:
+        read:
+          instances: 8
+          cpu: 1             # CPUs (a hard limit, and what placement reserves)
+          memory: 512Mi      # hard limit (Ki/Mi/Gi or k/m/g)
+          port: 8000         # the port the process listens on in its container
+          listen: 10080      # the HAProxy frontend on every node: clients use localhost:10080
+          # autoscale: {min: 4, max: 32, target_cpu: 0.6}   # see the autoscaling issue
+        write:
+          instances: 2
+          cpu: 2
+          memory: 1Gi
+          port: 8000
+          listen: 10081
+          env: {FEED_WRITE: "1"}
+          health: {tcp: true}
