@@ -86,10 +86,11 @@ def parse_servers_state(text: str) -> dict[str, list[Slot]]:
         if not line.strip() or line.startswith("#") or line.strip() == "1":
             continue
         row = dict(zip(header, line.split()))
-        admin = int(row["srv_admin_state"])
-        out.setdefault(row["be_name"], []).append(
-            Slot(row["srv_name"], row["srv_addr"], int(row["srv_port"]), maint=bool(admin & 0x07))
-        )
+        admin, op = int(row["srv_admin_state"]), int(row["srv_op_state"])
+        # FMAINT/IMAINT: set by us (or inherited); CMAINT (the config's "disabled")
+        # stays set after "state ready" on a serving slot, so it counts only while stopped
+        maint = bool(admin & 0x03) or (bool(admin & 0x04) and op == 0)
+        out.setdefault(row["be_name"], []).append(Slot(row["srv_name"], row["srv_addr"], int(row["srv_port"]), maint))
     return out
 
 

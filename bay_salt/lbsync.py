@@ -69,12 +69,14 @@ def write_atomic(path: Path, text: str) -> bool:
 
 class LBSync:
     def __init__(self, client: consul.Consul, api: RuntimeAPI, base: Path, services: Path,
-                 reload: Callable[[], None]):
+                 reload: Callable[[], None], always_reload: bool = False):
         self.client = client
         self.api = api
         self.base = base
         self.services = services
         self.reload = reload
+        #: reference mode for benchmarks: every change by config reload, as template-and-reload tools do
+        self.always_reload = always_reload
         self.stats = {"runtime": 0, "reloads": 0}
 
     def current(self) -> dict[str, list[lb.Slot]]:
@@ -82,6 +84,9 @@ class LBSync:
 
     def apply(self, routes: list[lb.Route], instances: list[Instance]) -> lb.Plan:
         plan = lb.plan(routes, instances, self.current())
+        if self.always_reload and plan.commands:
+            plan.reload = True
+            plan.reasons.append("always-reload mode")
         if not plan.reload:
             for cmd in plan.commands:
                 out = self.api.execute(cmd).strip()
@@ -156,13 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", default="/etc/haproxy/haproxy.cfg")
     p.add_argument("--services", default="/etc/haproxy/bay-services.cfg")
     p.add_argument("--reload", default="systemctl reload haproxy", help="command that reloads HAProxy")
+    p.add_argument("--always-reload", action="store_true",
+                   help="apply every change by config reload (reference mode for benchmarks)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     url = urlparse(args.consul)
     client = consul.Consul(host=url.hostname, port=url.port or 8500, scheme=url.scheme or "http")
     reload_cmd = shlex.split(args.reload)
     sync = LBSync(client, RuntimeAPI(args.socket), Path(args.base), Path(args.services),
-                  lambda: subprocess.run(reload_cmd, check=True))
+                  lambda: subprocess.run(reload_cmd, check=True), always_reload=args.always_reload)
     sync.run()
     return 0
 

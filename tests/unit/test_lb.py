@@ -68,7 +68,12 @@ def test_parse_servers_state():
 # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
 3 web.api 1 s1 127.0.0.1 2 0 1 1 0 1 0 2 6 0 0 0 - 9001 - 0 0 - - 0
 3 web.api 2 s2 0.0.0.0 0 4 1 1 1 17 2 0 6 0 0 0 - 0 - 0 0 - - 0
+3 web.api 3 s3 127.0.0.3 2 4 1 1 0 1 0 2 6 0 0 0 - 9003 - 0 0 - - 0
+3 web.api 4 s4 127.0.0.4 2 1 1 1 0 1 0 2 6 0 0 0 - 9004 - 0 0 - - 0
 """
     state = lb.parse_servers_state(text)
     assert [(s.name, s.addr, s.port, s.maint, s.free) for s in state["web.api"]] == [
-        ("s1", "127.0.0.1", 9001, False, False), ("s2", "0.0.0.0", 0, True, True)]
+        ("s1", "127.0.0.1", 9001, False, False), ("s2", "0.0.0.0", 0, True, True),
+        # "disabled" in the config, then set ready at runtime: serving, not in maintenance
+        ("s3", "127.0.0.3", 9003, False, False),
+        ("s4", "127.0.0.4", 9004, True, False)]
