@@ -172,7 +172,7 @@ class Deployer:
             started = self._start(g, where, address, want)
             failed = [s for s in started if not s[1]]
             if failed:
-                self.backend_stop([(i.node, i.container) for i, _ in started])
+                self._stop([(i.node, i.container) for i, _ in started])
                 bad = ", ".join(f"{i.instance} on {i.node}" for i, _ in failed)
                 raise DeployError(
                     f"{name}: new instance(s) {bad} did not pass the health check; "
@@ -213,7 +213,7 @@ class Deployer:
                 out.append((inst, bool(res.get("healthy"))))
         return out
 
-    def backend_stop(self, pairs: list[tuple[str, str]]) -> None:
+    def _stop(self, pairs: list[tuple[str, str]]) -> None:
         per_node: dict[str, list[str]] = {}
         for node, container in pairs:
             per_node.setdefault(node, []).append(container)
@@ -226,6 +226,6 @@ class Deployer:
 
     def _drain_and_stop(self, instances: list[kv.Instance], report: GroupReport) -> None:
         time.sleep(self.drain)  # every HAProxy has dropped them; let requests in flight finish
-        self.backend_stop([(i.node, i.container) for i in instances])
+        self._stop([(i.node, i.container) for i in instances])
         report.stopped += [i.instance for i in instances]
         self.event(names.TAG_DEPLOY_STOPPED, {"group": report.group, "instances": [i.instance for i in instances]})

@@ -42,6 +42,16 @@ def kv_group_prefix(service: str, group: str) -> str:
     return f"{KV_PREFIX}/instances/{service}/{group}/"
 
 
+def kv_restarts(service: str, group: str) -> str:
+    """Restart history of a group (crash-loop back-off)."""
+    return f"{KV_PREFIX}/restarts/{service}/{group}"
+
+
+def kv_placement(service: str, group: str, instance: str) -> str:
+    """A replacement decided but not yet registered (a restarted controller resumes it)."""
+    return f"{KV_PREFIX}/placements/{service}/{group}/{instance}"
+
+
 def kv_route(service: str, group: str) -> str:
     """Key of a group's routing record (frontend port, health check)."""
     return f"{KV_PREFIX}/routes/{service}/{group}"
@@ -63,6 +73,12 @@ def haproxy_slot(n: int) -> str:
 # --- Salt event tags -------------------------------------------------------
 EVENT_PREFIX = "bay"
 TAG_CONTAINER_DIED = f"{EVENT_PREFIX}/container/died"
+TAG_CONTAINER_OOM = f"{EVENT_PREFIX}/container/oom"
+TAG_CONTAINER_UNHEALTHY = f"{EVENT_PREFIX}/container/unhealthy"
+TAG_CONTAINER_STARTED = f"{EVENT_PREFIX}/container/started"
+TAG_CONTAINER_REPLACED = f"{EVENT_PREFIX}/container/replaced"
+TAG_EVENT_REJECTED = f"{EVENT_PREFIX}/event/rejected"
+TAG_GROUP_FAILED = f"{EVENT_PREFIX}/group/failed"
 TAG_NODE_LOST = f"{EVENT_PREFIX}/node/lost"
 TAG_NODE_BACK = f"{EVENT_PREFIX}/node/back"
 TAG_SCALE_DECIDED = f"{EVENT_PREFIX}/scale/decided"

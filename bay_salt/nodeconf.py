@@ -123,3 +123,8 @@ def lbsync_unit(cfg: dict) -> str:
 def registry_config(cfg: dict) -> str:
     """Config of the stand-in registry (Debian's docker-registry)."""
     return render("docker-registry.yml.j2", registry=cfg["registry"])
+
+
+def events_unit(cfg: dict) -> str:
+    """systemd unit of bay-events (the Docker event watcher), run from the minion's venv."""
+    return render("bay-events.service.j2", venv=cfg["python"]["bin_env"])

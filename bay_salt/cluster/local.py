@@ -22,13 +22,14 @@ import docker.errors
 import yaml
 
 from bay_salt import keys, names, settings
+from bay_salt import services as service_specs
 from bay_salt.cluster import demo, images
 from bay_salt.cluster.progress import Progress
 from bay_salt.saltout import summarize_apply
 
 STATE_ROOT = Path("/var/lib/bay/clusters")
 SRV = "/srv/bay"
-NODE_SERVICES = ("salt-minion", "docker", "consul", "haproxy", "bay-lb-sync", "cadvisor")
+NODE_SERVICES = ("salt-minion", "docker", "bay-events", "consul", "haproxy", "bay-lb-sync", "cadvisor")
 REGISTRY_PORT = 5000
 
 
@@ -77,6 +78,8 @@ def master_config(cluster: str) -> dict:
         # the master's own loaders read the checkout directly (minions get them by saltutil.sync_all)
         "runner_dirs": [f"{SRV}/modules/_runners"],
         "engines_dirs": [f"{SRV}/modules/_engines"],
+        # the reactive controller (bay_salt.reactive): replaces dead containers
+        "engines": [{"bay_controller": {}}],
         "pillar_roots": {"base": [f"{SRV}/pillar"]},
         "worker_threads": 4,
         "timeout": 30,
@@ -385,8 +388,6 @@ class LocalCluster:
             })
         frontends = []
         try:
-            from bay_salt import services as service_specs
-
             specs = service_specs.parse((self.services_pillar().get("bay") or {}).get("services"))
             frontends = [f"{s}.{g}: :{v['listen']}" for s, spec in sorted(specs.items()) for g, v in spec.groups().items()]
         except (ValueError, OSError):

@@ -152,6 +152,19 @@ def lbsync_unit(cfg=None):
     return nodeconf.lbsync_unit(cfg or settings())
 
 
+def events_unit(cfg=None):
+    """
+    The systemd unit of bay-events (Docker events -> Salt events) on this node.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.events_unit
+    """
+    return nodeconf.events_unit(cfg or settings())
+
+
 def registry_config(cfg=None):
     """
     The stand-in registry's config (nodes with role registry).

@@ -19,3 +19,18 @@ bay-docker-service:
     - enable: True
     - watch:
       - file: bay-docker-daemon-config
+
+# Docker's event stream -> Salt events to the master, at once (bay_salt.eventwatch)
+bay-events-unit:
+  file.managed:
+    - name: /etc/systemd/system/bay-events.service
+    - contents: {{ salt['bay.events_unit'](bay) | json }}
+
+bay-events-service:
+  service.running:
+    - name: bay-events
+    - enable: True
+    - require:
+      - service: bay-docker-service
+    - watch:
+      - file: bay-events-unit

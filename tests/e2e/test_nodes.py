@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-SERVICES = ["salt-minion", "docker", "consul", "haproxy", "cadvisor"]
+SERVICES = ["salt-minion", "docker", "bay-events", "consul", "haproxy", "bay-lb-sync", "cadvisor"]
 
 
 @pytest.mark.parametrize("service", SERVICES)
