@@ -11,18 +11,22 @@ from bay_salt.placement import PlacementError
 
 
 class SaltBackend:
-    def __init__(self, local, target: str = "*", timeout: int = 300):
+    def __init__(self, local, target: str | list[str] = "*", timeout: int = 300):
+        """``target``: a glob, or the list of minions to use (the controller
+        passes the nodes Consul sees alive, so no call waits on a dead one)."""
         self.local = local
-        self.target = target
+        self.target = ",".join(target) if isinstance(target, list) else target
+        self.tgt_type = "list" if isinstance(target, list) else "glob"
         self.timeout = timeout
         self._reports: dict | None = None
 
     def reports(self, refresh: bool = False) -> dict[str, dict]:
         if self._reports is None:
             # deploy what pillar says now, not what minions cached
-            self.local.cmd(self.target, "saltutil.refresh_pillar", kwarg={"wait": True}, timeout=60)
+            self.local.cmd(self.target, "saltutil.refresh_pillar", kwarg={"wait": True}, timeout=60,
+                           tgt_type=self.tgt_type)
         if self._reports is None or refresh:
-            ret = self.local.cmd(self.target, "bay.node_report", timeout=60)
+            ret = self.local.cmd(self.target, "bay.node_report", timeout=60, tgt_type=self.tgt_type)
             self._reports = {m: r for m, r in ret.items() if isinstance(r, dict)}
             if not self._reports:
                 raise DeployError(f"no node answered bay.node_report (target {self.target!r})")
@@ -45,6 +49,12 @@ class SaltBackend:
 
     def stop(self, node: str, containers: list[str]) -> None:
         self.local.cmd(node, "bay_docker.stop", [containers], timeout=self.timeout)
+
+    def containers(self, node: str) -> list[dict]:
+        ret = self.local.cmd(node, "bay_docker.instances", timeout=60).get(node)
+        if not isinstance(ret, list):
+            raise DeployError(f"{node}: bay_docker.instances failed: {ret}")
+        return ret
 
     def services(self) -> dict:
         return next(iter(self.reports().values())).get("services", {})

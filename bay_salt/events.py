@@ -66,3 +66,19 @@ def backoff(restarts: list[float], now: float, base: float = 1.0, cap: float = 6
     if n >= fail_after:
         return 0.0, True
     return (0.0 if n == 0 else min(cap, base * 2 ** (n - 1))), False
+
+
+def node_changes(previous: dict[str, str] | None, checks: list[dict]) -> tuple[dict[str, str], list[str], list[str]]:
+    """From Consul's ``serfHealth`` checks (``/v1/health/state/any``): the new
+    ``{node: status}``, the nodes lost (passing -> critical or gone from the
+    list) and the nodes back (critical -> passing). On the first look
+    (``previous`` None, e.g. a restarted controller) every critical node
+    counts as lost, so what it ran is placed elsewhere (a no-op if done)."""
+    now = {c["Node"]: c["Status"] for c in checks if c.get("CheckID") == "serfHealth"}
+    if previous is None:
+        return now, sorted(n for n, st in now.items() if st == "critical"), []
+    lost = sorted(n for n, st in previous.items() if st == "passing" and now.get(n, "critical") == "critical")
+    back = sorted(n for n, st in now.items() if st == "passing" and previous.get(n) == "critical")
+    for n in lost:
+        now.setdefault(n, "critical")
+    return now, lost, back

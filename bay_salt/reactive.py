@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from bay_salt import events, kv, names, services
 from bay_salt.containers import spec_hash
-from bay_salt.deploy import Backend
+from bay_salt.deploy import Backend, Deployer
 
 log = logging.getLogger("bay.controller")
 
@@ -114,3 +114,49 @@ class Controller:
         self.decide(names.TAG_CONTAINER_REPLACED, group=name, old=dead.instance, new=new_id, node=dead.node,
                     reason=reason)
         return new
+
+    # --- nodes -------------------------------------------------------------------
+    def node_lost(self, node: str) -> list[str]:
+        """Deregister every instance of a lost node (HAProxy everywhere drops
+        them) and bring each affected group back to its count on the nodes
+        left. Returns the groups restored."""
+        _, instances = kv.read_instances(self.client)
+        gone = [i for i in instances if i.node == node]
+        self.decide(names.TAG_NODE_LOST, node=node, instances=[i.instance for i in gone])
+        if not gone:
+            return []
+        kv.apply(self.client, kv.deregister_ops(gone))
+        specs = services.parse(self.services_source())
+        deployer = Deployer(self.backend, self.client, drain_seconds=0)
+        restored = []
+        for svc, grp in sorted({(i.service, i.group) for i in gone}):
+            g = specs[svc].groups().get(grp) if svc in specs else None
+            if g is None:
+                continue
+            report = deployer.reconcile(g)
+            restored.append(report.group)
+            self.decide(names.TAG_CONTAINER_REPLACED, group=report.group, node_lost=node, new=report.started)
+        return restored
+
+    def resume(self, alive: set[str]) -> list[str]:
+        """On (re)start: every node that still has registered instances but is
+        not alive in Consul (failed, or already reaped from its member list)
+        is handled as lost. Returns those nodes."""
+        _, instances = kv.read_instances(self.client)
+        dead = sorted({i.node for i in instances} - alive)
+        for node in dead:
+            self.node_lost(node)
+        return dead
+
+    def node_back(self, node: str) -> list[str]:
+        """A node is back: its containers that KV no longer lists are strays
+        (replaced elsewhere while it was gone) and are removed, so nothing runs
+        twice."""
+        _, instances = kv.read_instances(self.client)
+        registered = {i.container for i in instances if i.node == node}
+        strays = [c["container"] for c in self.backend.containers(node) if c["container"] not in registered]
+        if strays:
+            self.backend.stop(node, strays)
+            self.decide(names.TAG_STRAY_REMOVED, node=node, containers=strays)
+        self.decide(names.TAG_NODE_BACK, node=node)
+        return strays

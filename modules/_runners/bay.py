@@ -6,6 +6,7 @@ Bay runner: deploy, scale and inspect services declared in pillar under
 import logging
 
 import salt.client
+import salt.utils.minions
 from salt.exceptions import SaltInvocationError
 
 try:
@@ -29,7 +30,9 @@ def __virtual__():
 
 
 def _backend():
-    return controller.SaltBackend(salt.client.get_local_client(__opts__["conf_file"]))
+    # only the minions connected now: a call never waits out a dead node's timeout
+    connected = sorted(salt.utils.minions.CkMinions(__opts__).connected_ids())
+    return controller.SaltBackend(salt.client.get_local_client(__opts__["conf_file"]), connected or "*")
 
 
 def _event(tag, data):

@@ -98,3 +98,35 @@ def test_unregistered_instance_is_ignored_quietly(store):
     backend, fired, ctl, dead = make(store)
     assert not ctl.handle(names.TAG_CONTAINER_DIED, died("node1", instance="zzzz"))
     assert fired == [] and backend.started == []
+
+
+class NodeRecorder(Recorder):
+    """Recorder that also answers nodes() and containers() (named stand-in for Salt)."""
+
+    def __init__(self, containers=()):
+        super().__init__()
+        self._containers = list(containers)
+
+    def nodes(self):
+        from bay_salt.deploy import NodeState
+
+        return [NodeState("node2", "10.0.0.2", 4, 4096)]
+
+    def containers(self, node):
+        return self._containers
+
+
+def test_resume_handles_nodes_that_vanished_while_not_looking(store):
+    backend, fired, ctl, dead = make(store)
+    ctl.backend = NodeRecorder()
+    assert ctl.resume({"node2"}) == ["node1"]
+    inst = [kv.Instance.from_json(value(store, k)) for k in keys(store, "bay/instances/")]
+    assert [i.node for i in inst] == ["node2"] and dead.key not in keys(store, "bay/instances/")
+    assert (names.TAG_NODE_LOST, {"node": "node1", "instances": ["aaaa"]}) in fired
+
+
+def test_node_back_removes_strays_only(store):
+    backend, fired, ctl, dead = make(store)
+    ctl.backend = NodeRecorder([{"container": "c-aaaa"}, {"container": "c-stray"}])
+    assert ctl.node_back("node1") == ["c-stray"]
+    assert ctl.backend.stopped == [("node1", ["c-stray"])]

@@ -41,3 +41,15 @@ def test_backoff_grows_caps_resets_and_fails():
     assert events.backoff([90 + k for k in range(7)], 100, cap=10) == (10.0, False)
     assert events.backoff([90 + k for k in range(8)], 100) == (0.0, True)
     assert events.backoff([1, 2, 3], 1000, reset_after=300) == (0.0, False)  # a long run resets it
+
+
+def test_node_changes_from_serf_health():
+    checks = [{"Node": "node1", "CheckID": "serfHealth", "Status": "passing"},
+              {"Node": "node2", "CheckID": "serfHealth", "Status": "critical"},
+              {"Node": "node2", "CheckID": "service:x", "Status": "passing"}]
+    now, lost, back = events.node_changes({"node1": "passing", "node2": "passing", "node3": "passing"}, checks)
+    assert lost == ["node2", "node3"] and back == [] and now["node3"] == "critical"
+    now, lost, back = events.node_changes(now, [{"Node": n, "CheckID": "serfHealth", "Status": "passing"}
+                                                for n in ("node1", "node2", "node3")])
+    assert lost == [] and back == ["node2", "node3"]
+    assert events.node_changes(None, checks)[1:] == (["node2"], [])  # first look: critical nodes are lost
