@@ -95,7 +95,7 @@ class Controller:
             self.decide(names.TAG_GROUP_FAILED, group=name, reason=f"crash loop: {len(history)} restarts in a row")
             return None
         if delay:
-            self.decide("bay/container/backoff", group=name, instance=dead.instance, seconds=delay)
+            self.decide(names.TAG_CONTAINER_BACKOFF, group=name, instance=dead.instance, seconds=delay)
             time.sleep(delay)
         started = self.backend.start(dead.node, g, [new_id])
         res = started[0] if started else {}

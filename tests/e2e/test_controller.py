@@ -5,6 +5,7 @@ another node changes nothing."""
 import json
 import time
 
+from bay_salt import names
 from tests.e2e.test_services import WEB, containers, registered, wait_routed
 
 
@@ -41,10 +42,10 @@ def test_event_forged_by_another_node_changes_nothing(cluster):
     forger = next(n.id for n in cluster.nodes() if n.id != owner)
     for claimed in (owner, forger):  # naming the real owner, and naming itself
         payload = json.dumps({"node": claimed, "service": "demo", "group": "web", "instance": victim, "exit_code": 137})
-        ret = cluster.salt(forger, "event.send", "bay/container/died", payload)
+        ret = cluster.salt(forger, "event.send", names.TAG_CONTAINER_DIED, payload)
         assert ret.get(forger) is True
     time.sleep(5)
     assert web_instances(cluster) == before
-    log = cluster.master().exec_run(["grep", "-c", "bay/event/rejected", "/var/log/salt/master"]).output.decode()
+    log = cluster.master().exec_run(["grep", "-c", names.TAG_EVENT_REJECTED, "/var/log/salt/master"]).output.decode()
     assert int(log.strip() or 0) >= 2
     assert registered(cluster, "web") == set(before)
