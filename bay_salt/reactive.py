@@ -148,13 +148,23 @@ class Controller:
             self.node_lost(node)
         return dead
 
-    def node_back(self, node: str) -> list[str]:
+    def node_back(self, node: str, wait: float = 90.0) -> list[str]:
         """A node is back: its containers that KV no longer lists are strays
         (replaced elsewhere while it was gone) and are removed, so nothing runs
-        twice."""
+        twice. Consul may see the node before its minion is back: it waits up
+        to ``wait`` seconds for the minion to answer."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                found = self.backend.containers(node)
+                break
+            except Exception:  # noqa: BLE001 - the minion is not answering yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
         _, instances = kv.read_instances(self.client)
         registered = {i.container for i in instances if i.node == node}
-        strays = [c["container"] for c in self.backend.containers(node) if c["container"] not in registered]
+        strays = [c["container"] for c in found if c["container"] not in registered]
         if strays:
             self.backend.stop(node, strays)
             self.decide(names.TAG_STRAY_REMOVED, node=node, containers=strays)

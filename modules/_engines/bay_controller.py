@@ -11,13 +11,17 @@ Master config::
 
 import concurrent.futures
 import logging
+import threading
 import time
 
 import salt.client
 import salt.utils.event
+import salt.utils.minions
 
 try:
-    from bay_salt import names, reactive
+    import consul
+
+    from bay_salt import events, names, reactive
     from bay_salt.controller import SaltBackend
 
     HAS_BAY = True
@@ -33,37 +37,83 @@ def __virtual__():
     return "bay_controller"
 
 
-def _backend():
-    # one LocalClient per handler: LocalClient is not shared between threads
-    return SaltBackend(salt.client.get_local_client(__opts__["conf_file"]))
+def _backend(alive=None):
+    # one LocalClient per handler (not shared between threads); aimed only at
+    # the nodes Consul sees alive (before the first look: the minions connected
+    # to the master), so no call waits out a dead minion's timeout
+    targets = sorted(alive or salt.utils.minions.CkMinions(__opts__).connected_ids())
+    return SaltBackend(salt.client.get_local_client(__opts__["conf_file"]), targets or "*")
 
 
 def start(workers=4, services_ttl=10):
     bus = salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=True)
-    cache = {"at": 0.0, "services": {}, "consul": None}
+    cache = {"at": 0.0, "services": {}, "consul": None, "servers": [], "port": 8500, "alive": None}
 
     def fire(tag, data):
         bus.fire_event(data, tag)
 
     def services():
         if time.monotonic() - cache["at"] > services_ttl:
-            b = _backend()
-            cache.update(at=time.monotonic(), services=b.services(), consul=b.consul())
+            b = _backend(cache["alive"])
+            info = next(iter(b.reports().values()))["consul"]
+            cache.update(at=time.monotonic(), services=b.services(), consul=b.consul(), servers=info["servers"],
+                         port=info["http_port"])
         return cache["services"]
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+
+    def controller():
+        services()  # fresh enough pillar and a Consul client
+        return reactive.Controller(_backend(cache["alive"]), cache["consul"], fire, services)
+
+    def guarded(what, fn):
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - one bad event must not stop the controller
+            log.exception("bay controller: %s failed", what)
+
+    def watch_nodes():
+        """Consul serfHealth -> nodes lost and back. Only Consul calls here:
+        everything that talks to Salt runs in the pool."""
+        seen, index, client = None, None, None
+        while True:
+            try:
+                if client is None:
+                    pool.submit(services).result(timeout=30)
+                    for addr in cache["servers"]:
+                        c = consul.Consul(host=addr, port=cache["port"])
+                        try:
+                            c.status.leader()
+                            client = c
+                            break
+                        except (consul.ConsulException, OSError):
+                            continue
+                    if client is None:
+                        raise RuntimeError(f"no Consul server answers ({cache['servers']})")
+                index, checks = client.health.state("any", index=index, wait="30s")
+            except Exception as err:  # noqa: BLE001 - Consul server gone: use another
+                log.warning("bay controller: node watch: %s", err)
+                client, index = None, None
+                cache["at"] = 0.0
+                time.sleep(1)
+                continue
+            first = seen is None
+            seen, lost, back = events.node_changes(seen, checks)
+            cache["alive"] = {n for n, st in seen.items() if st == "passing"}
+            if first:  # a (re)started controller: nodes gone while it was not looking
+                alive = set(cache["alive"])
+                pool.submit(guarded, "resume", lambda: controller().resume(alive))
+                continue
+            for n in lost:
+                pool.submit(guarded, f"node {n} lost", lambda n=n: controller().node_lost(n))
+            for n in back:
+                pool.submit(guarded, f"node {n} back", lambda n=n: controller().node_back(n))
+
+    threading.Thread(target=watch_nodes, name="bay-node-watch", daemon=True).start()
     log.info("bay controller started")
     while True:
         ev = bus.get_event(full=True, wait=1, tag=f"{names.EVENT_PREFIX}/container/", match_type="startswith")
         if not ev:
             continue
 
-        def run(tag=ev["tag"], data=ev["data"]):
-            try:
-                services()  # fresh enough pillar and a Consul client
-                ctl = reactive.Controller(_backend(), cache["consul"], fire, services)
-                ctl.handle(tag, data)
-            except Exception:  # noqa: BLE001 - one bad event must not stop the controller
-                log.exception("bay controller: handling %s failed", tag)
-
-        pool.submit(run)
+        pool.submit(guarded, f"handling {ev['tag']}", lambda ev=ev: controller().handle(ev["tag"], ev["data"]))

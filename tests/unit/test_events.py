@@ -53,3 +53,6 @@ def test_node_changes_from_serf_health():
                                                 for n in ("node1", "node2", "node3")])
     assert lost == [] and back == ["node2", "node3"]
     assert events.node_changes(None, checks)[1:] == (["node2"], [])  # first look: critical nodes are lost
+    # a node reaped from the list while down, then passing again: back
+    assert events.node_changes({"node1": "passing"}, checks[:1] + [
+        {"Node": "node9", "CheckID": "serfHealth", "Status": "passing"}])[2] == ["node9"]
