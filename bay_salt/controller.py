@@ -59,18 +59,26 @@ class SaltBackend:
     def services(self) -> dict:
         return next(iter(self.reports().values())).get("services", {})
 
-    def consul(self) -> consul.Consul:
-        """A client of the first Consul server that answers."""
+    def consul_servers(self) -> tuple[list[str], int]:
+        """The Consul servers' addresses and HTTP port, as the nodes know them."""
         info = next(iter(self.reports().values()))["consul"]
-        last = None
-        for addr in info["servers"]:
-            c = consul.Consul(host=addr, port=info["http_port"])
-            try:
-                c.status.leader()
-                return c
-            except (consul.ConsulException, OSError) as err:
-                last = err
-        raise DeployError(f"no Consul server answered ({info['servers']}): {last}")
+        return info["servers"], info["http_port"]
+
+    def consul(self) -> consul.Consul:
+        return first_consul(*self.consul_servers())
+
+
+def first_consul(servers: list[str], port: int) -> consul.Consul:
+    """A client of the first Consul server in ``servers`` that answers."""
+    last = None
+    for addr in servers:
+        c = consul.Consul(host=addr, port=port)
+        try:
+            c.status.leader()
+            return c
+        except (consul.ConsulException, OSError) as err:
+            last = err
+    raise DeployError(f"no Consul server answered ({servers}): {last}")
 
 
 def _spec(backend: SaltBackend, name: str):

@@ -63,10 +63,6 @@ def op_delete(key: str) -> dict:
     return {"KV": {"Verb": "delete", "Key": key}}
 
 
-def op_delete_tree(prefix: str) -> dict:
-    return {"KV": {"Verb": "delete-tree", "Key": prefix}}
-
-
 def register_ops(instances: Iterable[Instance]) -> list[dict]:
     return [op_set(i.key, i.to_json()) for i in instances]
 

@@ -13,6 +13,7 @@ Every decision is a ``bay/...`` event and a log line.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
@@ -79,7 +80,7 @@ class Controller:
         history = self._restarts(dead.service, dead.group)
         delay, failed = events.backoff(history, now)
         new_id = secrets.token_hex(4)
-        critical = kv.Instance(**{**dead.__dict__, "health": "critical"})
+        critical = dataclasses.replace(dead, health="critical")
         ops = kv.register_ops([critical]) + [
             kv.op_set(names.kv_restarts(dead.service, dead.group), json.dumps((history + [now])[-20:])),
         ]

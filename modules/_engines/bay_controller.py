@@ -19,10 +19,8 @@ import salt.utils.event
 import salt.utils.minions
 
 try:
-    import consul
-
     from bay_salt import events, names, reactive
-    from bay_salt.controller import SaltBackend
+    from bay_salt.controller import SaltBackend, first_consul
 
     HAS_BAY = True
 except ImportError:  # pragma: no cover
@@ -55,9 +53,9 @@ def start(workers=4, services_ttl=10):
     def services():
         if time.monotonic() - cache["at"] > services_ttl:
             b = _backend(cache["alive"])
-            info = next(iter(b.reports().values()))["consul"]
-            cache.update(at=time.monotonic(), services=b.services(), consul=b.consul(), servers=info["servers"],
-                         port=info["http_port"])
+            servers, port = b.consul_servers()
+            cache.update(at=time.monotonic(), services=b.services(), consul=first_consul(servers, port),
+                         servers=servers, port=port)
         return cache["services"]
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
@@ -80,16 +78,7 @@ def start(workers=4, services_ttl=10):
             try:
                 if client is None:
                     pool.submit(services).result(timeout=30)
-                    for addr in cache["servers"]:
-                        c = consul.Consul(host=addr, port=cache["port"])
-                        try:
-                            c.status.leader()
-                            client = c
-                            break
-                        except (consul.ConsulException, OSError):
-                            continue
-                    if client is None:
-                        raise RuntimeError(f"no Consul server answers ({cache['servers']})")
+                    client = first_consul(cache["servers"], cache["port"])
                 index, checks = client.health.state("any", index=index, wait="30s")
             except Exception as err:  # noqa: BLE001 - Consul server gone: use another
                 log.warning("bay controller: node watch: %s", err)
