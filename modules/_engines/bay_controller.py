@@ -64,11 +64,17 @@ def start(workers=4, services_ttl=10):
         services()  # fresh enough pillar and a Consul client
         return reactive.Controller(_backend(cache["alive"]), cache["consul"], fire, services)
 
-    def guarded(what, fn):
-        try:
-            fn()
-        except Exception:  # noqa: BLE001 - one bad event must not stop the controller
-            log.exception("bay controller: %s failed", what)
+    def guarded(what, fn, attempts=1):
+        # node handlers are idempotent and retried: a lost node may have been the
+        # Consul leader, and KV answers "No cluster leader" until a new one is elected
+        for attempt in range(1, attempts + 1):
+            try:
+                fn()
+                return
+            except Exception:  # noqa: BLE001 - one bad event must not stop the controller
+                log.exception("bay controller: %s failed (attempt %d of %d)", what, attempt, attempts)
+                if attempt < attempts:
+                    time.sleep(2)
 
     def watch_nodes():
         """Consul serfHealth -> nodes lost and back. Only Consul calls here:
@@ -91,12 +97,12 @@ def start(workers=4, services_ttl=10):
             cache["alive"] = {n for n, st in seen.items() if st == "passing"}
             if first:  # a (re)started controller: nodes gone while it was not looking
                 alive = set(cache["alive"])
-                pool.submit(guarded, "resume", lambda: controller().resume(alive))
+                pool.submit(guarded, "resume", lambda: controller().resume(alive), 15)
                 continue
             for n in lost:
-                pool.submit(guarded, f"node {n} lost", lambda n=n: controller().node_lost(n))
+                pool.submit(guarded, f"node {n} lost", lambda n=n: controller().node_lost(n), 15)
             for n in back:
-                pool.submit(guarded, f"node {n} back", lambda n=n: controller().node_back(n))
+                pool.submit(guarded, f"node {n} back", lambda n=n: controller().node_back(n), 15)
 
     threading.Thread(target=watch_nodes, name="bay-node-watch", daemon=True).start()
     log.info("bay controller started")

@@ -10,6 +10,8 @@ import salt.utils.minions
 from salt.exceptions import SaltInvocationError
 
 try:
+    import consul
+
     from bay_salt import controller
     from bay_salt.deploy import DeployError
     from bay_salt.services import SpecError
@@ -55,6 +57,8 @@ def deploy(name):
         return controller.deploy(_backend(), name, event=_event)
     except (SpecError, ValueError, DeployError) as exc:
         raise SaltInvocationError(str(exc)) from None
+    except consul.ConsulException as exc:
+        raise SaltInvocationError(f"Consul: {exc}") from None
 
 
 def plan(name):
@@ -72,6 +76,8 @@ def plan(name):
         return controller.plan(_backend(), name)
     except (SpecError, ValueError, DeployError) as exc:
         raise SaltInvocationError(str(exc)) from None
+    except consul.ConsulException as exc:
+        raise SaltInvocationError(f"Consul: {exc}") from None
 
 
 def scale(target, count):
@@ -93,6 +99,8 @@ def scale(target, count):
         return controller.deploy(_backend(), service, {group: count}, event=_event)
     except (SpecError, ValueError, DeployError) as exc:
         raise SaltInvocationError(str(exc)) from None
+    except consul.ConsulException as exc:
+        raise SaltInvocationError(f"Consul: {exc}") from None
 
 
 def status(name=None):
@@ -110,3 +118,5 @@ def status(name=None):
         return controller.status(_backend(), name)
     except (SpecError, DeployError) as exc:
         raise SaltInvocationError(str(exc)) from None
+    except consul.ConsulException as exc:
+        raise SaltInvocationError(f"Consul: {exc}") from None
