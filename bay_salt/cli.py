@@ -89,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
                 for col in ("group", "frontend", "desired", "registered", "instances"):
                     table.add_column(col)
                 for grp, row in result.items():
-                    table.add_row(grp, f":{row['listen']}", str(row["desired"]), str(row["registered"]),
+                    registered = str(row["registered"])
+                    if row.get("failed"):
+                        registered += f" [red](failed: {row['failed']})[/]"
+                    table.add_row(grp, f":{row['listen']}", str(row["desired"]), registered,
                                   "\n".join(row["instances"]))
                 console.print(table)
             else:

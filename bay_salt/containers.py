@@ -8,6 +8,7 @@ policy: the controller owns restarts.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import socket
@@ -39,6 +40,15 @@ def _host_port(container, port: int) -> int:
     raise RuntimeError(f"{container.name}: port {port} is not published")
 
 
+def _created(container) -> float:
+    """Docker's ``Created`` (RFC 3339 with nanoseconds) as epoch seconds."""
+    stamp = container.attrs.get("Created", "")
+    try:
+        return datetime.datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        return time.time()
+
+
 def describe(container) -> dict:
     labels = container.labels
     port = int(labels.get(names.LABEL_PORT, 0))
@@ -53,6 +63,8 @@ def describe(container) -> dict:
         "id": container.id[:12],
         "status": container.status,
         "host_port": None,
+        # seconds since it was created, by this node's clock
+        "age": max(0.0, time.time() - _created(container)),
     }
     if container.status == "running" and port:
         try:

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import consul
 
-from bay_salt import kv, services
+from bay_salt import kv, names, services
 from bay_salt.deploy import Deployer, DeployError, NodeState
 from bay_salt.placement import PlacementError
 
 
 class SaltBackend:
-    def __init__(self, local, target: str | list[str] = "*", timeout: int = 300):
+    def __init__(self, local, target: str | list[str] = "*", timeout: int = 300, report_timeout: int = 60):
         """``target``: a glob, or the list of minions to use (the controller
-        passes the nodes Consul sees alive, so no call waits on a dead one)."""
+        passes the nodes Consul sees alive, so no call waits on a dead one).
+        ``report_timeout``: for the node reports (the controller asks again
+        sooner rather than wait out a publish lost while the master restarted)."""
         self.local = local
+        self.report_timeout = report_timeout
         self.target = ",".join(target) if isinstance(target, list) else target
         self.tgt_type = "list" if isinstance(target, list) else "glob"
         self.timeout = timeout
@@ -23,10 +26,10 @@ class SaltBackend:
     def reports(self, refresh: bool = False) -> dict[str, dict]:
         if self._reports is None:
             # deploy what pillar says now, not what minions cached
-            self.local.cmd(self.target, "saltutil.refresh_pillar", kwarg={"wait": True}, timeout=60,
+            self.local.cmd(self.target, "saltutil.refresh_pillar", kwarg={"wait": True}, timeout=self.report_timeout,
                            tgt_type=self.tgt_type)
         if self._reports is None or refresh:
-            ret = self.local.cmd(self.target, "bay.node_report", timeout=60, tgt_type=self.tgt_type)
+            ret = self.local.cmd(self.target, "bay.node_report", timeout=self.report_timeout, tgt_type=self.tgt_type)
             self._reports = {m: r for m, r in ret.items() if isinstance(r, dict)}
             if not self._reports:
                 raise DeployError(f"no node answered bay.node_report (target {self.target!r})")
@@ -50,6 +53,12 @@ class SaltBackend:
     def stop(self, node: str, containers: list[str]) -> None:
         self.local.cmd(node, "bay_docker.stop", [containers], timeout=self.timeout)
 
+    def busy(self, node: str) -> bool:
+        """True while a ``bay_docker.run`` job runs on ``node`` (e.g. one a
+        controller started before it was restarted)."""
+        ret = self.local.cmd(node, "saltutil.running", timeout=30).get(node)
+        return any(isinstance(j, dict) and j.get("fun") == "bay_docker.run" for j in ret or [])
+
     def containers(self, node: str) -> list[dict]:
         ret = self.local.cmd(node, "bay_docker.instances", timeout=60).get(node)
         if not isinstance(ret, list):
@@ -58,6 +67,10 @@ class SaltBackend:
 
     def services(self) -> dict:
         return next(iter(self.reports().values())).get("services", {})
+
+    def controller_settings(self) -> dict:
+        """The ``bay:controller`` pillar (back-off, strays), as the nodes see it."""
+        return next(iter(self.reports().values()))["controller"]
 
     def consul_servers(self) -> tuple[list[str], int]:
         """The Consul servers' addresses and HTTP port, as the nodes know them."""
@@ -123,7 +136,9 @@ def status(backend: SaltBackend, name: str | None = None) -> dict:
             continue
         for gname, g in spec.groups().items():
             _, recs = kv.read_instances(client, sname, gname)
+            _, failed = client.kv.get(names.kv_failed(sname, gname))
             out[f"{sname}.{gname}"] = {
+                "failed": failed["Value"].decode() if failed and failed.get("Value") else None,
                 "desired": g["instances"],
                 "registered": len(recs),
                 "listen": g["listen"],

@@ -150,6 +150,7 @@ class Deployer:
         plan = plan_group(records, g["instances"], want)
         report = GroupReport(name, g["instances"], rolled=bool(plan.replace))
         self._ensure_route(g)
+        self._clear_failed(g)
         if not plan.changes:
             return report
         states = self.backend.nodes()
@@ -200,6 +201,12 @@ class Deployer:
         _, item = self.client.kv.get(op["KV"]["Key"])
         if not item or item["Value"] != base64.b64decode(op["KV"]["Value"]):
             kv.apply(self.client, [op])
+
+    def _clear_failed(self, g: dict) -> None:
+        """A deploy of a group the controller failed (crash loop) starts it afresh."""
+        failed = names.kv_failed(g["service"], g["group"])
+        if self.client.kv.get(failed)[1]:
+            kv.apply(self.client, [kv.op_delete(failed)])  # its new instances start with no restarts
 
     def _start(self, g: dict, where: list[str], address: dict[str, str], want: str) -> list[tuple[kv.Instance, bool]]:
         per_node: dict[str, list[str]] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Iterator
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import consul
@@ -38,6 +39,8 @@ class Instance:
     image: str = ""
     container: str = ""
     spec: str = ""  # bay_salt.containers.spec_hash of what it runs
+    #: times the controller restarted this instance's line (it and the ones it replaced): the crash-loop back-off
+    restarts: tuple[float, ...] = ()
 
     @property
     def key(self) -> str:
@@ -48,7 +51,12 @@ class Instance:
 
     @classmethod
     def from_json(cls, data: bytes | str) -> "Instance":
-        return cls(**json.loads(data))
+        # fields this version does not know (a newer writer) are ignored, so
+        # nodes and master can be upgraded one at a time
+        known = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in json.loads(data).items() if k in known}
+        fields["restarts"] = tuple(fields.get("restarts", ()))
+        return cls(**fields)
 
 
 def op_set(key: str, value: str | bytes, cas: int | None = None) -> dict:

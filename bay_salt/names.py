@@ -42,14 +42,19 @@ def kv_group_prefix(service: str, group: str) -> str:
     return f"{KV_PREFIX}/instances/{service}/{group}/"
 
 
-def kv_restarts(service: str, group: str) -> str:
-    """Restart history of a group (crash-loop back-off)."""
-    return f"{KV_PREFIX}/restarts/{service}/{group}"
-
-
 def kv_placement(service: str, group: str, instance: str) -> str:
     """A replacement decided but not yet registered (a restarted controller resumes it)."""
     return f"{KV_PREFIX}/placements/{service}/{group}/{instance}"
+
+
+def kv_failed(service: str, group: str) -> str:
+    """Set when the controller gives up on a crash-looping group (the reason);
+    it restarts nothing there until the next deploy of the group clears it."""
+    return f"{KV_PREFIX}/failed/{service}/{group}"
+
+
+def kv_placements_prefix() -> str:
+    return f"{KV_PREFIX}/placements/"
 
 
 def kv_route(service: str, group: str) -> str:
@@ -83,6 +88,7 @@ TAG_GROUP_FAILED = f"{EVENT_PREFIX}/group/failed"
 TAG_NODE_LOST = f"{EVENT_PREFIX}/node/lost"
 TAG_NODE_BACK = f"{EVENT_PREFIX}/node/back"
 TAG_STRAY_REMOVED = f"{EVENT_PREFIX}/node/stray-removed"
+TAG_CONTROLLER_RESUMED = f"{EVENT_PREFIX}/controller/resumed"
 TAG_SCALE_DECIDED = f"{EVENT_PREFIX}/scale/decided"
 TAG_DEPLOY_STARTED = f"{EVENT_PREFIX}/deploy/started"
 TAG_DEPLOY_STOPPED = f"{EVENT_PREFIX}/deploy/stopped"

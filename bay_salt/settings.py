@@ -163,6 +163,21 @@ class Registry(_Strict):
     storage: str
 
 
+class Controller(_Strict):
+    """The reactive controller on the master (``bay_salt.reactive``)."""
+
+    #: first restart of a crashed instance is immediate; the n-th in a row waits base * 2**(n-1) s ...
+    restart_backoff: float = Field(gt=0)
+    #: ... at most this long
+    restart_backoff_max: float = Field(gt=0)
+    #: this many restarts in a row mark the group failed (it is no longer restarted)
+    crash_loop_restarts: int = Field(ge=1)
+    #: a run of this many seconds resets the back-off
+    backoff_reset: float = Field(gt=0)
+    #: containers unknown to KV and older than this are strays a restarted controller removes
+    stray_age: float = Field(ge=0)
+
+
 class Settings(_Strict):
     cluster: str
     nodes: dict[str, Node]
@@ -173,6 +188,7 @@ class Settings(_Strict):
     cadvisor: CAdvisor
     mesos: Mesos
     registry: Registry
+    controller: Controller
     # validated by bay_salt.services (errors name service.group and field)
     services: dict[str, Any] = {}
 

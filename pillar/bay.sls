@@ -85,6 +85,20 @@ bay:
     port: 5000
     storage: /var/lib/docker-registry
 
+  # The reactive controller (salt-master engine bay_controller). A crashed
+  # instance is restarted at once; the n-th restart in a row of a group waits
+  # restart_backoff * 2**(n-1) s (at most restart_backoff_max); after
+  # crash_loop_restarts in a row the group is marked failed (event
+  # bay/group/failed) and no longer restarted. A run of backoff_reset seconds
+  # clears the count. A restarted controller removes service containers that
+  # KV does not know and that are older than stray_age seconds.
+  controller:
+    restart_backoff: 1.0
+    restart_backoff_max: 60.0
+    crash_loop_restarts: 8
+    backoff_reset: 300.0
+    stray_age: 120.0
+
   # Services: see pillar/services.sls (validated by bay_salt.services).
   services: {}
 

@@ -80,6 +80,8 @@ def master_config(cluster: str) -> dict:
         "engines_dirs": [f"{SRV}/modules/_engines"],
         # the reactive controller (bay_salt.reactive): replaces dead containers
         "engines": [{"bay_controller": {}}],
+        # wiring: a (re)started minion is synced at once (reactor/minion_start.sls)
+        "reactor": [{"salt/minion/*/start": [f"{SRV}/reactor/minion_start.sls"]}],
         "pillar_roots": {"base": [f"{SRV}/pillar"]},
         "worker_threads": 4,
         "timeout": 30,
@@ -213,6 +215,7 @@ class LocalCluster:
         binds = {
             str(root / "states"): {"bind": f"{SRV}/states", "mode": "ro"},
             str(root / "modules"): {"bind": f"{SRV}/modules", "mode": "ro"},
+            str(root / "reactor"): {"bind": f"{SRV}/reactor", "mode": "ro"},
             str(pillar_dir): {"bind": f"{SRV}/pillar", "mode": "ro"},
             "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
         }

@@ -40,29 +40,29 @@ def _backend(alive=None):
     # the nodes Consul sees alive (before the first look: the minions connected
     # to the master), so no call waits out a dead minion's timeout
     targets = sorted(alive or salt.utils.minions.CkMinions(__opts__).connected_ids())
-    return SaltBackend(salt.client.get_local_client(__opts__["conf_file"]), targets or "*")
+    return SaltBackend(salt.client.get_local_client(__opts__["conf_file"]), targets or "*", report_timeout=10)
 
 
-def start(workers=4, services_ttl=10):
+def start(workers=8, services_ttl=10):
     bus = salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=True)
     cache = {"at": 0.0, "services": {}, "consul": None, "servers": [], "port": 8500, "alive": None}
 
     def fire(tag, data):
         bus.fire_event(data, tag)
 
-    def services():
-        if time.monotonic() - cache["at"] > services_ttl:
+    def services(fresh=False):
+        if fresh or time.monotonic() - cache["at"] > services_ttl:
             b = _backend(cache["alive"])
             servers, port = b.consul_servers()
             cache.update(at=time.monotonic(), services=b.services(), consul=first_consul(servers, port),
-                         servers=servers, port=port)
+                         servers=servers, port=port, settings=b.controller_settings())
         return cache["services"]
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
 
     def controller():
         services()  # fresh enough pillar and a Consul client
-        return reactive.Controller(_backend(cache["alive"]), cache["consul"], fire, services)
+        return reactive.Controller(_backend(cache["alive"]), cache["consul"], fire, services, lambda: cache["settings"])
 
     def guarded(what, fn, attempts=1):
         # node handlers are idempotent and retried: a lost node may have been the
@@ -83,7 +83,7 @@ def start(workers=4, services_ttl=10):
         while True:
             try:
                 if client is None:
-                    pool.submit(services).result(timeout=30)
+                    pool.submit(services).result(timeout=25)
                     client = first_consul(cache["servers"], cache["port"])
                 index, checks = client.health.state("any", index=index, wait="30s")
             except Exception as err:  # noqa: BLE001 - Consul server gone: use another

@@ -65,7 +65,7 @@ def settings(defaults=None):
 def node_report():
     """
     What the controller needs from this node in one answer: its settings view
-    (address, roles), the ``bay:services`` pillar, capacity and the Bay
+    (address, roles), the ``bay:services`` and ``bay:controller`` pillar, capacity and the Bay
     containers running here.
 
     CLI Example:
@@ -79,6 +79,7 @@ def node_report():
         "node": cfg["node"],
         "capacity": __grains__.get("bay_capacity", {}),
         "services": cfg.get("services", {}),
+        "controller": cfg["controller"],
         "consul": {"servers": cfg["consul"]["server_addresses"], "http_port": cfg["consul"]["http_port"]},
         "containers": __salt__["bay_docker.instances"](),
     }

@@ -1,6 +1,7 @@
 """testinfra checks of every node of a `bay up` cluster after `state.apply bay`."""
 
 import json
+import time
 
 import pytest
 import yaml
@@ -98,3 +99,19 @@ def test_gossip_encrypted_and_key_in_no_log_or_job_cache(cluster, node):
     assert node.run(f"grep -rqF '{key}' /var/log/salt /var/cache/salt/minion/proc").rc == 1
     res = cluster.master().exec_run(["grep", "-rqF", key, "/var/cache/salt/master/jobs", "/var/log/salt"])
     assert res.exit_code == 1, "the gossip key is in the master's job cache or log"
+
+
+def test_restarted_minion_is_synced_by_the_reactor(cluster):
+    """reactor/minion_start.sls: a minion that starts gets saltutil.sync_all."""
+    master = cluster.master()
+    since = int(master.exec_run(["sh", "-c", "wc -l < /var/log/salt/master"]).output.decode().strip())
+    node = cluster.client.containers.get(next(n for n in cluster.nodes() if n.id == "node3").container)
+    assert node.exec_run(["systemctl", "restart", "salt-minion"]).exit_code == 0
+    deadline = time.monotonic() + 60
+    while True:
+        log = master.exec_run(["sh", "-c", f"tail -n +{since + 1} /var/log/salt/master"]).output.decode()
+        if "Published command saltutil.sync_all" in log:
+            break
+        assert time.monotonic() < deadline, log[-3000:]
+        time.sleep(1)
+    assert cluster.salt("node3", "test.ping", timeout=30).get("node3") is True

@@ -1,3 +1,6 @@
+import json
+
+from bay_salt import kv
 from bay_salt.deploy import plan_group
 from bay_salt.kv import Instance
 
@@ -25,3 +28,12 @@ def test_roll_replaces_every_outdated_instance():
 def test_half_rolled_group_resumes():
     p = plan_group([rec("a", "v2"), rec("b", "v1"), rec("c", "v1")], 3, "v2")
     assert p.keep == ["a"] and p.start == 2 and p.replace == ["b", "c"]
+
+
+def test_instance_records_from_a_newer_writer_still_read():
+    """Master and nodes upgrade one at a time: fields a reader does not know are ignored."""
+    rec = kv.Instance("s", "g", "i1", "n1", "10.0.0.1", 1, "passing", restarts=(1.0, 2.0))
+    data = json.loads(rec.to_json())
+    assert kv.Instance.from_json(json.dumps(dict(data, future_field={"x": 1}))) == rec
+    del data["restarts"]  # and an older writer's record reads with no restarts
+    assert kv.Instance.from_json(json.dumps(data)).restarts == ()
