@@ -110,22 +110,24 @@ class Controller:
         failed. The back-off follows the instance's line (``restarts`` passes
         to each replacement), so independent failures of different instances
         are not a crash loop. Returns the registered replacement, or None."""
-        g = self._group(dead.service, dead.group)
         name = f"{dead.service}.{dead.group}"
+        g = None
         while True:
             now = self.clock()
             delay, failed = self._backoff(list(dead.restarts), now)
             new_id = secrets.token_hex(4)
-            # critical: HAProxy everywhere drops it now; its line's restarts recorded with it
+            placed = names.kv_placement(dead.service, dead.group, new_id)
+            # first of all (no Salt call before it): critical, so HAProxy everywhere drops
+            # it now; its line's restarts recorded with it, and the replacement's placement
             dead = dataclasses.replace(dead, health="critical", restarts=(dead.restarts + (now,))[-20:])
             ops = kv.register_ops([dead])
-            if g and not failed:
-                ops.append(kv.op_set(names.kv_placement(dead.service, dead.group, new_id),
-                                     json.dumps({"node": dead.node, "replaces": dead.instance,
-                                                 "container": dead.container})))
+            if not failed:
+                ops.append(kv.op_set(placed, json.dumps({"node": dead.node, "replaces": dead.instance,
+                                                         "container": dead.container})))
             kv.apply(self.client, ops)
+            g = g or self._group(dead.service, dead.group)
             if g is None:  # removed from pillar: nothing to restart; its dead container goes too
-                kv.apply(self.client, kv.deregister_ops([dead]))
+                kv.apply(self.client, kv.deregister_ops([dead]) + [kv.op_delete(placed)])
                 self.backend.stop(dead.node, [dead.container])
                 self.decide(names.TAG_CONTAINER_REPLACED, group=name, old=dead.instance, new=None, node=dead.node,
                             reason=f"{reason}; the group is no longer in bay:services")
@@ -142,7 +144,6 @@ class Controller:
                 self.sleep(delay)
             started = self.backend.start(dead.node, g, [new_id])
             res = started[0] if started else {}
-            placed = names.kv_placement(dead.service, dead.group, new_id)
             if res.get("healthy"):
                 new = kv.Instance(dead.service, dead.group, new_id, dead.node, res.get("address") or dead.address,
                                   int(res.get("host_port") or 0), "passing", g["image"], res.get("container", ""),

@@ -45,7 +45,8 @@ def _backend(alive=None):
 
 def start(workers=8, services_ttl=10):
     bus = salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=True)
-    cache = {"at": 0.0, "services": {}, "consul": None, "servers": [], "port": 8500, "alive": None}
+    cache = {"at": 0.0, "services": {}, "consul": None, "servers": [], "port": 8500, "alive": None,
+             "settings": None}
 
     def fire(tag, data):
         bus.fire_event(data, tag)
@@ -61,7 +62,8 @@ def start(workers=8, services_ttl=10):
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
 
     def controller():
-        services()  # fresh enough pillar and a Consul client
+        if cache["consul"] is None or cache["settings"] is None:
+            services()  # first use: pillar and a Consul client (later: refreshed when the handler needs pillar)
         return reactive.Controller(_backend(cache["alive"]), cache["consul"], fire, services, lambda: cache["settings"])
 
     def guarded(what, fn, attempts=1):
@@ -83,13 +85,16 @@ def start(workers=8, services_ttl=10):
         while True:
             try:
                 if client is None:
-                    pool.submit(services).result(timeout=25)
+                    # the servers known from an earlier report: no Salt call (a node just
+                    # lost would make one wait out its timeout)
+                    if not cache["servers"]:
+                        pool.submit(services).result(timeout=25)
                     client = first_consul(cache["servers"], cache["port"])
+                    cache["consul"] = client  # the handlers use a server known to answer
                 index, checks = client.health.state("any", index=index, wait="30s")
             except Exception as err:  # noqa: BLE001 - Consul server gone: use another
-                log.warning("bay controller: node watch: %s", err)
+                log.warning("bay controller: node watch: %s", err or type(err).__name__)
                 client, index = None, None
-                cache["at"] = 0.0
                 time.sleep(1)
                 continue
             first = seen is None
