@@ -72,6 +72,12 @@ class SaltBackend:
         """The ``bay:controller`` pillar (back-off, strays), as the nodes see it."""
         return next(iter(self.reports().values()))["controller"]
 
+    def node_addresses(self) -> dict[str, str]:
+        return {m: r["node"]["address"] for m, r in self.reports().items()}
+
+    def cadvisor_port(self) -> int:
+        return int(next(iter(self.reports().values()))["cadvisor_port"])
+
     def consul_servers(self) -> tuple[list[str], int]:
         """The Consul servers' addresses and HTTP port, as the nodes know them."""
         info = next(iter(self.reports().values()))["consul"]

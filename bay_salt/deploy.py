@@ -16,6 +16,7 @@ against a :class:`Backend` (Salt, in the runner) and Consul KV:
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import secrets
 import time
@@ -52,6 +53,12 @@ class Backend(Protocol):
         ``{instance, container, host_port, healthy}`` per instance."""
 
     def stop(self, node: str, containers: list[str]) -> None: ...
+
+
+def autoscaled(client, g: dict) -> int | None:
+    """The count the autoscaler last decided for group ``g`` (None: never)."""
+    _, item = client.kv.get(names.kv_scale(g["service"], g["group"]))
+    return json.loads(item["Value"]).get("state", {}).get("desired") if item and item.get("Value") else None
 
 
 @dataclass
@@ -139,23 +146,33 @@ class Deployer:
                 continue
             if groups is not None:
                 g = dict(g, instances=groups[gname])
+            elif g.get("autoscale"):  # keep what the autoscaler decided, within the policy's bounds
+                a = g["autoscale"]
+                g = dict(g, instances=max(a["min"], min(a["max"], autoscaled(self.client, g) or g["instances"])))
             reports.append(self.reconcile(g))
         return reports
 
-    def reconcile(self, g: dict) -> GroupReport:
+    def reconcile(self, g: dict, fit: bool = False) -> GroupReport:
+        """Bring one group to ``g["instances"]``; with ``fit`` (autoscaling) a
+        scale-up larger than the free capacity starts as many as fit."""
         name = f"{g['service']}.{g['group']}"
         want = spec_hash(g)
         _, records = kv.read_instances(self.client, g["service"], g["group"])
         by_id = {r.instance: r for r in records}
         plan = plan_group(records, g["instances"], want)
-        report = GroupReport(name, g["instances"], rolled=bool(plan.replace))
         self._ensure_route(g)
         self._clear_failed(g)
         if not plan.changes:
-            return report
+            return GroupReport(name, g["instances"])
         states = self.backend.nodes()
         address = {s.id: s.address for s in states}
         nodes = self._placement_nodes(states)
+        if fit and plan.start and not plan.replace:
+            free = placement.room(nodes, g["cpu"], g["memory_mb"])
+            if plan.start > free:
+                g = dict(g, instances=len(plan.keep) + free)
+                plan = plan_group(records, g["instances"], want)
+        report = GroupReport(name, g["instances"], rolled=bool(plan.replace))
 
         if plan.remove:
             self._retire([by_id[i] for i in plan.remove], report)

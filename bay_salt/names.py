@@ -53,6 +53,11 @@ def kv_failed(service: str, group: str) -> str:
     return f"{KV_PREFIX}/failed/{service}/{group}"
 
 
+def kv_scale(service: str, group: str) -> str:
+    """Autoscaling state of a group: recommendations in the window, the last decision."""
+    return f"{KV_PREFIX}/scale/{service}/{group}"
+
+
 def kv_placements_prefix() -> str:
     return f"{KV_PREFIX}/placements/"
 

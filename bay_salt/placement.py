@@ -75,6 +75,12 @@ def place(nodes: list[Node], service: str, group: str, count: int, cpu: float, m
     return chosen
 
 
+def room(nodes: list[Node], cpu: float, memory_mb: int) -> int:
+    """How many more instances of ``cpu`` CPUs and ``memory_mb`` MiB fit on ``nodes``."""
+    return sum(int(min(n.free_cpus / cpu, n.free_memory_mb / memory_mb if memory_mb else float("inf")) + 1e-9)
+               for n in nodes if n.schedulable)
+
+
 def pick_for_removal(placements: dict[str, str], nodes: list[Node], count: int) -> list[str]:
     """Which ``count`` instances (``{instance: node}``) to stop when scaling
     down: always from the node with the most instances of the group (keeps

@@ -86,8 +86,8 @@ class Autoscale(_Strict):
     max: int = Field(ge=1)
     target_cpu: float = Field(gt=0, le=1, description="target CPU utilisation of the group's limit, 0-1")
     tolerance: float = Field(0.1, ge=0, lt=1)
-    scale_down_window: float = 300.0
-    scale_down_step: float = Field(0.25, gt=0, le=1, description="largest share removed per step")
+    scale_down_window: float = Field(300.0, ge=0, description="seconds (or 30s, 5m)")
+    scale_down_step: float = Field(0.5, gt=0, le=1, description="largest share removed per step")
 
     _dur = field_validator("scale_down_window", mode="before")(classmethod(lambda cls, v: seconds(v)))
 

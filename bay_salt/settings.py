@@ -176,6 +176,10 @@ class Controller(_Strict):
     backoff_reset: float = Field(gt=0)
     #: containers unknown to KV and older than this are strays a restarted controller removes
     stray_age: float = Field(ge=0)
+    #: seconds between two autoscaling rounds (cAdvisor read, decisions)
+    autoscale_interval: float = Field(gt=0)
+    #: seconds an instance removed by a scale-down keeps running after it left every HAProxy
+    scale_down_drain: float = Field(ge=0)
 
 
 class Settings(_Strict):

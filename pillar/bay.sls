@@ -91,13 +91,18 @@ bay:
   # crash_loop_restarts in a row the group is marked failed (event
   # bay/group/failed) and no longer restarted. A run of backoff_reset seconds
   # clears the count. A restarted controller removes service containers that
-  # KV does not know and that are older than stray_age seconds.
+  # KV does not know and that are older than stray_age seconds. Groups with an
+  # autoscale policy (pillar/services.sls) are measured and decided on every
+  # autoscale_interval seconds; an instance removed by a scale-down leaves
+  # every HAProxy, serves what it has for scale_down_drain seconds, then stops.
   controller:
     restart_backoff: 1.0
     restart_backoff_max: 60.0
     crash_loop_restarts: 8
     backoff_reset: 300.0
     stray_age: 120.0
+    autoscale_interval: 5.0
+    scale_down_drain: 2.0
 
   # Services: see pillar/services.sls (validated by bay_salt.services).
   services: {}

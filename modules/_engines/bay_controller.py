@@ -1,7 +1,8 @@
 """
 Bay controller engine (runs in the salt-master): follows ``bay/container/``
-events from the nodes and replaces dead containers. A thin adapter over
-:mod:`bay_salt.reactive`.
+events from the nodes and replaces dead containers, follows Consul's node
+health (nodes lost and back), and autoscales the groups that have a policy.
+A thin adapter over :mod:`bay_salt.reactive` and :mod:`bay_salt.scaler`.
 
 Master config::
 
@@ -19,7 +20,7 @@ import salt.utils.event
 import salt.utils.minions
 
 try:
-    from bay_salt import events, names, reactive
+    from bay_salt import events, names, reactive, scaler
     from bay_salt.controller import SaltBackend, first_consul
 
     HAS_BAY = True
@@ -46,7 +47,7 @@ def _backend(alive=None):
 def start(workers=8, services_ttl=10):
     bus = salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=True)
     cache = {"at": 0.0, "services": {}, "consul": None, "servers": [], "port": 8500, "alive": None,
-             "settings": None}
+             "settings": None, "nodes": {}, "cadvisor_port": 8080}
 
     def fire(tag, data):
         bus.fire_event(data, tag)
@@ -55,8 +56,10 @@ def start(workers=8, services_ttl=10):
         if fresh or time.monotonic() - cache["at"] > services_ttl:
             b = _backend(cache["alive"])
             servers, port = b.consul_servers()
+            # a node that did not answer this time keeps the address it had
             cache.update(at=time.monotonic(), services=b.services(), consul=first_consul(servers, port),
-                         servers=servers, port=port, settings=b.controller_settings())
+                         servers=servers, port=port, settings=b.controller_settings(),
+                         nodes={**cache["nodes"], **b.node_addresses()}, cadvisor_port=b.cadvisor_port())
         return cache["services"]
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
@@ -109,7 +112,25 @@ def start(workers=8, services_ttl=10):
             for n in back:
                 pool.submit(guarded, f"node {n} back", lambda n=n: controller().node_back(n), 15)
 
+    def autoscale_loop():
+        """Every autoscale_interval: measure, decide and apply (bay_salt.scaler),
+        one round at a time, so a group is never scaled twice at once."""
+        while True:
+            time.sleep((cache["settings"] or {}).get("autoscale_interval", 5.0))
+            if cache["consul"] is None or cache["alive"] is None:
+                continue  # not looked at the nodes yet
+            try:
+                specs = services()
+                alive = set(cache["alive"])
+                nodes = {n: a for n, a in cache["nodes"].items() if n in alive}
+                scaler.Autoscaler(_backend(alive), cache["consul"], fire,
+                                  drain_seconds=cache["settings"]["scale_down_drain"]).tick(
+                    time.time(), specs, nodes, cache["cadvisor_port"])
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("bay controller: autoscaling round failed")
+
     threading.Thread(target=watch_nodes, name="bay-node-watch", daemon=True).start()
+    threading.Thread(target=autoscale_loop, name="bay-autoscale", daemon=True).start()
     log.info("bay controller started")
     while True:
         ev = bus.get_event(full=True, wait=1, tag=f"{names.EVENT_PREFIX}/container/", match_type="startswith")

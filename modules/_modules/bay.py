@@ -80,6 +80,7 @@ def node_report():
         "capacity": __grains__.get("bay_capacity", {}),
         "services": cfg.get("services", {}),
         "controller": cfg["controller"],
+        "cadvisor_port": cfg["cadvisor"]["port"],
         "consul": {"servers": cfg["consul"]["server_addresses"], "http_port": cfg["consul"]["http_port"]},
         "containers": __salt__["bay_docker.instances"](),
     }
