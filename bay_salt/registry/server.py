@@ -1,0 +1,315 @@
+"""Bay's registry: the OCI Distribution API (v1.1) over aiohttp.
+
+Stateless: every request goes to storage (:mod:`bay_salt.registry.core`), so
+any number of instances behind HAProxy serve the same registry, and any
+instance can take any chunk of any upload. Request bodies stream to storage
+through a bounded queue (never held whole); blob GETs stream from storage.
+
+    python -m bay_salt.registry.server --storage file:///var/lib/bay-registry --port 5000
+    python -m bay_salt.registry.server --storage hdfs://nn1:9870,nn2:9870/bay-registry
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import json
+import logging
+import queue
+import re
+from collections.abc import Iterator
+
+from aiohttp import web
+
+from bay_salt.registry import core, storage
+from bay_salt.registry.core import RegistryError
+
+log = logging.getLogger("bay.registry")
+
+ROUTE = re.compile(r"^/v2/(?P<name>.+?)/(?P<kind>blobs/uploads|blobs|manifests|tags/list|referrers)(?:/(?P<ref>[^/]*))?$")
+QUEUE_DEPTH = 8  # chunks of the request body in flight to storage (backpressure)
+
+
+def _error(err: RegistryError) -> web.Response:
+    return web.json_response(err.body(), status=err.status)
+
+
+class Server:
+    def __init__(self, registry: core.Registry, workers: int = 16):
+        self.reg = registry
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="storage")
+
+    async def run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def consume(self, request: web.Request, fn, *args):
+        """Run ``fn(*args, chunks)`` in a worker while the body streams in."""
+        q: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
+        done = object()
+
+        def chunks() -> Iterator[bytes]:
+            while True:
+                item = q.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+
+        fut = asyncio.get_running_loop().run_in_executor(self.pool, lambda: fn(*args, chunks()))
+        try:
+            async for c in request.content.iter_chunked(storage.CHUNK):
+                while True:
+                    try:
+                        q.put_nowait(c)
+                        break
+                    except queue.Full:
+                        if fut.done():
+                            break
+                        await asyncio.sleep(0.001)
+                if fut.done():
+                    break
+        except Exception as err:  # noqa: BLE001 - a broken client connection: the worker stops
+            q.put(err)
+            raise
+        finally:
+            while not fut.done():
+                try:
+                    q.put_nowait(done)
+                    break
+                except queue.Full:
+                    await asyncio.sleep(0.001)
+        return await fut
+
+    # --- routing -------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        try:
+            if path in ("/v2", "/v2/"):
+                return web.json_response({}, headers={"Docker-Distribution-API-Version": "registry/2.0"})
+            if path == "/v2/_catalog":
+                return await self.catalog(request)
+            m = ROUTE.match(path)
+            if not m:
+                raise RegistryError(404, "NOT_FOUND", "no such endpoint", {"path": path[:200]})
+            name, kind, ref = m["name"], m["kind"], m["ref"]
+            core.check_name(name)
+            method = request.method
+            if kind == "blobs/uploads":
+                if method == "POST" and not ref:
+                    return await self.start_upload(request, name)
+                if ref:
+                    if method == "PATCH":
+                        return await self.patch(request, name, ref)
+                    if method == "PUT":
+                        return await self.finish(request, name, ref)
+                    if method == "GET":
+                        return await self.upload_status(name, ref)
+                    if method == "DELETE":
+                        await self.run(self.reg.cancel_upload, name, ref)
+                        return web.Response(status=204)
+            elif kind == "blobs" and ref:
+                if method in ("GET", "HEAD"):
+                    return await self.get_blob(request, name, ref)
+                if method == "DELETE":
+                    await self.run(self.reg.delete_blob, name, ref)
+                    return web.Response(status=202)
+            elif kind == "manifests" and ref:
+                if method in ("GET", "HEAD"):
+                    return await self.get_manifest(request, name, ref)
+                if method == "PUT":
+                    return await self.put_manifest(request, name, ref)
+                if method == "DELETE":
+                    await self.run(self.reg.delete_manifest, name, ref)
+                    return web.Response(status=202)
+            elif kind == "tags/list" and not ref and method == "GET":
+                return await self.tags(request, name)
+            elif kind == "referrers" and ref and method == "GET":
+                return await self.referrers(request, name, ref)
+            raise RegistryError(405, "UNSUPPORTED", "method not allowed here", {"method": method, "path": path[:200]})
+        except RegistryError as err:
+            return _error(err)
+        except storage.StorageError as err:
+            log.error("storage: %s", err)
+            return _error(RegistryError(500, "UNKNOWN", "storage error"))
+
+    # --- blobs ---------------------------------------------------------------------
+    async def get_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
+        core.check_digest(digest)
+        size = await self.run(self.reg.blob_size, name, digest)
+        if request.method == "HEAD":
+            await self.run(self.reg.touch, name, digest)  # a push checking for it: online GC keeps it
+        headers = {"Docker-Content-Digest": digest, "Content-Type": "application/octet-stream",
+                   "Accept-Ranges": "bytes"}
+        start, end, status = 0, size - 1, 200
+        rng = request.headers.get("Range")
+        if rng:
+            m = re.match(r"^bytes=(\d*)-(\d*)$", rng.strip())
+            if not m or (not m[1] and not m[2]):
+                raise RegistryError(416, "BLOB_UNKNOWN", "invalid range", {"range": rng[:100]})
+            if m[1]:
+                start, end = int(m[1]), min(int(m[2]) if m[2] else size - 1, size - 1)
+            else:
+                start, end = max(0, size - int(m[2])), size - 1
+            if start > end or start >= size:
+                return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        length = end - start + 1 if size else 0
+        headers["Content-Length"] = str(length)
+        resp = web.StreamResponse(status=status, headers=headers)
+        if request.method == "HEAD":
+            resp.content_length = length
+            await resp.prepare(request)
+            return resp
+        await resp.prepare(request)
+        it = await self.run(self.reg.blob_stream, name, digest, start, length)
+        while True:
+            chunk = await self.run(next, it, None)
+            if chunk is None:
+                break
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+
+    def _upload_headers(self, name: str, uuid: str, size: int) -> dict:
+        return {"Location": f"/v2/{name}/blobs/uploads/{uuid}", "Docker-Upload-UUID": uuid,
+                "Range": f"0-{max(0, size - 1)}" if size else "0-0", "Content-Length": "0"}
+
+    async def start_upload(self, request: web.Request, name: str) -> web.Response:
+        q = request.query
+        if "mount" in q:
+            digest = q["mount"]
+            core.check_digest(digest)
+            if await self.run(self.reg.mount, name, digest, q.get("from")):
+                return web.Response(status=201, headers={"Location": f"/v2/{name}/blobs/{digest}",
+                                                         "Docker-Content-Digest": digest})
+        if "digest" in q:  # monolithic: POST with the whole blob
+            digest = q["digest"]
+            core.check_digest(digest)
+            blob = await self.consume(request, self.reg.put_blob, name, digest)
+            return web.Response(status=201, headers={"Location": f"/v2/{name}/blobs/{blob.digest}",
+                                                     "Docker-Content-Digest": blob.digest})
+        uuid = await self.run(self.reg.start_upload, name)
+        return web.Response(status=202, headers=self._upload_headers(name, uuid, 0))
+
+    @staticmethod
+    def _range_start(request: web.Request) -> int | None:
+        """Where a chunk says it starts (Content-Range), checked against its length."""
+        cr = request.headers.get("Content-Range")
+        if not cr:
+            return None
+        m = re.match(r"^(?:bytes )?(\d+)-(\d+)$", cr.strip())
+        if not m:
+            raise RegistryError(416, "BLOB_UPLOAD_INVALID", "invalid Content-Range", {"range": cr[:100]})
+        start = int(m[1])
+        length = request.headers.get("Content-Length")
+        if length is not None and int(m[2]) - start + 1 != int(length):
+            raise RegistryError(416, "BLOB_UPLOAD_INVALID", "Content-Range does not match Content-Length",
+                                {"range": cr[:100], "length": length})
+        return start
+
+    async def patch(self, request: web.Request, name: str, uuid: str) -> web.Response:
+        size = await self.consume(request, self.reg.append, name, uuid, self._range_start(request))
+        return web.Response(status=202, headers=self._upload_headers(name, uuid, size))
+
+    async def finish(self, request: web.Request, name: str, uuid: str) -> web.Response:
+        digest = request.query.get("digest")
+        core.check_digest(digest or "")
+        if request.content_length or request.headers.get("Transfer-Encoding"):
+            await self.consume(request, self.reg.append, name, uuid, self._range_start(request))
+        blob = await self.run(self.reg.finish_upload, name, uuid, digest)
+        return web.Response(status=201, headers={"Location": f"/v2/{name}/blobs/{blob.digest}",
+                                                 "Docker-Content-Digest": blob.digest, "Content-Length": "0"})
+
+    async def upload_status(self, name: str, uuid: str) -> web.Response:
+        size = await self.run(self.reg.upload_size, name, uuid)
+        return web.Response(status=204, headers=self._upload_headers(name, uuid, size))
+
+    # --- manifests -----------------------------------------------------------------
+    async def get_manifest(self, request: web.Request, name: str, ref: str) -> web.Response:
+        body, media, digest = await self.run(self.reg.get_manifest, name, ref)
+        headers = {"Docker-Content-Digest": digest, "Content-Type": media}
+        if request.method == "HEAD":
+            return web.Response(status=200, headers={**headers, "Content-Length": str(len(body))})
+        return web.Response(status=200, body=body, headers=headers)
+
+    async def put_manifest(self, request: web.Request, name: str, ref: str) -> web.Response:
+        if (request.content_length or 0) > core.MAX_MANIFEST:
+            raise RegistryError(413, "SIZE_INVALID", f"manifest larger than {core.MAX_MANIFEST} bytes",
+                                {"size": request.content_length})
+        body = bytearray()
+        async for c in request.content.iter_chunked(1 << 16):
+            body += c
+            if len(body) > core.MAX_MANIFEST:
+                raise RegistryError(413, "SIZE_INVALID", f"manifest larger than {core.MAX_MANIFEST} bytes")
+        body = bytes(body)
+        digest, subject = await self.run(self.reg.put_manifest, name, ref, body,
+                                         request.headers.get("Content-Type", ""))
+        headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest,
+                   "Content-Length": "0"}
+        if subject:
+            headers["OCI-Subject"] = subject
+        return web.Response(status=201, headers=headers)
+
+    # --- listings ------------------------------------------------------------------
+    @staticmethod
+    def _page(items: list[str], request: web.Request, path: str) -> tuple[list[str], dict]:
+        q = request.query
+        if "last" in q:
+            items = [i for i in items if i > q["last"]]
+        headers = {}
+        if "n" in q:
+            try:
+                n = int(q["n"])
+            except ValueError:
+                raise RegistryError(400, "PAGINATION_NUMBER_INVALID", "invalid n", {"n": q["n"][:20]}) from None
+            if n < len(items) and n > 0:
+                headers["Link"] = f'<{path}?n={n}&last={items[n - 1]}>; rel="next"'
+            items = items[:max(n, 0)]
+        return items, headers
+
+    async def tags(self, request: web.Request, name: str) -> web.Response:
+        if not await self.run(self.reg.repo_exists, name):
+            raise RegistryError(404, "NAME_UNKNOWN", "repository name not known to registry", {"name": name})
+        items, headers = self._page(await self.run(self.reg.tags, name), request, f"/v2/{name}/tags/list")
+        return web.json_response({"name": name, "tags": items}, headers=headers)
+
+    async def catalog(self, request: web.Request) -> web.Response:
+        items, headers = self._page(await self.run(self.reg.catalog), request, "/v2/_catalog")
+        return web.json_response({"repositories": items}, headers=headers)
+
+    async def referrers(self, request: web.Request, name: str, digest: str) -> web.Response:
+        core.check_digest(digest)
+        art = request.query.get("artifactType")
+        descs = await self.run(self.reg.referrers, name, digest, art)
+        headers = {"OCI-Filters-Applied": "artifactType"} if art else {}
+        return web.Response(status=200, body=json.dumps({"schemaVersion": 2, "mediaType": core.OCI_INDEX,
+                                                          "manifests": descs}).encode(),
+                            headers={**headers, "Content-Type": core.OCI_INDEX})
+
+
+def make_app(registry: core.Registry) -> web.Application:
+    srv = Server(registry)
+    app = web.Application(client_max_size=0)  # bodies stream; no whole-body limit applies
+    app.router.add_route("*", "/v2{tail:.*}", srv.handle)
+    app["server"] = srv
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bay-registry", description=__doc__.split("\n\n")[0])
+    p.add_argument("--storage", required=True, help="file:///PATH or hdfs://NAMENODE:HTTPPORT[,...]/PATH")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--gc-grace", type=float, default=3600.0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    reg = core.Registry(storage.from_url(args.storage), gc_grace=args.gc_grace)
+    web.run_app(make_app(reg), host=args.host, port=args.port, access_log=None)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
