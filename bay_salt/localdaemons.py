@@ -1,5 +1,5 @@
 """Real daemons started on this machine for tests and benchmarks (Consul,
-HAProxy), each in its own process group, stopped by that id only."""
+HAProxy, HDFS), each in its own process group, stopped by that id only."""
 
 from __future__ import annotations
 
@@ -79,6 +79,52 @@ def start_consul(workdir: Path, config: dict, dev: bool = False) -> tuple[Daemon
     client = consul.Consul(host="127.0.0.1", port=http)
     try:
         wait_for(lambda: daemon.alive() and client.status.leader(), 60, "a Consul leader")
+    except BaseException:
+        daemon.stop()
+        raise
+    return daemon, http
+
+
+def hdfs_classpath(checkout: Path) -> str:
+    """The MiniDFSCluster jars (fetched once by scripts/hdfs.sh)."""
+    return subprocess.run(["bash", str(checkout / "scripts" / "hdfs.sh")], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def start_minidfs(workdir: Path, checkout: Path, datanodes: int = 1, bind: str = "127.0.0.1",
+                  http_port: int | None = None) -> tuple[Daemon, int]:
+    """A real HDFS: Hadoop's MiniDFSCluster (a NameNode and ``datanodes``
+    DataNodes in one JVM) with WebHDFS on ``bind``; returns the daemon and the
+    NameNode's HTTP (WebHDFS) port once it answers."""
+    import urllib.request
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    http = http_port or free_port()
+    details = workdir / "details.json"
+    props = {"dfs.permissions.enabled": "false", "dfs.namenode.http-address": f"{bind}:{http}",
+             "dfs.datanode.http.address": f"{bind}:0", "dfs.datanode.address": f"{bind}:0",
+             "dfs.datanode.ipc.address": f"{bind}:0", "dfs.datanode.hostname": bind,
+             "dfs.client.use.datanode.hostname": "true", "dfs.replication": str(min(3, datanodes)),
+             "hadoop.tmp.dir": str(workdir / "tmp"), "test.build.data": str(workdir / "data")}
+    cmd = ["java", "-Xmx512m", f"-Dtest.build.data={workdir / 'data'}", "-cp", hdfs_classpath(checkout),
+           "org.apache.hadoop.test.MiniDFSClusterManager", "-datanodes", str(datanodes), "-format",
+           "-nnport", "0", "-httpport", str(http), "-writeDetails", str(details)]
+    for k, v in props.items():
+        cmd += ["-D", f"{k}={v}"]
+    daemon = Daemon(cmd, workdir / "minidfs.log")
+
+    def ready():
+        daemon.alive()
+        if not details.exists():
+            return False
+        try:
+            url = f"http://{bind}:{http}/webhdfs/v1/?op=GETFILESTATUS&user.name=root"
+            return urllib.request.urlopen(url, timeout=2).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(ready, 180, "MiniDFSCluster (NameNode and WebHDFS)")
     except BaseException:
         daemon.stop()
         raise

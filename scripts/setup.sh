@@ -13,9 +13,13 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (it installs packages and starts dockerd)" >&2; exit 1; }
 
 export DEBIAN_FRONTEND=noninteractive
-packages=(docker.io debootstrap busybox-static skopeo python3-venv python3-pip haproxy iproute2 curl git tar)
+# maven: Hadoop's MiniDFSCluster jars (scripts/hdfs.sh); docker-registry: the reference the
+# registry benchmark compares with (its service is not started)
+packages=(docker.io debootstrap busybox-static skopeo python3-venv python3-pip haproxy iproute2 curl git tar
+          maven docker-registry)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+command -v java >/dev/null || missing+=(default-jre-headless)  # HDFS (MiniDFSCluster)
 
 # Consul for the integration tests on the host: Debian bullseye's consul 1.8.7,
 # from this machine's own mirror (the source is derived from its apt sources).

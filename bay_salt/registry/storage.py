@@ -190,7 +190,9 @@ class HDFSDriver:
         return posixpath.join(self.root, check_path(path))
 
     def _missing(self, err: Exception) -> bool:
-        return "FileNotFoundException" in str(err) or "does not exist" in str(err)
+        text = str(err)
+        return getattr(err, "exception", "") == "FileNotFoundException" or "FileNotFoundException" in text \
+            or "does not exist" in text or text.endswith("not found.")
 
     def stat(self, path: str) -> Stat:
         st = self.client.status(self._p(path), strict=False)

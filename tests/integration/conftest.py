@@ -55,3 +55,25 @@ def haproxy(tmp_path):
                "log": tmp_path / "haproxy.log"}
     finally:
         proc.stop()
+
+
+class HDFS:
+    def __init__(self, http):
+        self.http = http
+
+    def storage_url(self, root):
+        return f"hdfs://127.0.0.1:{self.http}/{root}"
+
+
+@pytest.fixture(scope="session")
+def hdfs(tmp_path_factory):
+    """A real HDFS for the session: Hadoop's MiniDFSCluster (jars from Maven, scripts/hdfs.sh)."""
+    if not shutil.which("java"):
+        pytest.fail("java is not installed: run scripts/setup.sh")
+    from bay_salt.localdaemons import start_minidfs
+
+    daemon, http = start_minidfs(tmp_path_factory.mktemp("hdfs"), CHECKOUT)
+    try:
+        yield HDFS(http)
+    finally:
+        daemon.stop()
