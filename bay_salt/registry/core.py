@@ -8,6 +8,7 @@ Layout (every path built here from validated names and digests)::
     repositories/NAME/_manifests/tags/TAG                digest the tag points at
     repositories/NAME/_referrers/ALG-HEX/ALG-HEX         descriptor of a manifest whose subject is the first
     repositories/NAME/_uploads/UUID/data                 an upload in progress (any instance may continue it)
+    repositories/NAME/_uploads/UUID/sum                  "SIZE sha256:HEX" of its first chunk, hashed as it came
 
 Stateless: nothing lives in memory between requests, so any instance can take
 any request of any upload. Blobs and manifests are committed by rename, after
@@ -115,6 +116,9 @@ class Registry:
             raise RegistryError(404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown", {"uuid": uuid[:100]})
         return f"repositories/{check_name(name)}/_uploads/{uuid}/data"
 
+    def _upload_sum(self, name: str, uuid: str) -> str:
+        return self._upload(name, uuid)[: -len("data")] + "sum"
+
     @staticmethod
     def _referrer(name: str, subject: str, digest: str) -> str:
         return f"repositories/{check_name(name)}/_referrers/{subject.replace(':', '-')}/{digest.replace(':', '-')}"
@@ -178,7 +182,20 @@ class Registry:
         if start is not None and start != size:
             raise RegistryError(416, "BLOB_UPLOAD_INVALID", "chunk out of order",
                                 {"expected_start": size, "got": start})
-        return self.d.append_stream(self._upload(name, uuid), chunks)
+        if size:  # a later chunk: the digest is computed over the whole upload when it is finished
+            return self.d.append_stream(self._upload(name, uuid), chunks)
+        # the first chunk (often the only one: docker, skopeo): hashed as it streams, so the
+        # finish need not read the upload back; the sum is kept with the size it covers
+        h = hashlib.sha256()
+
+        def hashed():
+            for c in chunks:
+                h.update(c)
+                yield c
+
+        new = self.d.append_stream(self._upload(name, uuid), hashed())
+        self.d.put(self._upload_sum(name, uuid), f"{new} sha256:{h.hexdigest()}".encode())
+        return new
 
     def cancel_upload(self, name: str, uuid: str) -> None:
         self.upload_size(name, uuid)
@@ -189,15 +206,23 @@ class Registry:
         commit it by rename; a mismatch stores nothing."""
         alg, hexpart = check_digest(digest)
         src = self._upload(name, uuid)
-        self.upload_size(name, uuid)
-        h, size = hasher(alg), 0
-        for c in self.d.open(src):
-            h.update(c)
-            size += len(c)
-        if h.hexdigest() != hexpart:
+        size = self.upload_size(name, uuid)
+        try:
+            covered, _, summed = self.d.read(self._upload_sum(name, uuid)).decode().partition(" ")
+        except NotFound:
+            covered, summed = "", ""
+        if covered == str(size) and summed.startswith(f"{alg}:"):
+            actual = summed.partition(":")[2]  # hashed while it streamed in, over exactly these bytes
+        else:
+            h, size = hasher(alg), 0
+            for c in self.d.open(src):
+                h.update(c)
+                size += len(c)
+            actual = h.hexdigest()
+        if actual != hexpart:
             self.d.delete(f"repositories/{check_name(name)}/_uploads/{uuid}")
             raise RegistryError(400, "DIGEST_INVALID", "provided digest did not match uploaded content",
-                                {"digest": digest, "actual": f"{alg}:{h.hexdigest()}"})
+                                {"digest": digest, "actual": f"{alg}:{actual}"})
         self._commit(src, digest)
         self.d.put(self._layer(name, digest), digest.encode())
         self.d.delete(f"repositories/{check_name(name)}/_uploads/{uuid}")

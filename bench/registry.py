@@ -1,0 +1,295 @@
+"""Bay's registry beside the reference (Debian's docker-registry, CNCF
+Distribution 2.8.2), same machine, same data, same run:
+
+* push and pull of an image of --layers layers x --layer-mib MiB (skopeo, a
+  real client: an OCI layout to the registry and back);
+* --pullers concurrent pulls of that image (each pulls the manifest and every
+  blob, streaming, in threads);
+* --manifests small manifests pushed (8 threads);
+* peak memory (RSS) of one registry process while a --big-mib MiB blob is
+  uploaded in one streamed PATCH.
+
+Bay's registry runs on the filesystem driver and on HDFS (a MiniDFSCluster on
+this machine, WebHDFS on loopback). Targets: pull throughput >= 1.0x the
+reference on the filesystem; with HDFS >= 0.7x the reference on the
+filesystem; memory during the big upload < 100 MiB.
+
+    .venv/bin/python bench/registry.py [--layers 10] [--layer-mib 20] [--pullers 20] [--manifests 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bay_salt.localdaemons import Daemon, free_port, start_minidfs, wait_for
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+REF_CONFIG = """version: 0.1
+storage:
+  filesystem: {{rootdirectory: {root}}}
+  delete: {{enabled: true}}
+http:
+  addr: 127.0.0.1:{port}
+log:
+  level: error
+  accesslog: {{disabled: true}}
+"""
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def make_layout(d: Path, layers: int, mib: int) -> int:
+    """An OCI image layout with random (incompressible) layers; returns its size in bytes."""
+    blobs = d / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    descs, total = [], 0
+    for _ in range(layers):
+        data = os.urandom(mib << 20)
+        (blobs / sha(data).split(":")[1]).write_bytes(data)
+        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(data), "size": len(data)})
+        total += len(data)
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [
+        x["digest"] for x in descs]}}).encode()
+    (blobs / sha(config).split(":")[1]).write_bytes(config)
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {
+        "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(config), "size": len(config)},
+        "layers": descs}).encode()
+    (blobs / sha(manifest).split(":")[1]).write_bytes(manifest)
+    (d / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (d / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": OCI_MANIFEST, "digest": sha(manifest), "size": len(manifest),
+        "annotations": {"org.opencontainers.image.ref.name": "1"}}]}))
+    return total
+
+
+class Registry:
+    def __init__(self, name: str, cmd: list[str], port: int, log: Path):
+        self.name, self.port = name, port
+        self.daemon = Daemon(cmd, log)
+        wait_for(lambda: self.daemon.alive() and self._up(), 60, f"{name} on :{port}")
+        self.peak = 0
+
+    def _up(self) -> bool:
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=1).status == 200
+        except OSError:
+            return False
+
+    def rss(self) -> int:
+        """RSS in bytes of the registry process (and its children)."""
+        total = 0
+        for pid in [self.daemon.pid] + _children(self.daemon.pid):
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except OSError:
+                pass
+        return total
+
+    def stop(self) -> None:
+        self.daemon.stop()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(k) for k in kids] + [g for k in kids for g in _children(int(k))]
+
+
+def skopeo(src: str, dst: str) -> float:
+    t = time.perf_counter()
+    subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false", src, dst],
+                   check=True)
+    return time.perf_counter() - t
+
+
+def pull_raw(port: int, repo: str, tag: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.request("GET", f"/v2/{repo}/manifests/{tag}", headers={"Accept": OCI_MANIFEST})
+    m = json.loads(conn.getresponse().read())
+    n = 0
+    for d in [m["config"]] + m["layers"]:
+        conn.request("GET", f"/v2/{repo}/blobs/{d['digest']}")
+        r = conn.getresponse()
+        if r.status in (301, 302, 307):  # follow a redirect (a registry may send blob reads elsewhere)
+            r.read()
+            r = urllib.request.urlopen(r.headers["Location"])
+        while True:
+            b = r.read(1 << 20)
+            if not b:
+                break
+            n += len(b)
+    conn.close()
+    return n
+
+
+def concurrent_pulls(port: int, repo: str, k: int) -> float:
+    t = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(k) as pool:
+        total = sum(pool.map(lambda _: pull_raw(port, repo, "1"), range(k)))
+    return total / (time.perf_counter() - t)
+
+
+def manifests(port: int, count: int) -> float:
+    config, layer = b"{}", b"small layer"
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    for blob in (config, layer):  # POST then PUT: the reference has no single-request upload
+        conn.request("POST", "/v2/bench/small/blobs/uploads/")
+        r = conn.getresponse()
+        r.read()
+        loc = r.headers["Location"]
+        path = loc if loc.startswith("/") else "/" + loc.split("/", 3)[3]
+        conn.request("PUT", f"{path}{'&' if '?' in path else '?'}digest={sha(blob)}", body=blob,
+                     headers={"Content-Type": "application/octet-stream"})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 201, r.status
+
+    def put(i: int) -> None:
+        body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(config), "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(layer),
+                        "size": len(layer)}], "annotations": {"n": str(i)}}).encode()
+        c = http.client.HTTPConnection("127.0.0.1", port)
+        c.request("PUT", f"/v2/bench/small/manifests/t{i}", body=body, headers={"Content-Type": OCI_MANIFEST})
+        r = c.getresponse()
+        text = r.read()
+        assert r.status == 201, (port, r.status, text[:300])
+        c.close()
+
+    t = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, range(count)))
+    return count / (time.perf_counter() - t)
+
+
+def big_upload(reg: Registry, mib: int) -> tuple[float, int]:
+    """One streamed PATCH of ``mib`` MiB; returns (MiB/s, peak RSS bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", reg.port, timeout=600)
+    conn.request("POST", "/v2/bench/big/blobs/uploads/")
+    r = conn.getresponse()
+    r.read()
+    loc = r.headers["Location"]
+    path = loc if loc.startswith("/") else "/" + loc.split("/", 3)[3]
+    block = os.urandom(1 << 20)
+    h = hashlib.sha256()
+    peak, stop = [reg.rss()], threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            peak[0] = max(peak[0], reg.rss())
+            time.sleep(0.05)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+    def body():
+        for _ in range(mib):
+            h.update(block)
+            yield block
+
+    t = time.perf_counter()
+    conn.request("PATCH", path, body=body(), headers={"Content-Type": "application/octet-stream",
+                                                       "Content-Length": str(mib << 20)})
+    r = conn.getresponse()
+    r.read()
+    loc = r.headers["Location"]
+    path = loc if loc.startswith("/") else "/" + loc.split("/", 3)[3]
+    sep = "&" if "?" in path else "?"
+    conn.request("PUT", f"{path}{sep}digest=sha256:{h.hexdigest()}", headers={"Content-Length": "0"})
+    r = conn.getresponse()
+    r.read()
+    assert r.status == 201, (r.status, r.headers)
+    dt = time.perf_counter() - t
+    stop.set()
+    return mib / dt, peak[0]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--layers", type=int, default=10)
+    p.add_argument("--layer-mib", type=int, default=20)
+    p.add_argument("--pullers", type=int, default=20)
+    p.add_argument("--manifests", type=int, default=1000)
+    p.add_argument("--big-mib", type=int, default=1024)
+    p.add_argument("--no-hdfs", action="store_true")
+    args = p.parse_args()
+    if not shutil.which("docker-registry"):
+        sys.exit("bench/registry.py: the reference needs Debian's docker-registry (scripts/setup.sh installs it)")
+    work = Path(tempfile.mkdtemp(prefix="bay-bench-registry-"))
+    layout = work / "layout"
+    size = make_layout(layout, args.layers, args.layer_mib)
+    regs, hdfs = [], None
+    try:
+        port = free_port()
+        (work / "ref.yml").write_text(REF_CONFIG.format(root=work / "ref", port=port))
+        regs.append(Registry("reference: docker-registry 2.8 (filesystem)",
+                             ["docker-registry", "serve", str(work / "ref.yml")], port, work / "ref.log"))
+        port = free_port()
+        regs.append(Registry("Bay registry, filesystem", [sys.executable, "-m", "bay_salt.registry.server",
+                                                          "--storage", f"file://{work / 'bay'}", "--host",
+                                                          "127.0.0.1", "--port", str(port)], port,
+                             work / "bay.log"))
+        if not args.no_hdfs:
+            hdfs, http_port = start_minidfs(work / "hdfs", CHECKOUT)
+            port = free_port()
+            regs.append(Registry("Bay registry, HDFS (MiniDFSCluster)",
+                                 [sys.executable, "-m", "bay_salt.registry.server", "--storage",
+                                  f"hdfs://127.0.0.1:{http_port}/bench", "--host", "127.0.0.1", "--port", str(port)],
+                                 port, work / "bayhdfs.log"))
+        rows = {}
+        for reg in regs:
+            ref = f"docker://127.0.0.1:{reg.port}/bench/image:1"
+            push = skopeo(f"oci:{layout}:1", ref)
+            out = work / f"pull-{reg.port}"
+            pull = skopeo(ref, f"oci:{out}:1")
+            shutil.rmtree(out)
+            conc = concurrent_pulls(reg.port, "bench/image", args.pullers)
+            mps = manifests(reg.port, args.manifests)
+            big, peak = big_upload(reg, args.big_mib)
+            rows[reg.name] = {"push": size / push / 2**20, "pull": size / pull / 2**20, "conc": conc / 2**20,
+                              "manifests": mps, "big": big, "peak": peak / 2**20}
+    finally:
+        for reg in regs:
+            reg.stop()
+        if hdfs:
+            hdfs.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    ref = rows[regs[0].name]
+    con = Console(width=160)
+    t = Table(title=f"image of {args.layers} x {args.layer_mib} MiB; {args.pullers} concurrent pulls; "
+                    f"{args.manifests} manifests; one {args.big_mib} MiB upload")
+    for col in ("registry", "push MiB/s", "pull MiB/s", f"{args.pullers} pulls MiB/s", "manifests/s",
+                f"{args.big_mib} MiB upload MiB/s", "peak RSS MiB", "pull vs reference (target)"):
+        t.add_column(col)
+    for name, r in rows.items():
+        target = "" if r is ref else (">= 0.7x" if "HDFS" in name else ">= 1.0x")
+        ratio = "" if r is ref else f"{r['pull'] / ref['pull']:.2f}x single, {r['conc'] / ref['conc']:.2f}x concurrent ({target})"
+        t.add_row(name, f"{r['push']:.0f}", f"{r['pull']:.0f}", f"{r['conc']:.0f}", f"{r['manifests']:.0f}",
+                  f"{r['big']:.0f}", f"{r['peak']:.0f}" + (" (< 100)" if r is not ref else ""), ratio)
+    con.print(t)
+
+
+if __name__ == "__main__":
+    main()
