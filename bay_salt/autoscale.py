@@ -141,6 +141,8 @@ def decide(policy: Policy, sample: Sample, state: State, now: float) -> tuple[De
                     moves + ([(now, 1 if desired > current else -1)] if changed else []))
         return Decision(desired, current, reason, rec, util), new
 
+    if current == 0:  # stopped on purpose (bay.scale to 0): not resurrected
+        return out(0, "no decision: the group is scaled to 0")
     if current < policy.min or current > policy.max:  # the bounds first (e.g. a policy just changed)
         return out(clamp(policy, current), f"outside min {policy.min} / max {policy.max}")
     if not sample.complete:

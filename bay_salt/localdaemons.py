@@ -94,23 +94,17 @@ def hdfs_classpath(checkout: Path) -> str:
 def start_minidfs(workdir: Path, checkout: Path, datanodes: int = 1, bind: str = "127.0.0.1",
                   http_port: int | None = None) -> tuple[Daemon, int]:
     """A real HDFS: Hadoop's MiniDFSCluster (a NameNode and ``datanodes``
-    DataNodes in one JVM) with WebHDFS on ``bind``; returns the daemon and the
-    NameNode's HTTP (WebHDFS) port once it answers."""
+    DataNodes in one JVM, scripts/hdfs/BayMiniDFS.java) with WebHDFS and the
+    DataNodes on ``bind``; returns the daemon and the NameNode's HTTP
+    (WebHDFS) port once it answers."""
     import urllib.request
 
     workdir.mkdir(parents=True, exist_ok=True)
     http = http_port or free_port()
     details = workdir / "details.json"
-    props = {"dfs.permissions.enabled": "false", "dfs.namenode.http-address": f"{bind}:{http}",
-             "dfs.datanode.http.address": f"{bind}:0", "dfs.datanode.address": f"{bind}:0",
-             "dfs.datanode.ipc.address": f"{bind}:0", "dfs.datanode.hostname": bind,
-             "dfs.client.use.datanode.hostname": "true", "dfs.replication": str(min(3, datanodes)),
-             "hadoop.tmp.dir": str(workdir / "tmp"), "test.build.data": str(workdir / "data")}
-    cmd = ["java", "-Xmx512m", f"-Dtest.build.data={workdir / 'data'}", "-cp", hdfs_classpath(checkout),
-           "org.apache.hadoop.test.MiniDFSClusterManager", "-datanodes", str(datanodes), "-format",
-           "-nnport", "0", "-httpport", str(http), "-writeDetails", str(details)]
-    for k, v in props.items():
-        cmd += ["-D", f"{k}={v}"]
+    details.unlink(missing_ok=True)
+    cmd = ["java", "-Xmx512m", "-cp", hdfs_classpath(checkout), str(checkout / "scripts" / "hdfs" / "BayMiniDFS.java"),
+           bind, str(http), str(datanodes), str(workdir / "data"), str(details)]
     daemon = Daemon(cmd, workdir / "minidfs.log")
 
     def ready():

@@ -80,6 +80,12 @@ def haproxy_slot(n: int) -> str:
     return f"s{n}"
 
 
+# --- Bay's registry ----------------------------------------------------------
+#: its instances are registered in KV like a service group (host services of the
+#: registry nodes, not containers) so every node's HAProxy serves it
+REGISTRY_SERVICE = "bay-registry"
+REGISTRY_GROUP = "api"
+
 # --- Salt event tags -------------------------------------------------------
 EVENT_PREFIX = "bay"
 TAG_CONTAINER_DIED = f"{EVENT_PREFIX}/container/died"

@@ -120,9 +120,12 @@ def lbsync_unit(cfg: dict) -> str:
                   socket=h["socket"], base=h["config"], services=h["services_config"])
 
 
-def registry_config(cfg: dict) -> str:
-    """Config of the stand-in registry (Debian's docker-registry)."""
-    return render("docker-registry.yml.j2", registry=cfg["registry"])
+def registry_unit(cfg: dict) -> str:
+    """systemd unit of Bay's registry on a node with role registry (run from the
+    minion's venv; registers itself in KV once it answers)."""
+    r = dict(cfg["registry"], storage_kind=cfg["registry"]["storage"].split(":")[0])
+    return render("bay-registry.service.j2", registry=r, venv=cfg["python"]["bin_env"], node=cfg["node"]["id"],
+                  address=cfg["node"]["address"], consul_port=cfg["consul"]["http_port"])
 
 
 def events_unit(cfg: dict) -> str:

@@ -227,7 +227,7 @@ class Controller:
         for node in sorted(alive):
             found = self.backend.containers(node)
             running = {c["container"] for c in found if c.get("status") == "running"}
-            mine = [i for i in instances if i.node == node]
+            mine = [i for i in instances if i.node == node and i.container]  # not host services (the registry)
             for i in mine:
                 if i.container not in running or i.health == "critical":
                     gone[i.key] = i

@@ -159,8 +159,27 @@ class Mesos(_Strict):
 
 
 class Registry(_Strict):
+    #: HAProxy frontend of the registry on every node (docker pulls through it)
     port: int = Port
+    #: where each registry instance listens on its node
+    instance_port: int = Port
+    #: file:///PATH (a local or shared disk) or hdfs://NAMENODE:HTTPPORT[,NAMENODE2:HTTPPORT]/PATH
     storage: str
+    #: seconds an unreferenced blob is kept (a push in flight may still reference it)
+    gc_grace: float = Field(ge=0)
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        if not re.match(r"^(file:///[^\s]*|hdfs://[A-Za-z0-9.:,_-]+/[^\s]*)$", value):
+            raise ValueError(f"{value!r}: expected file:///PATH or hdfs://NAMENODE:PORT[,...]/PATH")
+        return value
+
+    @model_validator(mode="after")
+    def _ports(self) -> "Registry":
+        if self.port == self.instance_port:
+            raise ValueError("instance_port: must differ from port (HAProxy listens there on every node)")
+        return self
 
 
 class Controller(_Strict):

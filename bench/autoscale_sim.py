@@ -39,6 +39,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bay_salt.autoscale import Policy, Sample, State, decide
+from common import pct
 
 TARGET, TOL = 0.6, 0.1
 
@@ -218,10 +219,6 @@ def main() -> None:
                   str(total("HPA defaults", "events", kind)), "")
     con.print(t)
 
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
 if __name__ == "__main__":

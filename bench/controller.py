@@ -45,6 +45,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from bay_salt.cluster.local import LocalCluster
+from common import bench_cluster, hey_counts, pct
 from bay_salt.localdaemons import free_port
 
 # inside a node: poll the Runtime API of backends argv[1] (comma list) and print
@@ -74,10 +75,6 @@ while time.time() < deadline:
     time.sleep(0.001)
 """
 
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
 def ready_servers(cluster: LocalCluster, node, backend: str) -> set[str]:
@@ -126,10 +123,9 @@ class Load(threading.Thread):
         while not self.done.is_set():
             text = subprocess.run(["docker", "exec", self.container, "hey", "-z", "20s", "-c", "8", "-q", "25",
                                    "http://127.0.0.1:10080/"], capture_output=True, text=True).stdout
-            codes = {int(c): int(n) for c, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", text)}
-            errors = sum(int(n) for n in re.findall(r"\[(\d+)\]\s+Get ", text))
-            self.requests += sum(codes.values()) + errors
-            self.failed += sum(n for c, n in codes.items() if not 200 <= c < 400) + errors
+            requests, failed = hey_counts(text)
+            self.requests += requests
+            self.failed += failed
 
     def stop(self) -> None:
         self.done.set()
@@ -150,7 +146,6 @@ def kills(cluster: LocalCluster, count: int, progress: Progress) -> dict:
             before = web_instances(cluster)
             victim, (node_id, port) = sorted(before.items())[k % len(before)]
             target = f"{addr[node_id]}:{port}"
-            old = [f"{addr[n]}:{p}" for n, p in before.values()]
             procs = watchers(nodes, ["demo.web"], target, [len(before)], "-", old=[target])
             time.sleep(0.4)
             t_start = time.time()
@@ -278,16 +273,12 @@ def main() -> None:
     p.add_argument("--keep", action="store_true")
     p.add_argument("--cluster", default="bench")
     args = p.parse_args()
-    cluster = LocalCluster(args.cluster)
-    if not cluster.nodes():
-        cluster.up(3)
+    cluster = bench_cluster(args.cluster)
     original = cluster.services_pillar()
     try:
         spec = copy.deepcopy(original)
         spec["bay"]["controller"] = {"backoff_reset": 2.0}
         cluster.set_services(spec)
-        for n in cluster.nodes():
-            cluster.client.containers.get(n.container).exec_run(["sh", "-c", "command -v hey || apt-get install -y -q hey"])
         cluster.runner("bay.deploy", "demo")
         with Progress() as progress:
             ref = haproxy_alone(args.reference_rounds)

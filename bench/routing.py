@@ -17,7 +17,6 @@ traffic stays on this machine (node loopback and the cluster's bridge).
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import subprocess
 import time
@@ -28,6 +27,7 @@ from rich.table import Table
 
 from bay_salt import kv
 from bay_salt.cluster.local import LocalCluster
+from common import bench_cluster, hey_counts, pct
 
 # polls this node's Runtime API until the server is in a slot and not forced
 # into maintenance (present) or in no slot (absent); prints the wall time
@@ -45,10 +45,6 @@ while time.time() < deadline:
     time.sleep(0.001)
 """
 
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
 def propagation(cluster: LocalCluster, client: consul.Consul, trials: int) -> list[float]:
@@ -107,10 +103,8 @@ def under_load(cluster: LocalCluster, client: consul.Consul, changes: int, alway
         c = cluster.client.containers.get(n.container)
         c.exec_run(["pkill", "-f", "bay_salt.lbsync"])
         c.exec_run(["systemctl", "start", "bay-lb-sync"])
-    codes = {int(c): int(n) for c, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)}
-    errors = sum(int(n) for n in re.findall(r"\[(\d+)\]\s+Get ", out))
-    ok = sum(n for c, n in codes.items() if 200 <= c < 400)
-    return {"requests": sum(codes.values()) + errors, "failed": sum(codes.values()) - ok + errors, "raw": out}
+    requests, failed = hey_counts(out)
+    return {"requests": requests, "failed": failed, "raw": out}
 
 
 def main() -> None:
@@ -120,13 +114,9 @@ def main() -> None:
     p.add_argument("--keep", action="store_true")
     p.add_argument("--cluster", default="bench")
     args = p.parse_args()
-    cluster = LocalCluster(args.cluster)
-    if not cluster.nodes():
-        cluster.up(3)
+    cluster = bench_cluster(args.cluster)
     try:
         n1 = cluster.nodes()[0]
-        for n in cluster.nodes():
-            cluster.client.containers.get(n.container).exec_run(["sh", "-c", "command -v hey || apt-get install -y -q hey"])
         cluster.runner("bay.scale", "demo.web", "5")
         client = consul.Consul(host=n1.address, port=8500)
         lat = propagation(cluster, client, args.trials)

@@ -78,12 +78,18 @@ bay:
     port: 8080                       # API: http://NODE:8080/api/v1.3/
     housekeeping_interval: 2s
 
-  # Image registry on the nodes with role `registry`. Until Bay's own
-  # HDFS-backed registry lands this is Debian's docker-registry (CNCF
-  # Distribution), storing on the node's disk. Point bay:docker:registry at it.
+  # Bay's image registry (bay_salt.registry: OCI Distribution) on the nodes
+  # with role `registry`. The instances are stateless and share one storage,
+  # so any number of them serve the cluster; each registers itself in Consul
+  # KV, and every node's HAProxy serves them all on `port`. Point
+  # bay:docker:registry at NODE:port (any node: its HAProxy).
   registry:
-    port: 5000
-    storage: /var/lib/docker-registry
+    port: 5000                       # HAProxy frontend on every node
+    instance_port: 5001              # each instance on its registry node
+    # hdfs://NAMENODE:HTTPPORT[,NAMENODE2:HTTPPORT]/PATH (WebHDFS; several NameNodes for HA),
+    # or file:///PATH (a disk: only one instance unless it is shared)
+    storage: hdfs://10.10.0.5:9870,10.10.0.6:9870/bay-registry
+    gc_grace: 3600                   # seconds an unreferenced blob is kept (pushes in flight)
 
   # The reactive controller (salt-master engine bay_controller). A crashed
   # instance is restarted at once; the n-th restart in a row of a group waits

@@ -43,7 +43,15 @@ bay:
           memory: 512Mi      # hard limit (Ki/Mi/Gi or k/m/g)
           port: 8000         # the port the process listens on in its container
           listen: 10080      # the HAProxy frontend on every node: clients use localhost:10080
-          # autoscale: {min: 4, max: 32, target_cpu: 0.6}   # see the autoscaling issue
+          # the controller keeps the count between min and max from the
+          # CPU the ready instances use (cAdvisor) against what they reserve
+          autoscale:
+            min: 4
+            max: 32
+            target_cpu: 0.6           # utilisation of the reserved CPU, 0-1
+            tolerance: 0.1            # no change while within 10 % of target
+            scale_down_window: 5m     # scale down to the highest need seen this long
+            scale_down_step: 0.5      # at most this share removed per step
         write:
           instances: 2
           cpu: 2

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +27,15 @@ from bay_salt import keys, names, settings
 from bay_salt import services as service_specs
 from bay_salt.cluster import demo, images
 from bay_salt.cluster.progress import Progress
+from bay_salt.localdaemons import start_minidfs
 from bay_salt.saltout import summarize_apply
 
 STATE_ROOT = Path("/var/lib/bay/clusters")
 SRV = "/srv/bay"
 NODE_SERVICES = ("salt-minion", "docker", "bay-events", "consul", "haproxy", "bay-lb-sync", "cadvisor")
 REGISTRY_PORT = 5000
+#: how many nodes run a registry instance
+REGISTRY_NODES = 2
 
 
 class BayError(RuntimeError):
@@ -100,21 +105,25 @@ def minion_config(cluster: str, minion_id: str) -> dict:
     }
 
 
-def cluster_pillar(cluster: str, nodes: dict[str, str], gossip_key: str, consul_servers: int = 3) -> dict:
-    """The generated topology pillar of a local cluster (``nodes``: id -> address)."""
+def cluster_pillar(cluster: str, nodes: dict[str, str], gossip_key: str, consul_servers: int = 3,
+                   registry_storage: str | None = None) -> dict:
+    """The generated topology pillar of a local cluster (``nodes``: id -> address).
+    The first two nodes run Bay's registry over ``registry_storage`` (the
+    cluster's HDFS); every node pulls through its own HAProxy (127.0.0.1:5000)."""
     ids = sorted(nodes, key=lambda n: (len(n), n))
     pillar = {
         "bay": {
             "cluster": cluster,
-            # the first node also runs the cluster's registry (stand-in: Debian's docker-registry)
-            "nodes": {n: {"address": nodes[n], "roles": ["worker"] + (["registry"] if k == 0 else [])}
+            "nodes": {n: {"address": nodes[n], "roles": ["worker"] + (["registry"] if k < REGISTRY_NODES else [])}
                       for k, n in enumerate(ids)},
             "python": {"find_links": [images.WHEELHOUSE], "no_index": True},
             "consul": {"source": "debian-bullseye", "servers": ids[:consul_servers], "encrypt": gossip_key},
         }
     }
     if ids:
-        pillar["bay"]["docker"] = {"registry": f"{nodes[ids[0]]}:{REGISTRY_PORT}"}
+        pillar["bay"]["docker"] = {"registry": f"127.0.0.1:{REGISTRY_PORT}"}
+    if registry_storage:
+        pillar["bay"]["registry"] = {"storage": registry_storage}
     return pillar
 
 
@@ -244,8 +253,9 @@ class LocalCluster:
             }))
             c.start()
         addresses = {n.id: n.address for n in self.nodes()}
+        storage = self._start_hdfs(net)
         (pillar_dir / "bay.sls").write_text(
-            yaml.safe_dump(cluster_pillar(self.name, addresses, gossip_key), sort_keys=False)
+            yaml.safe_dump(cluster_pillar(self.name, addresses, gossip_key, registry_storage=storage), sort_keys=False)
         )
 
     def _create_container(self, image, name, role, minion_id, binds, net, **host_extra):
@@ -310,6 +320,10 @@ class LocalCluster:
 
     # --- services ---------------------------------------------------------
     def registry(self) -> str:
+        """Where to push from this machine: the first node's HAProxy (nodes pull through their own)."""
+        return f"{self.nodes()[0].address}:{REGISTRY_PORT}"
+
+    def pull_registry(self) -> str:
         pillar = yaml.safe_load((self.state_dir / "pillar" / "bay.sls").read_text())["bay"]
         return pillar["docker"]["registry"]
 
@@ -324,7 +338,7 @@ class LocalCluster:
         """Build the demo images, push them to the cluster registry, declare
         the demo service in pillar and deploy it."""
         demo.ensure_images(self.client, self.progress)
-        refs = demo.push(self.registry(), self.progress)
+        refs = demo.push(self.registry(), self.progress, pull_as=self.pull_registry())
         self.set_services(demo.services_pillar(refs))
         with self.progress.step("salt-run bay.deploy demo"):
             return self.runner("bay.deploy", "demo")
@@ -344,11 +358,49 @@ class LocalCluster:
             raise BayError(f"salt-run {fun} {' '.join(args)}: {_runner_error(str(result))}")
         return result
 
+    # --- HDFS (the registry's storage) ------------------------------------
+    def _start_hdfs(self, net) -> str:
+        """A real HDFS for the cluster's registry: Hadoop's MiniDFSCluster on
+        this machine, listening on the cluster network's gateway only (the
+        DataNodes too, so WebHDFS redirects reach them from the nodes).
+        Returns the registry's storage URL."""
+        net.reload()
+        gateway = net.attrs["IPAM"]["Config"][0]["Gateway"]
+        with self.progress.step("HDFS (MiniDFSCluster) for the registry"):
+            daemon, http = start_minidfs(self.state_dir / "hdfs", images.checkout_root(), bind=gateway)
+        (self.state_dir / "hdfs.pid").write_text(str(daemon.pid))
+        return f"hdfs://{gateway}:{http}/bay-registry"
+
+    def _stop_hdfs(self) -> str | None:
+        """Stop this cluster's MiniDFSCluster: the process recorded at `bay up`,
+        only if it still is that JVM (its command line names this cluster's dir)."""
+        pidfile = self.state_dir / "hdfs.pid"
+        if not pidfile.exists():
+            return None
+        pid = int(pidfile.read_text())
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            return None
+        if "BayMiniDFS" not in cmdline or str(self.state_dir) not in cmdline:
+            return None
+        os.killpg(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.1)
+        else:
+            os.killpg(pid, signal.SIGKILL)
+        return f"HDFS (pid {pid})"
+
     # --- down -------------------------------------------------------------
     def down(self) -> list[str]:
         """Remove every container, network and volume of this cluster (found
-        by label) and its state directory; nothing else."""
+        by label), its HDFS and its state directory; nothing else."""
         removed = []
+        stopped = self._stop_hdfs()
+        if stopped:
+            removed.append(stopped)
         flt = {"label": f"{names.LABEL_CLUSTER}={self.name}"}
         for c in self.containers():
             c.remove(force=True, v=True)

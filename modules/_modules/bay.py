@@ -167,17 +167,17 @@ def events_unit(cfg=None):
     return nodeconf.events_unit(cfg or settings())
 
 
-def registry_config(cfg=None):
+def registry_unit(cfg=None):
     """
-    The stand-in registry's config (nodes with role registry).
+    The systemd unit of Bay's registry (nodes with role registry).
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt '*' bay.registry_config
+        salt -G 'roles:registry' bay.registry_unit
     """
-    return nodeconf.registry_config(cfg or settings())
+    return nodeconf.registry_unit(cfg or settings())
 
 
 def cadvisor_environment(cfg=None):

@@ -1,22 +1,28 @@
 {%- from "bay/map.jinja" import bay with context %}
-{#- The cluster's image registry, on nodes with role `registry`. #}
+{#- Bay's image registry (bay_salt.registry), on nodes with role `registry`:
+    stateless instances over one storage (HDFS or a shared disk), each
+    registered in Consul KV once it answers, so every node's HAProxy serves
+    them all on bay:registry:port. #}
 {%- if 'registry' in bay.node.roles %}
-bay-registry-package:
-  pkg.installed:
-    - name: docker-registry
+{%- if bay.registry.storage.startswith('file://') %}
+bay-registry-storage:
+  file.directory:
+    - name: {{ bay.registry.storage[7:] }}
+    - makedirs: True
+    - mode: '0700'
+    - require_in:
+      - service: bay-registry-service
+{%- endif %}
 
-bay-registry-config:
+bay-registry-unit:
   file.managed:
-    - name: /etc/docker/registry/config.yml
-    - contents: {{ salt['bay.registry_config'](bay) | json }}
-    - require:
-      - pkg: bay-registry-package
+    - name: /etc/systemd/system/bay-registry.service
+    - contents: {{ salt['bay.registry_unit'](bay) | json }}
 
 bay-registry-service:
   service.running:
-    - name: docker-registry
+    - name: bay-registry
     - enable: True
-    - init_delay: 1
     - watch:
-      - file: bay-registry-config
+      - file: bay-registry-unit
 {%- endif %}

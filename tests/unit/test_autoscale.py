@@ -111,6 +111,11 @@ def test_starting_or_unhealthy_instances_are_not_idle_capacity():
     assert d.desired == 6  # ready 2 saturated -> ceil(2 * 1/0.6) = 4 < 6 already there: wait for them
 
 
+def test_a_group_scaled_to_zero_stays_stopped():
+    d, _ = decide(POLICY, sample(0.0, 0, 0.0, ready=0), State(), 0.0)
+    assert d.desired == 0 and "scaled to 0" in d.reason
+
+
 def test_bounds_and_a_restarted_controller_keeps_its_window():
     d, _ = decide(POLICY, sample(0.0, 1, 0.0), State(), 0.0)
     assert d.desired == POLICY.min

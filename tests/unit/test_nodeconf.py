@@ -88,3 +88,34 @@ def test_consul_gossip_key_only_when_set():
     assert "encrypt" not in nodeconf.consul_config(cfg_for("node1"))
     key = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
     assert nodeconf.consul_config(cfg_for("node1", consul={"encrypt": key}))["encrypt"] == key
+
+
+def test_registry_unit_serves_the_storage_and_registers_behind_haproxy():
+    cfg = cfg_for("node2", nodes={"node2": {"roles": ["worker", "registry"]}},
+                  registry={"storage": "hdfs://10.0.0.9:9870,10.0.0.8:9870/reg"})
+    unit = nodeconf.registry_unit(cfg)
+    assert "-m bay_salt.registry.server --storage hdfs://10.0.0.9:9870,10.0.0.8:9870/reg --host 10.0.0.2 --port 5001" \
+        in unit
+    assert "-m bay_salt.registry.register --consul http://127.0.0.1:8500 --node node2 --address 10.0.0.2 " \
+           "--port 5001 --listen 5000" in unit
+
+
+@pytest.mark.parametrize("bad, says", [
+    ({"storage": "/var/lib/x"}, "expected file:///PATH or hdfs://"),
+    ({"storage": "s3://bucket/x"}, "expected file:///PATH or hdfs://"),
+    ({"storage": "hdfs://nn:9870/x y"}, "expected file:///PATH or hdfs://"),
+    ({"instance_port": 5000}, "instance_port: must differ"),
+])
+def test_registry_settings_are_checked(bad, says):
+    with pytest.raises(settings.SettingsError, match="bay:registry") as err:
+        cfg_for("node1", registry=bad)
+    assert says in str(err.value)
+
+
+def test_local_cluster_pillar_runs_two_registries_over_hdfs_pulled_through_haproxy():
+    from bay_salt.cluster.local import cluster_pillar
+
+    p = cluster_pillar("c", {"node1": "10.0.0.1", "node2": "10.0.0.2", "node3": "10.0.0.3"}, "k",
+                       registry_storage="hdfs://10.0.0.254:9870/bay-registry")["bay"]
+    assert [n for n, v in p["nodes"].items() if "registry" in v["roles"]] == ["node1", "node2"]
+    assert p["docker"]["registry"] == "127.0.0.1:5000" and p["registry"]["storage"].startswith("hdfs://")

@@ -46,15 +46,16 @@ def ensure_images(client, progress: Progress) -> list[str]:
     return tags
 
 
-def push(registry: str, progress: Progress) -> dict[str, str]:
+def push(registry: str, progress: Progress, pull_as: str | None = None) -> dict[str, str]:
     """Copy the demo images into ``registry`` (host:port, plain HTTP);
-    returns version -> image reference as nodes pull it."""
+    returns version -> image reference as nodes pull it (``pull_as``: the
+    registry's address from the nodes, if it differs)."""
     refs = {}
     for v in VERSIONS:
         ref = f"{registry}/{REPOSITORY}:{v}"
         progress.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"docker-daemon:{DEMO_IMAGE}:{v}",
                       f"docker://{ref}"], f"push {ref}")
-        refs[v] = ref
+        refs[v] = f"{pull_as or registry}/{REPOSITORY}:{v}"
     return refs
 
 

@@ -1,0 +1,31 @@
+"""What the benchmarks share: percentiles, the 3-node bench cluster, hey."""
+
+from __future__ import annotations
+
+import re
+
+from bay_salt.cluster.local import LocalCluster
+
+
+def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of ``values``."""
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def bench_cluster(name: str, nodes: int = 3) -> LocalCluster:
+    """The named cluster, brought up if it does not exist, with hey on every node."""
+    cluster = LocalCluster(name)
+    if not cluster.nodes():
+        cluster.up(nodes)
+    for n in cluster.nodes():
+        cluster.client.containers.get(n.container).exec_run(["sh", "-c", "command -v hey || apt-get install -y -q hey"])
+    return cluster
+
+
+def hey_counts(text: str) -> tuple[int, int]:
+    """(requests, failed) from hey's report: non-2xx/3xx answers and errors count as failed."""
+    codes = {int(c): int(n) for c, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", text)}
+    errors = sum(int(n) for n in re.findall(r"\[(\d+)\]\s+Get ", text))
+    ok = sum(n for c, n in codes.items() if 200 <= c < 400)
+    return sum(codes.values()) + errors, sum(codes.values()) - ok + errors

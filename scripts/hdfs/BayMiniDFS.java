@@ -1,0 +1,36 @@
+// A real HDFS for Bay's tests and `bay up`: Hadoop's MiniDFSCluster with its
+// NameNode and DataNodes listening on one given address (MiniDFSClusterManager
+// forces loopback), so WebHDFS redirects reach the DataNodes from other hosts
+// on that network. Run in source-file mode: java -cp JARS BayMiniDFS.java ...
+//   args: BIND_ADDRESS NAMENODE_HTTP_PORT DATANODES BASE_DIR DETAILS_JSON
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.hdfs.MiniDFSCluster;
+
+public class BayMiniDFS {
+    public static void main(String[] args) throws Exception {
+        String bind = args[0];
+        int http = Integer.parseInt(args[1]);
+        int datanodes = Integer.parseInt(args[2]);
+        Configuration conf = new Configuration();
+        conf.set(MiniDFSCluster.HDFS_MINIDFS_BASEDIR, args[3]);
+        conf.setBoolean("dfs.permissions.enabled", false);
+        conf.set("dfs.namenode.http-bind-host", bind);
+        conf.set("dfs.datanode.address", bind + ":0");
+        conf.set("dfs.datanode.http.address", bind + ":0");
+        conf.set("dfs.datanode.ipc.address", bind + ":0");
+        conf.set("dfs.datanode.hostname", bind);
+        conf.setBoolean("dfs.client.use.datanode.hostname", true);  // the DataNodes are not on loopback
+        conf.setInt("dfs.replication", Math.min(3, datanodes));
+        MiniDFSCluster cluster = new MiniDFSCluster.Builder(conf)
+            .numDataNodes(datanodes).nameNodeHttpPort(http)
+            .checkDataNodeAddrConfig(true).checkDataNodeHostConfig(true)
+            .format(true).build();
+        cluster.waitActive();
+        Files.writeString(Path.of(args[4]),
+            "{\"namenode_port\": " + cluster.getNameNodePort() + ", \"http_port\": " + http + "}");
+        Runtime.getRuntime().addShutdownHook(new Thread(cluster::shutdown));
+        Thread.currentThread().join();
+    }
+}

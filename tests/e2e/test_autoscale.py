@@ -1,0 +1,80 @@
+"""Autoscaling in a real `bay up` cluster: a CPU-burning group (busybox
+httpd with a CGI that spins the CPU, 0.1 CPU per instance) under load from
+hey inside node1 scales up from cAdvisor's figures; after the load stops it
+scales back down once the window has passed, and every decision is in KV."""
+
+import base64
+import copy
+import json
+import time
+
+from bay_salt import names
+from tests.e2e.test_controller import kv_get
+from tests.e2e.test_services import ids_via, pillar  # noqa: F401 (fixture)
+
+PORT = 10095
+SCRIPT = (
+    "mkdir -p /www/cgi-bin; echo ok > /www/healthz; "
+    "printf '%s.%s %s v1\\n' \"$BAY_SERVICE\" \"$BAY_GROUP\" \"$BAY_INSTANCE\" > /www/index.html; "
+    "printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\ni=0\\n"
+    "while [ $i -lt 3000 ]; do i=$((i+1)); done\\necho burnt\\n' > /www/cgi-bin/burn; "
+    "chmod +x /www/cgi-bin/burn; exec httpd -f -p 8000 -h /www"
+)
+BURN = {"image": None, "owners": ["platform-team"], "command": ["/bin/sh", "-c", SCRIPT],
+        "health": {"http": "/healthz", "interval": "1s", "timeout": "500ms", "rise": 1, "fall": 2,
+                   "start_period": "30s"},
+        "groups": {"cpu": {"instances": 1, "cpu": 0.1, "memory": "32Mi", "port": 8000, "listen": PORT,
+                           "autoscale": {"min": 1, "max": 4, "target_cpu": 0.5, "scale_down_window": "20s",
+                                         "scale_down_step": 0.5}}}}
+
+
+def count(cluster):
+    return cluster.runner("bay.status", "burn")["burn.cpu"]["registered"]
+
+
+def decisions(cluster, since):
+    log = cluster.master().exec_run(["sh", "-c", f"tail -n +{since + 1} /var/log/salt/master | "
+                                                 f"grep '{names.TAG_SCALE_DECIDED}'"]).output.decode()
+    return [line for line in log.splitlines() if "burn.cpu" in line]
+
+
+def test_cpu_load_scales_up_then_down_after_the_window(cluster, pillar):
+    spec = copy.deepcopy(pillar)
+    spec["bay"]["services"]["burn"] = dict(BURN, image=spec["bay"]["services"]["demo"]["image"])
+    spec["bay"]["controller"] = {"autoscale_interval": 2.0, "scale_down_drain": 1.0}
+    cluster.set_services(spec)
+    master = cluster.master()
+    since = int(master.exec_run(["sh", "-c", "wc -l < /var/log/salt/master"]).output.decode().strip())
+    node1 = cluster.client.containers.get(cluster.nodes()[0].container)
+    node1.exec_run(["sh", "-c", "command -v hey || apt-get install -y -q hey"])
+    try:
+        cluster.runner("bay.deploy", "burn")
+        assert count(cluster) == 1
+        node1.exec_run(["hey", "-z", "60s", "-c", "6", f"http://127.0.0.1:{PORT}/cgi-bin/burn"], detach=True)
+        deadline, peak = time.monotonic() + 75, 1
+        while peak < 3:
+            assert time.monotonic() < deadline, f"not scaled up under load: {decisions(cluster, since)}"
+            time.sleep(2)
+            peak = max(peak, count(cluster))
+        ups = [d for d in decisions(cluster, since) if "'reason': 'up'" in d]
+        assert ups, decisions(cluster, since)
+        # routed: every node's HAProxy serves the instances the autoscaler added
+        want = set(i.split("@")[0] for i in cluster.runner("bay.status", "burn")["burn.cpu"]["instances"])
+        deadline = time.monotonic() + 30
+        while {i for i, _ in ids_via(cluster.nodes()[1].address, PORT, 30)} != want:
+            assert time.monotonic() < deadline
+            want = set(i.split("@")[0] for i in cluster.runner("bay.status", "burn")["burn.cpu"]["instances"])
+        node1.exec_run(["pkill", "hey"])
+        stopped = time.monotonic()
+        deadline = stopped + 150
+        while count(cluster) > 1:
+            assert time.monotonic() < deadline, f"not scaled down: {decisions(cluster, since)[-5:]}"
+            time.sleep(2)
+        assert time.monotonic() - stopped >= 20  # not before the 20 s window had passed
+        downs = [d for d in decisions(cluster, since) if "'reason': 'down'" in d]
+        assert downs and any("deferred" in d for d in decisions(cluster, since))
+        state = json.loads(base64.b64decode(kv_get(cluster, names.kv_scale("burn", "cpu"))[0]["Value"]))
+        assert state["state"]["desired"] == 1 and state["last"]["desired"] == 1
+    finally:
+        node1.exec_run(["pkill", "hey"])
+        cluster.runner("bay.scale", "burn.cpu", "0")

@@ -1,0 +1,64 @@
+"""Bay's registry in a real `bay up` cluster: two stateless instances (node1,
+node2) over a real HDFS (MiniDFSCluster on this machine), registered in KV and
+served by every node's HAProxy on :5000; the nodes pulled the demo images from
+it; with one instance stopped, pushes and pulls go on through the other."""
+
+import json
+import subprocess
+import time
+import urllib.request
+
+import yaml
+
+from bay_salt import names
+
+
+def v2(address, port=5000):
+    try:
+        return urllib.request.urlopen(f"http://{address}:{port}/v2/", timeout=3).status
+    except OSError as err:
+        return str(err)
+
+
+def test_every_node_serves_the_registry_from_kv(cluster):
+    for n in cluster.nodes():
+        assert v2(n.address) == 200, n.id
+    node = cluster.nodes()[0]
+    url = f"http://{node.address}:8500/v1/kv/{names.kv_group_prefix(names.REGISTRY_SERVICE, names.REGISTRY_GROUP)}"
+    keys = json.loads(urllib.request.urlopen(f"{url}?keys", timeout=3).read())
+    assert sorted(k.rsplit("/", 1)[1] for k in keys) == ["node1", "node2"]
+
+
+def test_storage_is_hdfs_and_the_nodes_pulled_the_demo_from_it(cluster):
+    pillar = yaml.safe_load((cluster.state_dir / "pillar" / "bay.sls").read_text())["bay"]
+    storage = pillar["registry"]["storage"]
+    assert storage.startswith("hdfs://")
+    hostport, _, root = storage[len("hdfs://"):].partition("/")
+    listing = json.loads(urllib.request.urlopen(
+        f"http://{hostport}/webhdfs/v1/{root}/blobs/sha256?op=LISTSTATUS&user.name=root", timeout=5).read())
+    assert len(listing["FileStatuses"]["FileStatus"]) >= 3  # the demo's layers, configs and manifests
+    for n in cluster.nodes():
+        out = cluster.client.containers.get(n.container).exec_run(
+            ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"]).output.decode().split()
+        assert any(ref.startswith("127.0.0.1:5000/bay/demo:") for ref in out), (n.id, out)
+
+
+def test_push_and_pull_go_on_with_one_instance_stopped(cluster):
+    node1 = cluster.client.containers.get(cluster.nodes()[0].container)
+    node3 = cluster.nodes()[2]
+    assert node1.exec_run(["systemctl", "stop", "bay-registry"]).exit_code == 0
+    try:
+        ref = f"{node3.address}:5000/e2e/busybox:1"
+        push = subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+                               "docker-daemon:bay-busybox:latest", f"docker://{ref}"], capture_output=True, text=True,
+                              timeout=120)
+        assert push.returncode == 0, push.stderr
+        pull = cluster.client.containers.get(cluster.nodes()[1].container).exec_run(
+            ["docker", "pull", "127.0.0.1:5000/e2e/busybox:1"])
+        assert pull.exit_code == 0, pull.output.decode()[-500:]
+    finally:
+        node1.exec_run(["systemctl", "start", "bay-registry"])
+    deadline = time.monotonic() + 60
+    while v2(cluster.nodes()[0].address, 5001) != 200:  # back, and registered again by its unit
+        assert time.monotonic() < deadline
+        time.sleep(1)
