@@ -167,6 +167,8 @@ class Registry(_Strict):
     storage: str
     #: seconds an unreferenced blob is kept (a push in flight may still reference it)
     gc_grace: float = Field(ge=0)
+    #: blob GETs redirected to where storage serves them (HDFS: a DataNode the clients can reach)
+    blob_redirect: bool = False
 
     @field_validator("storage")
     @classmethod

@@ -254,10 +254,10 @@ def main() -> None:
         if not args.no_hdfs:
             hdfs, http_port = start_minidfs(work / "hdfs", CHECKOUT)
             port = free_port()
-            regs.append(Registry("Bay registry, HDFS (MiniDFSCluster)",
+            regs.append(Registry("Bay registry, HDFS (MiniDFSCluster), blob GETs redirected to the DataNode",
                                  [sys.executable, "-m", "bay_salt.registry.server", "--storage",
-                                  f"hdfs://127.0.0.1:{http_port}/bench", "--host", "127.0.0.1", "--port", str(port)],
-                                 port, work / "bayhdfs.log"))
+                                  f"hdfs://127.0.0.1:{http_port}/bench", "--host", "127.0.0.1", "--port", str(port),
+                                  "--redirect-blobs"], port, work / "bayhdfs.log"))
         rows = {}
         for reg in regs:
             ref = f"docker://127.0.0.1:{reg.port}/bench/image:1"

@@ -90,6 +90,7 @@ bay:
     # or file:///PATH (a disk: only one instance unless it is shared)
     storage: hdfs://10.10.0.5:9870,10.10.0.6:9870/bay-registry
     gc_grace: 3600                   # seconds an unreferenced blob is kept (pushes in flight)
+    blob_redirect: true              # blob GETs go straight to a DataNode (clients must reach them)
 
   # The reactive controller (salt-master engine bay_controller). A crashed
   # instance is restarted at once; the n-th restart in a row of a group waits

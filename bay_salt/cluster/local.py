@@ -123,7 +123,8 @@ def cluster_pillar(cluster: str, nodes: dict[str, str], gossip_key: str, consul_
     if ids:
         pillar["bay"]["docker"] = {"registry": f"127.0.0.1:{REGISTRY_PORT}"}
     if registry_storage:
-        pillar["bay"]["registry"] = {"storage": registry_storage}
+        # the DataNodes listen on the cluster network: blob GETs go straight to them
+        pillar["bay"]["registry"] = {"storage": registry_storage, "blob_redirect": registry_storage.startswith("hdfs")}
     return pillar
 
 

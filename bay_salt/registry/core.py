@@ -146,6 +146,13 @@ class Registry:
         self.blob_size(name, digest)
         return self.d.open(self._blob(digest), offset, length)
 
+    def blob_location(self, name: str, digest: str, offset: int = 0, length: int | None = None) -> str | None:
+        """A URL serving the blob's bytes straight from storage (HDFS: a
+        DataNode), or None if the driver cannot."""
+        self.blob_size(name, digest)
+        location = getattr(self.d, "location", None)
+        return location(self._blob(digest), offset, length) if location else None
+
     def delete_blob(self, name: str, digest: str) -> None:
         self.blob_size(name, digest)
         self.d.delete(self._layer(name, digest))

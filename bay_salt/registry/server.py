@@ -36,8 +36,11 @@ def _error(err: RegistryError) -> web.Response:
 
 
 class Server:
-    def __init__(self, registry: core.Registry, workers: int = 16):
+    def __init__(self, registry: core.Registry, workers: int = 16, redirect_blobs: bool = False):
+        """``redirect_blobs``: answer blob GETs with a redirect to where storage
+        serves the bytes (HDFS: a DataNode), so they do not pass through here."""
         self.reg = registry
+        self.redirect_blobs = redirect_blobs
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="storage")
 
     async def run(self, fn, *args):
@@ -157,6 +160,10 @@ class Server:
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         length = end - start + 1 if size else 0
+        if self.redirect_blobs and request.method == "GET" and length and not rng:  # ranges: served here (206)
+            url = await self.run(self.reg.blob_location, name, digest, start, length)
+            if url:
+                return web.Response(status=307, headers={"Location": url, "Docker-Content-Digest": digest})
         headers["Content-Length"] = str(length)
         resp = web.StreamResponse(status=status, headers=headers)
         if request.method == "HEAD":
@@ -290,8 +297,8 @@ class Server:
                             headers={**headers, "Content-Type": core.OCI_INDEX})
 
 
-def make_app(registry: core.Registry) -> web.Application:
-    srv = Server(registry)
+def make_app(registry: core.Registry, redirect_blobs: bool = False) -> web.Application:
+    srv = Server(registry, redirect_blobs=redirect_blobs)
     app = web.Application(client_max_size=0)  # bodies stream; no whole-body limit applies
     app.router.add_route("*", "/v2{tail:.*}", srv.handle)
     app["server"] = srv
@@ -304,10 +311,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--gc-grace", type=float, default=3600.0)
+    p.add_argument("--redirect-blobs", action="store_true",
+                   help="send blob GETs to where storage serves them (HDFS: the DataNode), not through this server")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     reg = core.Registry(storage.from_url(args.storage), gc_grace=args.gc_grace)
-    web.run_app(make_app(reg), host=args.host, port=args.port, access_log=None)
+    web.run_app(make_app(reg, redirect_blobs=args.redirect_blobs), host=args.host, port=args.port, access_log=None)
     return 0
 
 

@@ -203,6 +203,19 @@ class HDFSDriver:
     def read(self, path: str) -> bytes:
         return b"".join(self.open(path))
 
+    def location(self, path: str, offset: int = 0, length: int | None = None) -> str:
+        """Where a DataNode serves these bytes (WebHDFS OPEN without following
+        the redirect): the registry can send clients there directly."""
+        params = {"offset": offset, "noredirect": "true"}
+        if length is not None:
+            params["length"] = length
+        try:
+            return self.client._open(self._p(path), **params).json()["Location"]
+        except self._hdfs.HdfsError as err:
+            if self._missing(err):
+                raise NotFound(path) from None
+            raise StorageError(str(err)) from None
+
     def open(self, path: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         try:
             ctx = self.client.read(self._p(path), offset=offset, length=length, chunk_size=CHUNK)

@@ -285,3 +285,29 @@ def test_online_gc_keeps_what_is_referenced_or_in_flight(tmp_path):
         assert call(f"{inst.url}/v2/t/keep/blobs/{sha(b'kept layer')}")[2] == b"kept layer"
     finally:
         inst.stop()
+
+
+def test_blob_gets_redirect_to_the_datanode_on_hdfs(hdfs, tmp_path):
+    """--redirect-blobs: a blob GET is answered with the DataNode's WebHDFS
+    URL (the bytes do not pass through the registry); HEAD and Range are served here."""
+    port = free_port()
+    inst = Instance.__new__(Instance)
+    inst.port, inst.url = port, f"http://127.0.0.1:{port}"
+    inst.daemon = Daemon([sys.executable, "-m", "bay_salt.registry.server", "--storage",
+                          hdfs.storage_url("redirect"), "--host", "127.0.0.1", "--port", str(port),
+                          "--redirect-blobs"], tmp_path / "reg.log")
+    wait_for(lambda: inst.daemon.alive() and _up(inst.url), 30, "registry")
+    try:
+        data = os.urandom(100000)
+        assert call(f"{inst.url}/v2/t/r/blobs/uploads/?digest={sha(data)}", "POST", data)[0] == 201
+        req = urllib.request.Request(f"{inst.url}/v2/t/r/blobs/{sha(data)}")
+        opener = urllib.request.build_opener(type("NoRedirect", (urllib.request.HTTPRedirectHandler,),
+                                                  {"redirect_request": lambda *a, **k: None}))
+        with pytest.raises(urllib.error.HTTPError) as err:
+            opener.open(req, timeout=10)
+        assert err.value.code == 307 and "/webhdfs/v1/" in err.value.headers["Location"]
+        assert call(f"{inst.url}/v2/t/r/blobs/{sha(data)}")[2] == data  # followed: the DataNode serves it
+        st, _, part = call(f"{inst.url}/v2/t/r/blobs/{sha(data)}", headers={"Range": "bytes=5-9"})
+        assert st == 206 and part == data[5:10]
+    finally:
+        inst.daemon.stop()
