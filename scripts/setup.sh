@@ -19,7 +19,8 @@ packages=(docker.io debootstrap busybox-static skopeo python3-venv python3-pip h
           maven docker-registry)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-command -v java >/dev/null || missing+=(default-jre-headless)  # HDFS (MiniDFSCluster)
+# HDFS (MiniDFSCluster): scripts/hdfs/BayMiniDFS.java runs in source-file mode, which needs the JDK
+command -v javac >/dev/null || missing+=(default-jdk-headless)
 
 # Consul for the integration tests on the host: Debian bullseye's consul 1.8.7,
 # from this machine's own mirror (the source is derived from its apt sources).
