@@ -37,7 +37,10 @@ def test_storage_is_hdfs_and_the_nodes_pulled_the_demo_from_it(cluster):
     listing = json.loads(urllib.request.urlopen(
         f"http://{hostport}/webhdfs/v1/{root}/blobs/sha256?op=LISTSTATUS&user.name=root", timeout=5).read())
     assert len(listing["FileStatuses"]["FileStatus"]) >= 3  # the demo's layers, configs and manifests
-    for n in cluster.nodes():
+    st = cluster.runner("bay.status", "demo")
+    running = {line.split("@")[1].split(":")[0] for g in st.values() for line in g["instances"]}
+    assert running
+    for n in (n for n in cluster.nodes() if n.id in running):  # every node that runs the demo pulled it
         out = cluster.client.containers.get(n.container).exec_run(
             ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"]).output.decode().split()
         assert any(ref.startswith("127.0.0.1:5000/bay/demo:") for ref in out), (n.id, out)
