@@ -120,6 +120,12 @@ def lbsync_unit(cfg: dict) -> str:
                   socket=h["socket"], base=h["config"], services=h["services_config"])
 
 
+def registry_storage_dir(cfg: dict) -> str:
+    """The registry's directory on this node for ``file://`` storage; "" for HDFS."""
+    storage = cfg["registry"]["storage"]
+    return storage[len("file://"):] if storage.startswith("file://") else ""
+
+
 def registry_unit(cfg: dict) -> str:
     """systemd unit of Bay's registry on a node with role registry (run from the
     minion's venv; registers itself in KV once it answers)."""

@@ -167,6 +167,19 @@ def events_unit(cfg=None):
     return nodeconf.events_unit(cfg or settings())
 
 
+def registry_storage_dir(cfg=None):
+    """
+    The registry's directory on this node (file:// storage), or "" (HDFS).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'roles:registry' bay.registry_storage_dir
+    """
+    return nodeconf.registry_storage_dir(cfg or settings())
+
+
 def registry_unit(cfg=None):
     """
     The systemd unit of Bay's registry (nodes with role registry).

@@ -4,10 +4,11 @@
     registered in Consul KV once it answers, so every node's HAProxy serves
     them all on bay:registry:port. #}
 {%- if 'registry' in bay.node.roles %}
-{%- if bay.registry.storage.startswith('file://') %}
+{%- set storage_dir = salt['bay.registry_storage_dir'](bay) %}
+{%- if storage_dir %}
 bay-registry-storage:
   file.directory:
-    - name: {{ bay.registry.storage[7:] }}
+    - name: {{ storage_dir }}
     - makedirs: True
     - mode: '0700'
     - require_in:

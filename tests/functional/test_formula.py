@@ -86,3 +86,21 @@ def test_capacity_grain(salt_call):
     ret = salt_call.run("grains.get", "bay_capacity")
     assert ret.returncode == 0, ret
     assert ret.data["cpus"] > 0 and ret.data["memory_mb"] > 0
+
+
+def test_registry_renders_for_the_registry_role(pillar, salt_call):
+    """bay.registry on a registry node: the unit, its service, and a storage
+    directory only for file:// storage (none for HDFS)."""
+    pillar(VALID_PILLAR.replace("roles: [worker]", "roles: [worker, registry]"))
+    ret = salt_call.run("state.show_sls", "bay.registry")
+    assert ret.returncode == 0, ret
+    assert {"bay-registry-unit", "bay-registry-service", "bay-registry-storage"} <= set(ret.data)
+    unit = next(a["contents"] for a in ret.data["bay-registry-unit"]["file"] if isinstance(a, dict) and "contents" in a)
+    assert "--storage file:///var/lib/bay-registry" in unit
+    pillar(VALID_PILLAR.replace("roles: [worker]", "roles: [worker, registry]") + """
+  registry:
+    storage: hdfs://10.9.0.5:9870/bay-registry
+""")
+    ret = salt_call.run("state.show_sls", "bay.registry")
+    assert ret.returncode == 0, ret
+    assert "bay-registry-storage" not in ret.data and "bay-registry-service" in ret.data

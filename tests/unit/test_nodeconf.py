@@ -119,3 +119,9 @@ def test_local_cluster_pillar_runs_two_registries_over_hdfs_pulled_through_hapro
                        registry_storage="hdfs://10.0.0.254:9870/bay-registry")["bay"]
     assert [n for n, v in p["nodes"].items() if "registry" in v["roles"]] == ["node1", "node2"]
     assert p["docker"]["registry"] == "127.0.0.1:5000" and p["registry"]["storage"].startswith("hdfs://")
+
+
+def test_registry_storage_dir_only_for_file_storage():
+    assert nodeconf.registry_storage_dir(cfg_for("node1")) == "/var/lib/bay-registry"
+    hdfs = cfg_for("node1", registry={"storage": "hdfs://10.0.0.9:9870/reg"})
+    assert nodeconf.registry_storage_dir(hdfs) == ""
