@@ -60,29 +60,31 @@ class Server:
                     raise item
                 yield item
 
-        fut = asyncio.get_running_loop().run_in_executor(self.pool, lambda: fn(*args, chunks()))
-        try:
-            async for c in request.content.iter_chunked(storage.CHUNK):
-                while True:
-                    try:
-                        q.put_nowait(c)
-                        break
-                    except queue.Full:
-                        if fut.done():
-                            break
-                        await asyncio.sleep(0.001)
-                if fut.done():
-                    break
-        except Exception as err:  # noqa: BLE001 - a broken client connection: the worker stops
-            q.put(err)
-            raise
-        finally:
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self.pool, lambda: fn(*args, chunks()))
+
+        def offer(item) -> bool:
+            """In a helper thread: wait for room in the queue, unless the worker has ended."""
             while not fut.done():
                 try:
-                    q.put_nowait(done)
-                    break
+                    q.put(item, timeout=0.2)
+                    return True
                 except queue.Full:
-                    await asyncio.sleep(0.001)
+                    pass
+            return False
+
+        async def put(item) -> bool:
+            return await loop.run_in_executor(None, offer, item)  # never blocks the event loop
+
+        try:
+            async for c in request.content.iter_chunked(storage.CHUNK):
+                if not await put(c):
+                    break
+        except Exception as err:  # noqa: BLE001 - a broken client connection: the worker stops
+            await put(err)
+            raise
+        finally:
+            await put(done)
         return await fut
 
     # --- routing -------------------------------------------------------------------
