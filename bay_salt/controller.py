@@ -11,20 +11,27 @@ from bay_salt.placement import PlacementError
 
 
 class SaltBackend:
-    def __init__(self, local, target: str | list[str] = "*", timeout: int = 300, report_timeout: int = 60):
+    def __init__(self, local, target: str | list[str] = "*", timeout: int = 300, report_timeout: int = 60,
+                 refresh_pillar: bool = True):
         """``target``: a glob, or the list of minions to use (the controller
         passes the nodes Consul sees alive, so no call waits on a dead one).
         ``report_timeout``: for the node reports (the controller asks again
-        sooner rather than wait out a publish lost while the master restarted)."""
+        sooner rather than wait out a publish lost while the master restarted).
+        ``refresh_pillar``: have the minions recompile their pillar before the
+        first report (a deploy does; the controller's periodic look does not:
+        a refresh reloads every module in each minion's main process, which
+        holds up the jobs published meanwhile, and a deploy has refreshed
+        the pillar it applied)."""
         self.local = local
         self.report_timeout = report_timeout
+        self.refresh_pillar = refresh_pillar
         self.target = ",".join(target) if isinstance(target, list) else target
         self.tgt_type = "list" if isinstance(target, list) else "glob"
         self.timeout = timeout
         self._reports: dict | None = None
 
     def reports(self, refresh: bool = False) -> dict[str, dict]:
-        if self._reports is None:
+        if self._reports is None and self.refresh_pillar:
             # deploy what pillar says now, not what minions cached
             self.local.cmd(self.target, "saltutil.refresh_pillar", kwarg={"wait": True}, timeout=self.report_timeout,
                            tgt_type=self.tgt_type)

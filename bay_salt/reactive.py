@@ -101,17 +101,22 @@ class Controller:
         if record.health == "critical":
             return False  # already being replaced
         reason = "unhealthy" if tag == names.TAG_CONTAINER_UNHEALTHY else f"exit {payload.get('exit_code')}"
-        self.replace(record, reason=reason)
+        died = payload.get("time_ns")
+        self.replace(record, reason=reason, died=died / 1e9 if isinstance(died, (int, float)) else None)
         return True
 
-    def replace(self, dead: kv.Instance, reason: str) -> kv.Instance | None:
+    def replace(self, dead: kv.Instance, reason: str, died: float | None = None) -> kv.Instance | None:
         """Replace ``dead`` on its node; a replacement that fails its health
         check is a crash too: retried after the back-off until the group is
         failed. The back-off follows the instance's line (``restarts`` passes
         to each replacement), so independent failures of different instances
-        are not a crash loop. Returns the registered replacement, or None."""
+        are not a crash loop. Returns the registered replacement, or None.
+        ``died``: when the node's Docker engine saw it die (epoch seconds); the
+        replaced event then says how long each step took after it."""
         name = f"{dead.service}.{dead.group}"
         g = None
+        died = self.clock() if died is None else died
+        timings = {"detected": round(self.clock() - died, 3)}
         while True:
             now = self.clock()
             delay, failed = self._backoff(list(dead.restarts), now)
@@ -125,6 +130,7 @@ class Controller:
                 ops.append(kv.op_set(placed, json.dumps({"node": dead.node, "replaces": dead.instance,
                                                          "container": dead.container})))
             kv.apply(self.client, ops)
+            timings.setdefault("critical", round(self.clock() - died, 3))
             g = g or self._group(dead.service, dead.group)
             if g is None:  # removed from pillar: nothing to restart; its dead container goes too
                 kv.apply(self.client, kv.deregister_ops([dead]) + [kv.op_delete(placed)])
@@ -143,15 +149,17 @@ class Controller:
                 self.decide(names.TAG_CONTAINER_BACKOFF, group=name, instance=dead.instance, seconds=delay)
                 self.sleep(delay)
             started = self.backend.start(dead.node, g, [new_id])
+            timings["healthy"] = round(self.clock() - died, 3)
             res = started[0] if started else {}
             if res.get("healthy"):
                 new = kv.Instance(dead.service, dead.group, new_id, dead.node, res.get("address") or dead.address,
                                   int(res.get("host_port") or 0), "passing", g["image"], res.get("container", ""),
                                   spec_hash(g), restarts=dead.restarts)
                 kv.apply(self.client, kv.register_ops([new]) + kv.deregister_ops([dead]) + [kv.op_delete(placed)])
+                timings["registered"] = round(self.clock() - died, 3)
                 self.backend.stop(dead.node, [dead.container])
                 self.decide(names.TAG_CONTAINER_REPLACED, group=name, old=dead.instance, new=new_id, node=dead.node,
-                            reason=reason)
+                            reason=reason, seconds_after_death=timings)
                 return new
             self.backend.stop(dead.node, [c for c in (res.get("container"),) if c])
             kv.apply(self.client, [kv.op_delete(placed)])

@@ -36,12 +36,13 @@ def __virtual__():
     return "bay_controller"
 
 
-def _backend(alive=None):
+def _backend(alive=None, refresh_pillar=False):
     # one LocalClient per handler (not shared between threads); aimed only at
     # the nodes Consul sees alive (before the first look: the minions connected
     # to the master), so no call waits out a dead minion's timeout
     targets = sorted(alive or salt.utils.minions.CkMinions(__opts__).connected_ids())
-    return SaltBackend(salt.client.get_local_client(__opts__["conf_file"]), targets or "*", report_timeout=10)
+    return SaltBackend(salt.client.get_local_client(__opts__["conf_file"]), targets or "*", report_timeout=10,
+                       refresh_pillar=refresh_pillar)
 
 
 def start(workers=8, services_ttl=10):
@@ -53,8 +54,11 @@ def start(workers=8, services_ttl=10):
         bus.fire_event(data, tag)
 
     def services(fresh=False):
+        """The pillar as the minions hold it (``bay.deploy`` refreshes it: the
+        controller works from what was deployed); ``fresh``: recompiled first
+        (a group not known yet), and so is the first look."""
         if fresh or time.monotonic() - cache["at"] > services_ttl:
-            b = _backend(cache["alive"])
+            b = _backend(cache["alive"], refresh_pillar=fresh or not cache["at"])
             servers, port = b.consul_servers()
             # a node that did not answer this time keeps the address it had
             cache.update(at=time.monotonic(), services=b.services(), consul=first_consul(servers, port),

@@ -79,7 +79,18 @@ def test_dead_container_is_replaced_on_its_node(store):
     assert new.health == "passing" and new.node == "node1"
     assert keys(store, "bay/placements/") == []
     assert fired[-1][0] == names.TAG_CONTAINER_REPLACED
+    # how long each step took after the death (the event had no Docker time: from now)
+    assert fired[-1][1]["seconds_after_death"] == {"detected": 0.0, "critical": 0.0, "healthy": 0.0,
+                                                   "registered": 0.0}
     assert new.restarts == (1000.0,)  # its line's restarts go with it (the crash-loop back-off)
+
+
+def test_replaced_event_times_each_step_from_the_death(store):
+    backend, fired, ctl, dead = make(store)
+    event = died("node1")
+    event["data"]["time_ns"] = 998_500_000_000  # 1.5 s before the controller's clock
+    assert ctl.handle(names.TAG_CONTAINER_DIED, event)
+    assert fired[-1][1]["seconds_after_death"]["detected"] == 1.5
 
 
 def test_forged_event_from_another_node_changes_nothing(store):

@@ -1,0 +1,40 @@
+"""bay_salt.containers.wait_healthy: the start-up probe schedule (no clock
+is read for a verdict: check and sleep are replaced)."""
+
+import pytest
+
+from bay_salt import containers
+
+HEALTH = {"http": "/healthz", "interval": 1.0, "timeout": 0.5, "rise": 1, "start_period": 30.0}
+
+
+@pytest.fixture
+def probes(monkeypatch):
+    """Answers the probes in turn from ``probes.answers``; records the sleeps."""
+    state = {"answers": [], "sleeps": []}
+
+    def check(address, port, health, timeout):
+        return state["answers"].pop(0)
+
+    monkeypatch.setattr(containers, "check", check)
+    monkeypatch.setattr(containers.time, "sleep", state["sleeps"].append)
+    return state
+
+
+def test_probes_fast_at_first_then_back_off_to_the_cap(probes):
+    probes["answers"] = [False] * 6 + [True]
+    assert containers.wait_healthy("127.0.0.1", 8000, HEALTH)
+    assert probes["sleeps"] == [0.02, 0.04, 0.08, 0.16, 0.25, 0.25]
+
+
+def test_a_shorter_interval_caps_the_schedule(probes):
+    probes["answers"] = [False] * 3 + [True]
+    assert containers.wait_healthy("127.0.0.1", 8000, dict(HEALTH, interval=0.05))
+    assert probes["sleeps"] == [0.02, 0.04, 0.05]
+
+
+def test_rise_counts_successes_at_the_starting_cadence(probes):
+    probes["answers"] = [False, True, False, True, True]
+    assert containers.wait_healthy("127.0.0.1", 8000, dict(HEALTH, rise=2))
+    # a success waits the cap before the next probe of its streak; a failure restarts it
+    assert probes["sleeps"] == [0.02, 0.25, 0.25, 0.25]
