@@ -53,6 +53,7 @@ def consul_config(cfg: dict) -> dict:
     }
     if node["consul_server"]:
         conf["bootstrap_expect"] = len(c["servers"])
+        conf["performance"] = {"raft_multiplier": c["raft_multiplier"]}
     if c["encrypt"]:
         conf["encrypt"] = c["encrypt"]
     return conf
@@ -130,6 +131,9 @@ def registry_unit(cfg: dict) -> str:
     """systemd unit of Bay's registry on a node with role registry (run from the
     minion's venv; registers itself in KV once it answers)."""
     r = dict(cfg["registry"], storage_kind=cfg["registry"]["storage"].split(":")[0])
+    # a cache only for remote storage: a file:// registry already reads its own disk
+    if r["storage_kind"] != "hdfs":
+        r["cache_bytes"] = 0
     return render("bay-registry.service.j2", registry=r, venv=cfg["python"]["bin_env"], node=cfg["node"]["id"],
                   address=cfg["node"]["address"], consul_port=cfg["consul"]["http_port"])
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import datetime
 import json
 import os
 import re
@@ -49,6 +50,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from bay_salt import names
 from bay_salt.cluster.local import LocalCluster
 from common import bench_cluster, hey_counts, pct
 from bay_salt.localdaemons import free_port
@@ -107,24 +109,31 @@ def collect(procs) -> tuple[list[float], list[float]]:
 
 class Bus(threading.Thread):
     """The master's event bus (``salt-run state.event``): the controller's
-    replaced events, by the instance they replaced."""
+    replaced events, by the instance they replaced, and when it saw each
+    node lost."""
 
     def __init__(self, master: str):
         super().__init__(daemon=True)
-        self.proc = subprocess.Popen(["docker", "exec", master, "salt-run", "state.event", "tagmatch=bay/container/replaced"],
+        self.proc = subprocess.Popen(["docker", "exec", master, "salt-run", "state.event", "tagmatch=bay/*"],
                                      stdout=subprocess.PIPE, text=True)
         self.replaced: dict[str, dict] = {}
+        self.lost: list[tuple[str, float]] = []  # (node, time the controller decided it was lost)
 
     def run(self) -> None:
         for line in self.proc.stdout:
             tag, _, body = line.partition("\t")
-            if tag.strip() == "bay/container/replaced":
-                try:
-                    data = json.loads(body)
-                except ValueError:
-                    continue
-                if data.get("old") and data.get("seconds_after_death"):
-                    self.replaced[data["old"]] = data["seconds_after_death"]
+            try:
+                data = json.loads(body)
+            except ValueError:
+                continue
+            if tag.strip() == names.TAG_CONTAINER_REPLACED and data.get("old") and data.get("seconds_after_death"):
+                self.replaced[data["old"]] = data["seconds_after_death"]
+            elif tag.strip() == names.TAG_NODE_LOST and data.get("_stamp"):
+                stamp = datetime.datetime.fromisoformat(data["_stamp"])
+                self.lost.append((data.get("node"), stamp.replace(tzinfo=stamp.tzinfo or datetime.timezone.utc).timestamp()))
+
+    def lost_since(self, node: str, t0: float) -> float | None:
+        return next((t - t0 for n, t in self.lost if n == node and t >= t0), None)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -207,8 +216,10 @@ def kills(cluster: LocalCluster, count: int, progress: Progress) -> dict:
 
 
 def node_losses(cluster: LocalCluster, trials: int, progress: Progress) -> dict:
-    times, moved = [], []
+    times, moved, seen = [], [], []
     task = progress.add_task("node losses", total=trials)
+    bus = Bus(cluster.master().name)
+    bus.start()
     for k in range(trials):
         nodes = cluster.nodes()
         st = cluster.runner("bay.status", "demo")
@@ -226,6 +237,12 @@ def node_losses(cluster: LocalCluster, trials: int, progress: Progress) -> dict:
         if len(readies) == len(others):
             times.append(max(readies) - t0)
             moved.append(where.count(victim.id))
+            lost = bus.lost_since(victim.id, t0)
+            if lost is not None:
+                seen.append(lost)
+            progress.console.log(f"node loss {k + 1}: {victim.id}, {where.count(victim.id)} instances, "
+                                 f"seen lost after {lost if lost is None else round(lost, 1)} s, "
+                                 f"routed elsewhere after {times[-1]:.1f} s")
         box.start()
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:  # back: minion answers, services up, stale containers gone
@@ -236,7 +253,8 @@ def node_losses(cluster: LocalCluster, trials: int, progress: Progress) -> dict:
                 break
             time.sleep(2)
         progress.advance(task)
-    return {"s": times, "moved": moved}
+    bus.stop()
+    return {"s": times, "moved": moved, "seen": seen}
 
 
 HAPROXY_ALONE = """
@@ -357,6 +375,10 @@ def main() -> None:
         if vals:
             s.add_row(label, str(len(vals)), f"{statistics.median(vals):.0f}", f"{pct(vals, 0.95):.0f}")
     con.print(s)
+    if nl["seen"]:
+        con.print(f"node losses: the controller saw the node lost (Consul serfHealth critical) after median "
+                  f"{statistics.median(nl['seen']):.1f} s, p95 {pct(nl['seen'], 0.95):.1f} s "
+                  f"({len(nl['seen'])} trials); the rest is placing and starting its instances elsewhere")
 
 
 if __name__ == "__main__":

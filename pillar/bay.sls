@@ -57,6 +57,7 @@ bay:
     http_port: 8500
     dns_port: 8600
     ui: false
+    raft_multiplier: 1               # servers' Raft timings (HashiCorp's production value; Consul's default is 5)
     # Gossip encryption key, base64 of 16/24/32 bytes (`consul keygen`). A secret:
     # keep it in an encrypted pillar (e.g. GPG renderer); Salt's state output
     # never shows the config diff that contains it.
@@ -90,7 +91,9 @@ bay:
     # or file:///PATH (a disk: only one instance unless it is shared)
     storage: hdfs://10.10.0.5:9870,10.10.0.6:9870/bay-registry
     gc_grace: 3600                   # seconds an unreferenced blob is kept (pushes in flight)
-    blob_redirect: true              # blob GETs go straight to a DataNode (clients must reach them)
+    cache_dir: /var/cache/bay-registry  # blobs served from each instance's disk once read from HDFS
+    cache_size: 10Gi                 # ... up to this much (least recently served go first); 0: no cache
+    blob_redirect: false             # without a cache: blob GETs go straight to a DataNode (clients must reach it)
 
   # The reactive controller (salt-master engine bay_controller). A crashed
   # instance is restarted at once; the n-th restart in a row of a group waits

@@ -123,8 +123,8 @@ def cluster_pillar(cluster: str, nodes: dict[str, str], gossip_key: str, consul_
     if ids:
         pillar["bay"]["docker"] = {"registry": f"127.0.0.1:{REGISTRY_PORT}"}
     if registry_storage:
-        # the DataNodes listen on the cluster network: blob GETs go straight to them
-        pillar["bay"]["registry"] = {"storage": registry_storage, "blob_redirect": registry_storage.startswith("hdfs")}
+        # each registry instance serves the blobs it has read from HDFS from its own disk
+        pillar["bay"]["registry"] = {"storage": registry_storage, "cache_size": "2Gi"}
     return pillar
 
 

@@ -3,10 +3,13 @@
 Stateless: every request goes to storage (:mod:`bay_salt.registry.core`), so
 any number of instances behind HAProxy serve the same registry, and any
 instance can take any chunk of any upload. Request bodies stream to storage
-through a bounded queue (never held whole); blob GETs stream from storage.
+through a bounded queue (never held whole); blob GETs stream from storage,
+or, with a local blob cache (remote storage: HDFS), from the instance's disk
+once storage has confirmed the blob (see :mod:`bay_salt.registry.cache`).
 
     python -m bay_salt.registry.server --storage file:///var/lib/bay-registry --port 5000
-    python -m bay_salt.registry.server --storage hdfs://nn1:9870,nn2:9870/bay-registry
+    python -m bay_salt.registry.server --storage hdfs://nn1:9870,nn2:9870/bay-registry \
+        --cache-dir /var/cache/bay-registry --cache-size 10737418240
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Iterator
 from aiohttp import web
 
 from bay_salt.registry import core, storage
+from bay_salt.registry.cache import BlobCache
 from bay_salt.registry.core import RegistryError
 
 log = logging.getLogger("bay.registry")
@@ -36,11 +40,14 @@ def _error(err: RegistryError) -> web.Response:
 
 
 class Server:
-    def __init__(self, registry: core.Registry, workers: int = 16, redirect_blobs: bool = False):
+    def __init__(self, registry: core.Registry, workers: int = 16, redirect_blobs: bool = False,
+                 cache: BlobCache | None = None):
         """``redirect_blobs``: answer blob GETs with a redirect to where storage
-        serves the bytes (HDFS: a DataNode), so they do not pass through here."""
+        serves the bytes (HDFS: a DataNode), so they do not pass through here
+        (not with a ``cache``: then blobs are served from this instance's disk)."""
         self.reg = registry
-        self.redirect_blobs = redirect_blobs
+        self.redirect_blobs = redirect_blobs and cache is None
+        self.cache = cache
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="storage")
 
     async def run(self, fn, *args):
@@ -162,6 +169,10 @@ class Server:
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         length = end - start + 1 if size else 0
+        if self.cache is not None and request.method == "GET" and size:
+            served = await self._from_cache(request, name, digest, size, rng, headers)
+            if served is not None:
+                return served
         if self.redirect_blobs and request.method == "GET" and length and not rng:  # ranges: served here (206)
             url = await self.run(self.reg.blob_location, name, digest, start, length)
             if url:
@@ -180,6 +191,53 @@ class Server:
                 break
             await resp.write(chunk)
         await resp.write_eof()
+        return resp
+
+    async def _from_cache(self, request: web.Request, name: str, digest: str, size: int, rng: str | None,
+                          headers: dict) -> web.StreamResponse | None:
+        """Serve the blob from the local cache (storage has just confirmed it
+        is there and linked), filling the cache first if this is a full GET
+        and nobody else is filling it; None: serve it from storage."""
+        cached = self.cache.get(digest, size)
+        if cached is None and not rng:
+            if await self.cache.claim(digest):
+                try:
+                    return await self._fill(request, name, digest, size, headers)
+                finally:
+                    self.cache.release(digest)
+            cached = self.cache.get(digest, size)  # another request has just filled it (or failed to)
+        if cached is None:
+            return None
+        # sendfile; Range answered by aiohttp (206 with Content-Range, 416 past the end)
+        return web.FileResponse(cached, headers={"Docker-Content-Digest": digest,
+                                                 "Content-Type": "application/octet-stream"})
+
+    async def _fill(self, request: web.Request, name: str, digest: str, size: int,
+                    headers: dict) -> web.StreamResponse:
+        """Stream the blob from storage to the client and, in the same worker
+        reads, into the cache; kept only if complete and its digest matches."""
+        fill = await self.run(self.cache.writer, digest)
+        it = await self.run(self.reg.blob_stream, name, digest, 0, size)
+
+        def tee():
+            for c in it:
+                fill.write(c)
+                yield c
+
+        gen = tee()
+        resp = web.StreamResponse(status=200, headers=dict(headers, **{"Content-Length": str(size)}))
+        try:
+            await resp.prepare(request)
+            while True:
+                chunk = await self.run(next, gen, None)
+                if chunk is None:
+                    break
+                await resp.write(chunk)
+            await resp.write_eof()
+        except BaseException:
+            await self.run(fill.abort)
+            raise
+        await self.run(fill.commit, size)
         return resp
 
     def _upload_headers(self, name: str, uuid: str, size: int) -> dict:
@@ -299,8 +357,8 @@ class Server:
                             headers={**headers, "Content-Type": core.OCI_INDEX})
 
 
-def make_app(registry: core.Registry, redirect_blobs: bool = False) -> web.Application:
-    srv = Server(registry, redirect_blobs=redirect_blobs)
+def make_app(registry: core.Registry, redirect_blobs: bool = False, cache: BlobCache | None = None) -> web.Application:
+    srv = Server(registry, redirect_blobs=redirect_blobs, cache=cache)
     app = web.Application(client_max_size=0)  # bodies stream; no whole-body limit applies
     app.router.add_route("*", "/v2{tail:.*}", srv.handle)
     app["server"] = srv
@@ -314,11 +372,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--gc-grace", type=float, default=3600.0)
     p.add_argument("--redirect-blobs", action="store_true",
-                   help="send blob GETs to where storage serves them (HDFS: the DataNode), not through this server")
+                   help="send blob GETs to where storage serves them (HDFS: the DataNode), not through this server"
+                        " (ignored with --cache-dir)")
+    p.add_argument("--cache-dir", help="keep blobs read from remote storage on this disk and serve them from here")
+    p.add_argument("--cache-size", type=int, default=10 << 30, help="bytes the cache may hold (default 10 GiB)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     reg = core.Registry(storage.from_url(args.storage), gc_grace=args.gc_grace)
-    web.run_app(make_app(reg, redirect_blobs=args.redirect_blobs), host=args.host, port=args.port, access_log=None)
+    cache = BlobCache(args.cache_dir, args.cache_size) if args.cache_dir else None
+    web.run_app(make_app(reg, redirect_blobs=args.redirect_blobs, cache=cache), host=args.host, port=args.port,
+                access_log=None)
     return 0
 
 

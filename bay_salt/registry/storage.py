@@ -236,37 +236,55 @@ class HDFSDriver:
     def put(self, path: str, data: bytes) -> None:
         self.put_stream(path, iter([data]))
 
+    def _replace(self, src: str, dst: str) -> None:
+        """Atomic rename over an existing ``dst`` (WebHDFS RENAME with
+        ``renameoptions=OVERWRITE``, the NameNode's rename2): one round trip,
+        and no moment when ``dst`` is missing."""
+        try:
+            self.client._rename(src, destination=dst, renameoptions="OVERWRITE")
+        except self._hdfs.HdfsError as err:
+            if self._missing(err):
+                raise NotFound(src if "source" in str(err) else dst) from None
+            raise StorageError(str(err)) from None
+
     def put_stream(self, path: str, chunks: Iterator[bytes]) -> int:
+        # the temporary object sits beside the final one: CREATE makes the
+        # directories, and the rename needs no MKDIRS (3 requests in all)
         final = self._p(path)
         tmp = f"{final}.tmp-{secrets.token_hex(6)}"
         counted = _Counting(chunks)
         try:
             self.client.write(tmp, data=counted, overwrite=True)
-            self.client.makedirs(posixpath.dirname(final))
-            self.client.delete(final)  # WebHDFS RENAME does not replace: make room (a reader retries)
-            self.client.rename(tmp, final)
-        finally:
+            self._replace(tmp, final)
+        except BaseException:
             self.client.delete(tmp)
+            raise
         return counted.n
 
     def append(self, path: str, data: bytes) -> int:
         return self.append_stream(path, iter([data]))
 
     def append_stream(self, path: str, chunks: Iterator[bytes]) -> int:
-        """Append the chunks in one streamed WebHDFS APPEND (nothing held whole)."""
+        """Append the chunks in one streamed WebHDFS APPEND (or CREATE, for a
+        new object); nothing held whole. Returns the new size."""
         p = self._p(path)
-        if self.client.status(p, strict=False) is None:
-            self.client.write(p, data=b"", overwrite=False)
-        self.client.write(p, data=_Counting(chunks), append=True)
-        return self.stat(path).size
+        st = self.client.status(p, strict=False)
+        counted = _Counting(chunks)
+        if st is None:
+            self.client.write(p, data=counted, overwrite=False)
+        else:
+            self.client.write(p, data=counted, append=True)
+        return (int(st["length"]) if st else 0) + counted.n
 
     def move(self, src: str, dst: str) -> None:
         d = self._p(dst)
-        if self.client.status(self._p(src), strict=False) is None:
-            raise NotFound(src)
-        self.client.makedirs(posixpath.dirname(d))
-        self.client.delete(d)
-        self.client.rename(self._p(src), d)
+        try:
+            self._replace(self._p(src), d)
+        except NotFound:
+            if self.client.status(self._p(src), strict=False) is None:
+                raise NotFound(src) from None
+            self.client.makedirs(posixpath.dirname(d))  # a new directory (e.g. a blob's)
+            self._replace(self._p(src), d)
 
     def delete(self, path: str) -> None:
         if not self.client.delete(self._p(path), recursive=True):

@@ -23,6 +23,12 @@ public class BayMiniDFS {
         conf.set("dfs.datanode.hostname", bind);
         conf.setBoolean("dfs.client.use.datanode.hostname", true);  // the DataNodes are not on loopback
         conf.setInt("dfs.replication", Math.min(3, datanodes));
+        // small objects (the registry's links, tags, manifests): closing a file need
+        // not wait for the DataNode's block report to reach the NameNode (else the
+        // writer's first retry of complete() sleeps 400 ms); a site's own HDFS wants
+        // the same NameNode setting for a registry (README)
+        conf.setInt("dfs.namenode.file.close.num-committed-allowed", 1);
+        conf.setInt("dfs.client.block.write.locateFollowingBlock.initial.delay.ms", 20);
         MiniDFSCluster cluster = new MiniDFSCluster.Builder(conf)
             .numDataNodes(datanodes).nameNodeHttpPort(http)
             .checkDataNodeAddrConfig(true).checkDataNodeHostConfig(true)

@@ -28,11 +28,12 @@ from tests.helpers import CHECKOUT
 class Instance:
     """One registry server process."""
 
-    def __init__(self, tmp, storage_url, name="reg"):
+    def __init__(self, tmp, storage_url, name="reg", args=()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.daemon = Daemon([sys.executable, "-m", "bay_salt.registry.server", "--storage", storage_url,
-                              "--host", "127.0.0.1", "--port", str(self.port)], tmp / f"{name}-{self.port}.log")
+                              "--host", "127.0.0.1", "--port", str(self.port), *args],
+                             tmp / f"{name}-{self.port}.log")
         wait_for(lambda: self.daemon.alive() and _up(self.url), 30, f"registry on :{self.port}")
 
     def stop(self):
@@ -101,7 +102,8 @@ def test_conformance_filesystem(fsreg, tmp_path):
 
 
 def test_conformance_hdfs(hdfs, tmp_path):
-    inst = Instance(tmp_path, hdfs.storage_url("conformance"))
+    # as Bay runs it over HDFS: with the local blob cache
+    inst = Instance(tmp_path, hdfs.storage_url("conformance"), args=["--cache-dir", str(tmp_path / "cache")])
     try:
         conformance(inst.url, tmp_path)
     finally:
@@ -311,3 +313,53 @@ def test_blob_gets_redirect_to_the_datanode_on_hdfs(hdfs, tmp_path):
         assert st == 206 and part == data[5:10]
     finally:
         inst.daemon.stop()
+
+
+def test_blob_cache_over_hdfs_serves_only_what_storage_still_has(hdfs, tmp_path):
+    """--cache-dir: the first GET of a blob fills the instance's cache, later
+    GETs (and ranges) are served from it; concurrent first GETs fill it once;
+    a deleted blob is not served from the cache; a cache file of the wrong
+    size is ignored and replaced."""
+    import concurrent.futures
+
+    cache = tmp_path / "cache"
+    inst = Instance(tmp_path, hdfs.storage_url("cached"), args=["--cache-dir", str(cache)])
+    try:
+        data = os.urandom(3 << 20)
+        digest = sha(data)
+        cached = cache / "sha256" / digest.split(":")[1]
+        assert call(f"{inst.url}/v2/t/c/blobs/uploads/?digest={digest}", "POST", data)[0] == 201
+        assert not cached.exists()
+        st, headers, body = call(f"{inst.url}/v2/t/c/blobs/{digest}")
+        assert st == 200 and body == data and headers["Docker-Content-Digest"] == digest
+        wait_for(cached.exists, 10, "the cache fill to be kept")  # kept once the last byte is sent
+        assert cached.read_bytes() == data
+        st, headers, body = call(f"{inst.url}/v2/t/c/blobs/{digest}")
+        assert st == 200 and body == data and "Last-Modified" in headers  # from the file (sendfile)
+        st, headers, part = call(f"{inst.url}/v2/t/c/blobs/{digest}", headers={"Range": "bytes=100-199"})
+        assert st == 206 and part == data[100:200] and headers["Content-Range"] == f"bytes 100-199/{len(data)}"
+
+        # the same bytes in another repository: served only once linked there
+        assert call(f"{inst.url}/v2/t/other/blobs/{digest}")[0] == 404
+
+        # deleted: storage says no, whatever the cache holds
+        assert call(f"{inst.url}/v2/t/c/blobs/{digest}", "DELETE")[0] == 202
+        assert cached.exists() and call(f"{inst.url}/v2/t/c/blobs/{digest}")[0] == 404
+
+        # eight clients at once, a blob not cached yet: all get it, one fill, no leftovers
+        other = os.urandom(2 << 20)
+        assert call(f"{inst.url}/v2/t/c/blobs/uploads/?digest={sha(other)}", "POST", other)[0] == 201
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda _: call(f"{inst.url}/v2/t/c/blobs/{sha(other)}"), range(8)))
+        assert all(st == 200 and body == other for st, _, body in got)
+        assert sorted(p.name for p in (cache / "sha256").iterdir()) == sorted(
+            [digest.split(":")[1], sha(other).split(":")[1]])
+
+        # a damaged cache file (wrong size) is not served, and is filled again
+        damaged = cache / "sha256" / sha(other).split(":")[1]
+        damaged.write_bytes(b"short")
+        assert call(f"{inst.url}/v2/t/c/blobs/{sha(other)}")[2] == other
+        wait_for(lambda: damaged.stat().st_size == len(other), 10, "the cache fill to be kept")
+        assert damaged.read_bytes() == other
+    finally:
+        inst.stop()

@@ -37,8 +37,9 @@ def test_consul_server_and_client():
     assert server["server"] is True and server["bootstrap_expect"] == 2
     assert server["bind_addr"] == server["advertise_addr"] == "10.0.0.1"
     assert server["retry_join"] == ["10.0.0.2"]
+    assert server["performance"] == {"raft_multiplier": 1}  # production Raft timings
     client = nodeconf.consul_config(cfg_for("node3"))
-    assert client["server"] is False and "bootstrap_expect" not in client
+    assert client["server"] is False and "bootstrap_expect" not in client and "performance" not in client
     assert client["retry_join"] == ["10.0.0.1", "10.0.0.2"]
     assert client["leave_on_terminate"] is True
 
@@ -125,3 +126,23 @@ def test_registry_storage_dir_only_for_file_storage():
     assert nodeconf.registry_storage_dir(cfg_for("node1")) == "/var/lib/bay-registry"
     hdfs = cfg_for("node1", registry={"storage": "hdfs://10.0.0.9:9870/reg"})
     assert nodeconf.registry_storage_dir(hdfs) == ""
+
+
+def test_registry_over_hdfs_caches_blobs_on_the_instances_disk():
+    hdfs = cfg_for("node1", registry={"storage": "hdfs://10.0.0.9:9870/reg", "cache_size": "512Mi"})
+    assert f"--cache-dir /var/cache/bay-registry --cache-size {512 << 20}" in nodeconf.registry_unit(hdfs)
+    off = cfg_for("node1", registry={"storage": "hdfs://10.0.0.9:9870/reg", "cache_size": 0})
+    assert "--cache-dir" not in nodeconf.registry_unit(off)
+    # a file:// registry reads its own disk already
+    assert "--cache-dir" not in nodeconf.registry_unit(cfg_for("node1"))
+
+
+@pytest.mark.parametrize("bad, says", [
+    ({"cache_size": "lots"}, "is not a memory size"),
+    ({"cache_dir": "relative/dir"}, "expected an absolute path"),
+    ({"cache_dir": "/var/../etc"}, "expected an absolute path"),
+])
+def test_registry_cache_settings_are_checked(bad, says):
+    with pytest.raises(settings.SettingsError, match="bay:registry") as err:
+        cfg_for("node1", registry=bad)
+    assert says in str(err.value)
