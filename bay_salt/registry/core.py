@@ -146,6 +146,12 @@ class Registry:
         self.blob_size(name, digest)
         return self.d.open(self._blob(digest), offset, length)
 
+    def blob_file(self, digest: str) -> str | None:
+        """The blob's file on this machine (filesystem driver), or None. The
+        caller has checked it is linked in its repository (:meth:`blob_size`)."""
+        local = getattr(self.d, "local_path", None)
+        return local(self._blob(digest)) if local else None
+
     def blob_location(self, name: str, digest: str, offset: int = 0, length: int | None = None) -> str | None:
         """A URL serving the blob's bytes straight from storage (HDFS: a
         DataNode), or None if the driver cannot."""

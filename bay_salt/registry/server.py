@@ -3,8 +3,9 @@
 Stateless: every request goes to storage (:mod:`bay_salt.registry.core`), so
 any number of instances behind HAProxy serve the same registry, and any
 instance can take any chunk of any upload. Request bodies stream to storage
-through a bounded queue (never held whole); blob GETs stream from storage,
-or, with a local blob cache (remote storage: HDFS), from the instance's disk
+through a bounded queue (never held whole); blob GETs are sent from the file
+with sendfile (filesystem storage), stream from storage (HDFS), or, with a
+local blob cache (remote storage: HDFS), from the instance's disk
 once storage has confirmed the blob (see :mod:`bay_salt.registry.cache`).
 
     python -m bay_salt.registry.server --storage file:///var/lib/bay-registry --port 5000
@@ -169,6 +170,10 @@ class Server:
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         length = end - start + 1 if size else 0
+        local = self.reg.blob_file(digest) if request.method == "GET" and size else None
+        if local:  # filesystem storage: sendfile, Range answered by aiohttp
+            return web.FileResponse(local, headers={"Docker-Content-Digest": digest,
+                                                    "Content-Type": "application/octet-stream"})
         if self.cache is not None and request.method == "GET" and size:
             served = await self._from_cache(request, name, digest, size, rng, headers)
             if served is not None:

@@ -73,6 +73,10 @@ class LocalDriver:
     def _p(self, path: str) -> str:
         return os.path.join(self.root, *check_path(path).split("/"))
 
+    def local_path(self, path: str) -> str:
+        """Where the object is on this machine's disk (the server sends it with sendfile)."""
+        return self._p(path)
+
     def stat(self, path: str) -> Stat:
         try:
             st = os.stat(self._p(path))
@@ -303,19 +307,20 @@ class _Counting(io.RawIOBase):
     """A file-like over an iterator of chunks (``requests`` streams it), counting bytes."""
 
     def __init__(self, chunks: Iterator[bytes]):
-        self.chunks, self.buf, self.n = iter(chunks), b"", 0
+        self.chunks, self.buf, self.n = iter(chunks), memoryview(b""), 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b) -> int:
-        while not self.buf:
+        while not len(self.buf):
             try:
-                self.buf = next(self.chunks)
+                self.buf = memoryview(next(self.chunks))
             except StopIteration:
                 return 0
         k = min(len(b), len(self.buf))
-        b[:k], self.buf = self.buf[:k], self.buf[k:]
+        b[:k] = self.buf[:k]
+        self.buf = self.buf[k:]  # a view: no copy of the rest of the chunk
         self.n += k
         return k
 

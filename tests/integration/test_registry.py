@@ -113,6 +113,17 @@ def test_conformance_hdfs(hdfs, tmp_path):
 # --- bad input stores nothing ----------------------------------------------------------
 
 
+def test_filesystem_blobs_are_sent_from_their_file(fsreg):
+    data = os.urandom(300000)
+    assert call(f"{fsreg.url}/v2/t/f/blobs/uploads/?digest={sha(data)}", "POST", data)[0] == 201
+    st, headers, body = call(f"{fsreg.url}/v2/t/f/blobs/{sha(data)}")
+    assert st == 200 and body == data and "Last-Modified" in headers  # aiohttp's FileResponse (sendfile)
+    assert headers["Docker-Content-Digest"] == sha(data) and headers["Content-Type"] == "application/octet-stream"
+    st, headers, part = call(f"{fsreg.url}/v2/t/f/blobs/{sha(data)}", headers={"Range": "bytes=-10"})
+    assert st == 206 and part == data[-10:]
+    assert call(f"{fsreg.url}/v2/t/other/blobs/{sha(data)}")[0] == 404  # linked in t/f only
+
+
 def test_wrong_digest_stores_nothing(fsreg):
     data = b"x" * 1000
     st, _, body = call(f"{fsreg.url}/v2/t/a/blobs/uploads/?digest={sha(b'other')}", "POST", data,
