@@ -171,9 +171,8 @@ class Server:
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         length = end - start + 1 if size else 0
         local = self.reg.blob_file(digest) if request.method == "GET" and size else None
-        if local:  # filesystem storage: sendfile, Range answered by aiohttp
-            return web.FileResponse(local, headers={"Docker-Content-Digest": digest,
-                                                    "Content-Type": "application/octet-stream"})
+        if local:  # filesystem storage
+            return self._send_file(local, digest)
         if self.cache is not None and request.method == "GET" and size:
             served = await self._from_cache(request, name, digest, size, rng, headers)
             if served is not None:
@@ -189,14 +188,23 @@ class Server:
             await resp.prepare(request)
             return resp
         await resp.prepare(request)
-        it = await self.run(self.reg.blob_stream, name, digest, start, length)
+        await self._pump(resp, await self.run(self.reg.blob_stream, name, digest, start, length))
+        return resp
+
+    async def _pump(self, resp: web.StreamResponse, chunks: Iterator[bytes]) -> None:
+        """Send every chunk (each read in a worker: storage reads block) and end the body."""
         while True:
-            chunk = await self.run(next, it, None)
+            chunk = await self.run(next, chunks, None)
             if chunk is None:
                 break
             await resp.write(chunk)
         await resp.write_eof()
-        return resp
+
+    @staticmethod
+    def _send_file(path: str, digest: str) -> web.FileResponse:
+        # sendfile; Range answered by aiohttp (206 with Content-Range, 416 past the end)
+        return web.FileResponse(path, headers={"Docker-Content-Digest": digest,
+                                               "Content-Type": "application/octet-stream"})
 
     async def _from_cache(self, request: web.Request, name: str, digest: str, size: int, rng: str | None,
                           headers: dict) -> web.StreamResponse | None:
@@ -211,11 +219,7 @@ class Server:
                 finally:
                     self.cache.release(digest)
             cached = self.cache.get(digest, size)  # another request has just filled it (or failed to)
-        if cached is None:
-            return None
-        # sendfile; Range answered by aiohttp (206 with Content-Range, 416 past the end)
-        return web.FileResponse(cached, headers={"Docker-Content-Digest": digest,
-                                                 "Content-Type": "application/octet-stream"})
+        return None if cached is None else self._send_file(cached, digest)
 
     async def _fill(self, request: web.Request, name: str, digest: str, size: int,
                     headers: dict) -> web.StreamResponse:
@@ -229,16 +233,10 @@ class Server:
                 fill.write(c)
                 yield c
 
-        gen = tee()
         resp = web.StreamResponse(status=200, headers=dict(headers, **{"Content-Length": str(size)}))
         try:
             await resp.prepare(request)
-            while True:
-                chunk = await self.run(next, gen, None)
-                if chunk is None:
-                    break
-                await resp.write(chunk)
-            await resp.write_eof()
+            await self._pump(resp, tee())
         except BaseException:
             await self.run(fill.abort)
             raise
