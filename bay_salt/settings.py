@@ -18,6 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bay_salt.services import memory_mb
+
 ROLES = ("worker", "registry", "mesos-agent")
 _SIZE_RE = re.compile(r"^([1-9][0-9]*)([kmg]?)$")
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,62}[a-z0-9])?$")
@@ -189,15 +191,11 @@ class Registry(_Strict):
     @classmethod
     def _cache_size(cls, value: str | int) -> str | int:
         if value not in (0, "0"):
-            from bay_salt.services import memory_mb
-
             memory_mb(value)  # ValueError names it
         return value
 
     @property
     def cache_bytes(self) -> int:
-        from bay_salt.services import memory_mb
-
         return 0 if self.cache_size in (0, "0") else memory_mb(self.cache_size) << 20
 
     @field_validator("storage")
