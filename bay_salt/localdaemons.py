@@ -103,8 +103,11 @@ def start_minidfs(workdir: Path, checkout: Path, datanodes: int = 1, bind: str =
     http = http_port or free_port()
     details = workdir / "details.json"
     details.unlink(missing_ok=True)
-    cmd = ["java", "-Xmx512m", "-cp", hdfs_classpath(checkout), str(checkout / "scripts" / "hdfs" / "BayMiniDFS.java"),
-           bind, str(http), str(datanodes), str(workdir / "data"), str(details)]
+    # C1 only: a test or demo HDFS lives minutes, and the C2 compiler's warm-up
+    # (a core busy for the first few hundred MiB read) costs more than it gains
+    cmd = ["java", "-Xmx512m", "-XX:TieredStopAtLevel=1", "-cp", hdfs_classpath(checkout),
+           str(checkout / "scripts" / "hdfs" / "BayMiniDFS.java"), bind, str(http), str(datanodes),
+           str(workdir / "data"), str(details)]
     daemon = Daemon(cmd, workdir / "minidfs.log")
 
     def ready():
