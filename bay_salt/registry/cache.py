@@ -8,11 +8,15 @@ deleted or garbage-collected blob is never served from here. The cache is
 not state: wiping it changes nothing but speed, and any instance still takes
 any request.
 
-- filled on the first full GET of a blob: the bytes stream to that client
-  and to a temporary file at once; the file is renamed into place only if
-  its digest matches, so nothing partial or wrong is ever served from here;
-- concurrent GETs of a blob being filled wait for that fill (one read from
-  storage, not twenty), then are served from the file (sendfile);
+- filled on the first full GET of a blob by a worker that copies it from
+  storage into a temporary file at storage's pace, not a client's; that GET
+  and any others of the blob meanwhile follow the file as it grows and are
+  sent from it with sendfile: one read from storage serves twenty clients,
+  and none waits for another to finish;
+- nothing partial or wrong is ever kept or completed: the file is renamed
+  into place only if it is whole and its digest matches, and the last byte
+  of a blob goes to clients only after that check (a failed fill cuts their
+  responses short, which every client takes as a failed download);
 - bounded: past ``max_bytes`` the least recently served blobs are evicted.
 """
 
@@ -24,6 +28,8 @@ import logging
 import os
 import secrets
 import threading
+from collections.abc import Awaitable, Callable, Iterable
+from typing import BinaryIO
 
 from bay_salt.registry.core import check_digest
 
@@ -34,7 +40,7 @@ class BlobCache:
     def __init__(self, root: str, max_bytes: int):
         self.root = os.path.abspath(root)
         self.max_bytes = max_bytes
-        self._filling: dict[str, asyncio.Event] = {}
+        self._filling: dict[str, Fill] = {}
         self._lock = threading.Lock()
         os.makedirs(self.root, exist_ok=True)
         self.used = 0
@@ -62,23 +68,15 @@ class BlobCache:
             return None
 
     # --- filling -------------------------------------------------------------------
-    async def claim(self, digest: str) -> bool:
-        """True: the caller fills ``digest`` (then calls :meth:`release`).
-        False: another request was filling it and has finished (look again)."""
-        ev = self._filling.get(digest)
-        if ev is None:
-            self._filling[digest] = asyncio.Event()
-            return True
-        await ev.wait()
-        return False
-
-    def release(self, digest: str) -> None:
-        ev = self._filling.pop(digest, None)
-        if ev is not None:
-            ev.set()
-
-    def writer(self, digest: str) -> "Fill":
-        return Fill(self, digest)
+    def fill(self, digest: str, size: int, chunks: Callable[[], Iterable[bytes]],
+             run: Callable[..., Awaitable]) -> "Fill":
+        """The fill of ``digest`` in progress, or one started now: ``run(fn, *args)``
+        runs it in a worker (storage reads block), reading ``chunks()``."""
+        fill = self._filling.get(digest)
+        if fill is None:
+            fill = self._filling[digest] = Fill(self, digest, size)
+            fill.task = asyncio.ensure_future(run(fill.run, chunks))
+        return fill
 
     def _added(self, size: int) -> None:
         with self._lock:
@@ -105,39 +103,80 @@ class BlobCache:
                     pass
 
 
-class Fill:
-    """The temporary file of one fill: write chunks as they go to the client;
-    :meth:`commit` keeps it only if the bytes hash to the digest."""
+class FillFailed(Exception):
+    """The fill ended before the whole blob was written and verified."""
 
-    def __init__(self, cache: BlobCache, digest: str):
-        self.cache, self.digest = cache, digest
+
+class Fill:
+    """One blob being copied from storage into the cache (:meth:`run`, in a
+    worker thread) while requests on the event loop send what is written so
+    far (:meth:`open`, :meth:`available`)."""
+
+    def __init__(self, cache: BlobCache, digest: str, size: int):
+        self.cache, self.digest, self.size = cache, digest, size
         self.final = cache.path(digest)
         alg, self.expected = check_digest(digest)
         self.h = hashlib.new(alg)
         os.makedirs(os.path.dirname(self.final), exist_ok=True)
-        self.tmp = f"{self.final}.tmp-{secrets.token_hex(6)}"
-        self.fh = open(self.tmp, "wb")  # noqa: SIM115 - closed by commit/abort
-        self.n = 0
+        self.path = f"{self.final}.tmp-{secrets.token_hex(6)}"  # the final name once verified
+        self.fh = open(self.path, "wb")  # noqa: SIM115 - closed when the fill ends
+        self.n = 0  # bytes written and flushed (readable by senders)
+        self.done = self.ok = False
+        self.task: asyncio.Future | None = None
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        self._rename = threading.Lock()
 
-    def write(self, chunk: bytes) -> None:
-        self.fh.write(chunk)
-        self.h.update(chunk)
-        self.n += len(chunk)
-
-    def commit(self, size: int) -> bool:
-        self.fh.close()
-        if self.n != size or self.h.hexdigest() != self.expected:
-            log.warning("cache fill of %s discarded: %d of %d bytes, digest %s", self.digest, self.n, size,
-                        "matches" if self.h.hexdigest() == self.expected else "does not match")
-            os.unlink(self.tmp)
-            return False
-        os.replace(self.tmp, self.final)
-        self.cache._added(size)
-        return True
-
-    def abort(self) -> None:
-        self.fh.close()
+    # in the worker -----------------------------------------------------------------
+    def run(self, chunks: Callable[[], Iterable[bytes]]) -> None:
         try:
-            os.unlink(self.tmp)
-        except FileNotFoundError:
-            pass
+            for chunk in chunks():
+                self.fh.write(chunk)
+                self.fh.flush()
+                self.h.update(chunk)
+                self.n += len(chunk)
+                self._loop.call_soon_threadsafe(self._changed.set)
+            self.fh.close()
+            if self.n == self.size and self.h.hexdigest() == self.expected:
+                with self._rename:
+                    os.replace(self.path, self.final)
+                    self.path = self.final
+                self.ok = True
+                self.cache._added(self.size)
+            else:
+                log.warning("cache fill of %s discarded: %d of %d bytes, digest %s", self.digest, self.n,
+                            self.size, "matches" if self.h.hexdigest() == self.expected else "does not match")
+        except Exception as err:  # noqa: BLE001 - storage or disk: the senders are told, nothing is kept
+            log.warning("cache fill of %s failed after %d of %d bytes: %s", self.digest, self.n, self.size, err)
+        finally:
+            self.fh.close()
+            if not self.ok:
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
+            self.done = True
+            self._loop.call_soon_threadsafe(self._ended)
+
+    def _ended(self) -> None:
+        if self.cache._filling.get(self.digest) is self:
+            del self.cache._filling[self.digest]
+        self._changed.set()
+
+    # on the event loop -------------------------------------------------------------
+    def open(self) -> BinaryIO:
+        """A reader of the file (open before the fill renames or drops it)."""
+        with self._rename:
+            return open(self.path, "rb")  # noqa: SIM115 - the caller closes it
+
+    async def available(self, sent: int) -> int:
+        """How far the blob may be sent, once that is past ``sent``: what is
+        written so far, all of it only once verified. FillFailed: never."""
+        while True:
+            self._changed.clear()
+            limit = self.size if self.ok else min(self.n, self.size - 1)
+            if limit > sent:
+                return limit
+            if self.done:
+                raise FillFailed(self.digest)
+            await self._changed.wait()

@@ -142,9 +142,13 @@ class Registry:
             pass
         self.d.put(path, digest.encode())
 
-    def blob_stream(self, name: str, digest: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
-        self.blob_size(name, digest)
-        return self.d.open(self._blob(digest), offset, length)
+    def blob_stream(self, digest: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """The blob's bytes. The caller has checked it is linked in its
+        repository (:meth:`blob_size`); deleted since: BLOB_UNKNOWN."""
+        try:
+            return self.d.open(self._blob(digest), offset, length)
+        except NotFound:
+            raise RegistryError(404, "BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest}) from None
 
     def blob_file(self, digest: str) -> str | None:
         """The blob's file on this machine (filesystem driver), or None. The
@@ -152,12 +156,15 @@ class Registry:
         local = getattr(self.d, "local_path", None)
         return local(self._blob(digest)) if local else None
 
-    def blob_location(self, name: str, digest: str, offset: int = 0, length: int | None = None) -> str | None:
+    def blob_location(self, digest: str, offset: int = 0, length: int | None = None) -> str | None:
         """A URL serving the blob's bytes straight from storage (HDFS: a
-        DataNode), or None if the driver cannot."""
-        self.blob_size(name, digest)
+        DataNode), or None if the driver cannot. The caller has checked it is
+        linked in its repository (:meth:`blob_size`)."""
         location = getattr(self.d, "location", None)
-        return location(self._blob(digest), offset, length) if location else None
+        try:
+            return location(self._blob(digest), offset, length) if location else None
+        except NotFound:
+            raise RegistryError(404, "BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest}) from None
 
     def delete_blob(self, name: str, digest: str) -> None:
         self.blob_size(name, digest)

@@ -27,13 +27,14 @@ from collections.abc import Iterator
 from aiohttp import web
 
 from bay_salt.registry import core, storage
-from bay_salt.registry.cache import BlobCache
+from bay_salt.registry.cache import BlobCache, FillFailed
 from bay_salt.registry.core import RegistryError
 
 log = logging.getLogger("bay.registry")
 
 ROUTE = re.compile(r"^/v2/(?P<name>.+?)/(?P<kind>blobs/uploads|blobs|manifests|tags/list|referrers)(?:/(?P<ref>[^/]*))?$")
 QUEUE_DEPTH = 8  # chunks of the request body in flight to storage (backpressure)
+FILLS = 8  # blobs copied from storage into the cache at once
 
 
 def _error(err: RegistryError) -> web.Response:
@@ -50,9 +51,14 @@ class Server:
         self.redirect_blobs = redirect_blobs and cache is None
         self.cache = cache
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="storage")
+        # cache fills copy whole blobs: their own threads, so they never hold up other requests
+        self.fills = concurrent.futures.ThreadPoolExecutor(max_workers=FILLS, thread_name_prefix="fill")
 
     async def run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def run_fill(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.fills, fn, *args)
 
     async def consume(self, request: web.Request, fn, *args):
         """Run ``fn(*args, chunks)`` in a worker while the body streams in."""
@@ -174,11 +180,11 @@ class Server:
         if local:  # filesystem storage
             return self._send_file(local, digest)
         if self.cache is not None and request.method == "GET" and size:
-            served = await self._from_cache(request, name, digest, size, rng, headers)
+            served = await self._from_cache(request, digest, size, rng, headers)
             if served is not None:
                 return served
         if self.redirect_blobs and request.method == "GET" and length and not rng:  # ranges: served here (206)
-            url = await self.run(self.reg.blob_location, name, digest, start, length)
+            url = await self.run(self.reg.blob_location, digest, start, length)
             if url:
                 return web.Response(status=307, headers={"Location": url, "Docker-Content-Digest": digest})
         headers["Content-Length"] = str(length)
@@ -188,7 +194,7 @@ class Server:
             await resp.prepare(request)
             return resp
         await resp.prepare(request)
-        await self._pump(resp, await self.run(self.reg.blob_stream, name, digest, start, length))
+        await self._pump(resp, await self.run(self.reg.blob_stream, digest, start, length))
         return resp
 
     async def _pump(self, resp: web.StreamResponse, chunks: Iterator[bytes]) -> None:
@@ -206,41 +212,46 @@ class Server:
         return web.FileResponse(path, headers={"Docker-Content-Digest": digest,
                                                "Content-Type": "application/octet-stream"})
 
-    async def _from_cache(self, request: web.Request, name: str, digest: str, size: int, rng: str | None,
+    async def _from_cache(self, request: web.Request, digest: str, size: int, rng: str | None,
                           headers: dict) -> web.StreamResponse | None:
         """Serve the blob from the local cache (storage has just confirmed it
-        is there and linked), filling the cache first if this is a full GET
-        and nobody else is filling it; None: serve it from storage."""
+        is there and linked): from its file, or, for a full GET of a blob not
+        cached yet, following the cache's fill of it; None: serve it from
+        storage (a range of a blob not cached yet, or a fill that could not
+        start)."""
         cached = self.cache.get(digest, size)
-        if cached is None and not rng:
-            if await self.cache.claim(digest):
-                try:
-                    return await self._fill(request, name, digest, size, headers)
-                finally:
-                    self.cache.release(digest)
-            cached = self.cache.get(digest, size)  # another request has just filled it (or failed to)
-        return None if cached is None else self._send_file(cached, digest)
-
-    async def _fill(self, request: web.Request, name: str, digest: str, size: int,
-                    headers: dict) -> web.StreamResponse:
-        """Stream the blob from storage to the client and, in the same worker
-        reads, into the cache; kept only if complete and its digest matches."""
-        fill = await self.run(self.cache.writer, digest)
-        it = await self.run(self.reg.blob_stream, name, digest, 0, size)
-
-        def tee():
-            for c in it:
-                fill.write(c)
-                yield c
-
-        resp = web.StreamResponse(status=200, headers=dict(headers, **{"Content-Length": str(size)}))
+        if cached is not None:
+            return self._send_file(cached, digest)
+        if rng:
+            return None
         try:
+            fill = self.cache.fill(digest, size, lambda: self.reg.blob_stream(digest, 0, size), self.run_fill)
+            reader = fill.open()
+        except OSError as err:  # the cache's disk: serve from storage meanwhile
+            log.warning("blob cache unusable for %s: %s", digest, err)
+            return None
+        with reader:
+            try:
+                limit = await fill.available(0)
+            except FillFailed:
+                return None  # storage's own answer (its error, or the bytes) from the usual path
+            resp = web.StreamResponse(status=200, headers=dict(headers, **{"Content-Length": str(size)}))
             await resp.prepare(request)
-            await self._pump(resp, tee())
-        except BaseException:
-            await self.run(fill.abort)
-            raise
-        await self.run(fill.commit, size)
+            loop, sent = asyncio.get_running_loop(), 0
+            while True:
+                if request.transport is None:
+                    raise ConnectionResetError("client went away")
+                await loop.sendfile(request.transport, reader, sent, limit - sent)
+                sent = limit
+                if sent == size:
+                    break
+                try:
+                    limit = await fill.available(sent)
+                except FillFailed:  # cut short, never a whole wrong body (the fill has logged why)
+                    if request.transport is not None:
+                        request.transport.close()
+                    raise ConnectionResetError(f"cache fill of {digest} failed") from None
+        await resp.write_eof()
         return resp
 
     def _upload_headers(self, name: str, uuid: str, size: int) -> dict:
@@ -381,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-size", type=int, default=10 << 30, help="bytes the cache may hold (default 10 GiB)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("hdfs").setLevel(logging.WARNING)  # a line for every WebHDFS call otherwise
     reg = core.Registry(storage.from_url(args.storage), gc_grace=args.gc_grace)
     cache = BlobCache(args.cache_dir, args.cache_size) if args.cache_dir else None
     web.run_app(make_app(reg, redirect_blobs=args.redirect_blobs, cache=cache), host=args.host, port=args.port,

@@ -330,7 +330,8 @@ def test_blob_cache_over_hdfs_serves_only_what_storage_still_has(hdfs, tmp_path)
     """--cache-dir: the first GET of a blob fills the instance's cache, later
     GETs (and ranges) are served from it; concurrent first GETs fill it once;
     a deleted blob is not served from the cache; a cache file of the wrong
-    size is ignored and replaced."""
+    size is ignored and replaced; bytes in storage that do not match their
+    digest are never sent whole nor kept."""
     import concurrent.futures
 
     cache = tmp_path / "cache"
@@ -372,5 +373,19 @@ def test_blob_cache_over_hdfs_serves_only_what_storage_still_has(hdfs, tmp_path)
         assert call(f"{inst.url}/v2/t/c/blobs/{sha(other)}")[2] == other
         wait_for(lambda: damaged.stat().st_size == len(other), 10, "the cache fill to be kept")
         assert damaged.read_bytes() == other
+
+        # storage holding other bytes under a digest (written behind the registry's back): the
+        # fill does not match, so no client gets the whole body and nothing is kept
+        import hdfs as hdfs_client
+        import http.client
+
+        third = os.urandom(1 << 20)
+        assert call(f"{inst.url}/v2/t/c/blobs/uploads/?digest={sha(third)}", "POST", third)[0] == 201
+        hdfs_client.InsecureClient(f"http://127.0.0.1:{hdfs.http}", user="root").write(
+            f"/cached/blobs/sha256/{sha(third).split(':')[1]}/data", os.urandom(len(third)), overwrite=True)
+        with pytest.raises(http.client.IncompleteRead):
+            call(f"{inst.url}/v2/t/c/blobs/{sha(third)}")
+        assert not (cache / "sha256" / sha(third).split(":")[1]).exists()
+        assert [p.name for p in (cache / "sha256").iterdir() if ".tmp-" in p.name] == []
     finally:
         inst.stop()

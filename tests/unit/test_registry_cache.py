@@ -1,13 +1,16 @@
-"""bay_salt.registry.cache: a fill is kept only if whole and matching its
-digest; eviction goes by least recently served; names are digests only."""
+"""bay_salt.registry.cache: one fill per blob, followed by every request
+for it as it grows; a fill is kept (and its last byte sent) only if whole
+and matching its digest; eviction goes by least recently served; names are
+digests only. Fills run in real worker threads and write real files."""
 
 import asyncio
 import hashlib
 import os
+import threading
 
 import pytest
 
-from bay_salt.registry.cache import BlobCache
+from bay_salt.registry.cache import BlobCache, FillFailed
 from bay_salt.registry.core import RegistryError
 
 
@@ -15,11 +18,32 @@ def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+async def run(fn, *args):
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+def pieces(data: bytes, n: int = 4):
+    return lambda: (data[i:i + n] for i in range(0, len(data), n))
+
+
+async def follow(cache: BlobCache, digest: str, size: int, chunks) -> bytes:
+    """What a request sends: the file as it grows, up to what available() allows."""
+    fill = cache.fill(digest, size, chunks, run)
+    got, sent = b"", 0
+    with fill.open() as f:
+        while sent < size:
+            limit = await fill.available(sent)
+            got += os.pread(f.fileno(), limit - sent, sent)
+            sent = limit
+    await fill.task
+    return got
+
+
 def fill(cache: BlobCache, data: bytes, digest: str | None = None) -> bool:
-    f = cache.writer(digest or sha(data))
-    for i in range(0, len(data), 4):
-        f.write(data[i:i + 4])
-    return f.commit(len(data))
+    try:
+        return asyncio.run(follow(cache, digest or sha(data), len(data), pieces(data))) == data
+    except FillFailed:
+        return False
 
 
 def leftovers(root) -> list[str]:
@@ -35,16 +59,29 @@ def test_a_whole_matching_fill_is_served(tmp_path):
     assert cache.used == 11
 
 
-def test_a_fill_with_the_wrong_bytes_or_cut_short_keeps_nothing(tmp_path):
+def test_a_fill_with_the_wrong_bytes_or_cut_short_keeps_nothing_and_never_sends_the_last_byte(tmp_path):
     cache = BlobCache(str(tmp_path), 1 << 20)
-    assert not fill(cache, b"other bytes", digest=sha(b"layer bytes"))
-    f = cache.writer(sha(b"layer bytes"))
-    f.write(b"layer")
-    assert not f.commit(11)  # a client that broke off
-    f = cache.writer(sha(b"layer bytes"))
-    f.write(b"layer")
-    f.abort()
-    assert cache.get(sha(b"layer bytes"), 11) is None and leftovers(tmp_path) == [] and cache.used == 0
+    digest = sha(b"layer bytes")
+
+    async def attempt(chunks) -> int:
+        fill = cache.fill(digest, 11, chunks, run)
+        sent = 0
+        with pytest.raises(FillFailed):
+            while True:
+                sent = await fill.available(sent)
+        await fill.task
+        return sent
+
+    assert asyncio.run(attempt(pieces(b"other bytes"))) == 10  # all but the last byte, then cut short
+    assert asyncio.run(attempt(pieces(b"layer"))) == 5  # storage gave less than its size
+
+    def broken():
+        yield b"lay"
+        raise OSError("DataNode went away")
+
+    assert asyncio.run(attempt(broken)) == 3
+    assert cache.get(digest, 11) is None and leftovers(tmp_path) == [] and cache.used == 0
+    assert fill(cache, b"layer bytes")  # and a good fill after them is kept
 
 
 def test_least_recently_served_blobs_are_evicted_past_the_limit(tmp_path):
@@ -61,7 +98,7 @@ def test_least_recently_served_blobs_are_evicted_past_the_limit(tmp_path):
 def test_a_restart_counts_what_is_there_and_drops_fills_cut_short(tmp_path):
     cache = BlobCache(str(tmp_path), 1 << 20)
     assert fill(cache, b"kept")
-    cache.writer(sha(b"cut short")).write(b"cut")  # the process died here
+    (tmp_path / "sha256" / ("c" * 64 + ".tmp-0123456789ab")).write_bytes(b"cut")  # the process died here
     again = BlobCache(str(tmp_path), 1 << 20)
     assert again.used == 4 and leftovers(tmp_path) == []
 
@@ -72,20 +109,26 @@ def test_only_digests_name_cache_files(tmp_path, digest):
         BlobCache(str(tmp_path), 1 << 20).path(digest)
 
 
-def test_one_fill_at_a_time_per_blob_the_others_wait_for_it(tmp_path):
+def test_one_fill_per_blob_and_every_request_follows_it_as_it_grows(tmp_path):
     cache = BlobCache(str(tmp_path), 1 << 20)
-    order = []
+    data = os.urandom(64 << 10)
+    digest, opened, gate = sha(data), [], threading.Event()
 
-    async def request(i):
-        if await cache.claim("sha256:" + "b" * 64):
-            order.append(f"fill {i}")
-            await asyncio.sleep(0)
-            cache.release("sha256:" + "b" * 64)
-        else:
-            order.append(f"waited {i}")
+    def chunks():
+        opened.append(1)
+        yield data[:1000]
+        gate.wait(10)  # storage is slow with the rest
+        yield data[1000:]
 
     async def main():
-        await asyncio.gather(*(request(i) for i in range(3)))
+        first = cache.fill(digest, len(data), chunks, run)
+        assert await first.available(0) == 1000  # sent before the fill is done
+        assert cache.fill(digest, len(data), chunks, run) is first
+        followers = [asyncio.ensure_future(follow(cache, digest, len(data), chunks)) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        assert not any(f.done() for f in followers)
+        gate.set()
+        return await asyncio.gather(*followers)
 
-    asyncio.run(main())
-    assert order == ["fill 0", "waited 1", "waited 2"]
+    assert asyncio.run(main()) == [data] * 5
+    assert opened == [1] and cache.get(digest, len(data)) and leftovers(tmp_path) == []
