@@ -221,8 +221,8 @@ class HDFSDriver:
             raise StorageError(str(err)) from None
 
     def open(self, path: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
-        try:
-            ctx = self.client.read(self._p(path), offset=offset, length=length, chunk_size=CHUNK)
+        try:  # buffer_size: the DataNode reads the block in pieces of this size (its default: 4 KiB)
+            ctx = self.client.read(self._p(path), offset=offset, length=length, chunk_size=CHUNK, buffer_size=CHUNK)
             reader = ctx.__enter__()
         except self._hdfs.HdfsError as err:
             if self._missing(err):
