@@ -9,7 +9,9 @@ Distribution 2.8.2), same machine, same data, same run:
   many nodes at once), and the same again;
 * --manifests small manifests pushed (8 threads);
 * peak memory (RSS) of one registry process while a --big-mib MiB blob is
-  uploaded in one streamed PATCH.
+  uploaded in one streamed PATCH;
+* where the first pull's CPU went (registry, HDFS's JVM, the client), beside
+  its wall time and the machine's cores: what bounds a pull on this machine.
 
 Bay's registry runs on the filesystem driver and on HDFS (a MiniDFSCluster on
 this machine, WebHDFS on loopback) with its local blob cache, as Bay runs it:
@@ -30,6 +32,7 @@ import hashlib
 import http.client
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -113,6 +116,23 @@ class Registry:
 
     def stop(self) -> None:
         self.daemon.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its children."""
+    total = 0
+    for p in [pid] + _children(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def _children(pid: int) -> list[int]:
@@ -265,14 +285,19 @@ def main() -> None:
                                   "--cache-dir", str(work / "cache")], port, work / "bayhdfs.log"))
         fresh = work / "layout2"
         make_layout(fresh, args.layers, args.layer_mib)
-        rows = {}
+        rows, cpu = {}, {}
         for reg in regs:
             ref = f"docker://127.0.0.1:{reg.port}/bench/image:1"
             push = skopeo(f"oci:{layout}:1", ref)
             pulls = []
             for k in range(2):
                 out = work / f"pull-{reg.port}-{k}"
+                before = (cpu_seconds(reg.daemon.pid), cpu_seconds(hdfs.pid) if hdfs else 0.0, children_cpu())
                 pulls.append(skopeo(ref, f"oci:{out}:1"))
+                if k == 0:  # where the first pull's CPU went, in core-seconds
+                    cpu[reg.name] = (cpu_seconds(reg.daemon.pid) - before[0],
+                                     (cpu_seconds(hdfs.pid) - before[1]) if "HDFS" in reg.name else None,
+                                     children_cpu() - before[2], pulls[0])
                 shutil.rmtree(out)
             skopeo(f"oci:{fresh}:1", f"docker://127.0.0.1:{reg.port}/bench/fresh:1")
             conc = [concurrent_pulls(reg.port, "bench/fresh", args.pullers) for _ in range(2)]
@@ -303,6 +328,14 @@ def main() -> None:
                   f"{r['conc2']:.0f}", f"{r['manifests']:.0f}", f"{r['big']:.0f}",
                   f"{r['peak']:.0f}" + (" (< 100)" if r is not ref else ""), ratio)
     con.print(t)
+    c = Table(title="the first pull: CPU used (core-seconds) beside its wall time; the machine has "
+                    f"{os.cpu_count()} cores")
+    for col in ("registry", "wall s", "registry process", "HDFS (NameNode + DataNode JVM)", "client (skopeo)", "total"):
+        c.add_column(col)
+    for name, (r, h, k, wall) in cpu.items():
+        c.add_row(name, f"{wall:.2f}", f"{r:.2f}", "" if h is None else f"{h:.2f}", f"{k:.2f}",
+                  f"{r + (h or 0) + k:.2f}")
+    con.print(c)
 
 
 if __name__ == "__main__":
