@@ -76,6 +76,7 @@ class BlobCache:
         if fill is None:
             fill = self._filling[digest] = Fill(self, digest, size)
             fill.task = asyncio.ensure_future(run(fill.run, chunks))
+            fill.task.add_done_callback(fill._task_ended)
         return fill
 
     def _added(self, size: int) -> None:
@@ -157,6 +158,15 @@ class Fill:
                     pass
             self.done = True
             self._loop.call_soon_threadsafe(self._ended)
+
+    def _task_ended(self, task: asyncio.Future) -> None:
+        """The worker never ran or never got to its end (an executor shut
+        down, a cancelled task): the senders must not wait for it."""
+        if not self.done and (task.cancelled() or task.exception() is not None):
+            log.warning("cache fill of %s did not run: %s", self.digest,
+                        "cancelled" if task.cancelled() else task.exception())
+            self.done = True
+            self._ended()
 
     def _ended(self) -> None:
         if self.cache._filling.get(self.digest) is self:

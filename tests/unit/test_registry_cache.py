@@ -132,3 +132,18 @@ def test_one_fill_per_blob_and_every_request_follows_it_as_it_grows(tmp_path):
 
     assert asyncio.run(main()) == [data] * 5
     assert opened == [1] and cache.get(digest, len(data)) and leftovers(tmp_path) == []
+
+
+def test_a_fill_whose_worker_never_runs_fails_its_senders_instead_of_hanging(tmp_path):
+    cache = BlobCache(str(tmp_path), 1 << 20)
+
+    async def refused(fn, *args):
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+    async def main():
+        fill = cache.fill(sha(b"layer bytes"), 11, pieces(b"layer bytes"), refused)
+        with pytest.raises(FillFailed):
+            await asyncio.wait_for(fill.available(0), 5)
+        assert cache.fill(sha(b"layer bytes"), 11, pieces(b"layer bytes"), run) is not fill  # a new try
+
+    asyncio.run(main())
