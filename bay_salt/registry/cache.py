@@ -166,6 +166,11 @@ class Fill:
             log.warning("cache fill of %s did not run: %s", self.digest,
                         "cancelled" if task.cancelled() else task.exception())
             self.done = True
+            self.fh.close()
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
             self._ended()
 
     def _ended(self) -> None:

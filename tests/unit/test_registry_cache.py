@@ -144,6 +144,7 @@ def test_a_fill_whose_worker_never_runs_fails_its_senders_instead_of_hanging(tmp
         fill = cache.fill(sha(b"layer bytes"), 11, pieces(b"layer bytes"), refused)
         with pytest.raises(FillFailed):
             await asyncio.wait_for(fill.available(0), 5)
+        assert leftovers(tmp_path) == []
         assert cache.fill(sha(b"layer bytes"), 11, pieces(b"layer bytes"), run) is not fill  # a new try
 
     asyncio.run(main())
