@@ -163,6 +163,11 @@ class Mesos(_Strict):
         return self
 
 
+def _cache_bytes(size: str | int) -> int:
+    """A registry cache size (``10Gi``, ``512Mi``; 0: no cache) in bytes."""
+    return 0 if size in (0, "0") else memory_mb(size) << 20
+
+
 class Registry(_Strict):
     #: HAProxy frontend of the registry on every node (docker pulls through it)
     port: int = Port
@@ -190,13 +195,12 @@ class Registry(_Strict):
     @field_validator("cache_size")
     @classmethod
     def _cache_size(cls, value: str | int) -> str | int:
-        if value not in (0, "0"):
-            memory_mb(value)  # ValueError names it
+        _cache_bytes(value)  # ValueError names it
         return value
 
     @property
     def cache_bytes(self) -> int:
-        return 0 if self.cache_size in (0, "0") else memory_mb(self.cache_size) << 20
+        return _cache_bytes(self.cache_size)
 
     @field_validator("storage")
     @classmethod

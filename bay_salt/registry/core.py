@@ -42,6 +42,11 @@ DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
 
 
+def blob_unknown(digest: str) -> "RegistryError":
+    """The spec's 404 for a blob that is not (or no longer) in a repository."""
+    return RegistryError(404, "BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest})
+
+
 class RegistryError(Exception):
     """An OCI error: ``status``, ``code`` (spec error code), message, detail."""
 
@@ -130,7 +135,7 @@ class Registry:
             self.d.stat(self._layer(name, digest))
             return self.d.stat(self._blob(digest)).size
         except NotFound:
-            raise RegistryError(404, "BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest}) from None
+            raise blob_unknown(digest) from None
 
     def touch(self, name: str, digest: str) -> None:
         """Refresh the repository's link to a blob (online GC keeps blobs with a recent link)."""
@@ -148,7 +153,7 @@ class Registry:
         try:
             return self.d.open(self._blob(digest), offset, length)
         except NotFound:
-            raise RegistryError(404, "BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest}) from None
+            raise blob_unknown(digest) from None
 
     def blob_file(self, digest: str) -> str | None:
         """The blob's file on this machine (filesystem driver), or None. The
@@ -164,7 +169,7 @@ class Registry:
         try:
             return location(self._blob(digest), offset, length) if location else None
         except NotFound:
-            raise RegistryError(404, "BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest}) from None
+            raise blob_unknown(digest) from None
 
     def delete_blob(self, name: str, digest: str) -> None:
         self.blob_size(name, digest)
