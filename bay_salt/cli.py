@@ -1,18 +1,42 @@
-"""The ``bay`` command."""
+"""The ``bay`` command (typer): the local cluster (``up``, ``status``,
+``down``, ``provision``) and the runner's service commands through its
+master (``deploy``, ``scale``, ``services``). Errors are one line naming what
+is wrong and what to do; never a traceback."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
-from bay_salt import names
+from bay_salt.model import names
 
-def _status_table(st: dict, console: Console) -> None:
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Bay: a container platform on SaltStack")
+console = Console()
+
+
+class State:
+    cluster: str = names.DEFAULT_CLUSTER
+
+
+@app.callback()
+def _options(cluster: Annotated[str, typer.Option(help="local cluster name")] = names.DEFAULT_CLUSTER) -> None:
+    State.cluster = cluster
+
+
+def _local():
+    from bay_salt.cluster.local import LocalCluster
+
+    return LocalCluster(State.cluster)
+
+
+def _status_table(st: dict) -> None:
     m = st["master"]
     console.print(f"[bold]Bay cluster {st['cluster']}[/]  master [cyan]{m['container']}[/] {m['address']} ({m['state']})")
     table = Table(show_lines=False)
@@ -22,10 +46,8 @@ def _status_table(st: dict, console: Console) -> None:
         services = " ".join(
             f"[green]{k}[/]" if v == "active" else f"[red]{k}:{v}[/]" for k, v in n["services"].items()
         )
-        table.add_row(
-            n["id"], n["address"], ",".join(n["roles"]), n["state"], services,
-            n["haproxy_stats"], n["cadvisor"],
-        )
+        table.add_row(n["id"], n["address"], ",".join(n["roles"]), n["state"], services, n["haproxy_stats"],
+                      n["cadvisor"])
     console.print(table)
     if st.get("frontends"):
         first = st["nodes"][0]["address"] if st["nodes"] else "NODE"
@@ -35,72 +57,92 @@ def _status_table(st: dict, console: Console) -> None:
     console.print(f"Shell on a node: [cyan]docker exec -it {names.node_container(st['cluster'], 1)} bash[/]")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bay", description="Bay: a container platform on SaltStack")
-    parser.add_argument("--cluster", default=names.DEFAULT_CLUSTER, help="local cluster name (default: %(default)s)")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    up = sub.add_parser("up", help="build and start a local Bay cluster (a salt-master and N nodes)")
-    up.add_argument("--nodes", type=int, default=3, help="number of nodes (default: %(default)s)")
-    st = sub.add_parser("status", help="show the local cluster")
-    st.add_argument("--json", action="store_true", help="machine-readable output")
-    up.add_argument("--no-demo", action="store_true", help="do not deploy the demo service")
-    sub.add_parser("down", help="remove everything `bay up` made")
-    dp = sub.add_parser("deploy", help="deploy a service from the cluster's pillar (salt-run bay.deploy)")
-    dp.add_argument("service")
-    sc = sub.add_parser("scale", help="scale one group now (salt-run bay.scale)")
-    sc.add_argument("group", help="SERVICE.GROUP")
-    sc.add_argument("count", type=int)
-    sv = sub.add_parser("services", help="desired and registered instances (salt-run bay.status)")
-    sv.add_argument("service", nargs="?")
-    sub.add_parser("provision", help="re-run saltutil.sync_all and state.apply bay on every node")
-    args = parser.parse_args(argv)
+@app.command()
+def up(nodes: Annotated[int, typer.Option(help="number of nodes")] = 3,
+       demo: Annotated[bool, typer.Option(help="deploy the demo service")] = True) -> None:
+    """Build what is missing and start a local Bay cluster (a salt-master and N nodes)."""
+    started = time.monotonic()
+    cluster = _local()
+    cluster.up(nodes, demo=demo)
+    _status_table(cluster.status())
+    console.print(f"[bold green]bay up[/] took {time.monotonic() - started:.0f}s")
 
-    from bay_salt.cluster.local import BayError, LocalCluster
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """Show the local cluster: nodes, roles, their services, where to reach them."""
+    st = _local().status()
+    if as_json:
+        print(json.dumps(st, indent=2))
+    else:
+        _status_table(st)
+
+
+@app.command()
+def down() -> None:
+    """Remove everything `bay up` made."""
+    for item in _local().down():
+        console.print(f"removed {item}")
+
+
+@app.command()
+def provision() -> None:
+    """Run state.apply bay on every node again."""
+    _local().provision()
+
+
+@app.command()
+def deploy(service: str) -> None:
+    """Deploy a service from the cluster's pillar (salt-run bay.deploy)."""
+    for row in _local().runner("bay.deploy", service).values():
+        console.print(row["summary"])
+
+
+@app.command()
+def scale(group: Annotated[str, typer.Argument(help="SERVICE.GROUP")], count: int) -> None:
+    """Scale one group now (salt-run bay.scale)."""
+    for row in _local().runner("bay.scale", group, str(count)).values():
+        console.print(row["summary"])
+
+
+@app.command()
+def services(service: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Desired and registered instances (salt-run bay.status)."""
+    result = _local().runner("bay.status", *([service] if service else []))
+    table = Table()
+    for col in ("group", "frontend", "desired", "registered", "instances"):
+        table.add_column(col)
+    for grp, row in result.items():
+        registered = str(row["registered"])
+        if row.get("failed"):
+            registered += f" [red](failed: {row['failed']})[/]"
+        table.add_row(grp, f":{row['listen']}", str(row["desired"]), registered, "\n".join(row["instances"]))
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the command; a user error is one red line and exit 1."""
+    from bay_salt.cluster.local import BayError
     from bay_salt.cluster.progress import StepFailed
 
-    console = Console()
+    args = sys.argv[1:] if argv is None else argv
+    command = next((a for a in args if not a.startswith("-")), "bay")
     try:
-        cluster = LocalCluster(args.cluster)
-        if args.cmd == "up":
-            started = time.monotonic()
-            cluster.up(args.nodes, demo=not args.no_demo)
-            _status_table(cluster.status(), console)
-            console.print(f"[bold green]bay up[/] took {time.monotonic() - started:.0f}s")
-        elif args.cmd == "status":
-            status = cluster.status()
-            if args.json:
-                print(json.dumps(status, indent=2))
-            else:
-                _status_table(status, console)
-        elif args.cmd == "down":
-            for item in cluster.down():
-                console.print(f"removed {item}")
-        elif args.cmd == "provision":
-            cluster.provision()
-        elif args.cmd in ("deploy", "scale", "services"):
-            fun, fargs = {
-                "deploy": ("bay.deploy", [getattr(args, "service", "")]),
-                "scale": ("bay.scale", [getattr(args, "group", ""), str(getattr(args, "count", 0))]),
-                "services": ("bay.status", [a for a in [getattr(args, "service", None)] if a]),
-            }[args.cmd]
-            result = cluster.runner(fun, *fargs)
-            if args.cmd == "services":
-                table = Table()
-                for col in ("group", "frontend", "desired", "registered", "instances"):
-                    table.add_column(col)
-                for grp, row in result.items():
-                    registered = str(row["registered"])
-                    if row.get("failed"):
-                        registered += f" [red](failed: {row['failed']})[/]"
-                    table.add_row(grp, f":{row['listen']}", str(row["desired"]), registered,
-                                  "\n".join(row["instances"]))
-                console.print(table)
-            else:
-                for grp, row in result.items():
-                    console.print(row["summary"])
+        app(args=args, prog_name="bay", standalone_mode=False)
     except (BayError, StepFailed) as err:
-        console.print(f"[bold red]bay {args.cmd}:[/] {err}")
+        console.print(f"[bold red]bay {command}:[/] {err}")
         return 1
+    except typer.Exit as done:
+        return done.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        console.print("[red]aborted[/]")
+        return 130
+    except Exception as err:
+        # click's usage errors (typer carries its own copy of click): one message, no traceback
+        if hasattr(err, "show") and isinstance(getattr(err, "exit_code", None), int):
+            err.show()
+            return err.exit_code
+        raise
     return 0
 
 

@@ -35,11 +35,11 @@ import math
 import random
 from collections.abc import Callable
 
+from common import pct
 from rich.console import Console
 from rich.table import Table
 
-from bay_salt.autoscale import Policy, Sample, State, decide
-from common import pct
+from bay_salt.control.autoscale import Policy, Sample, State, decide
 
 TARGET, TOL = 0.6, 0.1
 

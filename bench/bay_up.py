@@ -73,12 +73,12 @@ def main() -> None:
         if not args.skip_cold:
             drop_caches(client)
             cold, prog = timed_up(cluster, args.nodes)
-            rows.append(("bay up, cold (N=%d)" % args.nodes, cold, 360.0))
+            rows.append((f"bay up, cold (N={args.nodes})", cold, 360.0))
             first_apply = prog.timings["state.apply bay on every node"]
             rows.append(("state.apply bay, first run (all nodes at once)", first_apply, None))
             cluster.down()
         warm, prog = timed_up(cluster, args.nodes)
-        rows.append(("bay up, warm after bay down (N=%d)" % args.nodes, warm, 90.0))
+        rows.append((f"bay up, warm after bay down (N={args.nodes})", warm, 90.0))
         if args.skip_cold:
             rows.append(("state.apply bay, first run (all nodes at once)", prog.timings["state.apply bay on every node"], None))
         started = time.monotonic()

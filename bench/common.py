@@ -1,10 +1,21 @@
-"""What the benchmarks share: percentiles, the 3-node bench cluster, hey."""
+"""What the benchmarks share: percentiles, the 3-node bench cluster, hey, and
+the real daemons the tests start too (tests/support/daemons.py)."""
 
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
 
-from bay_salt.cluster.local import LocalCluster
+CHECKOUT = Path(__file__).resolve().parents[1]
+if str(CHECKOUT) not in sys.path:  # benches run as `python bench/NAME.py`: the test support lives beside them
+    sys.path.insert(0, str(CHECKOUT))
+
+from bay_salt.cluster.local import LocalCluster  # noqa: E402
+from tests.support.daemons import Daemon, free_port, start_consul, start_minidfs, wait_for  # noqa: E402
+
+__all__ = ["CHECKOUT", "Daemon", "LocalCluster", "bench_cluster", "free_port", "hey_counts", "pct", "start_consul",
+           "start_minidfs", "wait_for"]
 
 
 def pct(values: list[float], q: float) -> float:

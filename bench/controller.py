@@ -46,14 +46,13 @@ import tempfile
 import threading
 import time
 
+from common import bench_cluster, free_port, hey_counts, pct
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from bay_salt import names
 from bay_salt.cluster.local import LocalCluster
-from common import bench_cluster, hey_counts, pct
-from bay_salt.localdaemons import free_port
+from bay_salt.model import names
 
 # inside a node: poll the Runtime API of backends argv[1] (comma list) and print
 #   "out <t>" when server addr:port argv[2] is no longer ready (if given), and
@@ -61,7 +60,7 @@ from bay_salt.localdaemons import free_port
 #   ready servers, none at address argv[4] and none of the addr:port in argv[5]
 WATCH = r"""
 import sys, time
-from bay_salt.haproxy_runtime import RuntimeAPI
+from bay_salt.node.haproxy_runtime import RuntimeAPI
 backends, victim, counts, bad_addr, old = sys.argv[1].split(","), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 counts = [int(c) for c in counts.split(",")]
 old = set(old.split(",")) if old else set()
@@ -86,7 +85,7 @@ while time.time() < deadline:
 
 def ready_servers(cluster: LocalCluster, node, backend: str) -> set[str]:
     c = cluster.client.containers.get(node.container)
-    script = ("from bay_salt.haproxy_runtime import RuntimeAPI as R; a=R('/run/haproxy/admin.sock');"
+    script = ("from bay_salt.node.haproxy_runtime import RuntimeAPI as R; a=R('/run/haproxy/admin.sock');"
               f"rows=[l.split() for l in a.execute('show servers state {backend}').splitlines()[2:] if l.strip()];"
               "print(' '.join(f'{r[4]}:{r[18]}' for r in rows if int(r[5])==2 and not int(r[6])&3))")
     return set(c.exec_run(["/opt/bay/venv/bin/python", "-c", script]).output.decode().split())
@@ -130,7 +129,7 @@ class Bus(threading.Thread):
                 self.replaced[data["old"]] = data["seconds_after_death"]
             elif tag.strip() == names.TAG_NODE_LOST and data.get("_stamp"):
                 stamp = datetime.datetime.fromisoformat(data["_stamp"])
-                self.lost.append((data.get("node"), stamp.replace(tzinfo=stamp.tzinfo or datetime.timezone.utc).timestamp()))
+                self.lost.append((data.get("node"), stamp.replace(tzinfo=stamp.tzinfo or datetime.UTC).timestamp()))
 
     def lost_since(self, node: str, t0: float) -> float | None:
         return next((t - t0 for n, t in self.lost if n == node and t >= t0), None)
@@ -274,7 +273,7 @@ backend b
 def haproxy_alone(rounds: int) -> list[float]:
     """HAProxy's own health checks (inter 2s fall 3) marking a killed server
     down: the time from the kill to the server leaving the ready set."""
-    from bay_salt.haproxy_runtime import RuntimeAPI, RuntimeAPIError
+    from bay_salt.node.haproxy_runtime import RuntimeAPI, RuntimeAPIError
 
     out = []
     d = tempfile.mkdtemp(prefix="bay-bench-haproxy-")

@@ -7,7 +7,7 @@ Reference figures (issue: target at least 100x faster than one-by-one
 registration; a bare loop of 64-operation transactions does about 145x):
   * agent: PUT /v1/agent/service/register once per instance (py-consul);
   * bare txn: a plain loop of 64-operation /v1/txn PUTs of fixed values;
-  * bay: bay_salt.kv.register_ops + kv.apply (JSON records, chunked).
+  * bay: bay_salt.kv.store.register_ops + Store.apply (JSON records, chunked).
 Consul (Debian's 1.8.7) runs on loopback ports twice: as a persistent single
 server (Raft on disk, as in production) and as `consul agent -dev` (in-memory
 Raft, as the issue's anchor was measured).
@@ -22,36 +22,39 @@ import time
 from pathlib import Path
 
 import consul
+from common import start_consul
 from rich.console import Console
 from rich.table import Table
 
-from bay_salt import kv, names
-from bay_salt.localdaemons import start_consul
+from bay_salt.kv import store as kv
+from bay_salt.kv.records import Instance
+from bay_salt.kv.store import ConsulStore
+from bay_salt.model import names
 
 
-def instances(n: int) -> list[kv.Instance]:
-    return [kv.Instance("bench", "g", f"i{k:05d}", f"node{k % 3 + 1}", "127.0.0.1", 20000 + k) for k in range(n)]
+def instances(n: int) -> list[Instance]:
+    return [Instance("bench", "g", f"i{k:05d}", f"node{k % 3 + 1}", "127.0.0.1", 20000 + k) for k in range(n)]
 
 
-def agent_one_by_one(c: consul.Consul, batch: list[kv.Instance]) -> None:
+def agent_one_by_one(c: consul.Consul, batch: list[Instance]) -> None:
     for i in batch:
         c.agent.service.register(f"{i.service}-{i.group}", service_id=i.instance, address=i.address, port=i.port,
                                  tags=[i.node])
 
 
-def agent_cleanup(c: consul.Consul, batch: list[kv.Instance]) -> None:
+def agent_cleanup(c: consul.Consul, batch: list[Instance]) -> None:
     for i in batch:
         c.agent.service.deregister(i.instance)
 
 
-def bare_txn(c: consul.Consul, batch: list[kv.Instance]) -> None:
+def bare_txn(c: consul.Consul, batch: list[Instance]) -> None:
     ops = [kv.op_set(f"bare/{i.instance}", "x") for i in batch]
     for chunk in kv.chunks(ops):
         c.txn.put(chunk)
 
 
-def bay_txn(c: consul.Consul, batch: list[kv.Instance]) -> None:
-    kv.apply(c, kv.register_ops(batch))
+def bay_txn(c: consul.Consul, batch: list[Instance]) -> None:
+    ConsulStore(c).apply(kv.register_ops(batch))
 
 
 def timed(fn, c, batch) -> float:
@@ -60,7 +63,7 @@ def timed(fn, c, batch) -> float:
     return time.perf_counter() - start
 
 
-def measure(batch: list[kv.Instance], rounds: int, dev: bool) -> dict[str, float]:
+def measure(batch: list[Instance], rounds: int, dev: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         conf = {"node_name": "bench", "bind_addr": "127.0.0.1", "client_addr": "127.0.0.1",
                 "datacenter": "bench", "disable_update_check": True}
@@ -97,7 +100,7 @@ def main() -> None:
         table.add_row(mode, "agent service register, one by one", f"{med['agent']:.3f}", "1.0x", "reference")
         table.add_row(mode, "bare loop of 64-op /v1/txn", f"{med['bare']:.3f}", f"{med['agent'] / med['bare']:.0f}x",
                       "anchor (~145x)")
-        table.add_row(mode, "bay_salt.kv (64-op txns of JSON records)", f"{med['bay']:.3f}",
+        table.add_row(mode, "bay_salt.kv.store (64-op txns of JSON records)", f"{med['bay']:.3f}",
                       f"{med['agent'] / med['bay']:.0f}x", ">= 100x")
     Console(width=140).print(table)
 

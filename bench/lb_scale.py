@@ -21,20 +21,22 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import Daemon, free_port, wait_for
 from rich.console import Console
 from rich.table import Table
 
-from bay_salt import lb, nodeconf, settings
-from bay_salt.haproxy_runtime import RuntimeAPI
-from bay_salt.kv import Instance
-from bay_salt.localdaemons import Daemon, free_port, wait_for
-from bay_salt.lbsync import LBSync
+from bay_salt.kv.records import Instance, Route
+from bay_salt.model import settings
+from bay_salt.node import config as nodeconf
+from bay_salt.node import routing as lb
+from bay_salt.node.haproxy_runtime import RuntimeAPI
+from bay_salt.node.lbsync import LBSync
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 
-def fleet(services: int, instances: int, base_port: int) -> tuple[list[lb.Route], list[Instance]]:
-    routes = [lb.Route(f"svc{s:03d}", "main", base_port + s, None) for s in range(services)]
+def fleet(services: int, instances: int, base_port: int) -> tuple[list[Route], list[Instance]]:
+    routes = [Route(f"svc{s:03d}", "main", base_port + s, None) for s in range(services)]
     insts = [Instance(r.service, "main", f"i{k:03d}", "node1", "127.0.0.1", 40000 + k, "passing")
              for r in routes for k in range(instances)]
     return routes, insts
@@ -53,7 +55,8 @@ def main() -> None:
         tmp.mkdir(exist_ok=True)
         sock = tmp / "admin.sock"
         cfg = settings.load(settings.formula_defaults(CHECKOUT),
-                            {"nodes": {"h": {"address": "127.0.0.1"}}, "haproxy": {"socket": str(sock), "stats_port": free_port(), "maxconn": 1000}}, "h")
+                            {"nodes": {"h": {"address": "127.0.0.1"}},
+                             "haproxy": {"socket": str(sock), "stats_port": free_port(), "maxconn": 1000}}, "h")
         base = tmp / "haproxy.cfg"
         text = nodeconf.haproxy_config(cfg)
         for line in ("chroot /var/lib/haproxy", "user haproxy", "group haproxy", "log /dev/log local0",
@@ -70,7 +73,7 @@ def main() -> None:
         t1 = time.perf_counter()
         rendered = lb.render(routes, plan.slots)
         t2 = time.perf_counter()
-        rows.append(("plan, from nothing (%d servers)" % len(insts), f"{(t1 - t0) * 1000:.0f} ms", ""))
+        rows.append((f"plan, from nothing ({len(insts)} servers)", f"{(t1 - t0) * 1000:.0f} ms", ""))
         rows.append(("render the services config", f"{(t2 - t1) * 1000:.0f} ms", f"{len(rendered) / 1024:.0f} KiB"))
 
         routes, insts = fleet(args.services, args.live_instances, 20000)

@@ -42,10 +42,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from common import Daemon, free_port, start_minidfs, wait_for
 from rich.console import Console
 from rich.table import Table
-
-from bay_salt.localdaemons import Daemon, free_port, start_minidfs, wait_for
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -22,18 +22,20 @@ import subprocess
 import time
 
 import consul
+from common import bench_cluster, hey_counts, pct
 from rich.console import Console
 from rich.table import Table
 
-from bay_salt import kv
 from bay_salt.cluster.local import LocalCluster
-from common import bench_cluster, hey_counts, pct
+from bay_salt.kv import store as kv
+from bay_salt.kv.records import Instance
+from bay_salt.kv.store import ConsulStore
 
 # polls this node's Runtime API until the server is in a slot and not forced
 # into maintenance (present) or in no slot (absent); prints the wall time
 WATCH = r"""
 import sys, time
-from bay_salt.haproxy_runtime import RuntimeAPI
+from bay_salt.node.haproxy_runtime import RuntimeAPI
 addr, port, present = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 api = RuntimeAPI("/run/haproxy/admin.sock")
 deadline = time.time() + 20
@@ -51,14 +53,14 @@ def propagation(cluster: LocalCluster, client: consul.Consul, trials: int) -> li
     nodes = cluster.nodes()
     out = []
     for k in range(trials):
-        inst = kv.Instance("demo", "web", f"bench{k}", nodes[0].id, "127.0.0.1", 21000 + k, "passing")
+        inst = Instance("demo", "web", f"bench{k}", nodes[0].id, "127.0.0.1", 21000 + k, "passing")
         for present, ops in ((True, kv.register_ops([inst])), (False, kv.deregister_ops([inst]))):
             watchers = [subprocess.Popen(["docker", "exec", n.container, "/opt/bay/venv/bin/python", "-c", WATCH,
                                           inst.address, str(inst.port), "1" if present else "0"],
                                          stdout=subprocess.PIPE, text=True) for n in nodes]
             time.sleep(0.4)  # watchers polling
             t0 = time.time()
-            kv.apply(client, ops)
+            ConsulStore(client).apply(ops)
             ends = [float(w.communicate(timeout=30)[0].strip() or "nan") for w in watchers]
             out.append((max(ends) - t0) * 1000)
     return out
@@ -66,7 +68,7 @@ def propagation(cluster: LocalCluster, client: consul.Consul, trials: int) -> li
 
 def reload_reference(cluster: LocalCluster, rounds: int = 5) -> float:
     node = cluster.client.containers.get(cluster.nodes()[0].container)
-    script = ("import time,subprocess; from bay_salt.haproxy_runtime import RuntimeAPI as R; a=R('/run/haproxy/admin.sock');"
+    script = ("import time,subprocess; from bay_salt.node.haproxy_runtime import RuntimeAPI as R; a=R('/run/haproxy/admin.sock');"
               "p=a.info()['Pid']; t=time.time(); subprocess.run(['systemctl','reload','haproxy'],check=True)\n"
               "while True:\n  try:\n    if a.info()['Pid']!=p: break\n  except Exception: pass\n  time.sleep(0.001)\n"
               "print((time.time()-t)*1000)")
@@ -81,11 +83,11 @@ def under_load(cluster: LocalCluster, client: consul.Consul, changes: int, alway
     for n in nodes:  # the sync in the chosen mode on every node
         c = cluster.client.containers.get(n.container)
         c.exec_run(["systemctl", "stop", "bay-lb-sync"])
-        c.exec_run(["pkill", "-f", "bay_salt.lbsync"])
-        cmd = ["/opt/bay/venv/bin/python", "-m", "bay_salt.lbsync"] + (["--always-reload"] if always_reload else [])
+        c.exec_run(["pkill", "-f", "bay-lb-sync"])
+        cmd = ["/opt/bay/venv/bin/bay-lb-sync"] + (["--always-reload"] if always_reload else [])
         c.exec_run(["sh", "-c", " ".join(cmd) + " >/var/log/bench-lbsync.log 2>&1"], detach=True)
     time.sleep(2)
-    _, insts = kv.read_instances(client, "demo", "web")
+    insts = ConsulStore(client).instances("demo", "web")
     toggle = insts[:2]
     duration = int(changes * 0.4) + 6
     # a steady 200 requests/s (8 workers x 25/s): the demo backends have 0.1 CPU
@@ -94,14 +96,14 @@ def under_load(cluster: LocalCluster, client: consul.Consul, changes: int, alway
                             "http://127.0.0.1:10080/"], stdout=subprocess.PIPE, text=True)
     time.sleep(2)
     for k in range(changes):
-        kv.apply(client, kv.deregister_ops(toggle) if k % 2 == 0 else kv.register_ops(toggle))
+        ConsulStore(client).apply(kv.deregister_ops(toggle) if k % 2 == 0 else kv.register_ops(toggle))
         time.sleep(0.4)
     if changes % 2:
-        kv.apply(client, kv.register_ops(toggle))
+        ConsulStore(client).apply(kv.register_ops(toggle))
     out = hey.communicate(timeout=duration + 30)[0]
     for n in nodes:
         c = cluster.client.containers.get(n.container)
-        c.exec_run(["pkill", "-f", "bay_salt.lbsync"])
+        c.exec_run(["pkill", "-f", "bay-lb-sync"])
         c.exec_run(["systemctl", "start", "bay-lb-sync"])
     requests, failed = hey_counts(out)
     return {"requests": requests, "failed": failed, "raw": out}

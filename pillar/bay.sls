@@ -27,7 +27,7 @@ bay:
   # The Python that runs salt-minion; Bay's modules import these packages.
   python:
     bin_env: /opt/bay/venv           # venv (or Python prefix) of the minion
-    packages: [docker, py-consul, pydantic, pyyaml, jinja2, rich]
+    packages: [docker, py-consul, pydantic, pyyaml, jinja2, rich, aiohttp, hdfs, tenacity, typer]
     find_links: []                   # local wheel dirs, e.g. [/opt/bay/wheelhouse]
     no_index: false                  # true: never reach a package index
 
@@ -91,6 +91,7 @@ bay:
     # or file:///PATH (a disk: only one instance unless it is shared)
     storage: hdfs://10.10.0.5:9870,10.10.0.6:9870/bay-registry
     gc_grace: 3600                   # seconds an unreferenced blob is kept (pushes in flight)
+    gc_interval: 3600                # each instance collects garbage this often, online (0: never)
     cache_dir: /var/cache/bay-registry  # blobs served from each instance's disk once read from HDFS
     cache_size: 10Gi                 # ... up to this much (least recently served go first); 0: no cache
     blob_redirect: false             # without a cache: blob GETs go straight to a DataNode (clients must reach it)

@@ -26,8 +26,8 @@ command -v javac >/dev/null || missing+=(default-jdk-headless)
 # from this machine's own mirror (the source is derived from its apt sources).
 if ! command -v consul >/dev/null; then
   say "adding a low-pinned bullseye apt source for consul"
-  PYTHONPATH="$here" python3 -m bay_salt.aptsources bullseye-source > /etc/apt/sources.list.d/bay-bullseye.sources
-  PYTHONPATH="$here" python3 -c 'from bay_salt.aptsources import BULLSEYE_PIN; print(BULLSEYE_PIN, end="")' \
+  PYTHONPATH="$here" python3 -m bay_salt.node.aptsources bullseye-source > /etc/apt/sources.list.d/bay-bullseye.sources
+  PYTHONPATH="$here" python3 -c 'from bay_salt.node.aptsources import BULLSEYE_PIN; print(BULLSEYE_PIN, end="")' \
     > /etc/apt/preferences.d/bay-bullseye
   missing+=("consul/bullseye")
 fi

@@ -22,8 +22,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from bay_salt import aptsources, nodeconf
 from bay_salt.cluster.progress import Progress
+from bay_salt.node import aptsources
+from bay_salt.node import config as nodeconf
 
 SUITE = "bookworm"
 BASE_PACKAGES = (

@@ -23,12 +23,13 @@ import docker
 import docker.errors
 import yaml
 
-from bay_salt import keys, names, settings
-from bay_salt import services as service_specs
-from bay_salt.cluster import demo, images
+from bay_salt.cluster import demo, images, keys
+from bay_salt.cluster.processes import start_minidfs
 from bay_salt.cluster.progress import Progress
-from bay_salt.localdaemons import start_minidfs
-from bay_salt.saltout import summarize_apply
+from bay_salt.cluster.saltout import summarize_apply
+from bay_salt.model import names, settings
+from bay_salt.model import services as service_specs
+from bay_salt.util import retry
 
 STATE_ROOT = Path("/var/lib/bay/clusters")
 SRV = "/srv/bay"
@@ -50,11 +51,9 @@ def docker_client():
         return client
     except docker.errors.DockerException as err:
         raise BayError(
-            "Docker is not reachable ({}).\n"
+            f"Docker is not reachable ({str(err).splitlines()[0][:160]}).\n"
             "  Install and start it with the project's setup script: bash scripts/setup.sh\n"
-            "  (on a systemd machine: apt-get install docker.io && systemctl start docker)".format(
-                str(err).splitlines()[0][:160]
-            )
+            "  (on a systemd machine: apt-get install docker.io && systemctl start docker)"
         ) from None
 
 
@@ -79,14 +78,11 @@ def master_config(cluster: str) -> dict:
         "auto_accept": False,
         "open_mode": False,
         "presence_events": True,
-        "file_roots": {"base": [f"{SRV}/states", f"{SRV}/modules"]},
-        # the master's own loaders read the checkout directly (minions get them by saltutil.sync_all)
-        "runner_dirs": [f"{SRV}/modules/_runners"],
-        "engines_dirs": [f"{SRV}/modules/_engines"],
-        # the reactive controller (bay_salt.reactive): replaces dead containers
+        # the formula only: Bay's loader modules come with the bay-salt package
+        # (salt.loader entry point) on the master and every minion, never synced
+        "file_roots": {"base": [f"{SRV}/states"]},
+        # the control loop (bay_salt.control.engine): replaces dead containers, handles lost nodes, autoscales
         "engines": [{"bay_controller": {}}],
-        # wiring: a (re)started minion is synced at once (reactor/minion_start.sls)
-        "reactor": [{"salt/minion/*/start": [f"{SRV}/reactor/minion_start.sls"]}],
         "pillar_roots": {"base": [f"{SRV}/pillar"]},
         "worker_threads": 4,
         "timeout": 30,
@@ -224,8 +220,6 @@ class LocalCluster:
             master_files[f"/etc/salt/pki/master/minions/{m}"] = (kp.public_pem, 0o644)
         binds = {
             str(root / "states"): {"bind": f"{SRV}/states", "mode": "ro"},
-            str(root / "modules"): {"bind": f"{SRV}/modules", "mode": "ro"},
-            str(root / "reactor"): {"bind": f"{SRV}/reactor", "mode": "ro"},
             str(pillar_dir): {"bind": f"{SRV}/pillar", "mode": "ro"},
             "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
         }
@@ -288,26 +282,26 @@ class LocalCluster:
         return c
 
     def _wait_for_minions(self, ids: list[str], timeout: float = 180) -> None:
+        seen: set[str] = set()
+
+        def all_up() -> bool:
+            ret = self.salt("-L", ",".join(ids), "test.ping", timeout=5)
+            seen.clear()
+            seen.update(m for m, v in ret.items() if v is True)
+            self.progress.detail(f"{len(seen)}/{len(ids)} up")
+            return seen >= set(ids)
+
         with self.progress.step(f"minions {', '.join(ids)} answer the master"):
-            deadline = time.monotonic() + timeout
-            seen: set[str] = set()
-            while time.monotonic() < deadline:
-                try:
-                    ret = self.salt("-L", ",".join(ids), "test.ping", timeout=5)
-                except (BayError, docker.errors.APIError):
-                    ret = {}
-                seen = {m for m, v in ret.items() if v is True}
-                self.progress.detail(f"{len(seen)}/{len(ids)} up")
-                if seen >= set(ids):
-                    return
-                time.sleep(1)
-            raise BayError(f"minions {sorted(set(ids) - seen)} did not answer the master within {timeout:.0f}s")
+            try:
+                retry.until(all_up, "minions answer", timeout=timeout, interval=1,
+                            on=(BayError, docker.errors.APIError))
+            except retry.GaveUp:
+                raise BayError(f"minions {sorted(set(ids) - seen)} did not answer the master within {timeout:.0f}s"
+                               ) from None
 
     def provision(self, target: str = "*") -> dict:
-        """``saltutil.sync_all`` then ``state.apply bay`` on ``target``; failures raise."""
-        with self.progress.step("saltutil.sync_all"):
-            self.salt(target, "saltutil.sync_all")
-            self.runner("saltutil.sync_all")  # the master's own minion (orchestrate runs bay_service there)
+        """``state.apply bay`` on ``target`` (Bay's modules come with the package:
+        nothing to sync); failures raise."""
         with self.progress.step("state.apply bay on every node"):
             ret = self.salt(target, "state.apply", "bay")
         summaries = summarize_apply(ret)
@@ -445,7 +439,7 @@ class LocalCluster:
         frontends = []
         try:
             specs = service_specs.parse((self.services_pillar().get("bay") or {}).get("services"))
-            frontends = [f"{s}.{g}: :{v['listen']}" for s, spec in sorted(specs.items()) for g, v in spec.groups().items()]
+            frontends = [f"{g.name}: :{g.listen}" for _, spec in sorted(specs.items()) for g in spec.groups().values()]
         except (ValueError, OSError):
             pass
         return {

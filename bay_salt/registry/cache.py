@@ -31,7 +31,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import BinaryIO
 
-from bay_salt.registry.core import check_digest
+from bay_salt.registry.reference import check_digest
 
 log = logging.getLogger("bay.registry.cache")
 
@@ -69,7 +69,7 @@ class BlobCache:
 
     # --- filling -------------------------------------------------------------------
     def fill(self, digest: str, size: int, chunks: Callable[[], Iterable[bytes]],
-             run: Callable[..., Awaitable]) -> "Fill":
+             run: Callable[..., Awaitable]) -> Fill:
         """The fill of ``digest`` in progress, or one started now: ``run(fn, *args)``
         runs it in a worker (storage reads block), reading ``chunks()``."""
         fill = self._filling.get(digest)

@@ -3,32 +3,32 @@ serves the cluster's registry on ``bay:registry:port`` from all instances
 (run by the bay-registry unit once the server answers; repeated on every start,
 so a node back from a loss is served again).
 
-    python -m bay_salt.registry.register --consul http://127.0.0.1:8500 --node node1 \\
+    bay-registry-register --consul http://127.0.0.1:8500 --node node1 \\
         --address 10.0.0.1 --port 5001 --listen 5000
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 import urllib.parse
 import urllib.request
 
-import consul
-
-from bay_salt import kv, names
+from bay_salt.kv import store as kvstore
+from bay_salt.kv.records import Health, Instance, Route
+from bay_salt.model import names
+from bay_salt.util import retry
 
 #: HAProxy health check of every registry instance
 HEALTH = {"http": "/v2/", "interval": 2.0, "timeout": 1.0, "rise": 1, "fall": 2, "start_period": 30.0}
 
 
-def route(listen: int) -> dict:
-    return {"service": names.REGISTRY_SERVICE, "group": names.REGISTRY_GROUP, "listen": listen, "health": HEALTH}
+def route(listen: int) -> Route:
+    return Route(names.REGISTRY_SERVICE, names.REGISTRY_GROUP, listen, HEALTH)
 
 
-def instance(node: str, address: str, port: int) -> kv.Instance:
+def instance(node: str, address: str, port: int) -> Instance:
     # no container: the registry is a host service of the node (the controller leaves it alone)
-    return kv.Instance(names.REGISTRY_SERVICE, names.REGISTRY_GROUP, node, node, address, port, "passing")
+    return Instance(names.REGISTRY_SERVICE, names.REGISTRY_GROUP, node, node, address, port, Health.PASSING)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,21 +41,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wait", type=float, default=120.0)
     args = p.parse_args(argv)
     u = urllib.parse.urlparse(args.consul)
-    client = consul.Consul(host=u.hostname, port=u.port or 8500)
-    deadline = time.monotonic() + args.wait
-    while True:
-        try:
-            urllib.request.urlopen(f"http://{args.address}:{args.port}/v2/", timeout=2).read()
-            kv.apply(client, [kv.route_op(route(args.listen))] +
-                     kv.register_ops([instance(args.node, args.address, args.port)]))
-            print(f"registered {args.node} {args.address}:{args.port} behind :{args.listen}")
-            return 0
-        except (OSError, consul.ConsulException, kv.TxnError) as err:
-            if time.monotonic() > deadline:
-                print(f"bay-registry-register: gave up: {err}")
-                return 1
-            time.sleep(1)
+    store = kvstore.ConsulStore(kvstore.client(u.hostname, u.port or 8500))
 
+    def register():
+        urllib.request.urlopen(f"http://{args.address}:{args.port}/v2/", timeout=2).read()
+        store.apply([kvstore.op_put(route(args.listen)), kvstore.op_put(instance(args.node, args.address, args.port))])
+
+    try:
+        retry.call(register, "the registry answers and is registered", timeout=args.wait, interval=1,
+                   on=(OSError, kvstore.Unavailable, kvstore.TxnError))
+    except (OSError, kvstore.Unavailable, kvstore.TxnError) as err:
+        print(f"bay-registry-register: gave up: {err}")
+        return 1
+    print(f"registered {args.node} {args.address}:{args.port} behind :{args.listen}")
+    return 0
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -8,8 +8,8 @@ with sendfile (filesystem storage), stream from storage (HDFS), or, with a
 local blob cache (remote storage: HDFS), from the instance's disk
 once storage has confirmed the blob (see :mod:`bay_salt.registry.cache`).
 
-    python -m bay_salt.registry.server --storage file:///var/lib/bay-registry --port 5000
-    python -m bay_salt.registry.server --storage hdfs://nn1:9870,nn2:9870/bay-registry \
+    bay-registry --storage file:///var/lib/bay-registry --port 5000
+    bay-registry --storage hdfs://nn1:9870,nn2:9870/bay-registry \
         --cache-dir /var/cache/bay-registry --cache-size 10737418240
 """
 
@@ -26,19 +26,14 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
-from bay_salt.registry import core, storage
+from bay_salt.registry import core, reference, storage
 from bay_salt.registry.cache import BlobCache, FillFailed
-from bay_salt.registry.core import RegistryError
+from bay_salt.registry.errors import Code, RegistryError
 
 log = logging.getLogger("bay.registry")
 
-ROUTE = re.compile(r"^/v2/(?P<name>.+?)/(?P<kind>blobs/uploads|blobs|manifests|tags/list|referrers)(?:/(?P<ref>[^/]*))?$")
 QUEUE_DEPTH = 8  # chunks of the request body in flight to storage (backpressure)
 FILLS = 8  # blobs copied from storage into the cache at once
-
-
-def _error(err: RegistryError) -> web.Response:
-    return web.json_response(err.body(), status=err.status)
 
 
 class Server:
@@ -101,64 +96,53 @@ class Server:
             await put(done)
         return await fut
 
-    # --- routing -------------------------------------------------------------------
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
+    # --- errors ---------------------------------------------------------------------
+    @web.middleware
+    async def errors(self, request: web.Request, handler) -> web.StreamResponse:
+        """OCI errors as the spec's JSON body; a storage failure as a plain 500
+        (its cause is logged, not sent)."""
         try:
-            if path in ("/v2", "/v2/"):
-                return web.json_response({}, headers={"Docker-Distribution-API-Version": "registry/2.0"})
-            if path == "/v2/_catalog":
-                return await self.catalog(request)
-            m = ROUTE.match(path)
-            if not m:
-                raise RegistryError(404, "NOT_FOUND", "no such endpoint", {"path": path[:200]})
-            name, kind, ref = m["name"], m["kind"], m["ref"]
-            core.check_name(name)
-            method = request.method
-            if kind == "blobs/uploads":
-                if method == "POST" and not ref:
-                    return await self.start_upload(request, name)
-                if ref:
-                    if method == "PATCH":
-                        return await self.patch(request, name, ref)
-                    if method == "PUT":
-                        return await self.finish(request, name, ref)
-                    if method == "GET":
-                        return await self.upload_status(name, ref)
-                    if method == "DELETE":
-                        await self.run(self.reg.cancel_upload, name, ref)
-                        return web.Response(status=204)
-            elif kind == "blobs" and ref:
-                if method in ("GET", "HEAD"):
-                    return await self.get_blob(request, name, ref)
-                if method == "DELETE":
-                    await self.run(self.reg.delete_blob, name, ref)
-                    return web.Response(status=202)
-            elif kind == "manifests" and ref:
-                if method in ("GET", "HEAD"):
-                    return await self.get_manifest(request, name, ref)
-                if method == "PUT":
-                    return await self.put_manifest(request, name, ref)
-                if method == "DELETE":
-                    await self.run(self.reg.delete_manifest, name, ref)
-                    return web.Response(status=202)
-            elif kind == "tags/list" and not ref and method == "GET":
-                return await self.tags(request, name)
-            elif kind == "referrers" and ref and method == "GET":
-                return await self.referrers(request, name, ref)
-            raise RegistryError(405, "UNSUPPORTED", "method not allowed here", {"method": method, "path": path[:200]})
+            return await handler(request)
         except RegistryError as err:
-            return _error(err)
+            return web.json_response(err.body(), status=err.status)
         except storage.StorageError as err:
             log.error("storage: %s", err)
-            return _error(RegistryError(500, "UNKNOWN", "storage error"))
+            return web.Response(status=500, text="storage error\n")
+
+    def routes(self) -> list[web.RouteDef]:
+        """The distribution API's endpoints; anything else is a plain 404 (or 405)."""
+        name = "/v2/{name:.+}"
+        return [
+            web.get("/v2/", self.base), web.get("/v2", self.base),
+            web.get("/v2/_catalog", self.catalog),
+            web.post(name + "/blobs/uploads/", self.start_upload),
+            web.patch(name + "/blobs/uploads/{uuid}", self.patch),
+            web.put(name + "/blobs/uploads/{uuid}", self.finish),
+            web.get(name + "/blobs/uploads/{uuid}", self.upload_status),
+            web.delete(name + "/blobs/uploads/{uuid}", self.cancel_upload),
+            web.get(name + "/blobs/{digest}", self.get_blob),  # HEAD too
+            web.delete(name + "/blobs/{digest}", self.delete_blob),
+            web.get(name + "/manifests/{reference}", self.get_manifest),  # HEAD too
+            web.put(name + "/manifests/{reference}", self.put_manifest),
+            web.delete(name + "/manifests/{reference}", self.delete_manifest),
+            web.get(name + "/tags/list", self.tags),
+            web.get(name + "/referrers/{digest}", self.referrers),
+        ]
+
+    @staticmethod
+    def _name(request: web.Request) -> str:
+        return reference.check_name(request.match_info["name"])
+
+    async def base(self, request: web.Request) -> web.Response:
+        return web.json_response({}, headers={"Docker-Distribution-API-Version": "registry/2.0"})
 
     # --- blobs ---------------------------------------------------------------------
-    async def get_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
-        core.check_digest(digest)
-        size = await self.run(self.reg.blob_size, name, digest)
+    async def get_blob(self, request: web.Request) -> web.StreamResponse:
+        name, digest = self._name(request), request.match_info["digest"]
+        reference.check_digest(digest)
+        size = await self.run(self.reg.blobs.size, name, digest)
         if request.method == "HEAD":
-            await self.run(self.reg.touch, name, digest)  # a push checking for it: online GC keeps it
+            await self.run(self.reg.blobs.touch, name, digest)  # a push checking for it: online GC keeps it
         headers = {"Docker-Content-Digest": digest, "Content-Type": "application/octet-stream",
                    "Accept-Ranges": "bytes"}
         start, end, status = 0, size - 1, 200
@@ -166,7 +150,7 @@ class Server:
         if rng:
             m = re.match(r"^bytes=(\d*)-(\d*)$", rng.strip())
             if not m or (not m[1] and not m[2]):
-                raise RegistryError(416, "BLOB_UNKNOWN", "invalid range", {"range": rng[:100]})
+                raise RegistryError(416, Code.BLOB_UNKNOWN, "invalid range", {"range": rng[:100]})
             if m[1]:
                 start, end = int(m[1]), min(int(m[2]) if m[2] else size - 1, size - 1)
             else:
@@ -176,7 +160,7 @@ class Server:
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         length = end - start + 1 if size else 0
-        local = self.reg.blob_file(digest) if request.method == "GET" and size else None
+        local = self.reg.blobs.file(digest) if request.method == "GET" and size else None
         if local:  # filesystem storage
             return self._send_file(local, digest)
         if self.cache is not None and request.method == "GET" and size:
@@ -184,7 +168,7 @@ class Server:
             if served is not None:
                 return served
         if self.redirect_blobs and request.method == "GET" and length and not rng:  # ranges: served here (206)
-            url = await self.run(self.reg.blob_location, digest, start, length)
+            url = await self.run(self.reg.blobs.location, digest, start, length)
             if url:
                 return web.Response(status=307, headers={"Location": url, "Docker-Content-Digest": digest})
         headers["Content-Length"] = str(length)
@@ -194,7 +178,7 @@ class Server:
             await resp.prepare(request)
             return resp
         await resp.prepare(request)
-        await self._pump(resp, await self.run(self.reg.blob_stream, digest, start, length))
+        await self._pump(resp, await self.run(self.reg.blobs.stream, digest, start, length))
         return resp
 
     async def _pump(self, resp: web.StreamResponse, chunks: Iterator[bytes]) -> None:
@@ -225,7 +209,7 @@ class Server:
         if rng:
             return None
         try:
-            fill = self.cache.fill(digest, size, lambda: self.reg.blob_stream(digest, 0, size), self.run_fill)
+            fill = self.cache.fill(digest, size, lambda: self.reg.blobs.stream(digest, 0, size), self.run_fill)
             reader = fill.open()
         except OSError as err:  # the cache's disk: serve from storage meanwhile
             log.warning("blob cache unusable for %s: %s", digest, err)
@@ -258,21 +242,25 @@ class Server:
         return {"Location": f"/v2/{name}/blobs/uploads/{uuid}", "Docker-Upload-UUID": uuid,
                 "Range": f"0-{max(0, size - 1)}" if size else "0-0", "Content-Length": "0"}
 
-    async def start_upload(self, request: web.Request, name: str) -> web.Response:
-        q = request.query
+    async def delete_blob(self, request: web.Request) -> web.Response:
+        await self.run(self.reg.blobs.delete, self._name(request), request.match_info["digest"])
+        return web.Response(status=202)
+
+    async def start_upload(self, request: web.Request) -> web.Response:
+        name, q = self._name(request), request.query
         if "mount" in q:
             digest = q["mount"]
-            core.check_digest(digest)
-            if await self.run(self.reg.mount, name, digest, q.get("from")):
+            reference.check_digest(digest)
+            if await self.run(self.reg.blobs.mount, name, digest, q.get("from")):
                 return web.Response(status=201, headers={"Location": f"/v2/{name}/blobs/{digest}",
                                                          "Docker-Content-Digest": digest})
         if "digest" in q:  # monolithic: POST with the whole blob
             digest = q["digest"]
-            core.check_digest(digest)
-            blob = await self.consume(request, self.reg.put_blob, name, digest)
+            reference.check_digest(digest)
+            blob = await self.consume(request, self.reg.uploads.put, name, digest)
             return web.Response(status=201, headers={"Location": f"/v2/{name}/blobs/{blob.digest}",
                                                      "Docker-Content-Digest": blob.digest})
-        uuid = await self.run(self.reg.start_upload, name)
+        uuid = await self.run(self.reg.uploads.start, name)
         return web.Response(status=202, headers=self._upload_headers(name, uuid, 0))
 
     @staticmethod
@@ -283,50 +271,63 @@ class Server:
             return None
         m = re.match(r"^(?:bytes )?(\d+)-(\d+)$", cr.strip())
         if not m:
-            raise RegistryError(416, "BLOB_UPLOAD_INVALID", "invalid Content-Range", {"range": cr[:100]})
+            raise RegistryError(416, Code.BLOB_UPLOAD_INVALID, "invalid Content-Range", {"range": cr[:100]})
         start = int(m[1])
         length = request.headers.get("Content-Length")
         if length is not None and int(m[2]) - start + 1 != int(length):
-            raise RegistryError(416, "BLOB_UPLOAD_INVALID", "Content-Range does not match Content-Length",
+            raise RegistryError(416, Code.BLOB_UPLOAD_INVALID, "Content-Range does not match Content-Length",
                                 {"range": cr[:100], "length": length})
         return start
 
-    async def patch(self, request: web.Request, name: str, uuid: str) -> web.Response:
-        size = await self.consume(request, self.reg.append, name, uuid, self._range_start(request))
+    async def patch(self, request: web.Request) -> web.Response:
+        name, uuid = self._name(request), request.match_info["uuid"]
+        size = await self.consume(request, self.reg.uploads.append, name, uuid, self._range_start(request))
         return web.Response(status=202, headers=self._upload_headers(name, uuid, size))
 
-    async def finish(self, request: web.Request, name: str, uuid: str) -> web.Response:
+    async def finish(self, request: web.Request) -> web.Response:
+        name, uuid = self._name(request), request.match_info["uuid"]
         digest = request.query.get("digest")
-        core.check_digest(digest or "")
+        reference.check_digest(digest or "")
         if request.content_length or request.headers.get("Transfer-Encoding"):
-            await self.consume(request, self.reg.append, name, uuid, self._range_start(request))
-        blob = await self.run(self.reg.finish_upload, name, uuid, digest)
+            await self.consume(request, self.reg.uploads.append, name, uuid, self._range_start(request))
+        blob = await self.run(self.reg.uploads.finish, name, uuid, digest)
         return web.Response(status=201, headers={"Location": f"/v2/{name}/blobs/{blob.digest}",
                                                  "Docker-Content-Digest": blob.digest, "Content-Length": "0"})
 
-    async def upload_status(self, name: str, uuid: str) -> web.Response:
-        size = await self.run(self.reg.upload_size, name, uuid)
+    async def upload_status(self, request: web.Request) -> web.Response:
+        name, uuid = self._name(request), request.match_info["uuid"]
+        size = await self.run(self.reg.uploads.size, name, uuid)
         return web.Response(status=204, headers=self._upload_headers(name, uuid, size))
 
     # --- manifests -----------------------------------------------------------------
-    async def get_manifest(self, request: web.Request, name: str, ref: str) -> web.Response:
-        body, media, digest = await self.run(self.reg.get_manifest, name, ref)
+    async def cancel_upload(self, request: web.Request) -> web.Response:
+        await self.run(self.reg.uploads.cancel, self._name(request), request.match_info["uuid"])
+        return web.Response(status=204)
+
+    async def get_manifest(self, request: web.Request) -> web.Response:
+        name, ref = self._name(request), request.match_info["reference"]
+        body, media, digest = await self.run(self.reg.manifests.get, name, ref)
         headers = {"Docker-Content-Digest": digest, "Content-Type": media}
         if request.method == "HEAD":
             return web.Response(status=200, headers={**headers, "Content-Length": str(len(body))})
         return web.Response(status=200, body=body, headers=headers)
 
-    async def put_manifest(self, request: web.Request, name: str, ref: str) -> web.Response:
-        if (request.content_length or 0) > core.MAX_MANIFEST:
-            raise RegistryError(413, "SIZE_INVALID", f"manifest larger than {core.MAX_MANIFEST} bytes",
+    async def delete_manifest(self, request: web.Request) -> web.Response:
+        await self.run(self.reg.manifests.delete, self._name(request), request.match_info["reference"])
+        return web.Response(status=202)
+
+    async def put_manifest(self, request: web.Request) -> web.Response:
+        name, ref = self._name(request), request.match_info["reference"]
+        if (request.content_length or 0) > reference.MAX_MANIFEST:
+            raise RegistryError(413, Code.SIZE_INVALID, f"manifest larger than {reference.MAX_MANIFEST} bytes",
                                 {"size": request.content_length})
         body = bytearray()
         async for c in request.content.iter_chunked(1 << 16):
             body += c
-            if len(body) > core.MAX_MANIFEST:
-                raise RegistryError(413, "SIZE_INVALID", f"manifest larger than {core.MAX_MANIFEST} bytes")
+            if len(body) > reference.MAX_MANIFEST:
+                raise RegistryError(413, Code.SIZE_INVALID, f"manifest larger than {reference.MAX_MANIFEST} bytes")
         body = bytes(body)
-        digest, subject = await self.run(self.reg.put_manifest, name, ref, body,
+        digest, subject = await self.run(self.reg.manifests.put, name, ref, body,
                                          request.headers.get("Content-Type", ""))
         headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest,
                    "Content-Length": "0"}
@@ -345,37 +346,63 @@ class Server:
             try:
                 n = int(q["n"])
             except ValueError:
-                raise RegistryError(400, "PAGINATION_NUMBER_INVALID", "invalid n", {"n": q["n"][:20]}) from None
+                # no OCI error code fits (the spec allows 14): a plain 400
+                raise web.HTTPBadRequest(text=f"invalid n: {q['n'][:20]!r}\n") from None
             if n < len(items) and n > 0:
                 headers["Link"] = f'<{path}?n={n}&last={items[n - 1]}>; rel="next"'
             items = items[:max(n, 0)]
         return items, headers
 
-    async def tags(self, request: web.Request, name: str) -> web.Response:
+    async def tags(self, request: web.Request) -> web.Response:
+        name = self._name(request)
         if not await self.run(self.reg.repo_exists, name):
-            raise RegistryError(404, "NAME_UNKNOWN", "repository name not known to registry", {"name": name})
-        items, headers = self._page(await self.run(self.reg.tags, name), request, f"/v2/{name}/tags/list")
+            raise RegistryError(404, Code.NAME_UNKNOWN, "repository name not known to registry", {"name": name})
+        items, headers = self._page(await self.run(self.reg.tags.list, name), request, f"/v2/{name}/tags/list")
         return web.json_response({"name": name, "tags": items}, headers=headers)
 
     async def catalog(self, request: web.Request) -> web.Response:
         items, headers = self._page(await self.run(self.reg.catalog), request, "/v2/_catalog")
         return web.json_response({"repositories": items}, headers=headers)
 
-    async def referrers(self, request: web.Request, name: str, digest: str) -> web.Response:
-        core.check_digest(digest)
+    async def referrers(self, request: web.Request) -> web.Response:
+        name, digest = self._name(request), request.match_info["digest"]
+        reference.check_digest(digest)
         art = request.query.get("artifactType")
-        descs = await self.run(self.reg.referrers, name, digest, art)
+        descs = await self.run(self.reg.referrers.list, name, digest, art)
         headers = {"OCI-Filters-Applied": "artifactType"} if art else {}
-        return web.Response(status=200, body=json.dumps({"schemaVersion": 2, "mediaType": core.OCI_INDEX,
+        return web.Response(status=200, body=json.dumps({"schemaVersion": 2, "mediaType": reference.OCI_INDEX,
                                                           "manifests": descs}).encode(),
-                            headers={**headers, "Content-Type": core.OCI_INDEX})
+                            headers={**headers, "Content-Type": reference.OCI_INDEX})
 
 
-def make_app(registry: core.Registry, redirect_blobs: bool = False, cache: BlobCache | None = None) -> web.Application:
+async def _collect_garbage(app: web.Application, interval: float):
+    """Online GC every ``interval`` seconds while the server runs."""
+    srv: Server = app["server"]
+
+    async def every():
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                out = await srv.run(srv.reg.gc)
+                log.info("gc: kept %d blobs, removed %d", out["kept"], len(out["removed"]))
+            except (storage.StorageError, OSError) as err:
+                log.warning("gc failed (tried again in %.0f s): %s", interval, err)
+
+    task = asyncio.create_task(every())
+    yield
+    task.cancel()
+
+
+def make_app(registry: core.Registry, redirect_blobs: bool = False, cache: BlobCache | None = None,
+             gc_interval: float = 0) -> web.Application:
+    """The registry's web application; ``gc_interval`` > 0 runs online GC that often."""
     srv = Server(registry, redirect_blobs=redirect_blobs, cache=cache)
-    app = web.Application(client_max_size=0)  # bodies stream; no whole-body limit applies
-    app.router.add_route("*", "/v2{tail:.*}", srv.handle)
+    # bodies stream; no whole-body limit applies
+    app = web.Application(client_max_size=0, middlewares=[srv.errors])
+    app.add_routes(srv.routes())
     app["server"] = srv
+    if gc_interval > 0:
+        app.cleanup_ctx.append(lambda a: _collect_garbage(a, gc_interval))
     return app
 
 
@@ -384,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--storage", required=True, help="file:///PATH or hdfs://NAMENODE:HTTPPORT[,...]/PATH")
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--gc-grace", type=float, default=3600.0)
+    p.add_argument("--gc-grace", type=float, default=3600.0,
+                   help="seconds an unreferenced blob is kept (a push in flight may still reference it)")
+    p.add_argument("--gc-interval", type=float, default=0, help="run online GC this often (seconds; 0: never)")
     p.add_argument("--redirect-blobs", action="store_true",
                    help="send blob GETs to where storage serves them (HDFS: the DataNode), not through this server"
                         " (ignored with --cache-dir)")
@@ -395,8 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("hdfs").setLevel(logging.WARNING)  # a line for every WebHDFS call otherwise
     reg = core.Registry(storage.from_url(args.storage), gc_grace=args.gc_grace)
     cache = BlobCache(args.cache_dir, args.cache_size) if args.cache_dir else None
-    web.run_app(make_app(reg, redirect_blobs=args.redirect_blobs, cache=cache), host=args.host, port=args.port,
-                access_log=None)
+    web.run_app(make_app(reg, redirect_blobs=args.redirect_blobs, cache=cache, gc_interval=args.gc_interval),
+                host=args.host, port=args.port, access_log=None)
     return 0
 
 

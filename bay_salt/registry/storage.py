@@ -5,9 +5,14 @@ builds every path itself from validated names and digests (see
 :mod:`bay_salt.registry.layout`), and :func:`check_path` refuses anything
 else (``..``, absolute, empty parts) once more here.
 
-Writes of whole objects are atomic (write a temporary object, then rename),
-so a crash never leaves a partial object visible under its final name.
-Both drivers are synchronous; the server runs them in a thread pool.
+Writes of whole objects are atomic (write a temporary object beside the final
+one, then rename), so a crash never leaves a partial object visible under its
+final name, and listings never show temporary objects: their names carry
+:data:`TMP_MARK`, which no repository name, tag or digest can contain.
+Optional features (a local file to send with sendfile, a URL where storage
+serves an object itself) are part of the interface: a driver without them
+answers None. Both drivers are synchronous; the server runs them in a thread
+pool.
 """
 
 from __future__ import annotations
@@ -17,12 +22,22 @@ import os
 import posixpath
 import secrets
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 CHUNK = 1 << 20
+#: marks a temporary object (no name, tag or digest of the spec's grammar has a "~")
+TMP_MARK = "~tmp-"
+
+
+def tmp_name(final: str) -> str:
+    return f"{final}{TMP_MARK}{secrets.token_hex(6)}"
+
+
+def visible(entries: list[str]) -> list[str]:
+    """A listing without temporary objects, sorted."""
+    return sorted(e for e in entries if TMP_MARK not in e)
 
 
 class StorageError(RuntimeError):
@@ -58,7 +73,14 @@ class Driver(Protocol):
     def append_stream(self, path: str, chunks: Iterator[bytes]) -> int: ...
     def move(self, src: str, dst: str) -> None: ...
     def delete(self, path: str) -> None: ...
-    def list(self, path: str) -> list[str]: ...
+    def list(self, path: str) -> list[str]:
+        """Names under ``path``, sorted, never a temporary object's."""
+
+    def local_path(self, path: str) -> str | None:
+        """The object's file on this machine (sent with sendfile), or None."""
+
+    def location(self, path: str, offset: int = 0, length: int | None = None) -> str | None:
+        """A URL where storage itself serves the object's bytes, or None."""
 
 
 class LocalDriver:
@@ -73,9 +95,12 @@ class LocalDriver:
     def _p(self, path: str) -> str:
         return os.path.join(self.root, *check_path(path).split("/"))
 
-    def local_path(self, path: str) -> str:
+    def local_path(self, path: str) -> str | None:
         """Where the object is on this machine's disk (the server sends it with sendfile)."""
         return self._p(path)
+
+    def location(self, path: str, offset: int = 0, length: int | None = None) -> str | None:
+        return None
 
     def stat(self, path: str) -> Stat:
         try:
@@ -111,16 +136,13 @@ class LocalDriver:
 
         return gen()
 
-    def _tmp(self, final: str) -> str:
-        return f"{final}.tmp-{secrets.token_hex(6)}"
-
     def put(self, path: str, data: bytes) -> None:
         self.put_stream(path, iter([data]))
 
     def put_stream(self, path: str, chunks: Iterator[bytes]) -> int:
         final = self._p(path)
         os.makedirs(os.path.dirname(final), exist_ok=True)
-        tmp = self._tmp(final)
+        tmp = tmp_name(final)
         n = 0
         try:
             with open(tmp, "wb") as fh:
@@ -169,7 +191,7 @@ class LocalDriver:
 
     def list(self, path: str) -> list[str]:
         try:
-            return sorted(os.listdir(self._p(path)))
+            return visible(os.listdir(self._p(path)))
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(path) from None
 
@@ -207,7 +229,10 @@ class HDFSDriver:
     def read(self, path: str) -> bytes:
         return b"".join(self.open(path))
 
-    def location(self, path: str, offset: int = 0, length: int | None = None) -> str:
+    def local_path(self, path: str) -> str | None:
+        return None
+
+    def location(self, path: str, offset: int = 0, length: int | None = None) -> str | None:
         """Where a DataNode serves these bytes (WebHDFS OPEN without following
         the redirect): the registry can send clients there directly."""
         params = {"offset": offset, "noredirect": "true"}
@@ -255,7 +280,7 @@ class HDFSDriver:
         # the temporary object sits beside the final one: CREATE makes the
         # directories, and the rename needs no MKDIRS (3 requests in all)
         final = self._p(path)
-        tmp = f"{final}.tmp-{secrets.token_hex(6)}"
+        tmp = tmp_name(final)
         counted = _Counting(chunks)
         try:
             self.client.write(tmp, data=counted, overwrite=True)
@@ -296,7 +321,7 @@ class HDFSDriver:
 
     def list(self, path: str) -> list[str]:
         try:
-            return sorted(self.client.list(self._p(path)))
+            return visible(self.client.list(self._p(path)))
         except self._hdfs.HdfsError as err:
             if self._missing(err) or "not a directory" in str(err).lower():
                 raise NotFound(path) from None
@@ -336,6 +361,3 @@ def from_url(url: str) -> Driver:
         return LocalDriver(url)
     raise StorageError(f"storage {url!r}: expected file:///PATH or hdfs://NAMENODE:PORT[,...]/PATH")
 
-
-def now() -> float:
-    return time.time()

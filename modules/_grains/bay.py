@@ -3,7 +3,8 @@ Bay grains: the node's capacity for placement (``bay_capacity``).
 """
 
 try:
-    from bay_salt import capacity
+    from bay_salt import saltloader
+    from bay_salt.node import capacity
 
     HAS_BAY = True
 except ImportError:  # pragma: no cover - depends on the minion's Python
@@ -13,6 +14,9 @@ except ImportError:  # pragma: no cover - depends on the minion's Python
 def __virtual__():
     if not HAS_BAY:
         return (False, "bay_salt is not installed in the Python that runs Salt")
+    refused = saltloader.foreign(__file__)
+    if refused:
+        return (False, refused)
     return "bay"
 
 

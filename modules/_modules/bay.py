@@ -8,8 +8,10 @@ import logging
 from salt.exceptions import CommandExecutionError
 
 try:
-    from bay_salt import aptsources, nodeconf
-    from bay_salt import settings as bay_settings
+    from bay_salt import saltloader
+    from bay_salt.model import settings as bay_settings
+    from bay_salt.node import aptsources
+    from bay_salt.node import config as nodeconf
 
     HAS_BAY = True
     IMPORT_ERROR = ""
@@ -25,6 +27,9 @@ __virtualname__ = "bay"
 def __virtual__():
     if not HAS_BAY:
         return (False, f"bay_salt is not installed in the Python that runs Salt: {IMPORT_ERROR}")
+    refused = saltloader.foreign(__file__)
+    if refused:
+        return (False, refused)
     return __virtualname__
 
 

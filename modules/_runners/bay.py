@@ -1,20 +1,18 @@
 """
 Bay runner: deploy, scale and inspect services declared in pillar under
-``bay:services``. A thin adapter over :mod:`bay_salt.controller`.
+``bay:services``. A thin adapter over :mod:`bay_salt.control.operations`.
 """
 
 import logging
 
-import salt.client
-import salt.utils.minions
 from salt.exceptions import SaltInvocationError
 
 try:
-    import consul
-
-    from bay_salt import controller
-    from bay_salt.deploy import DeployError
-    from bay_salt.services import SpecError
+    from bay_salt import saltloader
+    from bay_salt.control import operations, saltbackend
+    from bay_salt.kv.store import TxnError, Unavailable
+    from bay_salt.model.services import SpecError
+    from bay_salt.scheduling.backend import DeployError
 
     HAS_BAY = True
 except ImportError:  # pragma: no cover
@@ -28,18 +26,25 @@ __virtualname__ = "bay"
 def __virtual__():
     if not HAS_BAY:
         return (False, "bay_salt is not installed in the Python that runs the salt-master")
+    refused = saltloader.foreign(__file__)
+    if refused:
+        return (False, refused)
     return __virtualname__
-
-
-def _backend():
-    # only the minions connected now: a call never waits out a dead node's timeout
-    connected = sorted(salt.utils.minions.CkMinions(__opts__).connected_ids())
-    return controller.SaltBackend(salt.client.get_local_client(__opts__["conf_file"]), connected or "*")
 
 
 def _event(tag, data):
     log.info("%s %s", tag, data)
     __salt__["event.send"](tag, data)
+
+
+def _run(fn, *args, **kwargs):
+    """The operation with the master's backend; every failure is one line for the user."""
+    try:
+        return fn(saltbackend.for_master(__opts__), *args, **kwargs)
+    except (SpecError, ValueError, DeployError, TxnError) as exc:
+        raise SaltInvocationError(str(exc)) from None
+    except Unavailable as exc:
+        raise SaltInvocationError(str(exc)) from None
 
 
 def deploy(name):
@@ -53,12 +58,7 @@ def deploy(name):
 
         salt-run bay.deploy web
     """
-    try:
-        return controller.deploy(_backend(), name, event=_event)
-    except (SpecError, ValueError, DeployError) as exc:
-        raise SaltInvocationError(str(exc)) from None
-    except consul.ConsulException as exc:
-        raise SaltInvocationError(f"Consul: {exc}") from None
+    return _run(operations.deploy, name, event=_event)
 
 
 def plan(name):
@@ -72,12 +72,7 @@ def plan(name):
 
         salt-run bay.plan web
     """
-    try:
-        return controller.plan(_backend(), name)
-    except (SpecError, ValueError, DeployError) as exc:
-        raise SaltInvocationError(str(exc)) from None
-    except consul.ConsulException as exc:
-        raise SaltInvocationError(f"Consul: {exc}") from None
+    return _run(operations.plan, name)
 
 
 def scale(target, count):
@@ -94,13 +89,11 @@ def scale(target, count):
     service, _, group = str(target).partition(".")
     try:
         count = int(count)
-        if not group or count < 0:
-            raise ValueError(f"usage: bay.scale SERVICE.GROUP COUNT (got {target!r} {count})")
-        return controller.deploy(_backend(), service, {group: count}, event=_event)
-    except (SpecError, ValueError, DeployError) as exc:
-        raise SaltInvocationError(str(exc)) from None
-    except consul.ConsulException as exc:
-        raise SaltInvocationError(f"Consul: {exc}") from None
+    except ValueError:
+        raise SaltInvocationError(f"usage: bay.scale SERVICE.GROUP COUNT (got {target!r} {count!r})") from None
+    if not group or count < 0:
+        raise SaltInvocationError(f"usage: bay.scale SERVICE.GROUP COUNT (got {target!r} {count})")
+    return _run(operations.deploy, service, {group: count}, event=_event)
 
 
 def status(name=None):
@@ -114,9 +107,4 @@ def status(name=None):
         salt-run bay.status
         salt-run bay.status web
     """
-    try:
-        return controller.status(_backend(), name)
-    except (SpecError, DeployError) as exc:
-        raise SaltInvocationError(str(exc)) from None
-    except consul.ConsulException as exc:
-        raise SaltInvocationError(f"Consul: {exc}") from None
+    return _run(operations.status, name)

@@ -10,10 +10,22 @@ Deploy Bay services from states (orchestrate or highstate on the master):
 Honours ``test=True`` (reports the plan, changes nothing).
 """
 
+try:
+    from bay_salt import saltloader
+
+    HAS_BAY = True
+except ImportError:  # pragma: no cover
+    HAS_BAY = False
+
 __virtualname__ = "bay_service"
 
 
 def __virtual__():
+    if not HAS_BAY:
+        return (False, "bay_salt is not installed in the Python that runs Salt")
+    refused = saltloader.foreign(__file__)
+    if refused:
+        return (False, refused)
     if "saltutil.runner" not in __salt__:
         return (False, "bay_service needs saltutil.runner (run it on the master: salt-run state.orchestrate)")
     return __virtualname__

@@ -1,4 +1,8 @@
-{%- from "bay/map.jinja" import bay with context %}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import bay with context %}
+# what this part needs, so `state.apply bay.cadvisor` works on its own
+include:
+  - {{ tplroot }}.docker
 bay-cadvisor-package:
   pkg.installed:
     - name: {{ bay.cadvisor.package }}

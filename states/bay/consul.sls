@@ -1,4 +1,5 @@
-{%- from "bay/map.jinja" import bay with context %}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import bay with context %}
 {%- set c = bay.consul %}
 {%- if c.source == 'hashicorp' %}
 bay-consul-repo:

@@ -1,4 +1,8 @@
-{%- from "bay/map.jinja" import bay with context %}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import bay with context %}
+# what this part needs, so `state.apply bay.docker` works on its own
+include:
+  - {{ tplroot }}.python
 bay-docker-package:
   pkg.installed:
     - name: {{ bay.docker.package }}
@@ -20,7 +24,7 @@ bay-docker-service:
     - watch:
       - file: bay-docker-daemon-config
 
-# Docker's event stream -> Salt events to the master, at once (bay_salt.eventwatch)
+# Docker's event stream -> Salt events to the master, at once (bay_salt.node.docker_events)
 bay-events-unit:
   file.managed:
     - name: /etc/systemd/system/bay-events.service

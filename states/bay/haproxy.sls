@@ -1,4 +1,9 @@
-{%- from "bay/map.jinja" import bay with context %}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import bay with context %}
+# what this part needs, so `state.apply bay.haproxy` works on its own
+include:
+  - {{ tplroot }}.python
+  - {{ tplroot }}.consul
 bay-haproxy-package:
   pkg.installed:
     - name: {{ bay.haproxy.package }}

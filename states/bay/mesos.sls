@@ -1,4 +1,8 @@
-{%- from "bay/map.jinja" import bay with context %}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import bay with context %}
+# what this part needs, so `state.apply bay.mesos` works on its own
+include:
+  - {{ tplroot }}.docker
 {#- Off by default: Mesos packages are in no repository Bay's CI reaches. #}
 {%- if bay.mesos.enabled %}
 {%- if bay.mesos.repo %}

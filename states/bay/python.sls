@@ -1,4 +1,5 @@
-{%- from "bay/map.jinja" import bay with context %}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import bay with context %}
 # What Bay's modules import, in the Python that runs the salt-minion.
 bay-python-packages:
   pip.installed:

@@ -1,4 +1,9 @@
-{%- from "bay/map.jinja" import bay with context %}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import bay with context %}
+# what this part needs, so `state.apply bay.registry` works on its own
+include:
+  - {{ tplroot }}.python
+  - {{ tplroot }}.consul
 {#- Bay's image registry (bay_salt.registry), on nodes with role `registry`:
     stateless instances over one storage (HDFS or a shared disk), each
     registered in Consul KV once it answers, so every node's HAProxy serves

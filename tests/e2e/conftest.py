@@ -1,6 +1,11 @@
 """One real `bay up` cluster (3 nodes) for the whole session, shared by the e2e
-tests and removed at the end with `bay down` (by its cluster label)."""
+tests and removed at the end with `bay down` (by its cluster label).
 
+Tests that restart or remove part of the shared cluster carry
+``@pytest.mark.disruptive(order=N)``: they run after all the others, in that
+order, whatever their file names."""
+
+import copy
 import os
 
 import pytest
@@ -11,6 +16,14 @@ from bay_salt.cluster.progress import Progress
 
 CLUSTER = os.environ.get("BAY_E2E_CLUSTER", "e2e")
 NODES = 3
+
+
+def pytest_collection_modifyitems(config, items):
+    """Disruptive e2e tests last, by their declared order (a stable sort: the rest keep theirs)."""
+    def key(item):
+        mark = item.get_closest_marker("disruptive")
+        return (0, 0) if mark is None else (1, mark.kwargs.get("order", 0))
+    items.sort(key=key)
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +52,12 @@ def node(request, cluster):
     host = testinfra.get_host(f"docker://{info.container}")
     host.info = info
     return host
+
+
+@pytest.fixture
+def pillar(cluster):
+    """The demo services pillar, restored (and redeployed) after the test."""
+    original = cluster.services_pillar()
+    yield copy.deepcopy(original)
+    cluster.set_services(original)
+    cluster.runner("bay.deploy", "demo")

@@ -8,9 +8,8 @@ import copy
 import json
 import time
 
-from bay_salt import names
-from tests.e2e.test_controller import kv_get
-from tests.e2e.test_services import ids_via, pillar  # noqa: F401 (fixture)
+from bay_salt.model import names
+from tests.e2e.helpers import eventually, ids_via, kv_get
 
 PORT = 10095
 SCRIPT = (
@@ -51,25 +50,19 @@ def test_cpu_load_scales_up_then_down_after_the_window(cluster, pillar):
         cluster.runner("bay.deploy", "burn")
         assert count(cluster) == 1
         node1.exec_run(["hey", "-z", "60s", "-c", "6", f"http://127.0.0.1:{PORT}/cgi-bin/burn"], detach=True)
-        deadline, peak = time.monotonic() + 75, 1
-        while peak < 3:
-            assert time.monotonic() < deadline, f"not scaled up under load: {decisions(cluster, since)}"
-            time.sleep(2)
-            peak = max(peak, count(cluster))
+        eventually(lambda: count(cluster) >= 3, 75, "scaled up to 3 under load", interval=2)
         ups = [d for d in decisions(cluster, since) if "'reason': 'up'" in d]
         assert ups, decisions(cluster, since)
         # routed: every node's HAProxy serves the instances the autoscaler added
-        want = set(i.split("@")[0] for i in cluster.runner("bay.status", "burn")["burn.cpu"]["instances"])
-        deadline = time.monotonic() + 30
-        while {i for i, _ in ids_via(cluster.nodes()[1].address, PORT, 30)} != want:
-            assert time.monotonic() < deadline
-            want = set(i.split("@")[0] for i in cluster.runner("bay.status", "burn")["burn.cpu"]["instances"])
+
+        def routed():
+            want = {i.split("@")[0] for i in cluster.runner("bay.status", "burn")["burn.cpu"]["instances"]}
+            return {i for i, _ in ids_via(cluster.nodes()[1].address, PORT, 30)} == want
+
+        eventually(routed, 30, "node2's HAProxy serves every burn.cpu instance", interval=0)
         node1.exec_run(["pkill", "hey"])
         stopped = time.monotonic()
-        deadline = stopped + 150
-        while count(cluster) > 1:
-            assert time.monotonic() < deadline, f"not scaled down: {decisions(cluster, since)[-5:]}"
-            time.sleep(2)
+        eventually(lambda: count(cluster) <= 1, 150, "scaled down to 1 after the window", interval=2)
         assert time.monotonic() - stopped >= 20  # not before the 20 s window had passed
         downs = [d for d in decisions(cluster, since) if "'reason': 'down'" in d]
         assert downs and any("deferred" in d for d in decisions(cluster, since))

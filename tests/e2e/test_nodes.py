@@ -1,10 +1,11 @@
 """testinfra checks of every node of a `bay up` cluster after `state.apply bay`."""
 
 import json
-import time
 
 import pytest
 import yaml
+
+from tests.e2e.helpers import eventually
 
 SERVICES = ["salt-minion", "docker", "bay-events", "consul", "haproxy", "bay-lb-sync", "cadvisor"]
 
@@ -33,7 +34,7 @@ def test_haproxy_runtime_socket(node):
     sock = node.file("/run/haproxy/admin.sock")
     assert sock.is_socket and sock.user == "root" and sock.mode == 0o600
     out = node.check_output(
-        "/opt/bay/venv/bin/python -c 'from bay_salt.haproxy_runtime import RuntimeAPI; "
+        "/opt/bay/venv/bin/python -c 'from bay_salt.node.haproxy_runtime import RuntimeAPI; "
         "print(RuntimeAPI(\"/run/haproxy/admin.sock\").execute(\"show info\"))'"
     )
     assert "Name: HAProxy" in out
@@ -101,17 +102,15 @@ def test_gossip_encrypted_and_key_in_no_log_or_job_cache(cluster, node):
     assert res.exit_code == 1, "the gossip key is in the master's job cache or log"
 
 
-def test_restarted_minion_is_synced_by_the_reactor(cluster):
-    """reactor/minion_start.sls: a minion that starts gets saltutil.sync_all."""
-    master = cluster.master()
-    since = int(master.exec_run(["sh", "-c", "wc -l < /var/log/salt/master"]).output.decode().strip())
+def test_modules_come_with_the_package_not_a_sync(cluster):
+    """No file server carries Bay's modules and no minion holds a synced copy:
+    a restarted minion has them at once, from the bay-salt it runs."""
     node = cluster.client.containers.get(next(n for n in cluster.nodes() if n.id == "node3").container)
     assert node.exec_run(["systemctl", "restart", "salt-minion"]).exit_code == 0
-    deadline = time.monotonic() + 60
-    while True:
-        log = master.exec_run(["sh", "-c", f"tail -n +{since + 1} /var/log/salt/master"]).output.decode()
-        if "Published command saltutil.sync_all" in log:
-            break
-        assert time.monotonic() < deadline, log[-3000:]
-        time.sleep(1)
-    assert cluster.salt("node3", "test.ping", timeout=30).get("node3") is True
+    eventually(lambda: cluster.salt("node3", "test.ping", timeout=5).get("node3") is True, 60, "node3 answers")
+    ret = cluster.salt("node3", "bay_docker.instances", timeout=30)["node3"]
+    assert isinstance(ret, list), ret
+    listing = node.exec_run(["sh", "-c", "ls /var/cache/salt/minion/extmods/*/ 2>/dev/null"]).output.decode()
+    assert "bay" not in listing, listing
+    served = cluster.salt("node3", "cp.list_master", timeout=30)["node3"]
+    assert served and not [f for f in served if f.startswith(("_modules", "_states", "_runners", "_engines"))]

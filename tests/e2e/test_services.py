@@ -3,63 +3,11 @@ routed by HAProxy on every node, scaled, rolled, and refused when invalid or
 unschedulable (with nothing changed)."""
 
 import copy
-import time
-import urllib.request
 
 import pytest
 
 from bay_salt.cluster.local import BayError
-
-WEB, API = 10080, 10081
-
-
-def ids_via(address, port, tries=24):
-    seen = set()
-    for _ in range(tries):
-        try:
-            body = urllib.request.urlopen(f"http://{address}:{port}/", timeout=2).read().decode().split()
-            seen.add((body[1], body[2]))
-        except OSError:
-            pass
-    return seen
-
-
-def registered(cluster, group):
-    st = cluster.runner("bay.status", "demo")[f"demo.{group}"]
-    return {line.split("@")[0] for line in st["instances"]}
-
-
-def wait_routed(cluster, port, group, expect_count, version="v1", timeout=30):
-    """Every node's HAProxy routes exactly the registered instances."""
-    deadline = time.monotonic() + timeout
-    while True:
-        want = registered(cluster, group)
-        got = {n.id: ids_via(n.address, port) for n in cluster.nodes()}
-        ok = len(want) == expect_count and all({i for i, _ in g} == want and {v for _, v in g} == {version}
-                                              for g in got.values())
-        if ok:
-            return want
-        if time.monotonic() > deadline:
-            raise AssertionError(f"routing did not converge: registered {sorted(want)}, seen {got}")
-        time.sleep(0.5)
-
-
-def containers(cluster, group):
-    out = set()
-    for n in cluster.nodes():
-        res = cluster.client.containers.get(n.container).exec_run(
-            ["docker", "ps", "--filter", f"label=io.bay.group={group}", "--format", "{{.Label \"io.bay.instance\"}}"])
-        out |= set(res.output.decode().split())
-    return out
-
-
-@pytest.fixture
-def pillar(cluster):
-    """The demo services pillar, restored (and redeployed) after the test."""
-    original = cluster.services_pillar()
-    yield copy.deepcopy(original)
-    cluster.set_services(original)
-    cluster.runner("bay.deploy", "demo")
+from tests.e2e.helpers import API, WEB, containers, registered, wait_routed
 
 
 def test_demo_is_routed_on_every_node(cluster):

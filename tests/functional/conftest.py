@@ -10,7 +10,7 @@ from tests.helpers import CHECKOUT
 @pytest.fixture(scope="package")
 def salt_master(salt_factories):
     overrides = {
-        "file_roots": {"base": [str(CHECKOUT / "states"), str(CHECKOUT / "modules")]},
+        "file_roots": {"base": [str(CHECKOUT / "states")]},
         "auto_accept": False,
     }
     factory = salt_factories.salt_master_daemon("bay-func-master", overrides=overrides)
@@ -22,8 +22,6 @@ def salt_master(salt_factories):
 def salt_minion(salt_master):
     factory = salt_master.salt_minion_daemon("bay-func-minion")
     with factory.started():
-        ret = factory.salt_call_cli().run("saltutil.sync_all")
-        assert ret.returncode == 0, ret
         yield factory
 
 

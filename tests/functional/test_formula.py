@@ -104,3 +104,14 @@ def test_registry_renders_for_the_registry_role(pillar, salt_call):
     ret = salt_call.run("state.show_sls", "bay.registry")
     assert ret.returncode == 0, ret
     assert "bay-registry-storage" not in ret.data and "bay-registry-service" in ret.data
+
+
+def test_each_part_stands_alone(pillar, salt_call):
+    """`state.apply bay.cadvisor` (or any part) brings what it requires."""
+    pillar(VALID_PILLAR)
+    for sls, needs in (("bay.cadvisor", {"bay-docker-service", "bay-python-packages"}),
+                       ("bay.haproxy", {"bay-consul-service", "bay-python-packages"}),
+                       ("bay.registry", set())):
+        ret = salt_call.run("state.show_sls", sls)
+        assert ret.returncode == 0, (sls, ret)
+        assert needs <= set(ret.data), (sls, sorted(ret.data))

@@ -7,9 +7,10 @@ import shutil
 import consul
 import pytest
 
-from bay_salt import nodeconf, settings
-from bay_salt.localdaemons import Daemon, free_port, start_consul, wait_for
+from bay_salt.model import settings
+from bay_salt.node import config as nodeconf
 from tests.helpers import CHECKOUT
+from tests.support.daemons import Daemon, free_port, start_consul, wait_for
 
 
 def node_settings(**extra):
@@ -70,7 +71,7 @@ def hdfs(tmp_path_factory):
     """A real HDFS for the session: Hadoop's MiniDFSCluster (jars from Maven, scripts/hdfs.sh)."""
     if not shutil.which("java"):
         pytest.fail("java is not installed: run scripts/setup.sh")
-    from bay_salt.localdaemons import start_minidfs
+    from bay_salt.cluster.processes import start_minidfs
 
     daemon, http = start_minidfs(tmp_path_factory.mktemp("hdfs"), CHECKOUT)
     try:

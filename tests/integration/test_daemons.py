@@ -5,8 +5,8 @@ import signal
 import stat
 import urllib.request
 
-from bay_salt.haproxy_runtime import RuntimeAPI
-from bay_salt.localdaemons import wait_for
+from bay_salt.node.haproxy_runtime import RuntimeAPI
+from tests.support.daemons import wait_for
 
 
 def test_consul_agent_with_the_formula_config_elects_itself_and_serves_kv(consul_agent):

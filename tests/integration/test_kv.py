@@ -3,11 +3,14 @@
 import consul
 import pytest
 
-from bay_salt import kv, names
+from bay_salt.kv import store as kv
+from bay_salt.kv.records import Instance
+from bay_salt.kv.store import ConsulStore
+from bay_salt.model import names
 
 
 def instances(n, service="feed", group="read"):
-    return [kv.Instance(service, group, f"i{k:04d}", f"node{k % 3 + 1}", f"127.0.0.{k % 3 + 1}", 31000 + k)
+    return [Instance(service, group, f"i{k:04d}", f"node{k % 3 + 1}", f"127.0.0.{k % 3 + 1}", 31000 + k)
             for k in range(n)]
 
 
@@ -20,11 +23,12 @@ def clean(consul_agent):
 
 def test_thousand_instances_in_chunks_of_64(clean):
     batch = instances(1000)
-    assert kv.apply(clean, kv.register_ops(batch)) == 16  # ceil(1000 / 64)
-    _, found = kv.read_instances(clean, "feed", "read")
+    store = ConsulStore(clean)
+    assert store.apply(kv.register_ops(batch)) == 16  # ceil(1000 / 64)
+    found = store.instances("feed", "read")
     assert sorted(found, key=lambda i: i.instance) == batch
-    assert kv.apply(clean, kv.deregister_ops(batch[:500])) == 8
-    assert len(kv.read_instances(clean, "feed")[1]) == 500
+    assert store.apply(kv.deregister_ops(batch[:500])) == 8
+    assert len(store.instances("feed")) == 500
 
 
 def test_65_operations_in_one_transaction_are_refused_by_consul(clean):
@@ -34,9 +38,20 @@ def test_65_operations_in_one_transaction_are_refused_by_consul(clean):
 
 def test_a_failed_chunk_applies_nothing(clean):
     good = instances(3)
-    kv.apply(clean, kv.register_ops(good[:1]))
+    store = ConsulStore(clean)
+    store.apply(kv.register_ops(good[:1]))
     index, _ = clean.kv.get(good[0].key)
     stale_cas = kv.op_set(good[0].key, "changed", cas=int(index) + 1000)  # wrong index: the txn must roll back
     with pytest.raises(kv.TxnError):
-        kv.apply(clean, kv.register_ops(good[1:]) + [stale_cas])
-    assert [i.instance for i in kv.read_instances(clean)[1]] == ["i0000"]
+        store.apply(kv.register_ops(good[1:]) + [stale_cas])
+    assert [i.instance for i in store.instances()] == ["i0000"]
+
+
+def test_consul_not_answering_is_one_line_naming_it():
+    from tests.support.daemons import free_port
+
+    store = ConsulStore(kv.client("127.0.0.1", free_port(), timeout=1))
+    with pytest.raises(kv.Unavailable, match=r"Consul at 127\.0\.0\.1:\d+ does not answer"):
+        store.instances()
+    with pytest.raises(kv.Unavailable, match="no Consul server answered"):
+        kv.first_answering(["127.0.0.1"], free_port(), timeout=1)

@@ -11,9 +11,13 @@ import urllib.request
 
 import pytest
 
-from bay_salt import kv, lbsync, names
-from bay_salt.haproxy_runtime import RuntimeAPI
-from bay_salt.localdaemons import free_port, wait_for
+from bay_salt.kv import store as kv
+from bay_salt.kv.records import Instance
+from bay_salt.kv.store import ConsulStore
+from bay_salt.model import names
+from bay_salt.node import lbsync
+from bay_salt.node.haproxy_runtime import RuntimeAPI
+from tests.support.daemons import free_port, wait_for
 
 HEALTH = {"http": "/healthz", "interval": 0.2, "timeout": 0.2, "rise": 1, "fall": 1}
 
@@ -24,7 +28,7 @@ class Backend(http.server.ThreadingHTTPServer):
 
 def start_backend(name):
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             body = name.encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -64,7 +68,7 @@ def route_ops(listen):
 
 
 def inst(name, port, health="passing"):
-    return kv.Instance("web", "api", name, "node1", "127.0.0.1", port, health)
+    return Instance("web", "api", name, "node1", "127.0.0.1", port, health)
 
 
 def seen(listen, tries=40):
@@ -83,14 +87,14 @@ def snapshot(client):
 
 def test_new_group_reload_then_scale_through_runtime_api(consul_agent, haproxy, sync, backends):
     listen = free_port()
-    kv.apply(consul_agent, route_ops(listen) + kv.register_ops([inst("i1", backends["b1"]), inst("i2", backends["b2"])]))
+    ConsulStore(consul_agent).apply(route_ops(listen) + kv.register_ops([inst("i1", backends["b1"]), inst("i2", backends["b2"])]))
     plan = sync.apply(*snapshot(consul_agent))
     assert plan.reload and sync.stats["reloads"] == 1
     wait_for(lambda: seen(listen) == {"b1", "b2"}, 15, "both backends serving")
 
     api = RuntimeAPI(haproxy["socket"])
     worker = api.info()["Pid"]
-    kv.apply(consul_agent, kv.register_ops([inst("i3", backends["b3"])]) + kv.deregister_ops([inst("i1", 0)]))
+    ConsulStore(consul_agent).apply(kv.register_ops([inst("i3", backends["b3"])]) + kv.deregister_ops([inst("i1", 0)]))
     plan = sync.apply(*snapshot(consul_agent))
     assert not plan.reload and plan.commands
     assert api.info()["Pid"] == worker, "a runtime update must not reload"
@@ -99,17 +103,17 @@ def test_new_group_reload_then_scale_through_runtime_api(consul_agent, haproxy, 
     assert f"127.0.0.1:{backends['b3']}\n" in text and f"127.0.0.1:{backends['b1']}" not in text
 
     # marked critical: out of rotation at once, without waiting for health checks
-    kv.apply(consul_agent, kv.register_ops([inst("i2", backends["b2"], "critical")]))
+    ConsulStore(consul_agent).apply(kv.register_ops([inst("i2", backends["b2"], "critical")]))
     sync.apply(*snapshot(consul_agent))
     assert seen(listen, 20) == {"b3"}
 
 
 def test_slots_run_out_then_restart_from_rendered_config(consul_agent, haproxy, sync, backends):
     listen = free_port()
-    kv.apply(consul_agent, route_ops(listen) + kv.register_ops([inst("i1", backends["b1"])]))
+    ConsulStore(consul_agent).apply(route_ops(listen) + kv.register_ops([inst("i1", backends["b1"])]))
     sync.apply(*snapshot(consul_agent))
     many = [inst(f"i{n}", backends[f"b{n}"]) for n in range(1, 12)]
-    kv.apply(consul_agent, kv.register_ops(many))
+    ConsulStore(consul_agent).apply(kv.register_ops(many))
     plan = sync.apply(*snapshot(consul_agent))
     assert plan.reload and "free slots" in plan.reasons[0]
     wait_for(lambda: len(seen(listen, 60)) == 11, 20, "all 11 backends serving")
@@ -117,7 +121,7 @@ def test_slots_run_out_then_restart_from_rendered_config(consul_agent, haproxy, 
     # a cold restart of HAProxy from the files alone routes the same set
     haproxy["proc"].send_signal(signal.SIGTERM)
     haproxy["proc"].wait(10)
-    from bay_salt.localdaemons import Daemon
+    from tests.support.daemons import Daemon
     proc = Daemon(["haproxy", "-W", "-db", "-f", str(haproxy["config"]), "-f", str(haproxy["services"])],
                   haproxy["log"].with_name("restart.log"))
     try:
@@ -130,14 +134,14 @@ def test_slots_run_out_then_restart_from_rendered_config(consul_agent, haproxy, 
 
 def test_run_loop_follows_kv_changes(consul_agent, haproxy, sync, backends):
     listen = free_port()
-    kv.apply(consul_agent, route_ops(listen) + kv.register_ops([inst("i1", backends["b1"])]))
+    ConsulStore(consul_agent).apply(route_ops(listen) + kv.register_ops([inst("i1", backends["b1"])]))
     stop = threading.Event()
     t = threading.Thread(target=sync.run, args=(stop, "5s"), daemon=True)
     t.start()
     try:
         wait_for(lambda: seen(listen) == {"b1"}, 20, "initial routing")
         start = time.monotonic()
-        kv.apply(consul_agent, kv.register_ops([inst("i4", backends["b4"])]))
+        ConsulStore(consul_agent).apply(kv.register_ops([inst("i4", backends["b4"])]))
         wait_for(lambda: "i4" in haproxy["services"].read_text() or f":{backends['b4']}\n" in haproxy["services"].read_text(),
                  10, "the sync to apply the change")
         assert time.monotonic() - start < 2

@@ -20,9 +20,10 @@ import pytest
 
 from bay_salt.cluster.demo import ensure_busybox
 from bay_salt.cluster.progress import Progress
-from bay_salt.localdaemons import Daemon, free_port, wait_for
-from bay_salt.registry import core, storage
+from bay_salt.registry import core, layout, storage
+from bay_salt.registry.reference import OCI_MANIFEST
 from tests.helpers import CHECKOUT
+from tests.support.daemons import Daemon, free_port, wait_for
 
 
 class Instance:
@@ -144,7 +145,8 @@ def test_truncated_body_stores_nothing(fsreg):
         s.sendall((f"POST /v2/t/a/blobs/uploads/?digest={sha(data)} HTTP/1.1\r\nHost: x\r\n"
                    f"Content-Length: {len(data)}\r\nContent-Type: application/octet-stream\r\n\r\n").encode())
         s.sendall(data[:50000])  # and the client goes away
-    time.sleep(1)
+    # the server drops the upload it streamed into once it sees the connection gone
+    wait_for(lambda: not [f for f in files(fsreg.root) if "_uploads" in f], 10, "the broken upload removed")
     assert blob_files(fsreg.root) == set()
     assert call(f"{fsreg.url}/v2/t/a/blobs/{sha(data)}", "HEAD")[0] == 404
 
@@ -160,6 +162,60 @@ def test_bad_names_are_refused(fsreg, name):
     assert not os.path.exists(fsreg.root.parent / "etc")
 
 
+ALLOWED_CODES = {"BLOB_UNKNOWN", "BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN", "DIGEST_INVALID",
+                 "MANIFEST_BLOB_UNKNOWN", "MANIFEST_INVALID", "MANIFEST_UNKNOWN", "NAME_INVALID", "NAME_UNKNOWN",
+                 "SIZE_INVALID", "UNAUTHORIZED", "DENIED", "UNSUPPORTED", "TOOMANYREQUESTS"}
+
+
+def test_only_the_spec_error_codes_and_plain_answers_elsewhere(fsreg):
+    from bay_salt.registry.errors import Code
+
+    assert {c.value for c in Code} == ALLOWED_CODES
+    st, h, body = call(f"{fsreg.url}/v2/t/a/nothing/here")
+    assert st == 404 and not h.get("Content-Type", "").startswith("application/json"), body
+    st, h, body = call(f"{fsreg.url}/v2/_catalog?n=lots")
+    assert st == 400 and b"errors" not in body
+    st, h, body = call(f"{fsreg.url}/v2/t/a/manifests/none")
+    assert st == 404 and json.loads(body)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+
+
+def test_listings_show_committed_objects_only_under_concurrent_writes(fsreg):
+    """Ten writers tag and push referrers while a reader lists: never a
+    temporary name, never a 5xx, never a half-written referrer."""
+    import concurrent.futures
+
+    subject = push_image(fsreg.url, "t/c", "base", b"subject layer")
+    stop, seen = [False], []
+
+    def writer(k):
+        for n in range(8):
+            push_image(fsreg.url, "t/c", f"w{k}-{n}", f"layer {k} {n}".encode())
+            art = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/x-test",
+                   "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha(b"{}"), "size": 2},
+                   "layers": [], "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": 1}}
+            body = json.dumps(dict(art, annotations={"n": f"{k}-{n}"})).encode()
+            assert call(f"{fsreg.url}/v2/t/c/manifests/{sha(body)}", "PUT", body,
+                        {"Content-Type": OCI_MANIFEST})[0] == 201
+
+    def reader():
+        while not stop[0]:
+            st, _, body = call(f"{fsreg.url}/v2/t/c/tags/list")
+            seen.append((st, body))
+            st, _, body = call(f"{fsreg.url}/v2/t/c/referrers/{subject}")
+            seen.append((st, body))
+
+    with concurrent.futures.ThreadPoolExecutor(11) as pool:
+        r = pool.submit(reader)
+        list(pool.map(writer, range(10)))
+        stop[0] = True
+        r.result()
+    assert seen and all(st == 200 for st, _ in seen), [s for s in seen if s[0] != 200][:3]
+    for _, body in seen:
+        doc = json.loads(body)
+        names = doc.get("tags") or [m["digest"] for m in doc.get("manifests", [])]
+        assert not [n for n in names if "tmp" in n], names
+
+
 def test_storage_paths_are_checked_again_in_the_driver(tmp_path):
     d = storage.LocalDriver(str(tmp_path / "r"))
     for bad in ("../x", "/etc/passwd", "a/../../x", "a//b", ""):
@@ -168,14 +224,14 @@ def test_storage_paths_are_checked_again_in_the_driver(tmp_path):
 
 
 def test_oversized_manifest_and_missing_blobs_are_refused(fsreg):
-    big = json.dumps({"schemaVersion": 2, "mediaType": core.OCI_MANIFEST, "annotations": {"a": "x" * (5 << 20)}})
-    st, _, body = call(f"{fsreg.url}/v2/t/a/manifests/big", "PUT", big.encode(), {"Content-Type": core.OCI_MANIFEST})
+    big = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "annotations": {"a": "x" * (5 << 20)}})
+    st, _, body = call(f"{fsreg.url}/v2/t/a/manifests/big", "PUT", big.encode(), {"Content-Type": OCI_MANIFEST})
     assert st == 413 and json.loads(body)["errors"][0]["code"] == "SIZE_INVALID"
-    missing = {"schemaVersion": 2, "mediaType": core.OCI_MANIFEST,
+    missing = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(b"c"), "size": 1},
                "layers": []}
     st, _, body = call(f"{fsreg.url}/v2/t/a/manifests/v1", "PUT", json.dumps(missing).encode(),
-                       {"Content-Type": core.OCI_MANIFEST})
+                       {"Content-Type": OCI_MANIFEST})
     assert st == 400 and json.loads(body)["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN"
     assert blob_files(fsreg.root) == set()
     assert call(f"{fsreg.url}/v2/t/a/tags/list")[0] == 404
@@ -268,12 +324,12 @@ def test_docker_push_and_pull(fsreg, busybox):
 def push_image(url, repo, tag, layer):
     for blob in (layer, b"{}"):
         assert call(f"{url}/v2/{repo}/blobs/uploads/?digest={sha(blob)}", "POST", blob)[0] == 201
-    m = {"schemaVersion": 2, "mediaType": core.OCI_MANIFEST,
+    m = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
          "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(b"{}"), "size": 2},
          "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(layer),
                      "size": len(layer)}]}
     body = json.dumps(m).encode()
-    assert call(f"{url}/v2/{repo}/manifests/{tag}", "PUT", body, {"Content-Type": core.OCI_MANIFEST})[0] == 201
+    assert call(f"{url}/v2/{repo}/manifests/{tag}", "PUT", body, {"Content-Type": OCI_MANIFEST})[0] == 201
     return sha(body)
 
 
@@ -288,8 +344,8 @@ def test_online_gc_keeps_what_is_referenced_or_in_flight(tmp_path):
         assert call(f"{inst.url}/v2/t/new/blobs/uploads/?digest={sha(b'in flight')}", "POST", b"in flight")[0] == 201
         later = time.time() + 7200  # everything is now older than the grace period ...
         # ... but the push in flight checks its blobs again before it puts the manifest (HEAD refreshes the link)
-        reg.d.put(reg._layer("t/new", sha(b"in flight")), b"")
-        os.utime(reg.d._p(reg._layer("t/new", sha(b"in flight"))), (later, later))
+        reg.driver.put(layout.layer("t/new", sha(b"in flight")), b"")
+        os.utime(reg.driver.local_path(layout.layer("t/new", sha(b"in flight"))), (later, later))
         out = reg.gc(now=later)
         assert sha(b"dropped layer") in out["removed"] and drop in out["removed"]
         assert sha(b"kept layer") not in out["removed"] and keep not in out["removed"]
@@ -376,8 +432,9 @@ def test_blob_cache_over_hdfs_serves_only_what_storage_still_has(hdfs, tmp_path)
 
         # storage holding other bytes under a digest (written behind the registry's back): the
         # fill does not match, so no client gets the whole body and nothing is kept
-        import hdfs as hdfs_client
         import http.client
+
+        import hdfs as hdfs_client
 
         third = os.urandom(1 << 20)
         assert call(f"{inst.url}/v2/t/c/blobs/uploads/?digest={sha(third)}", "POST", third)[0] == 201

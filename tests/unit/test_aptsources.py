@@ -1,4 +1,4 @@
-from bay_salt import aptsources
+from bay_salt.node import aptsources
 
 DEB822 = """Types: deb
 # a comment

@@ -4,7 +4,7 @@ step, ramp, spike, square wave, noisy flat load, missing data."""
 import math
 import random
 
-from bay_salt.autoscale import Policy, Sample, State, decide, recommend
+from bay_salt.control.autoscale import Policy, Sample, State, decide, recommend
 
 CPU = 0.5  # cores each instance reserves (and may use: the cgroup limit)
 POLICY = Policy(min=2, max=40, target_cpu=0.6, scale_down_window=120.0, scale_down_step=0.5)
@@ -60,7 +60,7 @@ def test_big_step_grows_geometrically_while_saturated():
 
 def test_ramp_follows_up_without_lag_of_more_than_one_interval():
     trace = run(lambda t: 0.5 + t / 30.0, 300)
-    for (t, n, d), (t2, n2, _) in zip(trace, trace[1:]):
+    for (t, _n, _d), (_t2, n2, _) in zip(trace, trace[1:]):
         # at most one interval behind, give or take the tolerance band
         assert n2 * CPU * POLICY.target_cpu * (1 + POLICY.tolerance) >= 0.5 + t / 30.0 - 1e-9, (t, n2)
 
@@ -144,7 +144,7 @@ def test_square_wave_longer_than_the_window_lengthens_it():
 
 
 def test_window_factor_forgets_old_reversals():
-    from bay_salt.autoscale import flap_memory, window_factor
+    from bay_salt.control.autoscale import flap_memory, window_factor
 
     w = POLICY.scale_down_window
     moves = [(0.0, -1), (w, 1), (3 * w, -1), (3.5 * w, 1)]

@@ -1,6 +1,6 @@
 import os
 
-from bay_salt import capacity
+from bay_salt.node import capacity
 
 
 def test_cgroup_v1_quota_and_limit(tmp_path):

@@ -1,11 +1,12 @@
-"""bay_salt.containers.wait_healthy: the start-up probe schedule (no clock
+"""bay_salt.node.containers.wait_healthy: the start-up probe schedule (no clock
 is read for a verdict: check and sleep are replaced)."""
 
 import pytest
 
-from bay_salt import containers
+from bay_salt.model.services import Health
+from bay_salt.node import containers
 
-HEALTH = {"http": "/healthz", "interval": 1.0, "timeout": 0.5, "rise": 1, "start_period": 30.0}
+HEALTH = Health(http="/healthz", interval=1.0, timeout=0.5, rise=1, start_period=30.0)
 
 
 @pytest.fixture
@@ -29,12 +30,12 @@ def test_probes_fast_at_first_then_back_off_to_the_cap(probes):
 
 def test_a_shorter_interval_caps_the_schedule(probes):
     probes["answers"] = [False] * 3 + [True]
-    assert containers.wait_healthy("127.0.0.1", 8000, dict(HEALTH, interval=0.05))
+    assert containers.wait_healthy("127.0.0.1", 8000, HEALTH.model_copy(update={"interval": 0.05}))
     assert probes["sleeps"] == [0.02, 0.04, 0.05]
 
 
 def test_rise_counts_successes_at_the_starting_cadence(probes):
     probes["answers"] = [False, True, False, True, True]
-    assert containers.wait_healthy("127.0.0.1", 8000, dict(HEALTH, rise=2))
+    assert containers.wait_healthy("127.0.0.1", 8000, HEALTH.model_copy(update={"rise": 2}))
     # a success waits the cap before the next probe of its streak; a failure restarts it
     assert probes["sleeps"] == [0.02, 0.25, 0.25, 0.25]

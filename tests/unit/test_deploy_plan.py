@@ -1,8 +1,7 @@
 import json
 
-from bay_salt import kv
-from bay_salt.deploy import plan_group
-from bay_salt.kv import Instance
+from bay_salt.kv.records import Health, Instance
+from bay_salt.scheduling.planning import plan_group
 
 
 def rec(i, spec="v1"):
@@ -32,8 +31,18 @@ def test_half_rolled_group_resumes():
 
 def test_instance_records_from_a_newer_writer_still_read():
     """Master and nodes upgrade one at a time: fields a reader does not know are ignored."""
-    rec = kv.Instance("s", "g", "i1", "n1", "10.0.0.1", 1, "passing", restarts=(1.0, 2.0))
+    rec = Instance("s", "g", "i1", "n1", "10.0.0.1", 1, "passing", restarts=(1.0, 2.0))
     data = json.loads(rec.to_json())
-    assert kv.Instance.from_json(json.dumps(dict(data, future_field={"x": 1}))) == rec
+    assert data["health"] == "passing"  # the enum is written as its value
+    assert Instance.from_json(json.dumps(dict(data, future_field={"x": 1}))) == rec
+    assert rec.health is Health.PASSING
     del data["restarts"]  # and an older writer's record reads with no restarts
-    assert kv.Instance.from_json(json.dumps(data)).restarts == ()
+    assert Instance.from_json(json.dumps(data)).restarts == ()
+
+
+def test_scale_down_keeps_the_spread():
+    """Removed first from the node holding the most of the group."""
+    recs = [Instance("web", "api", i, n, "127.0.0.1", 1000, "passing", spec="v1")
+            for i, n in (("a", "node1"), ("b", "node1"), ("c", "node1"), ("d", "node2"), ("e", "node3"))]
+    p = plan_group(recs, 3, "v1")
+    assert sorted(p.remove) == ["b", "c"] and p.keep == ["a", "d", "e"]

@@ -2,7 +2,7 @@
 
 import yaml
 
-from bay_salt import settings
+from bay_salt.model import settings
 from tests.helpers import CHECKOUT
 
 

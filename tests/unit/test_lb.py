@@ -1,8 +1,8 @@
-from bay_salt import lb
-from bay_salt.kv import Instance
+from bay_salt.kv.records import Instance, Route
+from bay_salt.node import routing as lb
 
 HTTP = {"http": "/healthz", "interval": 2.0, "timeout": 1.0, "rise": 2, "fall": 3}
-ROUTE = lb.Route("web", "api", 10080, HTTP)
+ROUTE = Route("web", "api", 10080, HTTP)
 
 
 def inst(n, health="passing", group="api"):
@@ -58,14 +58,22 @@ def test_removed_group_forces_reload_but_base_backends_are_ignored():
 
 
 def test_tcp_route_has_no_http_check():
-    route = lb.Route("db", "main", 15432, {"tcp": True, "interval": 1.0, "timeout": 0.5, "rise": 1, "fall": 2})
+    route = Route("db", "main", 15432, {"tcp": True, "interval": 1.0, "timeout": 0.5, "rise": 1, "fall": 2})
     text = lb.render([route], {})
     assert "mode tcp" in text and "httpchk" not in text and "retry-on" not in text
 
 
+HEADER_FIELDS = ("be_id", "be_name", "srv_id", "srv_name", "srv_addr", "srv_op_state", "srv_admin_state",
+                 "srv_uweight", "srv_iweight", "srv_time_since_last_change", "srv_check_status",
+                 "srv_check_result", "srv_check_health", "srv_check_state", "srv_agent_state", "bk_f_forced_id",
+                 "srv_f_forced_id", "srv_fqdn", "srv_port", "srvrecord", "srv_use_ssl", "srv_check_port",
+                 "srv_check_addr", "srv_agent_addr", "srv_agent_port")
+
+
 def test_parse_servers_state():
-    text = """1
-# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
+    # HAProxy's own header line, as it prints it
+    header = "# " + " ".join(HEADER_FIELDS)
+    text = "1\n" + header + """
 3 web.api 1 s1 127.0.0.1 2 0 1 1 0 1 0 2 6 0 0 0 - 9001 - 0 0 - - 0
 3 web.api 2 s2 0.0.0.0 0 4 1 1 1 17 2 0 6 0 0 0 - 0 - 0 0 - - 0
 3 web.api 3 s3 127.0.0.3 2 4 1 1 0 1 0 2 6 0 0 0 - 9003 - 0 0 - - 0

@@ -1,6 +1,8 @@
 """cAdvisor answers (/api/v1.3/docker/) to per-container usage and per-group samples."""
 
-from bay_salt import kv, metrics
+from bay_salt.control.autoscaler import group_sample
+from bay_salt.kv.records import Instance
+from bay_salt.metrics import cadvisor as metrics
 
 
 def stat(second, cpu_ns, mem=50 << 20):
@@ -25,25 +27,25 @@ def test_cpu_is_averaged_over_the_recent_samples():
 
 
 def rec(i, node, health="passing"):
-    return kv.Instance("demo", "web", i, node, "10.0.0.1", 1, health, container=f"bay-demo-web-{i}")
+    return Instance("demo", "web", i, node, "10.0.0.1", 1, health, container=f"bay-demo-web-{i}")
 
 
 def test_group_sample_counts_only_ready_measured_instances():
     usage = {"node1": metrics.container_usage(PAYLOAD)}
-    s = metrics.group_sample(10.0, [rec("1", "node1"), rec("2", "node1"), rec("3", "node1", "critical")], 0.25,
+    s = group_sample(10.0, [rec("1", "node1"), rec("2", "node1"), rec("3", "node1", "critical")], 0.25,
                              usage, {})
     assert (s.instances, s.ready, s.complete) == (3, 1, True)
     assert abs(s.cpu_used - 0.1) < 1e-9 and s.cpu_reserved == 0.25
 
 
 def test_a_node_without_metrics_makes_the_sample_incomplete():
-    s = metrics.group_sample(10.0, [rec("1", "node1"), rec("9", "node2")], 0.25,
+    s = group_sample(10.0, [rec("1", "node1"), rec("9", "node2")], 0.25,
                              {"node1": metrics.container_usage(PAYLOAD)}, {"node2": "cAdvisor at x: timed out"})
     assert not s.complete and s.missing == ("node2",)
 
 
 def test_fetch_names_the_node_that_does_not_answer():
-    from bay_salt.localdaemons import free_port
+    from tests.support.daemons import free_port
 
     usage, errors = metrics.fetch_all({"nodeX": "127.0.0.1"}, free_port(), timeout=0.5)
     assert usage == {} and "127.0.0.1" in errors["nodeX"]

@@ -1,9 +1,10 @@
-import subprocess
 import shutil
+import subprocess
 
 import pytest
 
-from bay_salt import nodeconf, settings
+from bay_salt.model import settings
+from bay_salt.node import config as nodeconf
 from tests.helpers import CHECKOUT
 
 
@@ -95,9 +96,9 @@ def test_registry_unit_serves_the_storage_and_registers_behind_haproxy():
     cfg = cfg_for("node2", nodes={"node2": {"roles": ["worker", "registry"]}},
                   registry={"storage": "hdfs://10.0.0.9:9870,10.0.0.8:9870/reg"})
     unit = nodeconf.registry_unit(cfg)
-    assert "-m bay_salt.registry.server --storage hdfs://10.0.0.9:9870,10.0.0.8:9870/reg --host 10.0.0.2 --port 5001" \
+    assert "bin/bay-registry --storage hdfs://10.0.0.9:9870,10.0.0.8:9870/reg --host 10.0.0.2 --port 5001" \
         in unit
-    assert "-m bay_salt.registry.register --consul http://127.0.0.1:8500 --node node2 --address 10.0.0.2 " \
+    assert "bin/bay-registry-register --consul http://127.0.0.1:8500 --node node2 --address 10.0.0.2 " \
            "--port 5001 --listen 5000" in unit
 
 

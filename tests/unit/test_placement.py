@@ -1,6 +1,6 @@
 import pytest
 
-from bay_salt.placement import Node, PlacementError, pick_for_removal, place
+from bay_salt.scheduling.placement import Node, PlacementError, pick_for_removal, place
 
 
 def cluster(*caps):

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from bay_salt.registry.cache import BlobCache, FillFailed
-from bay_salt.registry.core import RegistryError
+from bay_salt.registry.errors import RegistryError
 
 
 def sha(data: bytes) -> str:
@@ -54,7 +54,8 @@ def test_a_whole_matching_fill_is_served(tmp_path):
     cache = BlobCache(str(tmp_path), 1 << 20)
     assert fill(cache, b"layer bytes")
     path = cache.get(sha(b"layer bytes"), 11)
-    assert path and open(path, "rb").read() == b"layer bytes"
+    with open(path, "rb") as fh:
+        assert fh.read() == b"layer bytes"
     assert cache.get(sha(b"layer bytes"), 12) is None  # storage says another size: not this file
     assert cache.used == 11
 

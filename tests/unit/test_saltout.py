@@ -1,4 +1,4 @@
-from bay_salt.saltout import summarize_apply
+from bay_salt.cluster.saltout import summarize_apply
 
 
 def test_summary_counts_changes_and_failures():

@@ -1,6 +1,6 @@
 import pytest
 
-from bay_salt import services
+from bay_salt.model import services, units
 
 FEED = {
     "image": "registry.bay:5000/feed:1.0",
@@ -18,12 +18,12 @@ FEED = {
 def test_groups_resolve_service_defaults():
     spec = services.parse({"feed": FEED})["feed"]
     g = spec.groups()
-    assert g["read"]["memory_mb"] == 512 and g["write"]["memory_mb"] == 1024
-    assert g["read"]["image"] == "registry.bay:5000/feed:1.0"
-    assert g["read"]["health"]["http"] == "/healthz" and g["read"]["health"]["timeout"] == 0.5
-    assert g["write"]["health"]["tcp"] is True
-    assert g["write"]["env"] == {"LOG": "debug"} and g["read"]["env"] == {"LOG": "info"}
-    assert g["read"]["owners"] == ["team-feed"]
+    assert g["read"].memory_mb == 512 and g["write"].memory_mb == 1024
+    assert g["read"].image == "registry.bay:5000/feed:1.0"
+    assert g["read"].health.http == "/healthz" and g["read"].health.timeout == 0.5
+    assert g["write"].health.tcp is True
+    assert g["write"].env == {"LOG": "debug"} and g["read"].env == {"LOG": "info"}
+    assert g["read"].owners == ["team-feed"] and g["read"].name == "feed.read"
 
 
 @pytest.mark.parametrize("value, mb", [("512Mi", 512), ("1Gi", 1024), ("1.5G", 1536), ("256m", 256), (64, 64),
@@ -31,9 +31,9 @@ def test_groups_resolve_service_defaults():
 def test_memory_sizes(value, mb):
     if mb < 4:
         with pytest.raises(ValueError, match="less than the 4 MiB"):
-            services.memory_mb(value)
+            units.memory_mb(value)
     else:
-        assert services.memory_mb(value) == mb
+        assert units.memory_mb(value) == mb
 
 
 def bad(path, value):

@@ -1,6 +1,6 @@
 import pytest
 
-from bay_salt import settings
+from bay_salt.model import settings
 from tests.helpers import CHECKOUT
 
 

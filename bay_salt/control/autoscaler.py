@@ -1,0 +1,105 @@
+"""The autoscaler's round (run by the control loop every few seconds).
+
+For every group with an ``autoscale`` policy and not failed: measure it
+(``measure``: each node's cAdvisor, :mod:`bay_salt.metrics.cadvisor`), decide
+(:func:`bay_salt.control.autoscale.decide`), store the decision and the
+window in KV (``bay/scale/SERVICE/GROUP``) *before* acting on it, fire
+``bay/scale/decided`` with inputs and outcome, then apply it through
+:class:`bay_salt.scheduling.deployer.Deployer`: up as far as capacity allows;
+down gracefully (out of every HAProxy first, drained, then stopped).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from bay_salt.control import autoscale
+from bay_salt.kv import store as kvstore
+from bay_salt.kv.records import Health, Instance
+from bay_salt.kv.store import Store
+from bay_salt.metrics import cadvisor
+from bay_salt.model import names
+from bay_salt.model.services import GroupSpec, ServiceSpec
+from bay_salt.scheduling.backend import Backend
+from bay_salt.scheduling.deployer import Deployer
+
+log = logging.getLogger("bay.autoscale")
+
+#: ``measure(nodes)``: ``({node: {container: usage}}, {node: error})`` for ``{node: address}``
+Measure = Callable[[dict[str, str]], tuple[dict, dict]]
+
+
+def load_state(store: Store, service: str, group: str) -> tuple[autoscale.State, dict]:
+    value = store.get(names.kv_scale(service, group))
+    data = json.loads(value) if value else {}
+    return autoscale.State.from_dict(data.get("state")), data.get("last") or {}
+
+
+def cadvisor_measure(port: int) -> Measure:
+    """Measure with every node's cAdvisor on ``port``."""
+    return lambda nodes: cadvisor.fetch_all(nodes, port)
+
+
+def group_sample(now: float, records: list[Instance], cpu_each: float, usage: dict[str, dict],
+                 errors: dict[str, str]) -> autoscale.Sample:
+    """The group as the policy sees it. Ready: registered as passing and
+    measured (running, with a CPU figure). Instances starting, critical or
+    not yet measured count as instances but not as ready (no idle capacity).
+    Incomplete if a node holding one of them did not answer."""
+    missing = tuple(sorted({r.node for r in records if r.node in errors or r.node not in usage}))
+    used, ready = 0.0, 0
+    for r in records:
+        m = usage.get(r.node, {}).get(r.container)
+        if r.health == Health.PASSING and m and m["cpu"] is not None:
+            ready += 1
+            used += m["cpu"]
+    return autoscale.Sample(now, len(records), ready, used, ready * cpu_each, complete=not missing, missing=missing)
+
+
+class Autoscaler:
+    def __init__(self, backend: Backend, store: Store, fire: Callable[[str, dict], None], measure: Measure,
+                 drain_seconds: float = 2.0):
+        self.backend = backend
+        self.store = store
+        self.fire = fire
+        self.measure = measure
+        self.drain = drain_seconds
+
+    def tick(self, now: float, specs: dict[str, ServiceSpec], nodes: dict[str, str]) -> list[dict]:
+        """One round over every autoscaled group. ``nodes``: alive node ->
+        address. Returns the decisions made."""
+        groups = [g for spec in specs.values() for g in spec.groups().values() if g.autoscale]
+        if not groups:
+            return []
+        used, errors = self.measure(nodes)
+        out = []
+        for g in groups:
+            if self.store.failed(g.service, g.group) is not None:
+                continue  # the controller gave up on it (crash loop) until the next deploy
+            out.append(self.group(now, g, used, errors))
+        return out
+
+    def group(self, now: float, g: GroupSpec, used: dict, errors: dict) -> dict:
+        policy = autoscale.Policy.from_spec(g.autoscale)
+        records = self.store.instances(g.service, g.group)
+        sample = group_sample(now, records, g.cpu, used, errors)
+        state, last = load_state(self.store, g.service, g.group)
+        decision, new_state = autoscale.decide(policy, sample, state, now)
+        record = {"group": g.name, "desired": decision.desired, "current": decision.current,
+                  "reason": decision.reason, "recommendation": decision.recommendation,
+                  "utilisation": None if decision.utilisation is None else round(decision.utilisation, 3),
+                  "ready": sample.ready, "cpu_used": round(sample.cpu_used, 3),
+                  "cpu_reserved": round(sample.cpu_reserved, 3), "missing": list(sample.missing), "time": now}
+        # stored before acting: a restarted controller keeps the window and the decision
+        self.store.apply([kvstore.op_set(names.kv_scale(g.service, g.group),
+                                         json.dumps({"state": new_state.to_dict(), "last": record}))])
+        if decision.changes or decision.reason != last.get("reason"):
+            log.info("%s %s", names.TAG_SCALE_DECIDED, record)
+            self.fire(names.TAG_SCALE_DECIDED, record)
+        if decision.changes:
+            report = Deployer(self.backend, self.store, drain_seconds=self.drain).reconcile(
+                g.with_instances(decision.desired), fit=True)
+            record["applied"] = report.summary()
+        return record

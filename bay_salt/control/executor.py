@@ -1,0 +1,142 @@
+"""Applying recovery actions (:mod:`bay_salt.control.recovery`) through the
+KV store and the nodes (a :class:`bay_salt.scheduling.backend.Backend`).
+
+Every action is a KV transaction, a Salt call or both, and an event and a
+log line. The order within a list is the order of effect: a dead instance is
+marked critical before anything else happens, a replacement is registered
+before its predecessor's container goes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bay_salt.control import recovery as r
+from bay_salt.kv import store as kvstore
+from bay_salt.kv.records import Health, Instance
+from bay_salt.kv.store import Store
+from bay_salt.model import names
+from bay_salt.model.services import GroupSpec
+from bay_salt.scheduling.backend import Backend
+from bay_salt.scheduling.deployer import Deployer
+
+log = logging.getLogger("bay.controller")
+
+Fire = Callable[[str, dict], None]
+
+
+@dataclass
+class Outcome:
+    """What applying a list of actions came to: the registered replacement, or
+    the dead instance to decide about again (its replacement failed its health
+    check), and the groups restored."""
+
+    new: Instance | None = None
+    retry: Instance | None = None
+    restored: list[str] = field(default_factory=list)
+
+
+class Executor:
+    def __init__(self, store: Store, backend: Backend, fire: Fire,
+                 group_spec: Callable[[str, str], GroupSpec | None], clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep):
+        """``group_spec(service, group)``: the spec a group is restored to (None: gone)."""
+        self.store = store
+        self.backend = backend
+        self._fire = fire
+        self.group_spec = group_spec
+        self.clock = clock
+        self.sleep = sleep
+
+    def fire(self, tag: str, data: dict) -> None:
+        log.info("%s %s", tag, data)
+        self._fire(tag, data)
+
+    def apply(self, actions: list[r.Action], died: float | None = None, timings: dict | None = None) -> Outcome:
+        """Apply ``actions`` in order. ``died`` (epoch seconds) and ``timings``:
+        for a replacement, when the container died and how long each step took
+        after it (the replaced event carries them)."""
+        out = Outcome()
+        timings = {} if timings is None else timings
+        died = self.clock() if died is None else died
+        for a in actions:
+            if isinstance(a, r.Announce):
+                self.fire(a.tag, a.data)
+            elif isinstance(a, r.MarkCritical):
+                ops = kvstore.register_ops([a.instance])
+                if a.placement:
+                    ops.append(kvstore.op_put(a.placement))
+                self.store.apply(ops)
+                timings.setdefault("critical", round(self.clock() - died, 3))
+            elif isinstance(a, r.Retire):
+                dead = a.instance
+                self.store.apply(kvstore.deregister_ops([dead])
+                                 + ([kvstore.op_delete(a.placement.key)] if a.placement else []))
+                self.backend.stop(dead.node, [dead.container])
+                self.fire(names.TAG_CONTAINER_REPLACED, {"group": dead.group_name, "old": dead.instance, "new": None,
+                                                         "node": dead.node, "reason": a.reason})
+            elif isinstance(a, r.FailGroup):
+                dead = a.instance
+                self.store.apply(kvstore.deregister_ops([dead])
+                                 + [kvstore.op_set(names.kv_failed(dead.service, dead.group), a.reason)])
+                self.backend.stop(dead.node, [dead.container])
+                self.fire(names.TAG_GROUP_FAILED, {"group": dead.group_name, "instance": dead.instance,
+                                                   "reason": a.reason})
+            elif isinstance(a, r.BackOff):
+                self.fire(names.TAG_CONTAINER_BACKOFF, {"group": a.instance.group_name,
+                                                        "instance": a.instance.instance, "seconds": a.seconds})
+                self.sleep(a.seconds)
+            elif isinstance(a, r.StartReplacement):
+                out.new = self._start_replacement(a, died, timings)
+                if out.new is None:
+                    out.retry = a.dead
+            elif isinstance(a, r.Deregister):
+                self.store.apply(kvstore.deregister_ops(a.instances))
+            elif isinstance(a, r.DropPlacements):
+                self.store.apply([kvstore.op_delete(p.key) for p in a.placements])
+            elif isinstance(a, r.RemoveContainers):
+                self.backend.stop(a.node, list(a.containers))
+            elif isinstance(a, r.Restore):
+                out.restored += self._restore(a)
+            else:  # pragma: no cover - a new action without its executor
+                raise TypeError(f"no executor for {a!r}")
+        return out
+
+    def _start_replacement(self, a: r.StartReplacement, died: float, timings: dict) -> Instance | None:
+        dead, placed, g = a.dead, a.placement, a.group
+        started = self.backend.start(dead.node, g, [placed.instance])
+        timings["healthy"] = round(self.clock() - died, 3)
+        res = started[0] if started else {}
+        if res.get("healthy"):
+            new = Instance(dead.service, dead.group, placed.instance, dead.node, res.get("address") or dead.address,
+                           int(res.get("host_port") or 0), Health.PASSING, g.image, res.get("container", ""),
+                           g.spec_hash(), restarts=dead.restarts)
+            self.store.apply(kvstore.register_ops([new]) + kvstore.deregister_ops([dead])
+                             + [kvstore.op_delete(placed.key)])
+            timings["registered"] = round(self.clock() - died, 3)
+            self.backend.stop(dead.node, [dead.container])
+            self.fire(names.TAG_CONTAINER_REPLACED, {"group": g.name, "old": dead.instance, "new": placed.instance,
+                                                     "node": dead.node, "reason": a.reason,
+                                                     "seconds_after_death": timings})
+            return new
+        self.backend.stop(dead.node, [c for c in (res.get("container"),) if c])
+        self.store.apply([kvstore.op_delete(placed.key)])
+        self.fire(names.TAG_CONTAINER_REPLACED, {"group": g.name, "old": dead.instance, "new": None, "node": dead.node,
+                                                 "reason": f"{a.reason}; replacement {placed.instance} failed its "
+                                                           "health check"})
+        return None
+
+    def _restore(self, a: r.Restore) -> list[str]:
+        deployer = Deployer(self.backend, self.store, drain_seconds=0, sleep=self.sleep)
+        restored = []
+        for svc, grp in a.groups:
+            g = self.group_spec(svc, grp)
+            if g is None or self.store.failed(svc, grp) is not None:
+                continue  # gone from the specs, or failed (crash loop) until deployed again
+            report = deployer.reconcile(g)
+            restored.append(report.group)
+            self.fire(names.TAG_CONTAINER_REPLACED, {"group": report.group, "new": report.started, **a.why})
+        return restored

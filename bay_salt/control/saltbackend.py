@@ -1,0 +1,111 @@
+"""The nodes through Salt: a :class:`bay_salt.scheduling.backend.Backend`
+over Salt's LocalClient (the runner and the control loop build it here, in
+one place: :func:`for_master`)."""
+
+from __future__ import annotations
+
+from bay_salt.kv.store import ConsulStore, first_answering
+from bay_salt.model.services import GroupSpec
+from bay_salt.scheduling.backend import DeployError, NodeState
+
+
+class SaltBackend:
+    def __init__(self, local, target: str | list[str] = "*", timeout: int = 300, report_timeout: int = 60,
+                 refresh_pillar: bool = True):
+        """``target``: a glob, or the list of minions to use (the controller
+        passes the nodes Consul sees alive, so no call waits on a dead one).
+        ``report_timeout``: for the node reports (the controller asks again
+        sooner rather than wait out a publish lost while the master restarted).
+        ``refresh_pillar``: have the minions recompile their pillar before the
+        first report (a deploy does; the controller's periodic look does not:
+        a refresh reloads every module in each minion's main process, which
+        holds up the jobs published meanwhile, and a deploy has refreshed
+        the pillar it applied)."""
+        self.local = local
+        self.report_timeout = report_timeout
+        self.refresh_pillar = refresh_pillar
+        self.target = ",".join(target) if isinstance(target, list) else target
+        self.tgt_type = "list" if isinstance(target, list) else "glob"
+        self.timeout = timeout
+        self._reports: dict | None = None
+
+    def reports(self, refresh: bool = False) -> dict[str, dict]:
+        if self._reports is None and self.refresh_pillar:
+            # deploy what pillar says now, not what minions cached
+            self.local.cmd(self.target, "saltutil.refresh_pillar", kwarg={"wait": True}, timeout=self.report_timeout,
+                           tgt_type=self.tgt_type)
+        if self._reports is None or refresh:
+            ret = self.local.cmd(self.target, "bay.node_report", timeout=self.report_timeout, tgt_type=self.tgt_type)
+            self._reports = {m: r for m, r in ret.items() if isinstance(r, dict)}
+            if not self._reports:
+                raise DeployError(f"no node answered bay.node_report (target {self.target!r})")
+        return self._reports
+
+    def _any(self) -> dict:
+        return next(iter(self.reports().values()))
+
+    def nodes(self) -> list[NodeState]:
+        out = []
+        for m, r in sorted(self.reports(refresh=True).items()):
+            cap = r.get("capacity") or {}
+            roles = r["node"].get("roles", [])
+            out.append(NodeState(m, r["node"]["address"], float(cap.get("cpus", 0)), int(cap.get("memory_mb", 0)),
+                                 r.get("containers", []), schedulable="worker" in roles))
+        return out
+
+    def start(self, node: str, group: GroupSpec, instances: list[str]) -> list[dict]:
+        ret = self.local.cmd(node, "bay_docker.run", [group.to_dict(), instances], timeout=self.timeout).get(node)
+        if not isinstance(ret, list):
+            raise DeployError(f"{group.name} on {node}: bay_docker.run failed: {ret}")
+        return ret
+
+    def stop(self, node: str, containers: list[str]) -> None:
+        self.local.cmd(node, "bay_docker.stop", [containers], timeout=self.timeout)
+
+    def busy(self, node: str) -> bool:
+        """True while a ``bay_docker.run`` job runs on ``node`` (e.g. one a
+        controller started before it was restarted)."""
+        ret = self.local.cmd(node, "saltutil.running", timeout=30).get(node)
+        return any(isinstance(j, dict) and j.get("fun") == "bay_docker.run" for j in ret or [])
+
+    def containers(self, node: str) -> list[dict]:
+        ret = self.local.cmd(node, "bay_docker.instances", timeout=60).get(node)
+        if not isinstance(ret, list):
+            raise DeployError(f"{node}: bay_docker.instances failed: {ret}")
+        return ret
+
+    def services(self) -> dict:
+        """The ``bay:services`` pillar as the nodes hold it (validated by the caller)."""
+        return self._any().get("services", {})
+
+    def controller_settings(self) -> dict:
+        """The ``bay:controller`` pillar (back-off, strays), as the nodes see it."""
+        return self._any()["controller"]
+
+    def node_addresses(self) -> dict[str, str]:
+        return {m: r["node"]["address"] for m, r in self.reports().items()}
+
+    def cadvisor_port(self) -> int:
+        return int(self._any()["cadvisor_port"])
+
+    def consul_servers(self) -> tuple[list[str], int]:
+        """The Consul servers' addresses and HTTP port, as the nodes know them."""
+        info = self._any()["consul"]
+        return info["servers"], info["http_port"]
+
+    def store(self) -> ConsulStore:
+        """The KV store on the first Consul server that answers with a leader."""
+        return first_answering(*self.consul_servers())
+
+
+def for_master(opts: dict, targets: list[str] | None = None, **kwargs) -> SaltBackend:
+    """A backend for code running in the salt-master (runner, engine): aimed at
+    ``targets``, else at the minions connected now, so no call waits out a dead
+    node's timeout. One LocalClient per backend (they are not shared between
+    threads)."""
+    import salt.client
+    import salt.utils.minions
+
+    if targets is None:
+        targets = sorted(salt.utils.minions.CkMinions(opts).connected_ids())
+    return SaltBackend(salt.client.get_local_client(opts["conf_file"]), sorted(targets) or "*", **kwargs)

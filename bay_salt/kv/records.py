@@ -1,0 +1,143 @@
+"""The records Bay keeps in Consul KV, as typed objects with their JSON form.
+
+* :class:`Instance` under ``bay/instances/SERVICE/GROUP/ID``: one running (or
+  starting) instance, where it runs and whether it may take traffic;
+* :class:`Route` under ``bay/routes/SERVICE/GROUP``: how every node's HAProxy
+  reaches the group (frontend port, health check);
+* :class:`Placement` under ``bay/placements/SERVICE/GROUP/ID``: a replacement
+  decided but not yet registered (a restarted controller resumes it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+from bay_salt.model import names
+
+
+class Health(StrEnum):
+    """What the checks see of an instance: only ``passing`` takes traffic."""
+
+    STARTING = "starting"
+    PASSING = "passing"
+    CRITICAL = "critical"
+
+
+def _known(cls, data: dict) -> dict:
+    # fields this version does not know (a newer writer) are ignored, so
+    # nodes and master can be upgraded one at a time
+    known = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in known}
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One running (or starting) instance of a service group."""
+
+    service: str
+    group: str
+    instance: str
+    node: str
+    address: str
+    port: int
+    health: Health = Health.STARTING
+    image: str = ""
+    container: str = ""
+    spec: str = ""  # GroupSpec.spec_hash of what it runs
+    #: times the controller restarted this instance's line (it and the ones it replaced): the crash-loop back-off
+    restarts: tuple[float, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "health", Health(self.health))
+        object.__setattr__(self, "restarts", tuple(self.restarts))
+
+    @property
+    def key(self) -> str:
+        return names.kv_instance(self.service, self.group, self.instance)
+
+    @property
+    def group_name(self) -> str:
+        return f"{self.service}.{self.group}"
+
+    @property
+    def is_container(self) -> bool:
+        """False for host services registered like a group (the registry)."""
+        return bool(self.container)
+
+    def replace(self, **changes) -> Instance:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return _dumps(dict(asdict(self), health=self.health.value))
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Instance:
+        return cls(**_known(cls, json.loads(data)))
+
+
+@dataclass(frozen=True)
+class Route:
+    """How a group is reached: its frontend port on every node and its health check."""
+
+    service: str
+    group: str
+    listen: int
+    health: dict | None = None
+
+    @property
+    def key(self) -> str:
+        return names.kv_route(self.service, self.group)
+
+    @property
+    def backend(self) -> str:
+        return names.haproxy_backend(self.service, self.group)
+
+    @property
+    def mode(self) -> str:
+        return "http" if self.health and self.health.get("http") else "tcp"
+
+    def to_json(self) -> str:
+        return _dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Route:
+        d = json.loads(data)
+        return cls(d["service"], d["group"], int(d["listen"]), d.get("health"))
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A replacement decided but not yet registered: ``instance`` (the new id)
+    on ``node``, replacing ``replaces`` (whose container was ``container``)."""
+
+    service: str
+    group: str
+    instance: str
+    node: str
+    replaces: str = ""
+    container: str = ""
+
+    @property
+    def key(self) -> str:
+        return names.kv_placement(self.service, self.group, self.instance)
+
+    @property
+    def new_container(self) -> str:
+        return names.service_container(self.service, self.group, self.instance)
+
+    def to_json(self) -> str:
+        # the value keeps the layout earlier versions wrote (node, replaces, container)
+        return _dumps({"node": self.node, "replaces": self.replaces, "container": self.container})
+
+    @classmethod
+    def from_kv(cls, key: str, data: bytes | str | None) -> Placement:
+        service, group, instance = names.parse_kv_placement(key)
+        d = json.loads(data or b"{}")
+        return cls(service, group, instance, d.get("node", ""), d.get("replaces", ""), d.get("container", ""))

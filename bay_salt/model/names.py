@@ -1,0 +1,153 @@
+"""The one definition of every name Bay shares between processes.
+
+Docker labels, Consul KV keys, Salt event tags and local-cluster resource
+names are defined here and imported everywhere else; nothing spells them out
+a second time.
+"""
+
+from __future__ import annotations
+
+# --- Docker labels ---------------------------------------------------------
+LABEL_PREFIX = "io.bay"
+#: every Docker object ``bay up`` creates on the host carries this label (value: cluster name)
+LABEL_CLUSTER = f"{LABEL_PREFIX}.cluster"
+#: role of a local-cluster container: "master" or "node"
+LABEL_ROLE = f"{LABEL_PREFIX}.role"
+#: labels on service containers
+LABEL_SERVICE = f"{LABEL_PREFIX}.service"
+LABEL_GROUP = f"{LABEL_PREFIX}.group"
+LABEL_INSTANCE = f"{LABEL_PREFIX}.instance"
+#: CPUs and MiB a container reserves (placement reads them back from the node)
+LABEL_CPU = f"{LABEL_PREFIX}.cpu"
+LABEL_MEMORY = f"{LABEL_PREFIX}.memory_mb"
+LABEL_PORT = f"{LABEL_PREFIX}.port"
+#: hash of what a container was started from (image, command, env, limits, port): a change rolls the group
+LABEL_SPEC = f"{LABEL_PREFIX}.spec"
+
+
+def service_container(service: str, group: str, instance: str) -> str:
+    """Docker name of an instance's container on its node."""
+    return f"bay-{service}-{group}-{instance}"
+
+# --- Consul KV -------------------------------------------------------------
+KV_PREFIX = "bay"
+
+
+def kv_instance(service: str, group: str, instance: str) -> str:
+    """Key of one running instance's record."""
+    return f"{KV_PREFIX}/instances/{service}/{group}/{instance}"
+
+
+def kv_instances_prefix(service: str | None = None, group: str | None = None) -> str:
+    """Prefix of every instance record (of one service, or of one group)."""
+    prefix = f"{KV_PREFIX}/instances/"
+    if service:
+        prefix += f"{service}/"
+        if group:
+            prefix += f"{group}/"
+    return prefix
+
+
+def kv_group_prefix(service: str, group: str) -> str:
+    return kv_instances_prefix(service, group)
+
+
+def kv_placement(service: str, group: str, instance: str) -> str:
+    """A replacement decided but not yet registered (a restarted controller resumes it)."""
+    return f"{KV_PREFIX}/placements/{service}/{group}/{instance}"
+
+
+def kv_failed(service: str, group: str) -> str:
+    """Set when the controller gives up on a crash-looping group (the reason);
+    it restarts nothing there until the next deploy of the group clears it."""
+    return f"{KV_PREFIX}/failed/{service}/{group}"
+
+
+def kv_scale(service: str, group: str) -> str:
+    """Autoscaling state of a group: recommendations in the window, the last decision."""
+    return f"{KV_PREFIX}/scale/{service}/{group}"
+
+
+def kv_placements_prefix() -> str:
+    return f"{KV_PREFIX}/placements/"
+
+
+def parse_kv_placement(key: str) -> tuple[str, str, str]:
+    """``(service, group, instance)`` of a placement key (:func:`kv_placement`)."""
+    service, group, instance = key[len(kv_placements_prefix()):].split("/")[:3]
+    return service, group, instance
+
+
+def kv_routes_prefix() -> str:
+    return f"{KV_PREFIX}/routes/"
+
+
+def kv_route(service: str, group: str) -> str:
+    """Key of a group's routing record (frontend port, health check)."""
+    return f"{KV_PREFIX}/routes/{service}/{group}"
+
+
+# --- HAProxy ---------------------------------------------------------------
+
+
+def haproxy_backend(service: str, group: str) -> str:
+    """Frontend and backend name of a service group in every node's HAProxy."""
+    return f"{service}.{group}"
+
+
+def is_group_backend(name: str) -> bool:
+    """True for a service group's frontend/backend (the base config's own have no dot)."""
+    return name.count(".") == 1
+
+
+#: name of the n-th server slot of a backend (1-based)
+def haproxy_slot(n: int) -> str:
+    return f"s{n}"
+
+
+# --- Bay's registry ----------------------------------------------------------
+#: its instances are registered in KV like a service group (host services of the
+#: registry nodes, not containers) so every node's HAProxy serves it
+REGISTRY_SERVICE = "bay-registry"
+REGISTRY_GROUP = "api"
+
+# --- Salt event tags -------------------------------------------------------
+EVENT_PREFIX = "bay"
+TAG_CONTAINER_DIED = f"{EVENT_PREFIX}/container/died"
+TAG_CONTAINER_OOM = f"{EVENT_PREFIX}/container/oom"
+TAG_CONTAINER_UNHEALTHY = f"{EVENT_PREFIX}/container/unhealthy"
+TAG_CONTAINER_STARTED = f"{EVENT_PREFIX}/container/started"
+TAG_CONTAINER_REPLACED = f"{EVENT_PREFIX}/container/replaced"
+TAG_CONTAINER_BACKOFF = f"{EVENT_PREFIX}/container/backoff"
+TAG_EVENT_REJECTED = f"{EVENT_PREFIX}/event/rejected"
+TAG_GROUP_FAILED = f"{EVENT_PREFIX}/group/failed"
+TAG_NODE_LOST = f"{EVENT_PREFIX}/node/lost"
+TAG_NODE_BACK = f"{EVENT_PREFIX}/node/back"
+TAG_STRAY_REMOVED = f"{EVENT_PREFIX}/node/stray-removed"
+TAG_CONTROLLER_RESUMED = f"{EVENT_PREFIX}/controller/resumed"
+TAG_SCALE_DECIDED = f"{EVENT_PREFIX}/scale/decided"
+TAG_DEPLOY_STARTED = f"{EVENT_PREFIX}/deploy/started"
+TAG_DEPLOY_STOPPED = f"{EVENT_PREFIX}/deploy/stopped"
+
+# --- Local cluster (`bay up`) ----------------------------------------------
+DEFAULT_CLUSTER = "default"
+
+
+def network_name(cluster: str) -> str:
+    return f"bay-{cluster}"
+
+
+def master_container(cluster: str) -> str:
+    return f"bay-{cluster}-master"
+
+
+def node_container(cluster: str, index: int) -> str:
+    return f"bay-{cluster}-node{index}"
+
+
+def node_id(index: int) -> str:
+    """Minion id (and hostname) of the ``index``-th local node."""
+    return f"node{index}"
+
+
+MASTER_ID = "master"

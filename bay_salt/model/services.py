@@ -1,0 +1,250 @@
+"""Service specs: what service developers declare under ``bay:services``.
+
+A service is split by interface into process groups; each group runs its own
+instances with their own CPU and memory, so one slow interface cannot take the
+others down. Specs are validated here before anything happens; an error names
+the service, the group and the field. :class:`GroupSpec` is one group's
+effective settings (group values over service values), the typed object every
+other part of Bay works with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bay_salt.model.units import memory_mb, seconds
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+#: ports every node already uses (Consul, Salt, HAProxy stats, cAdvisor, Docker)
+RESERVED_PORTS = frozenset({4505, 4506, 8080, 8300, 8301, 8302, 8404, 8500, 8600, 2375, 2376})
+#: what a running container must match (:meth:`GroupSpec.spec_hash`); anything else is a roll
+SPEC_FIELDS = ("image", "command", "args", "env", "cpu", "memory_mb", "port")
+
+
+class SpecError(ValueError):
+    """An invalid service spec; the message names service, group and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _duration(value):
+    return seconds(value)
+
+
+class Health(_Strict):
+    """An HTTP path (any 2xx/3xx is healthy) or a plain TCP connect."""
+
+    http: str | None = None
+    tcp: bool = False
+    interval: float = 2.0
+    timeout: float = 1.0
+    rise: int = Field(2, ge=1)
+    fall: int = Field(3, ge=1)
+    start_period: float = 30.0
+
+    _dur = field_validator("interval", "timeout", "start_period", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+    @field_validator("http")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("/") or any(c.isspace() for c in value)):
+            raise ValueError(f"{value!r} is not an absolute URL path without spaces")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Health:
+        if bool(self.http) == bool(self.tcp):
+            raise ValueError("give exactly one of http: /path or tcp: true")
+        if self.timeout > self.interval:
+            raise ValueError("timeout must not be longer than interval")
+        return self
+
+
+class Autoscale(_Strict):
+    min: int = Field(ge=1)
+    max: int = Field(ge=1)
+    target_cpu: float = Field(gt=0, le=1, description="target CPU utilisation of the group's limit, 0-1")
+    tolerance: float = Field(0.1, ge=0, lt=1)
+    scale_down_window: float = Field(300.0, ge=0, description="seconds (or 30s, 5m)")
+    scale_down_step: float = Field(0.5, gt=0, le=1, description="largest share removed per step")
+
+    _dur = field_validator("scale_down_window", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+    @model_validator(mode="after")
+    def _range(self) -> Autoscale:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is more than max ({self.max})")
+        return self
+
+
+class Group(_Strict):
+    instances: int = Field(ge=0)
+    cpu: float = Field(gt=0, le=64)
+    memory: int
+    port: int = Field(ge=1, le=65535, description="the port the process listens on in its container")
+    listen: int = Field(ge=1, le=65535, description="HAProxy frontend port on every node")
+    image: str | None = None
+    command: list[str] | None = None
+    args: list[str] | None = None
+    env: dict[str, str] = {}
+    health: Health | None = None
+    autoscale: Autoscale | None = None
+
+    _mem = field_validator("memory", mode="before")(classmethod(lambda cls, v: memory_mb(v)))
+
+    @field_validator("listen")
+    @classmethod
+    def _not_reserved(cls, value: int) -> int:
+        if value in RESERVED_PORTS:
+            raise ValueError(f"port {value} is used by the node itself (reserved: {sorted(RESERVED_PORTS)})")
+        return value
+
+    @model_validator(mode="after")
+    def _autoscale_bounds(self) -> Group:
+        a = self.autoscale
+        if a and not a.min <= self.instances <= a.max:
+            raise ValueError(f"instances ({self.instances}) is outside autoscale min..max ({a.min}..{a.max})")
+        return self
+
+
+class Service(_Strict):
+    image: str | None = None
+    command: list[str] | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    health: Health | None = None
+    owners: list[str] = Field(min_length=1, description="people or teams alerted for this service")
+    max_surge: int = Field(1, ge=1, description="instances replaced at a time during a roll")
+    groups: dict[str, Group] = Field(min_length=1)
+
+    @field_validator("groups")
+    @classmethod
+    def _group_names(cls, value: dict[str, Group]) -> dict[str, Group]:
+        for name in value:
+            if not NAME_RE.match(name):
+                raise ValueError(f"group name {name!r} must match {NAME_RE.pattern}")
+        return value
+
+    @model_validator(mode="after")
+    def _images(self) -> Service:
+        for name, g in self.groups.items():
+            if not (g.image or self.image):
+                raise ValueError(f"groups:{name}:image: no image here nor at the service level")
+        return self
+
+
+class GroupSpec(BaseModel):
+    """One group's effective settings: what it runs and how many. Immutable;
+    :meth:`with_instances` gives a copy at another count. Crosses process
+    boundaries (Salt, KV) as :meth:`to_dict` / :meth:`from_dict`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    service: str
+    group: str
+    instances: int
+    cpu: float
+    memory_mb: int
+    port: int
+    listen: int
+    image: str
+    command: list[str] | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    health: Health | None = None
+    autoscale: Autoscale | None = None
+    owners: list[str] = []
+    max_surge: int = 1
+
+    @property
+    def name(self) -> str:
+        """``SERVICE.GROUP``, as users name a group."""
+        return f"{self.service}.{self.group}"
+
+    def with_instances(self, count: int) -> GroupSpec:
+        return self.model_copy(update={"instances": count})
+
+    def spec_hash(self) -> str:
+        """What a running container must match; anything else is a roll."""
+        data = self.to_dict()
+        return hashlib.sha256(json.dumps({k: data[k] for k in SPEC_FIELDS}, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GroupSpec:
+        return cls.model_validate(data)
+
+
+def _loc(loc: tuple) -> str:
+    return ":".join(str(p) for p in loc if not str(p).startswith("function-"))
+
+
+def _problems(name: str, err: ValidationError) -> list[str]:
+    """One line per problem, naming ``service.group: field``."""
+    out = []
+    for e in err.errors():
+        loc = list(e["loc"])
+        where = name
+        if len(loc) >= 2 and loc[0] == "groups":
+            where, loc = f"{name}.{loc[1]}", loc[2:]
+        msg = "unknown field" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+        field = _loc(tuple(loc))
+        if not field and msg.startswith("groups:"):  # model-level message that names its group
+            grp, _, rest = msg.removeprefix("groups:").partition(":")
+            where, msg = f"{name}.{grp}", rest.strip()
+        out.append(f"{where}: {field + ': ' if field else ''}{msg}")
+    return out
+
+
+def parse(services: dict[str, Any] | None) -> dict[str, ServiceSpec]:
+    """Validate every service; raise :class:`SpecError` listing every problem."""
+    problems = []
+    out: dict[str, ServiceSpec] = {}
+    for name, raw in (services or {}).items():
+        if not NAME_RE.match(str(name)):
+            problems.append(f"{name}: service name must match {NAME_RE.pattern}")
+            continue
+        try:
+            svc = Service.model_validate(raw if raw is not None else {})
+        except ValidationError as err:
+            problems += _problems(name, err)
+            continue
+        out[name] = ServiceSpec(name, svc)
+    listens: dict[int, str] = {}
+    for spec in out.values():
+        for g in spec.groups().values():
+            other = listens.setdefault(g.listen, g.name)
+            if other != g.name:
+                problems.append(f"{g.name}: listen: port {g.listen} is already the frontend of {other}")
+    if problems:
+        raise SpecError("invalid service spec: " + "; ".join(problems))
+    return out
+
+
+class ServiceSpec:
+    """A validated service, with each group's effective settings resolved."""
+
+    def __init__(self, name: str, model: Service):
+        self.name = name
+        self.model = model
+
+    def groups(self) -> dict[str, GroupSpec]:
+        """``{group: effective settings}`` (group values over service values)."""
+        s = self.model
+        out = {}
+        for gname, g in s.groups.items():
+            out[gname] = GroupSpec(
+                service=self.name, group=gname, instances=g.instances, cpu=g.cpu, memory_mb=g.memory, port=g.port,
+                listen=g.listen, image=g.image or s.image, command=g.command if g.command is not None else s.command,
+                args=g.args if g.args is not None else s.args, env={**s.env, **g.env}, health=g.health or s.health,
+                autoscale=g.autoscale, owners=list(s.owners), max_surge=s.max_surge)
+        return out

@@ -1,0 +1,337 @@
+"""The `bay:` pillar: its schema, defaults merging and validation.
+
+Salt's map.jinja hands the formula defaults and the pillar to :func:`load`,
+which returns one validated dict for the states to look up. Any problem
+raises :class:`SettingsError` naming the pillar key, so a bad pillar fails the
+render before a single state runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import ipaddress
+import re
+from typing import Any, Literal
+
+import salt.utils.dictupdate
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bay_salt.model.units import size_bytes
+
+ROLES = ("worker", "registry", "mesos-agent")
+_SIZE_RE = re.compile(r"^([1-9][0-9]*)([kmg]?)$")
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,62}[a-z0-9])?$")
+
+
+class SettingsError(ValueError):
+    """The `bay:` pillar is invalid; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Port = Field(ge=1, le=65535)
+
+
+class Node(_Strict):
+    address: str | None = None
+    roles: list[str] = Field(default_factory=lambda: ["worker"])
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address") from None
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, value: list[str]) -> list[str]:
+        unknown = [r for r in value if r not in ROLES]
+        if unknown:
+            raise ValueError(f"unknown role {unknown[0]!r} (known: {', '.join(ROLES)})")
+        return value
+
+
+class Python(_Strict):
+    bin_env: str
+    packages: list[str]
+    find_links: list[str] = []
+    no_index: bool = False
+
+
+class Docker(_Strict):
+    package: str
+    service: str
+    data_root: str
+    log_driver: str
+    log_max_size: str
+    log_max_file: int = Field(ge=1)
+    live_restore: bool
+    registry: str = ""
+
+    @field_validator("log_max_size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not _SIZE_RE.match(str(value).lower()):
+            raise ValueError(f"{value!r} is not a positive size like 10m, 512k or 1g")
+        return str(value).lower()
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, value: str) -> str:
+        if value:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{value!r} is not host:port")
+        return value
+
+
+class Consul(_Strict):
+    source: Literal["hashicorp", "debian-bullseye", "none"]
+    hashicorp_repo: str
+    package: str
+    datacenter: str
+    data_dir: str
+    config_dir: str
+    servers: list[str] = []
+    http_port: int = Port
+    dns_port: int = Port
+    ui: bool = False
+    #: scales the servers' Raft timings; 1 (HashiCorp's production recommendation) finds a lost
+    #: leader and elects a new one about 5x sooner than Consul's default of 5
+    raft_multiplier: int = Field(default=1, ge=1, le=10)
+    # gossip encryption key (base64 of 16, 24 or 32 bytes); a secret: never echoed
+    encrypt: str = Field(default="", repr=False)
+
+    @field_validator("encrypt")
+    @classmethod
+    def _encrypt(cls, value: str) -> str:
+        if value:
+            try:
+                raw = base64.b64decode(value, validate=True)
+            except (ValueError, binascii.Error):
+                raw = b""
+            if len(raw) not in (16, 24, 32):
+                # the message must not contain the value: it is a secret
+                raise ValueError("not a base64-encoded 16, 24 or 32 byte key (consul keygen makes one)")
+        return value
+
+    @field_validator("datacenter")
+    @classmethod
+    def _dc(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"{value!r} is not a valid datacenter name")
+        return value
+
+
+class HAProxy(_Strict):
+    package: str
+    config: str
+    services_config: str
+    socket: str
+    stats_port: int = Port
+    maxconn: int = Field(ge=1)
+
+
+class CAdvisor(_Strict):
+    package: str
+    port: int = Port
+    housekeeping_interval: str
+
+
+class Mesos(_Strict):
+    enabled: bool = False
+    repo: str = ""
+    package: str = "mesos"
+    zk: str = ""
+    containerizers: list[Literal["docker", "mesos"]] = ["docker", "mesos"]
+    work_dir: str
+    attributes: dict[str, str] = {}
+    resources: dict[str, str | int | float] = {}
+
+    @model_validator(mode="after")
+    def _zk(self) -> Mesos:
+        if self.enabled and not self.zk.startswith("zk://"):
+            raise ValueError("zk: mesos is enabled, so zk must be a zk://host:port,.../mesos URL")
+        return self
+
+
+class Registry(_Strict):
+    #: HAProxy frontend of the registry on every node (docker pulls through it)
+    port: int = Port
+    #: where each registry instance listens on its node
+    instance_port: int = Port
+    #: file:///PATH (a local or shared disk) or hdfs://NAMENODE:HTTPPORT[,NAMENODE2:HTTPPORT]/PATH
+    storage: str
+    #: seconds an unreferenced blob is kept (a push in flight may still reference it)
+    gc_grace: float = Field(ge=0)
+    #: seconds between two online garbage collections on each instance (0: never)
+    gc_interval: float = Field(ge=0)
+    #: blob GETs redirected to where storage serves them (HDFS: a DataNode the clients can reach);
+    #: not used with a cache (then blobs are served from the instance's disk)
+    blob_redirect: bool = False
+    #: with remote storage (HDFS): each instance keeps blobs it has served on its own disk here ...
+    cache_dir: str = "/var/cache/bay-registry"
+    #: ... up to this size (``10Gi``, ``512Mi``; 0: no cache)
+    cache_size: str | int = "10Gi"
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _cache_dir(cls, value: str) -> str:
+        if not re.match(r"^/[^\s]*$", value) or ".." in value.split("/"):
+            raise ValueError(f"{value!r}: expected an absolute path")
+        return value
+
+    @field_validator("cache_size")
+    @classmethod
+    def _cache_size(cls, value: str | int) -> str | int:
+        size_bytes(value)  # ValueError names it
+        return value
+
+    @property
+    def cache_bytes(self) -> int:
+        return size_bytes(self.cache_size)
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        if not re.match(r"^(file:///[^\s]*|hdfs://[A-Za-z0-9.:,_-]+/[^\s]*)$", value):
+            raise ValueError(f"{value!r}: expected file:///PATH or hdfs://NAMENODE:PORT[,...]/PATH")
+        return value
+
+    @model_validator(mode="after")
+    def _ports(self) -> Registry:
+        if self.port == self.instance_port:
+            raise ValueError("instance_port: must differ from port (HAProxy listens there on every node)")
+        return self
+
+
+class Controller(_Strict):
+    """The master's control loop (:mod:`bay_salt.control`)."""
+
+    #: first restart of a crashed instance is immediate; the n-th in a row waits base * 2**(n-1) s ...
+    restart_backoff: float = Field(gt=0)
+    #: ... at most this long
+    restart_backoff_max: float = Field(gt=0)
+    #: this many restarts in a row mark the group failed (it is no longer restarted)
+    crash_loop_restarts: int = Field(ge=1)
+    #: a run of this many seconds resets the back-off
+    backoff_reset: float = Field(gt=0)
+    #: containers unknown to KV and older than this are strays a restarted controller removes
+    stray_age: float = Field(ge=0)
+    #: seconds between two autoscaling rounds (cAdvisor read, decisions)
+    autoscale_interval: float = Field(gt=0)
+    #: seconds an instance removed by a scale-down keeps running after it left every HAProxy
+    scale_down_drain: float = Field(ge=0)
+
+
+class Settings(_Strict):
+    cluster: str
+    nodes: dict[str, Node]
+    python: Python
+    docker: Docker
+    consul: Consul
+    haproxy: HAProxy
+    cadvisor: CAdvisor
+    mesos: Mesos
+    registry: Registry
+    controller: Controller
+    # validated by bay_salt.services (errors name service.group and field)
+    services: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _servers_exist(self) -> Settings:
+        for name in self.consul.servers:
+            if name not in self.nodes:
+                raise ValueError(f"consul:servers: {name!r} is not a node in bay:nodes")
+        addresses: dict[str, str] = {}
+        for name, node in self.nodes.items():
+            if node.address and node.address in addresses:
+                raise ValueError(
+                    f"nodes:{name}:address: {node.address} is already the address of {addresses[node.address]}"
+                )
+            if node.address:
+                addresses[node.address] = name
+        return self
+
+
+def formula_defaults(root) -> dict:
+    """The ``bay`` key of the formula's ``states/bay/defaults.yaml`` under checkout ``root``."""
+    with open(f"{root}/states/bay/defaults.yaml", encoding="utf-8") as fh:
+        return yaml.safe_load(fh)["bay"]
+
+
+def pick_address(ip4_interfaces: dict[str, list[str]]) -> str | None:
+    """The node's own address from Salt's ``ip4_interfaces`` grain: the first
+    address of the first interface that is not loopback or a bridge Docker
+    made (docker0, br-*, veth*)."""
+    skip = ("lo", "docker", "br-", "veth")
+    for iface in sorted(ip4_interfaces):
+        if iface.startswith(skip):
+            continue
+        for addr in ip4_interfaces[iface]:
+            if not addr.startswith("127."):
+                return addr
+    return None
+
+
+def deep_merge(base: dict, override: dict | None) -> dict:
+    """``override`` merged into a copy of ``base`` (Salt's own dictupdate: dicts
+    merge, anything else replaces); neither argument is changed."""
+    return salt.utils.dictupdate.update(copy.deepcopy(base), copy.deepcopy(override or {}))
+
+
+def _format_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ":".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        key = f"bay:{loc}" if loc else "bay"
+        # model-level errors carry their own key in the message ("consul:servers: ...")
+        if not loc and ":" in msg.split(" ", 1)[0]:
+            key, msg = "bay:" + msg.split(": ", 1)[0], msg.split(": ", 1)[1]
+        lines.append(f"{key}: {msg}")
+    return "invalid pillar: " + "; ".join(lines)
+
+
+def load(defaults: dict, pillar: dict | None, minion_id: str | None = None, own_address: str | None = None) -> dict:
+    """Merge ``pillar`` (the ``bay`` pillar value) over ``defaults`` (the ``bay``
+    key of defaults.yaml), validate, and return the settings as plain data.
+
+    With ``minion_id``, ``node`` holds that minion's own entry (address, roles,
+    and whether it is a Consul server); ``own_address`` is its address when
+    the pillar does not give one.
+    """
+    if pillar is not None and not isinstance(pillar, dict):
+        raise SettingsError(f"invalid pillar: bay: must be a mapping, not {type(pillar).__name__}")
+    merged = deep_merge(defaults, pillar or {})
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as err:
+        raise SettingsError(_format_error(err)) from None
+    data = settings.model_dump()
+    data["registry"]["cache_bytes"] = settings.registry.cache_bytes
+    if not data["consul"]["servers"] and data["nodes"]:
+        data["consul"]["servers"] = [sorted(data["nodes"])[0]]
+    data["consul"]["server_addresses"] = [
+        data["nodes"][n]["address"] for n in data["consul"]["servers"] if data["nodes"][n]["address"]
+    ]
+    if minion_id is not None:
+        own = data["nodes"].get(minion_id, {"address": None, "roles": ["worker"]})
+        data["node"] = {
+            "id": minion_id,
+            "address": own["address"] or own_address,
+            "roles": own["roles"],
+            "consul_server": minion_id in data["consul"]["servers"],
+        }
+    return data

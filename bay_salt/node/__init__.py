@@ -1,0 +1,5 @@
+"""What runs on every node: its daemons' configuration (:mod:`.config`,
+:mod:`.aptsources`, :mod:`.capacity`), its service containers
+(:mod:`.containers`), and Bay's node agents: ``bay-lb-sync`` (Consul KV ->
+HAProxy, :mod:`.lbsync` over :mod:`.routing` and :mod:`.haproxy_runtime`)
+and ``bay-events`` (Docker events -> Salt events, :mod:`.docker_events`)."""

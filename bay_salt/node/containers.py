@@ -1,0 +1,207 @@
+"""Service containers on a node, through the Docker SDK.
+
+Every container carries Bay's labels (service, group, instance, spec hash),
+runs with the group's CPU and memory limits, logs to json-file with rotation,
+publishes its port on an ephemeral host port, and has no Docker restart
+policy: the controller owns restarts.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import docker
+import docker.errors
+
+from bay_salt.model import names
+from bay_salt.model.services import GroupSpec, Health
+
+
+def _host_port(container, port: int) -> int:
+    bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp") or []
+    for b in bindings:
+        if b.get("HostIp") in ("0.0.0.0", "", None):
+            return int(b["HostPort"])
+    if bindings:
+        return int(bindings[0]["HostPort"])
+    raise RuntimeError(f"{container.name}: port {port} is not published")
+
+
+def _created(container) -> float:
+    """Docker's ``Created`` (RFC 3339 with nanoseconds) as epoch seconds."""
+    stamp = container.attrs.get("Created", "")
+    try:
+        return datetime.datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        return time.time()
+
+
+def describe(container) -> dict:
+    labels = container.labels
+    port = int(labels.get(names.LABEL_PORT, 0))
+    out = {
+        "service": labels.get(names.LABEL_SERVICE),
+        "group": labels.get(names.LABEL_GROUP),
+        "instance": labels.get(names.LABEL_INSTANCE),
+        "spec": labels.get(names.LABEL_SPEC),
+        "cpu": float(labels.get(names.LABEL_CPU, 0)),
+        "memory_mb": int(labels.get(names.LABEL_MEMORY, 0)),
+        "container": container.name,
+        "id": container.id[:12],
+        "status": container.status,
+        "host_port": None,
+        # seconds since it was created, by this node's clock
+        "age": max(0.0, time.time() - _created(container)),
+    }
+    if container.status == "running" and port:
+        try:
+            out["host_port"] = _host_port(container, port)
+        except RuntimeError:
+            pass
+    return out
+
+
+def list_instances(client: docker.DockerClient) -> list[dict]:
+    return [describe(c) for c in client.containers.list(all=True, filters={"label": names.LABEL_SERVICE})]
+
+
+def ensure_image(client: docker.DockerClient, image: str) -> None:
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        client.images.pull(image)
+
+
+def run(client: docker.DockerClient, group: GroupSpec, instance: str, log_max_size: str = "10m",
+        log_max_file: int = 3) -> dict:
+    """Start one instance of ``group``."""
+    ensure_image(client, group.image)
+    name = names.service_container(group.service, group.group, instance)
+    labels = {
+        names.LABEL_SERVICE: group.service,
+        names.LABEL_GROUP: group.group,
+        names.LABEL_INSTANCE: instance,
+        names.LABEL_SPEC: group.spec_hash(),
+        names.LABEL_PORT: str(group.port),
+        names.LABEL_CPU: str(group.cpu),
+        names.LABEL_MEMORY: str(group.memory_mb),
+    }
+    # command: the whole argv (replaces the image's entrypoint); args: replace only its CMD
+    kwargs: dict = {}
+    command = list(group.args) or None
+    if group.command:
+        kwargs["entrypoint"] = group.command[:1]
+        command = group.command[1:] + list(group.args)
+    container = client.containers.run(
+        group.image,
+        command=command,
+        name=name,
+        detach=True,
+        labels=labels,
+        environment={**group.env, "BAY_SERVICE": group.service, "BAY_GROUP": group.group, "BAY_INSTANCE": instance},
+        nano_cpus=int(group.cpu * 1e9),
+        mem_limit=f"{group.memory_mb}m",
+        memswap_limit=f"{group.memory_mb}m",
+        ports={f"{group.port}/tcp": None},
+        log_config=docker.types.LogConfig(type="json-file", config={"max-size": log_max_size,
+                                                                     "max-file": str(log_max_file)}),
+        restart_policy={"Name": "no"},
+        **kwargs,
+    )
+    container.reload()
+    return describe(container)
+
+
+def stop(client: docker.DockerClient, container: str, timeout: int = 10) -> bool:
+    """Stop and remove; False if it was not there."""
+    try:
+        c = client.containers.get(container)
+    except docker.errors.NotFound:
+        return False
+    try:
+        c.stop(timeout=timeout)
+    except docker.errors.APIError:
+        pass
+    c.remove(force=True)
+    return True
+
+
+def check(address: str, port: int, health: Health | None, timeout: float = 1.0) -> bool:
+    """One health probe: HTTP GET of the path (2xx/3xx), or a TCP connect."""
+    if health and health.http:
+        try:
+            with urllib.request.urlopen(f"http://{address}:{port}{health.http}", timeout=timeout) as r:
+                return 200 <= r.status < 400
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+#: without a health check: a TCP connect, once, within 30 s
+_TCP = Health(tcp=True, interval=1.0, timeout=1.0, rise=1, start_period=30.0)
+
+
+def wait_healthy(address: str, port: int, health: Health | None, client=None, container: str | None = None) -> bool:
+    """Probe until ``rise`` successes in a row, or the start period ends (or the
+    container exits)."""
+    h = health or _TCP
+    deadline = time.monotonic() + h.start_period
+    streak = 0
+    # probe fast while starting: 20 ms apart at first, then up to 250 ms (or the
+    # group's interval if shorter); most services answer within the first few tries
+    cap = min(h.interval, 0.25)
+    interval = min(0.02, cap)
+    while time.monotonic() < deadline:
+        if check(address, port, h, h.timeout):
+            streak += 1
+            if streak >= h.rise:
+                return True
+            interval = cap  # the rest of a rise streak at the starting cadence
+        else:
+            streak = 0
+            if client is not None and container:
+                try:
+                    if client.containers.get(container).status in ("exited", "dead"):
+                        return False
+                except docker.errors.NotFound:
+                    return False
+        time.sleep(interval)
+        interval = min(interval * 2, cap)
+    return False
+
+
+def client() -> docker.DockerClient:
+    """The node's Docker engine."""
+    return docker.from_env(timeout=120)
+
+
+def start_many(group: GroupSpec, instances: list[str], address: str, log_max_size: str = "10m",
+               log_max_file: int = 3, wait: bool = True) -> list[dict]:
+    """Start ``instances`` of ``group`` here and, with ``wait``, probe each on
+    this node's ``address`` (in parallel) until healthy or its start period ends."""
+    dc = client()
+    started = [run(dc, group, i, log_max_size, log_max_file) for i in instances]
+
+    def probe(c: dict) -> dict:
+        healthy = bool(c["host_port"]) and (
+            not wait or wait_healthy(address, c["host_port"], group.health, dc, c["container"]))
+        return dict(c, healthy=healthy, address=address)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(started))) as pool:
+        return list(pool.map(probe, started))
+
+
+def stop_many(names: list[str], timeout: int = 10) -> dict[str, bool]:
+    """Stop and remove the named containers (in parallel); name -> whether it was there."""
+    dc = client()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        return dict(zip(names, pool.map(lambda n: stop(dc, n, timeout), names)))

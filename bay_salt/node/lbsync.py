@@ -1,0 +1,177 @@
+"""bay-lb-sync: keeps this node's HAProxy routing what Consul KV says.
+
+Follows ``bay/`` with Consul blocking queries; each change is applied through
+the Runtime API (no reload) when the running config has the slots for it, else
+the services config is re-rendered, checked with ``haproxy -c`` and HAProxy is
+reloaded hitlessly (master-worker). Either way the services config file is
+rewritten (atomically) to state what HAProxy now holds.
+
+    bay-lb-sync --consul http://127.0.0.1:8500 \\
+        --socket /run/haproxy/admin.sock --base /etc/haproxy/haproxy.cfg \\
+        --services /etc/haproxy/bay-services.cfg --reload "systemctl reload haproxy"
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+import consul
+
+from bay_salt.kv.records import Instance, Route
+from bay_salt.model import names
+from bay_salt.node import routing as lb
+from bay_salt.node.haproxy_runtime import RuntimeAPI, RuntimeAPIError
+
+log = logging.getLogger("bay.lbsync")
+_ERRORS = ("No such", "Unknown", "Require", "error", "not found", "Invalid", "cannot", "Can't")
+
+
+def parse_kv(items: list[dict] | None) -> tuple[list[Route], list[Instance]]:
+    """Routes and instances from a recursive read of ``bay/``."""
+    routes, instances = [], []
+    route_prefix = names.kv_routes_prefix()
+    inst_prefix = names.kv_instances_prefix()
+    for item in items or []:
+        if not item.get("Value"):
+            continue
+        try:
+            if item["Key"].startswith(route_prefix):
+                routes.append(Route.from_json(item["Value"]))
+            elif item["Key"].startswith(inst_prefix):
+                instances.append(Instance.from_json(item["Value"]))
+        except (ValueError, KeyError, TypeError) as err:
+            log.warning("ignoring malformed KV entry %s: %s", item["Key"], err)
+    return routes, instances
+
+
+def write_atomic(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` via a temp file and rename; False if unchanged."""
+    if path.exists() and path.read_text() == text:
+        return False
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return True
+
+
+class LBSync:
+    def __init__(self, client: consul.Consul, api: RuntimeAPI, base: Path, services: Path,
+                 reload: Callable[[], None], always_reload: bool = False):
+        self.client = client
+        self.api = api
+        self.base = base
+        self.services = services
+        self.reload = reload
+        #: reference mode for benchmarks: every change by config reload, as template-and-reload tools do
+        self.always_reload = always_reload
+        self.stats = {"runtime": 0, "reloads": 0}
+
+    def current(self) -> dict[str, list[lb.Slot]]:
+        return lb.parse_servers_state(self.api.execute("show servers state"))
+
+    def apply(self, routes: list[Route], instances: list[Instance]) -> lb.Plan:
+        plan = lb.plan(routes, instances, self.current())
+        if self.always_reload and plan.commands:
+            plan.reload = True
+            plan.reasons.append("always-reload mode")
+        if not plan.reload:
+            for cmd in plan.commands:
+                out = self.api.execute(cmd).strip()
+                if any(e in out for e in _ERRORS):
+                    log.warning("runtime command %r failed (%s); reloading instead", cmd, out)
+                    plan.reload = True
+                    break
+        text = lb.render(routes, plan.slots)
+        if plan.reload:
+            self._reload_with(text, routes)
+            self.stats["reloads"] += 1
+            log.info("reloaded HAProxy: %s", "; ".join(plan.reasons) or "runtime command failed")
+        else:
+            write_atomic(self.services, text)
+            if plan.commands:
+                self.stats["runtime"] += 1
+                log.info("runtime update: %d commands", len(plan.commands))
+        return plan
+
+    def _reload_with(self, text: str, routes: list[Route]) -> None:
+        candidate = self.services.with_name(f".{self.services.name}.candidate")
+        candidate.write_text(text)
+        try:
+            res = subprocess.run(["haproxy", "-c", "-q", "-f", str(self.base), "-f", str(candidate)],
+                                 capture_output=True, text=True)
+            if res.returncode != 0:
+                raise RuntimeError(f"rendered services config rejected by haproxy -c: {res.stdout}{res.stderr}")
+            write_atomic(self.services, text)
+        finally:
+            candidate.unlink(missing_ok=True)
+        self.reload()
+        want = {r.backend for r in routes}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the new worker answers with every backend
+            try:
+                have = set(self.current())
+                if want <= have and not {b for b in have if names.is_group_backend(b)} - want:
+                    return
+            except RuntimeAPIError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("HAProxy did not come back with the new configuration within 30 s")
+
+    def run(self, stop: threading.Event | None = None, wait: str = "30s") -> None:
+        stop = stop or threading.Event()
+        index = None
+        while not stop.is_set():
+            try:
+                new_index, items = self.client.kv.get(f"{names.KV_PREFIX}/", recurse=True, index=index, wait=wait)
+            except (consul.ConsulException, OSError) as err:  # Consul restarting: retry
+                log.warning("consul: %s", err)
+                stop.wait(1)
+                continue
+            if new_index == index:
+                continue
+            if index is not None and int(new_index) < int(index):
+                index = None  # index went backwards (Consul restored): start over
+                continue
+            index = new_index
+            try:
+                self.apply(*parse_kv(items))
+            except (RuntimeAPIError, RuntimeError) as err:
+                log.error("could not apply routing: %s", err)
+                stop.wait(1)
+                index = None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bay-lb-sync", description=__doc__.split("\n\n")[0])
+    p.add_argument("--consul", default="http://127.0.0.1:8500")
+    p.add_argument("--socket", default="/run/haproxy/admin.sock")
+    p.add_argument("--base", default="/etc/haproxy/haproxy.cfg")
+    p.add_argument("--services", default="/etc/haproxy/bay-services.cfg")
+    p.add_argument("--reload", default="systemctl reload haproxy", help="command that reloads HAProxy")
+    p.add_argument("--always-reload", action="store_true",
+                   help="apply every change by config reload (reference mode for benchmarks)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    url = urlparse(args.consul)
+    client = consul.Consul(host=url.hostname, port=url.port or 8500, scheme=url.scheme or "http")
+    reload_cmd = shlex.split(args.reload)
+    sync = LBSync(client, RuntimeAPI(args.socket), Path(args.base), Path(args.services),
+                  lambda: subprocess.run(reload_cmd, check=True), always_reload=args.always_reload)
+    sync.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""What the scheduler and the control loop need from the nodes: their
+capacity and containers, and starting and stopping containers there.
+:class:`bay_salt.control.saltbackend.SaltBackend` does it through Salt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bay_salt.model.services import GroupSpec
+
+
+class DeployError(RuntimeError):
+    """A deploy, scale or replacement could not be carried out; the message
+    names the group, the node and what to do. Nothing half-applied stays."""
+
+
+@dataclass
+class NodeState:
+    id: str
+    address: str
+    cpus: float
+    memory_mb: int
+    containers: list[dict] = field(default_factory=list)
+    schedulable: bool = True
+
+
+class Backend(Protocol):
+    def nodes(self) -> list[NodeState]:
+        """Every node that answered, with its capacity and Bay containers."""
+
+    def start(self, node: str, group: GroupSpec, instances: list[str]) -> list[dict]:
+        """Start and health-wait ``instances`` of ``group`` on ``node``; one
+        ``{instance, container, host_port, address, healthy}`` per instance."""
+
+    def stop(self, node: str, containers: list[str]) -> None:
+        """Stop and remove the named containers on ``node``."""
+
+    def containers(self, node: str) -> list[dict]:
+        """The Bay containers on ``node`` (:func:`bay_salt.node.containers.describe`)."""
+
+    def busy(self, node: str) -> bool:
+        """True while a container start job runs on ``node``."""

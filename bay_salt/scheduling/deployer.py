@@ -1,0 +1,208 @@
+"""Deploying a service group: scale, roll, place, register.
+
+:func:`bay_salt.scheduling.planning.plan_group` is the pure decision;
+:class:`Deployer` carries it out against a :class:`Backend` (Salt, in the
+runner and the control loop) and the KV store:
+
+* scale up: place all new instances (all or nothing), start them, wait for
+  each to pass its health check on its node, register them in one batch;
+* scale down: deregister first (every HAProxy drops them at once), drain,
+  then stop;
+* roll (image or spec changed): ``max_surge`` at a time, start new, wait
+  healthy, then swap registrations in one transaction and stop the old; a new
+  instance that fails its health check stops the roll and the old ones keep
+  serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bay_salt.kv import store as kvstore
+from bay_salt.kv.records import Health, Instance, Route
+from bay_salt.kv.store import Store
+from bay_salt.model import names
+from bay_salt.model.services import GroupSpec, ServiceSpec
+from bay_salt.scheduling import placement
+from bay_salt.scheduling.backend import Backend, DeployError, NodeState
+from bay_salt.scheduling.planning import plan_group
+
+log = logging.getLogger("bay.deploy")
+
+__all__ = ["Deployer", "DeployError", "GroupReport", "autoscaled", "route_of"]
+
+
+def autoscaled(store: Store, g: GroupSpec) -> int | None:
+    """The count the autoscaler last decided for group ``g`` (None: never)."""
+    value = store.get(names.kv_scale(g.service, g.group))
+    return json.loads(value).get("state", {}).get("desired") if value else None
+
+
+def route_of(g: GroupSpec) -> Route:
+    """The group's routing record for every node's HAProxy."""
+    return Route(g.service, g.group, g.listen, g.health.model_dump() if g.health else None)
+
+
+@dataclass
+class GroupReport:
+    group: str
+    desired: int
+    started: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    rolled: bool = False
+
+    def summary(self) -> str:
+        if not (self.started or self.stopped):
+            return f"{self.group}: {self.desired} instances, unchanged"
+        verb = "rolled" if self.rolled else "scaled"
+        return f"{self.group}: {verb} to {self.desired} (+{len(self.started)} -{len(self.stopped)})"
+
+
+def placement_nodes(states: list[NodeState]) -> list[placement.Node]:
+    """Placement's view of the nodes: capacity minus what their Bay containers reserve."""
+    out = []
+    for s in states:
+        n = placement.Node(s.id, s.cpus, s.memory_mb, schedulable=s.schedulable)
+        for c in s.containers:
+            if c["status"] in ("running", "created", "restarting"):
+                n.take((c["service"], c["group"]), c["cpu"], c["memory_mb"])
+        out.append(n)
+    return out
+
+
+class Deployer:
+    def __init__(self, backend: Backend, store: Store, drain_seconds: float = 1.0,
+                 log_event: Callable[[str, dict], None] | None = None, sleep: Callable[[float], None] = time.sleep):
+        self.backend = backend
+        self.store = store
+        self.drain = drain_seconds
+        self.event = log_event or (lambda tag, data: None)
+        self.sleep = sleep
+
+    # --- dry run --------------------------------------------------------------------
+    def plan(self, spec: ServiceSpec) -> dict[str, dict]:
+        """What :meth:`deploy` would do, changing nothing; raises PlacementError
+        if a group would not fit."""
+        out = {}
+        nodes = None
+        for g in spec.groups().values():
+            p = plan_group(self.store.instances(g.service, g.group), g.instances, g.spec_hash())
+            if p.start:
+                if nodes is None:
+                    nodes = placement_nodes(self.backend.nodes())
+                n = min(g.max_surge, p.start) if p.replace else p.start
+                placement.place(nodes, g.service, g.group, n, g.cpu, g.memory_mb)
+            out[g.name] = {"start": p.start, "stop": len(p.remove) + len(p.replace), "roll": bool(p.replace),
+                           "desired": g.instances}
+        return out
+
+    # --- the group ---------------------------------------------------------------
+    def deploy(self, spec: ServiceSpec, groups: dict[str, int] | None = None) -> list[GroupReport]:
+        """Bring every group of ``spec`` (or only those in ``groups``, with
+        those counts) to its desired state."""
+        reports = []
+        for gname, g in spec.groups().items():
+            if groups is not None and gname not in groups:
+                continue
+            if groups is not None:
+                g = g.with_instances(groups[gname])
+            elif g.autoscale:  # keep what the autoscaler decided, within the policy's bounds
+                a = g.autoscale
+                g = g.with_instances(max(a.min, min(a.max, autoscaled(self.store, g) or g.instances)))
+            reports.append(self.reconcile(g))
+        return reports
+
+    def reconcile(self, g: GroupSpec, fit: bool = False) -> GroupReport:
+        """Bring one group to ``g.instances``; with ``fit`` (autoscaling) a
+        scale-up larger than the free capacity starts as many as fit."""
+        want = g.spec_hash()
+        records = self.store.instances(g.service, g.group)
+        by_id = {r.instance: r for r in records}
+        plan = plan_group(records, g.instances, want)
+        self.store.ensure(names.kv_route(g.service, g.group), route_of(g).to_json())
+        if self.store.failed(g.service, g.group) is not None:
+            # a deploy of a group the controller failed (crash loop) starts it afresh
+            self.store.apply([kvstore.op_delete(names.kv_failed(g.service, g.group))])
+        if not plan.changes:
+            return GroupReport(g.name, g.instances)
+        states = self.backend.nodes()
+        address = {s.id: s.address for s in states}
+        nodes = placement_nodes(states)
+        if fit and plan.start and not plan.replace:
+            free = placement.room(nodes, g.cpu, g.memory_mb)
+            if plan.start > free:
+                g = g.with_instances(len(plan.keep) + free)
+                plan = plan_group(records, g.instances, want)
+        report = GroupReport(g.name, g.instances, rolled=bool(plan.replace))
+
+        if plan.remove:
+            self._retire([by_id[i] for i in plan.remove], report)
+
+        to_replace = [by_id[i] for i in plan.replace]
+        remaining = plan.start
+        surge = g.max_surge if to_replace else remaining
+        # check up front that all of it fits (nothing changes if it does not)
+        placement.place(placement_nodes(states), g.service, g.group,
+                        min(surge, remaining) if to_replace else remaining, g.cpu, g.memory_mb)
+        while remaining > 0:
+            batch = min(surge, remaining) if to_replace else remaining
+            where = placement.place(nodes, g.service, g.group, batch, g.cpu, g.memory_mb)
+            started = self._start(g, where, address, want)
+            failed = [s for s in started if not s[1]]
+            if failed:
+                self._stop([(i.node, i.container) for i, _ in started])
+                bad = ", ".join(f"{i.instance} on {i.node}" for i, _ in failed)
+                raise DeployError(
+                    f"{g.name}: new instance(s) {bad} did not pass the health check; "
+                    f"{'roll stopped, the old instances keep serving' if to_replace else 'nothing registered'}"
+                )
+            new = [i for i, _ in started]
+            old, to_replace = to_replace[:batch], to_replace[batch:]
+            self.store.apply(kvstore.register_ops(new) + kvstore.deregister_ops(old))
+            report.started += [i.instance for i in new]
+            self.event(names.TAG_DEPLOY_STARTED, {"group": g.name, "instances": [i.instance for i in new]})
+            if old:
+                self._drain_and_stop(old, report)
+                for i in old:  # their capacity is free for the next batch
+                    n = next((n for n in nodes if n.id == i.node), None)
+                    if n:
+                        n.release((g.service, g.group), g.cpu, g.memory_mb)
+            remaining -= batch
+        if to_replace:  # more outdated than desired
+            self._retire(to_replace, report)
+        return report
+
+    # --- steps ----------------------------------------------------------------------
+    def _start(self, g: GroupSpec, where: list[str], address: dict[str, str], want: str) -> list[tuple[Instance, bool]]:
+        per_node: dict[str, list[str]] = {}
+        for node in where:
+            per_node.setdefault(node, []).append(secrets.token_hex(4))
+        out = []
+        for node, ids in per_node.items():
+            for res in self.backend.start(node, g, ids):
+                inst = Instance(g.service, g.group, res["instance"], node, address[node],
+                                int(res.get("host_port") or 0), Health.PASSING, g.image, res["container"], want)
+                out.append((inst, bool(res.get("healthy"))))
+        return out
+
+    def _stop(self, pairs: list[tuple[str, str]]) -> None:
+        per_node: dict[str, list[str]] = {}
+        for node, container in pairs:
+            per_node.setdefault(node, []).append(container)
+        for node, containers in per_node.items():
+            self.backend.stop(node, containers)
+
+    def _retire(self, instances: list[Instance], report: GroupReport) -> None:
+        self.store.apply(kvstore.deregister_ops(instances))
+        self._drain_and_stop(instances, report)
+
+    def _drain_and_stop(self, instances: list[Instance], report: GroupReport) -> None:
+        self.sleep(self.drain)  # every HAProxy has dropped them; let requests in flight finish
+        self._stop([(i.node, i.container) for i in instances])
+        report.stopped += [i.instance for i in instances]
+        self.event(names.TAG_DEPLOY_STOPPED, {"group": report.group, "instances": [i.instance for i in instances]})

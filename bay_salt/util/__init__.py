@@ -1,0 +1,1 @@
+"""Small things every part of Bay shares: the one retry policy (:mod:`.retry`)."""

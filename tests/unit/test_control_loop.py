@@ -1,0 +1,224 @@
+"""The control loop (decide, then act) over the in-memory KV store and a
+recording backend (tests/support/fakes.py: named stand-ins behind the real
+interfaces). tests/integration/test_control_loop.py runs these same tests
+over a real Consul; tests/e2e/test_controller.py runs the whole path with
+real containers and every node's HAProxy."""
+
+import json
+
+import pytest
+
+from bay_salt.control.loop import ControlLoop
+from bay_salt.kv import store as kvstore
+from bay_salt.kv.records import Health, Instance, Placement
+from bay_salt.model import names, settings
+from bay_salt.model.services import parse
+from bay_salt.scheduling.deployer import Deployer
+from tests.helpers import CHECKOUT
+from tests.support.fakes import MemoryStore, NodeRecorder, Recorder, running
+
+SERVICES = {"demo": {"image": "r/demo:1", "owners": ["t"], "health": {"http": "/healthz"},
+                     "groups": {"web": {"instances": 1, "cpu": 0.1, "memory": 32, "port": 8000, "listen": 10080}}}}
+#: the formula's defaults
+CONTROLLER = settings.Controller.model_validate(settings.formula_defaults(CHECKOUT)["controller"])
+
+
+@pytest.fixture
+def store():
+    return MemoryStore()
+
+
+def keys(store, prefix):
+    return sorted(store.items(prefix))
+
+
+def specs_of(services):
+    def group_spec(service, group):
+        spec = parse(services).get(service)
+        return spec.groups().get(group) if spec else None
+    return group_spec
+
+
+def make(store, healthy=True, backend=None, services=SERVICES):
+    backend, fired = backend or Recorder(healthy), []
+    dead = Instance("demo", "web", "aaaa", "node1", "10.0.0.1", 31000, "passing", container="c-aaaa")
+    store.apply(kvstore.register_ops([dead]))
+    slept = []
+    loop = ControlLoop(store, backend, lambda t, d: fired.append((t, d)), specs_of(services), lambda: CONTROLLER,
+                       clock=lambda: 1000.0, sleep=slept.append)
+    loop.slept = slept
+    return backend, fired, loop, dead
+
+
+def died(source, node="node1", instance="aaaa"):
+    return {"id": source, "data": {"node": node, "service": "demo", "group": "web", "instance": instance,
+                                   "exit_code": 137}}
+
+
+def test_dead_container_is_replaced_on_its_node(store):
+    backend, fired, loop, dead = make(store)
+    assert loop.handle(names.TAG_CONTAINER_DIED, died("node1"))
+    assert backend.started and backend.started[0][0] == "node1"
+    assert backend.stopped == [("node1", ["c-aaaa"])]
+    inst = keys(store, "bay/instances/")
+    assert len(inst) == 1 and dead.key not in inst
+    new = store.instances()[0]
+    assert new.health == Health.PASSING and new.node == "node1"
+    assert keys(store, "bay/placements/") == []
+    assert fired[-1][0] == names.TAG_CONTAINER_REPLACED
+    # how long each step took after the death (the event had no Docker time: from now)
+    assert fired[-1][1]["seconds_after_death"] == {"detected": 0.0, "critical": 0.0, "healthy": 0.0,
+                                                   "registered": 0.0}
+    assert new.restarts == (1000.0,)  # its line's restarts go with it (the crash-loop back-off)
+
+
+def test_replaced_event_times_each_step_from_the_death(store):
+    backend, fired, loop, dead = make(store)
+    event = died("node1")
+    event["data"]["time_ns"] = 998_500_000_000  # 1.5 s before the controller's clock
+    assert loop.handle(names.TAG_CONTAINER_DIED, event)
+    assert fired[-1][1]["seconds_after_death"]["detected"] == 1.5
+
+
+def test_forged_event_from_another_node_changes_nothing(store):
+    backend, fired, loop, dead = make(store)
+    before = store.items("bay/")
+    assert not loop.handle(names.TAG_CONTAINER_DIED, died("node2", node="node2"))
+    assert store.items("bay/") == before and backend.started == []
+    assert fired == [(names.TAG_EVENT_REJECTED, fired[0][1])]
+    assert "event from node2 about an instance on node1" in fired[0][1]["reason"]
+
+
+def test_replacement_failing_its_health_check_is_retried_after_the_backoff(store):
+    backend, fired, loop, dead = make(store, healthy=[False, False, True])
+    new = loop.handle(names.TAG_CONTAINER_DIED, died("node1"))
+    assert new and len(backend.started) == 3 and loop.slept == [1.0, 2.0]  # 0 s, then 1 s, then 2 s
+    (only,) = store.instances()
+    assert only.instance == backend.started[-1][1][0]
+    # the two that failed were removed, then the dead one
+    assert [c for _, cs in backend.stopped for c in cs] == [f"c-{backend.started[0][1][0]}",
+                                                            f"c-{backend.started[1][1][0]}", "c-aaaa"]
+    assert keys(store, "bay/placements/") == []
+
+
+def test_crash_loop_marks_the_group_failed_until_the_next_deploy(store):
+    backend, fired, loop, dead = make(store, healthy=False)
+    loop.handle(names.TAG_CONTAINER_DIED, died("node1"))
+    n = CONTROLLER.crash_loop_restarts
+    assert len(backend.started) == n  # every restart failed its health check; then it gave up
+    assert loop.slept == [min(CONTROLLER.restart_backoff_max, 2.0 ** k) for k in range(n - 1)]
+    assert fired[-1][0] == names.TAG_GROUP_FAILED and "crash loop" in fired[-1][1]["reason"]
+    assert keys(store, "bay/instances/") == [] and keys(store, "bay/placements/") == []
+    assert "crash loop" in store.failed("demo", "web")
+    # a restarted controller does not bring it back ...
+    loop.backend = loop.executor.backend = NodeRecorder()
+    loop.resume({"node1", "node2"})
+    assert loop.backend.started == []
+    # ... a deploy does, with a fresh back-off
+    Deployer(loop.backend, store, drain_seconds=0).deploy(parse(SERVICES)["demo"])
+    assert len(loop.backend.started) == 1
+    assert keys(store, "bay/failed/") == []
+    (fresh,) = store.instances()
+    assert fresh.restarts == ()
+
+
+def test_backoff_follows_the_instance_line_not_the_group(store):
+    """Independent kills of different instances are no crash loop; the same
+    line dying again is."""
+    backend, fired, loop, dead = make(store)
+    other = Instance("demo", "web", "cccc", "node1", "10.0.0.1", 31001, "passing", container="c-cccc")
+    store.apply(kvstore.register_ops([other]))
+    loop.handle(names.TAG_CONTAINER_DIED, died("node1"))
+    first = fired[-1][1]["new"]
+    loop.handle(names.TAG_CONTAINER_DIED, died("node1", instance="cccc"))
+    assert loop.slept == []  # two lines, each restarted once: at once
+    loop.handle(names.TAG_CONTAINER_DIED, died("node1", instance=first))
+    assert loop.slept == [CONTROLLER.restart_backoff]  # the first line's second restart waits
+
+
+def test_unhealthy_container_is_replaced_and_oom_only_noted(store):
+    backend, fired, loop, dead = make(store)
+    assert not loop.handle(names.TAG_CONTAINER_OOM, died("node1"))
+    assert backend.started == []
+    assert loop.handle(names.TAG_CONTAINER_UNHEALTHY, died("node1"))
+    assert fired[-1][0] == names.TAG_CONTAINER_REPLACED and fired[-1][1]["reason"] == "unhealthy"
+    assert backend.stopped == [("node1", ["c-aaaa"])]
+
+
+def test_instance_of_a_group_gone_from_the_specs_is_removed_not_restarted(store):
+    backend, fired, loop, dead = make(store, services={})
+    assert loop.handle(names.TAG_CONTAINER_DIED, died("node1"))
+    assert backend.started == [] and backend.stopped == [("node1", ["c-aaaa"])]
+    assert keys(store, "bay/instances/") == [] and keys(store, "bay/placements/") == []
+    assert "no longer in bay:services" in fired[-1][1]["reason"]
+
+
+def test_unregistered_instance_is_ignored_quietly(store):
+    backend, fired, loop, dead = make(store)
+    assert not loop.handle(names.TAG_CONTAINER_DIED, died("node1", instance="zzzz"))
+    assert fired == [] and backend.started == []
+
+
+def with_backend(loop, backend):
+    loop.backend = loop.executor.backend = backend
+    return backend
+
+
+def test_resume_handles_nodes_that_vanished_while_not_looking(store):
+    backend, fired, loop, dead = make(store)
+    with_backend(loop, NodeRecorder())
+    assert loop.resume({"node2"})["lost"] == ["node1"]
+    assert [i.node for i in store.instances()] == ["node2"] and dead.key not in keys(store, "bay/instances/")
+    assert (names.TAG_NODE_LOST, {"node": "node1", "instances": ["aaaa"]}) in fired
+
+
+def test_node_back_removes_strays_only(store):
+    backend, fired, loop, dead = make(store)
+    with_backend(loop, NodeRecorder([{"container": "c-aaaa"}, {"container": "c-stray"}]))
+    assert loop.node_back("node1") == ["c-stray"]
+    assert loop.backend.stopped == [("node1", ["c-stray"])]
+
+
+def test_resume_after_a_restart_mid_replacement(store):
+    """The controller died after it decided a replacement (dead one critical,
+    placement recorded) and after the new container started, before it was
+    registered: resume removes the half-started one and the dead one and
+    restores the count once."""
+    backend, fired, loop, dead = make(store)
+    store.apply(kvstore.register_ops([dead.replace(health=Health.CRITICAL)])
+                + [kvstore.op_put(Placement("demo", "web", "bbbb", "node1", "aaaa"))])
+    with_backend(loop, NodeRecorder([running("c-aaaa"), running(names.service_container("demo", "web", "bbbb"),
+                                                                age=2)], nodes=("node1",)))
+    out = loop.resume({"node1"})
+    assert out["deregistered"] == ["aaaa"] and out["restored"] == ["demo.web"]
+    assert sorted(loop.backend.stopped[0][1]) == ["bay-demo-web-bbbb", "c-aaaa"]
+    assert len(loop.backend.started) == 1  # exactly one instance again
+    (only,) = store.instances()
+    assert only.instance == loop.backend.started[0][1][0]
+    assert keys(store, "bay/placements/") == []
+    assert fired[-1][0] == names.TAG_CONTROLLER_RESUMED
+
+
+def test_resume_replaces_instances_that_died_unheard_and_removes_old_strays(store):
+    backend, fired, loop, dead = make(store)  # registered, but its container exited while nobody listened
+    exited = dict(running("c-aaaa"), status="exited")
+    with_backend(loop, NodeRecorder([exited, running("c-old-stray"), running("c-young", age=5)], nodes=("node1",)))
+    out = loop.resume({"node1"})
+    assert out["deregistered"] == ["aaaa"]
+    assert out["removed"] == {"node1": ["c-aaaa", "c-old-stray"]}  # the young one may be a deploy in flight
+    assert len(loop.backend.started) == 1 and len(store.instances()) == 1
+
+
+def test_resume_with_nothing_to_do_changes_nothing(store):
+    backend, fired, loop, dead = make(store)
+    before = store.items("bay/")
+    with_backend(loop, NodeRecorder([running("c-aaaa")], nodes=("node1",)))
+    out = loop.resume({"node1"})
+    assert out == {"lost": [], "deregistered": [], "removed": {}, "restored": []}
+    assert store.items("bay/") == before and loop.backend.started == loop.backend.stopped == []
+
+
+def test_placement_records_keep_the_layout_earlier_versions_wrote(store):
+    p = Placement("demo", "web", "bbbb", "node1", "aaaa", "c-aaaa")
+    assert json.loads(p.to_json()) == {"node": "node1", "replaces": "aaaa", "container": "c-aaaa"}
+    assert Placement.from_kv(p.key, p.to_json()) == p

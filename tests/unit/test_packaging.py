@@ -1,0 +1,25 @@
+"""The distribution ships every package and the loader modules, and Salt
+finds them through the entry point."""
+
+import importlib.metadata
+import tomllib
+
+from bay_salt import saltloader
+from tests.helpers import CHECKOUT
+
+
+def test_every_package_is_listed():
+    listed = set(tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.relative_to(CHECKOUT).parent.parts) for p in (CHECKOUT / "bay_salt").rglob("__init__.py")}
+    assert found | {"bay_salt.saltext"} == listed
+
+
+def test_salt_finds_the_loader_modules_through_the_entry_point():
+    eps = [ep for ep in importlib.metadata.entry_points(group="salt.loader") if ep.value.startswith("bay_salt")]
+    assert [ep.value for ep in eps] == ["bay_salt.saltloader:loader_dirs"]
+    dirs = eps[0].load()()
+    assert sorted(dirs) == ["engines", "grains", "modules", "runners", "states"]
+    for kind, (path,) in dirs.items():
+        assert any(f.suffix == ".py" for f in __import__("pathlib").Path(path).iterdir()), kind
+    assert saltloader.foreign(str(CHECKOUT / "modules/_modules/bay.py")) is None
+    assert "not the Bay module installed" in saltloader.foreign("/var/cache/salt/minion/extmods/modules/bay.py")
