@@ -106,17 +106,35 @@ def scale(group: Annotated[str, typer.Argument(help="SERVICE.GROUP")], count: in
 
 
 @app.command()
+def drain(node: str) -> None:
+    """Move everything off a node before maintenance (salt-run bay.drain)."""
+    for row in _local().runner("bay.drain", node).values():
+        console.print(row["summary"])
+
+
+@app.command()
+def undrain(node: str) -> None:
+    """Give a node back once Consul counts it healthy again (salt-run bay.undrain)."""
+    for row in _local().runner("bay.undrain", node).values():
+        console.print(row["summary"])
+
+
+@app.command()
 def services(service: Annotated[str | None, typer.Argument()] = None) -> None:
     """Desired and registered instances (salt-run bay.status)."""
     result = _local().runner("bay.status", *([service] if service else []))
     table = Table()
-    for col in ("group", "frontend", "desired", "registered", "instances"):
+    for col in ("group", "frontend", "desired", "passing / registered", "instances"):
         table.add_column(col)
     for grp, row in result.items():
-        registered = str(row["registered"])
+        counts = f"{row['passing']} / {row['registered']}"
+        if row["passing"] < row["desired"]:
+            counts = f"[yellow]{counts}[/]"
         if row.get("failed"):
-            registered += f" [red](failed: {row['failed']})[/]"
-        table.add_row(grp, f":{row['listen']}", str(row["desired"]), registered, "\n".join(row["instances"]))
+            counts += f" [red](failed: {row['failed']})[/]"
+        if row.get("pillar"):
+            counts += f"\n[dim]pillar: {row['pillar']}[/]"
+        table.add_row(grp, f":{row['listen']}", str(row["desired"]), counts, "\n".join(row["instances"]))
     console.print(table)
 
 

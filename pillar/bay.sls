@@ -58,6 +58,11 @@ bay:
     dns_port: 8600
     ui: false
     raft_multiplier: 1               # servers' Raft timings (HashiCorp's production value; Consul's default is 5)
+    # Autopilot's removal of failed servers from the Raft peers. Off: a server
+    # back from a reboot is a voter again at once, so restarting the servers one
+    # after another never drops below quorum (with it on, a returning server
+    # waits out autopilot's stabilisation as a non-voter).
+    cleanup_dead_servers: false
     # Gossip encryption key, base64 of 16/24/32 bytes (`consul keygen`). A secret:
     # keep it in an encrypted pillar (e.g. GPG renderer); Salt's state output
     # never shows the config diff that contains it.
@@ -96,13 +101,15 @@ bay:
     cache_size: 10Gi                 # ... up to this much (least recently served go first); 0: no cache
     blob_redirect: false             # without a cache: blob GETs go straight to a DataNode (clients must reach it)
 
-  # The reactive controller (salt-master engine bay_controller). A crashed
-  # instance is restarted at once; the n-th restart in a row of a group waits
+  # The control loop (salt-master engine bay_controller). It works from the
+  # specs `bay.deploy` accepted (KV bay/specs/), never from undeployed pillar
+  # edits. A crashed instance is restarted at once; the n-th restart in a row
+  # of a group waits
   # restart_backoff * 2**(n-1) s (at most restart_backoff_max); after
   # crash_loop_restarts in a row the group is marked failed (event
   # bay/group/failed) and no longer restarted. A run of backoff_reset seconds
-  # clears the count. A restarted controller removes service containers that
-  # KV does not know and that are older than stray_age seconds. Groups with an
+  # clears the count. Service containers that KV does not know and that are
+  # older than stray_age seconds are removed (strays). Groups with an
   # autoscale policy (pillar/services.sls) are measured and decided on every
   # autoscale_interval seconds; an instance removed by a scale-down leaves
   # every HAProxy, serves what it has for scale_down_drain seconds, then stops.
@@ -114,8 +121,15 @@ bay:
     stray_age: 120.0
     autoscale_interval: 5.0
     scale_down_drain: 2.0
+    # Every reconcile_interval seconds the controller compares what every live
+    # node runs with KV and the deployed specs and heals any difference (a death
+    # nobody reported, a hung container, a stray, a group short of its count).
+    reconcile_interval: 3.0
+    # A deploy holds its groups (the controller leaves them alone); one that
+    # held them this long is taken for dead and the controller takes them back.
+    deploy_timeout: 900.0
 
-  # Services: see pillar/services.sls (validated by bay_salt.services).
+  # Services: see pillar/services.sls (validated by bay_salt.model.services).
   services: {}
 
   # Mesos agent, for sites that have Mesos packages (no repository reachable

@@ -24,9 +24,11 @@ bay:
       owners: [team-feed, alice@example.com]
       # instances replaced at a time when the image or spec changes
       max_surge: 2
-      # health check: http (a path; 2xx/3xx is healthy) or tcp: true; used
+      # readiness check: http (a path; 2xx/3xx is healthy) or tcp: true; used
       # when starting (a new instance must pass before it gets traffic or
-      # replaces an old one) and by HAProxy on every node
+      # replaces an old one), by HAProxy on every node, and by Bay's agent on
+      # the instance's node (failing it marks the instance critical in KV:
+      # out of every HAProxy, counted as missing by `bay services`)
       health:
         http: /healthz
         interval: 2s
@@ -34,6 +36,17 @@ bay:
         rise: 2            # successes in a row to count as healthy
         fall: 3            # failures in a row to count as down
         start_period: 30s  # how long a new instance may take to become healthy
+      # liveness check (optional; none: never replaced for hanging): run by
+      # Bay's agent on the instance's node; failure_threshold failures in a row
+      # replace the instance (a paused container is replaced at once anyway).
+      # http: /path, tcp: true, or exec: [command, args] run in the container
+      # (exit 0 is alive). Defaults as Kubernetes': 10s, 1s, 3, 0s.
+      liveness:
+        http: /healthz
+        interval: 10s
+        timeout: 1s
+        failure_threshold: 3
+        initial_delay: 0s
       # one group per interface: each its own instances, CPU, memory and
       # frontend, so one slow interface cannot take the others down
       groups:

@@ -21,7 +21,7 @@ from bay_salt.kv.records import Health, Instance
 from bay_salt.kv.store import Store
 from bay_salt.metrics import cadvisor
 from bay_salt.model import names
-from bay_salt.model.services import GroupSpec, ServiceSpec
+from bay_salt.model.services import GroupSpec
 from bay_salt.scheduling.backend import Backend
 from bay_salt.scheduling.deployer import Deployer
 
@@ -67,10 +67,10 @@ class Autoscaler:
         self.measure = measure
         self.drain = drain_seconds
 
-    def tick(self, now: float, specs: dict[str, ServiceSpec], nodes: dict[str, str]) -> list[dict]:
-        """One round over every autoscaled group. ``nodes``: alive node ->
-        address. Returns the decisions made."""
-        groups = [g for spec in specs.values() for g in spec.groups().values() if g.autoscale]
+    def tick(self, now: float, groups: list[GroupSpec], nodes: dict[str, str]) -> list[dict]:
+        """One round over every autoscaled group of ``groups`` (their accepted
+        specs). ``nodes``: alive node -> address. Returns the decisions made."""
+        groups = [g for g in groups if g.autoscale]
         if not groups:
             return []
         used, errors = self.measure(nodes)

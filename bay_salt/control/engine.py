@@ -1,9 +1,12 @@
 """The control loop's runtime in the salt-master (the ``bay_controller``
-engine starts :func:`run`): it follows ``bay/container/`` events from the
-nodes, follows Consul's node health (nodes lost and back, and the first look
-of a restarted controller, which resumes), and autoscales the groups that
-have a policy. Handlers run in a pool; everything that talks to Salt builds
-its own LocalClient there, aimed only at the nodes Consul sees alive.
+engine starts :func:`run`): it follows the nodes' events (containers died,
+hung, unhealthy; instances ready or not), follows Consul's node health (nodes
+lost and back; the first look of a restarted controller resumes), reconciles
+every ``reconcile_interval`` what every live node runs with KV and the
+accepted specs, and autoscales the groups that have a policy. Handlers run in
+a pool and hold what they work on (:class:`~bay_salt.control.loop.Hands`);
+everything that talks to Salt builds its own LocalClient there, aimed only at
+the nodes Consul sees alive.
 """
 
 from __future__ import annotations
@@ -15,29 +18,32 @@ import time
 from collections.abc import Callable
 
 from bay_salt.control import nodes as node_health
+from bay_salt.control import recovery
 from bay_salt.control.autoscaler import Autoscaler, cadvisor_measure
-from bay_salt.control.loop import ControlLoop
+from bay_salt.control.loop import ControlLoop, Hands, accepted_spec
 from bay_salt.control.saltbackend import SaltBackend, for_master
+from bay_salt.kv.records import Instance
 from bay_salt.kv.store import ConsulStore, first_answering
-from bay_salt.model import names, services
-from bay_salt.model.services import GroupSpec, ServiceSpec
+from bay_salt.model import names
 from bay_salt.model.settings import Controller as Settings
+from bay_salt.scheduling.deployer import desired
 from bay_salt.util import retry
 
 log = logging.getLogger("bay.controller")
 
-#: seconds the pillar the nodes report is reused before it is asked for again
+#: seconds what the nodes report (pillar, Consul servers, addresses) is reused before it is asked for again
 REPORTS_TTL = 10.0
 #: attempts of a node handler (a lost node may have led Consul: KV answers "No cluster leader" meanwhile)
 NODE_ATTEMPTS = 15
 
 
 class NodeReports:
-    """What the nodes report (``bay.node_report``), cached: the services and
-    ``bay:controller`` pillar as deployed (``bay.deploy`` refreshes it: the
-    control loop works from what was deployed), the Consul servers, the
-    nodes' addresses and cAdvisor's port. ``alive``: the nodes Consul sees
-    alive (None before the first look)."""
+    """What the nodes report (``bay.node_report``), cached: the
+    ``bay:controller`` settings (the last valid ones: a bad pillar edit does
+    not stop the controller), the Consul servers, the nodes' addresses,
+    cAdvisor's port and the services pillar (read only to adopt groups that
+    run with no accepted spec). ``alive``: the nodes Consul sees alive (None
+    before the first look)."""
 
     def __init__(self, opts: dict, ttl: float = REPORTS_TTL):
         self.opts = opts
@@ -53,40 +59,38 @@ class NodeReports:
         self.store: ConsulStore | None = None
         self.alive: set[str] | None = None
 
-    def backend(self, refresh_pillar: bool = False) -> SaltBackend:
+    def backend(self) -> SaltBackend:
         targets = sorted(self.alive) if self.alive else None
-        return for_master(self.opts, targets, report_timeout=10, refresh_pillar=refresh_pillar)
+        return for_master(self.opts, targets, report_timeout=10, refresh_pillar=False)
 
-    def refresh(self, fresh: bool = False) -> dict:
-        """The services pillar, asked for again after ``ttl`` or when ``fresh``
-        (recompiled first: a group not known yet; so is the first look)."""
+    def refresh(self, force: bool = False) -> None:
+        """Ask the nodes again after ``ttl`` (or now, with ``force``)."""
         with self.lock:
-            if fresh or time.monotonic() - self.at > self.ttl:
-                b = self.backend(refresh_pillar=fresh or not self.at)
-                servers, port = b.consul_servers()
-                store = first_answering(servers, port)
-                # a node that did not answer this time keeps the address it had
-                self.services, self.servers, self.port, self.store = b.services(), servers, port, store
+            if not force and time.monotonic() - self.at <= self.ttl:
+                return
+            b = self.backend()
+            servers, port = b.consul_servers()
+            if self.store is None or self.store.client.http.host not in servers or not self._answers(self.store):
+                self.store = first_answering(servers, port)  # (a kept store keeps what it has parsed)
+            # a node that did not answer this time keeps the address it had
+            self.services, self.servers, self.port = b.services(), servers, port
+            try:
                 self.settings = Settings.model_validate(b.controller_settings())
-                self.addresses = {**self.addresses, **b.node_addresses()}
-                self.cadvisor_port, self.at = b.cadvisor_port(), time.monotonic()
-            return self.services
+            except ValueError as err:
+                log.error("bay:controller pillar is invalid, the last valid settings stay: %s", err)
+            self.addresses = {**self.addresses, **b.node_addresses()}
+            self.cadvisor_port, self.at = b.cadvisor_port(), time.monotonic()
 
-    def specs(self) -> dict[str, ServiceSpec]:
-        return services.parse(self.refresh())
-
-    def group_spec(self, service: str, group: str) -> GroupSpec | None:
-        """The group's spec; a group not in the cached pillar is looked up once
-        more in fresh pillar (it may have been deployed a moment ago)."""
-        for fresh in (False, True):
-            spec = services.parse(self.refresh(fresh)).get(service)
-            if spec and group in spec.groups():
-                return spec.groups()[group]
-        return None
+    @staticmethod
+    def _answers(store: ConsulStore) -> bool:
+        try:
+            return bool(store.client.status.leader())
+        except Exception:  # noqa: BLE001 - any failure: find another server
+            return False
 
     def current_settings(self) -> Settings:
         if self.settings is None:
-            self.refresh()
+            self.refresh(force=True)
         return self.settings
 
 
@@ -94,14 +98,18 @@ class Engine:
     def __init__(self, opts: dict, fire: Callable[[str, dict], None], workers: int = 8):
         self.reports = NodeReports(opts)
         self.fire = fire
+        self.hands = Hands()
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bay-handler")
+        self.passes = 0
+        self.resumed = threading.Event()
 
     def loop(self) -> ControlLoop:
         """A control loop for one handler: its own LocalClient, aimed at the nodes alive now."""
         if self.reports.store is None or self.reports.settings is None:
-            self.reports.refresh()  # first use: pillar and a Consul client
-        return ControlLoop(self.reports.store, self.reports.backend(), self.fire, self.reports.group_spec,
-                           self.reports.current_settings)
+            self.reports.refresh(force=True)  # first use: settings and a Consul client
+        store = self.reports.store
+        return ControlLoop(store, self.reports.backend(), self.fire, accepted_spec(store),
+                           self.reports.current_settings, hands=self.hands, dispatch=self.dispatch)
 
     def submit(self, what: str, fn: Callable[[], object], attempts: int = 1) -> None:
         def guarded():
@@ -111,6 +119,11 @@ class Engine:
                 log.exception("bay controller: %s failed (%d attempts)", what, attempts)
 
         self.pool.submit(guarded)
+
+    def dispatch(self, instance: Instance, reason: str) -> None:
+        """A replacement reconciliation found: in a handler of its own, so the pass goes on."""
+        self.submit(f"replacing {instance.group_name} {instance.instance}",
+                    lambda: self.loop().take_over(instance, reason))
 
     def watch_nodes(self) -> None:
         """Consul serfHealth -> nodes lost and back. Only Consul calls here:
@@ -122,12 +135,12 @@ class Engine:
                     # the servers known from an earlier report: no Salt call (a node just
                     # lost would make one wait out its timeout)
                     if not self.reports.servers:
-                        self.pool.submit(self.reports.refresh).result(timeout=25)
+                        self.pool.submit(self.reports.refresh, True).result(timeout=25)
                     store = first_answering(self.reports.servers, self.reports.port)
                     client = store.client
                     self.reports.store = store  # the handlers use a server known to answer
                 index, checks = client.health.state("any", index=index, wait="30s")
-            except Exception as err:  # noqa: BLE001 - Consul server gone: use another
+            except Exception as err:  # noqa: BLE001 - Consul server gone or no leader: use another
                 log.warning("bay controller: node watch: %s", err or type(err).__name__)
                 client, index = None, None
                 time.sleep(1)
@@ -135,40 +148,70 @@ class Engine:
             first = seen is None
             seen, lost, back = node_health.node_changes(seen, checks)
             self.reports.alive = node_health.alive(seen)
-            if first:  # a (re)started controller: nodes gone while it was not looking
-                alive = set(self.reports.alive)
-                self.submit("resume", lambda alive=alive: self.loop().resume(alive), NODE_ATTEMPTS)
+            if first:  # a (re)started controller: what happened while it was not looking
+                self.submit("resume", self.resume, NODE_ATTEMPTS)
                 continue
             for n in lost:
                 self.submit(f"node {n} lost", lambda n=n: self.loop().node_lost(n), NODE_ATTEMPTS)
             for n in back:
                 self.submit(f"node {n} back", lambda n=n: self.loop().node_back(n), NODE_ATTEMPTS)
 
+    def resume(self) -> None:
+        loop = self.loop()
+        self.reports.refresh(force=True)
+        loop.adopt(self.reports.services)
+        loop.resume(set(self.reports.alive))
+        self.resumed.set()
+
+    def reconcile_loop(self) -> None:
+        """Every reconcile_interval: one pass (after the resume), never two at
+        once. A pass that fails (Consul without a leader, say) is logged and
+        the next one tries again: whatever happened meanwhile is found then."""
+        self.resumed.wait()
+        while True:
+            time.sleep(self.reports.current_settings().reconcile_interval)
+            try:
+                self.reports.refresh()
+                self.passes += 1
+                loop = self.loop()
+                loop.adopt(self.reports.services)
+                loop.reconcile(set(self.reports.alive), passes=self.passes)
+            except Exception as err:  # noqa: BLE001 - the next pass tries again
+                log.error("bay controller: reconciliation pass failed (the next one tries again): %s", err)
+
     def autoscale_loop(self) -> None:
         """Every autoscale_interval: measure, decide and apply, one round at a
-        time, so a group is never scaled twice at once."""
+        time, so a group is never scaled twice at once (its group is held)."""
         while True:
             time.sleep(self.reports.settings.autoscale_interval if self.reports.settings else 5.0)
             if self.reports.store is None or self.reports.alive is None:
                 continue  # not looked at the nodes yet
             try:
-                specs = self.reports.specs()
+                store = self.reports.store
+                groups = [desired(a.spec, store.autoscaled(*k)) for k, a in store.accepted_all().items()
+                          if a.spec.autoscale]
+                if not groups:
+                    continue
                 alive = set(self.reports.alive)
                 addresses = {n: a for n, a in self.reports.addresses.items() if n in alive}
-                Autoscaler(self.reports.backend(), self.reports.store, self.fire,
-                           cadvisor_measure(self.reports.cadvisor_port),
-                           drain_seconds=self.reports.settings.scale_down_drain).tick(time.time(), specs, addresses)
+                keys = [recovery.group_hand(g.service, g.group) for g in groups]
+                with self.hands.holding(*keys) as mine:
+                    if mine:
+                        Autoscaler(self.reports.backend(), store, self.fire, cadvisor_measure(self.reports.cadvisor_port),
+                                   drain_seconds=self.reports.settings.scale_down_drain).tick(time.time(), groups,
+                                                                                              addresses)
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.exception("bay controller: autoscaling round failed")
 
     def run(self, next_event: Callable[[], dict | None]) -> None:
-        """Start the watchers, then handle container events as ``next_event()`` gives them."""
-        threading.Thread(target=self.watch_nodes, name="bay-node-watch", daemon=True).start()
-        threading.Thread(target=self.autoscale_loop, name="bay-autoscale", daemon=True).start()
+        """Start the watchers, then handle the nodes' events as ``next_event()`` gives them."""
+        for target, name in ((self.watch_nodes, "bay-node-watch"), (self.reconcile_loop, "bay-reconcile"),
+                             (self.autoscale_loop, "bay-autoscale")):
+            threading.Thread(target=target, name=name, daemon=True).start()
         log.info("bay controller started")
         while True:
             ev = next_event()
-            if ev:
+            if ev and ev["tag"] in recovery.HANDLED:  # not the controller's own announcements
                 self.submit(f"handling {ev['tag']}", lambda ev=ev: self.loop().handle(ev["tag"], ev["data"]))
 
 
@@ -178,5 +221,4 @@ def run(opts: dict, workers: int = 8) -> None:
 
     bus = salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True)
     engine = Engine(opts, lambda tag, data: bus.fire_event(data, tag), workers)
-    prefix = f"{names.EVENT_PREFIX}/container/"
-    engine.run(lambda: bus.get_event(full=True, wait=1, tag=prefix, match_type="startswith"))
+    engine.run(lambda: bus.get_event(full=True, wait=1, tag=f"{names.EVENT_PREFIX}/", match_type="startswith"))

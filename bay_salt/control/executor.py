@@ -37,19 +37,25 @@ class Outcome:
     new: Instance | None = None
     retry: Instance | None = None
     restored: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
 
 
 class Executor:
     def __init__(self, store: Store, backend: Backend, fire: Fire,
                  group_spec: Callable[[str, str], GroupSpec | None], clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep):
-        """``group_spec(service, group)``: the spec a group is restored to (None: gone)."""
+                 sleep: Callable[[float], None] = time.sleep,
+                 replace: Callable[[Instance, str], None] | None = None, hands=None):
+        """``group_spec(service, group)``: the spec a group is restored to (None:
+        gone); ``replace(instance, reason)``: hands a :class:`~recovery.Replace`
+        to a handler; ``hands``: what handlers hold (a restore holds its group)."""
         self.store = store
         self.backend = backend
         self._fire = fire
         self.group_spec = group_spec
         self.clock = clock
         self.sleep = sleep
+        self.replace = replace
+        self.hands = hands
 
     def fire(self, tag: str, data: dict) -> None:
         log.info("%s %s", tag, data)
@@ -65,7 +71,7 @@ class Executor:
         for a in actions:
             if isinstance(a, r.Announce):
                 self.fire(a.tag, a.data)
-            elif isinstance(a, r.MarkCritical):
+            elif isinstance(a, r.MarkReplacing):
                 ops = kvstore.register_ops([a.instance])
                 if a.placement:
                     ops.append(kvstore.op_put(a.placement))
@@ -101,6 +107,13 @@ class Executor:
                 self.backend.stop(a.node, list(a.containers))
             elif isinstance(a, r.Restore):
                 out.restored += self._restore(a)
+            elif isinstance(a, r.Replace):
+                if self.replace is None:  # pragma: no cover - every loop gives one
+                    raise TypeError("no handler to replace instances with")
+                self.replace(a.instance, a.reason)
+                out.replaced.append(a.instance.instance)
+            elif isinstance(a, r.SetHealth):
+                self._set_health(a)
             else:  # pragma: no cover - a new action without its executor
                 raise TypeError(f"no executor for {a!r}")
         return out
@@ -124,9 +137,9 @@ class Executor:
             return new
         self.backend.stop(dead.node, [c for c in (res.get("container"),) if c])
         self.store.apply([kvstore.op_delete(placed.key)])
+        why = res.get("error") or "failed its health check"
         self.fire(names.TAG_CONTAINER_REPLACED, {"group": g.name, "old": dead.instance, "new": None, "node": dead.node,
-                                                 "reason": f"{a.reason}; replacement {placed.instance} failed its "
-                                                           "health check"})
+                                                 "reason": f"{a.reason}; replacement {placed.instance}: {why}"})
         return None
 
     def _restore(self, a: r.Restore) -> list[str]:
@@ -136,7 +149,25 @@ class Executor:
             g = self.group_spec(svc, grp)
             if g is None or self.store.failed(svc, grp) is not None:
                 continue  # gone from the specs, or failed (crash loop) until deployed again
-            report = deployer.reconcile(g)
+            key = r.group_hand(svc, grp)
+            if self.hands is not None and not self.hands.claim(key):
+                continue  # another handler is restoring it
+            try:
+                report = deployer.reconcile(g)
+            finally:
+                if self.hands is not None:
+                    self.hands.release(key)
             restored.append(report.group)
-            self.fire(names.TAG_CONTAINER_REPLACED, {"group": report.group, "new": report.started, **a.why})
+            if report.started or report.stopped:
+                self.fire(names.TAG_CONTAINER_REPLACED, {"group": report.group, "new": report.started,
+                                                         "stopped": report.stopped, **a.why})
         return restored
+
+    def _set_health(self, a: r.SetHealth) -> None:
+        """The readiness the node agent reports; not over a replacement that began meanwhile."""
+        now = self.store.instance(a.instance.service, a.instance.group, a.instance.instance)
+        if now is None or now.health in (Health.REPLACING, a.health) or now.container != a.instance.container:
+            return
+        self.store.apply(kvstore.register_ops([now.replace(health=a.health)]))
+        self.fire(names.TAG_INSTANCE_MARKED, {"group": now.group_name, "instance": now.instance, "node": now.node,
+                                              "health": str(a.health)})

@@ -1,30 +1,65 @@
 """The runner's logic (``salt-run bay.deploy|plan|scale|status``), over a
-:class:`~bay_salt.control.saltbackend.SaltBackend`. Bad input raises
-ValueError or SpecError; what cannot be done raises DeployError; nothing
-changes in either case."""
+:class:`~bay_salt.control.saltbackend.SaltBackend`.
+
+A deploy validates only the service it deploys (another service's bad spec
+is not its problem), holds each group while it works on it (the control loop
+leaves a held group alone), and records what it deployed as the group's
+accepted spec: the control loop works from that, never from pillar nobody
+deployed. Bad input raises ValueError or SpecError; what cannot be done
+raises DeployError; nothing changes in either case."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+
+from bay_salt.control.autoscaler import load_state
 from bay_salt.control.saltbackend import SaltBackend
-from bay_salt.model import services
-from bay_salt.model.services import ServiceSpec
+from bay_salt.kv import store as kvstore
+from bay_salt.kv.records import Accepted, Health
+from bay_salt.kv.store import Store
+from bay_salt.model import names, services
+from bay_salt.model.services import GroupSpec, ServiceSpec, SpecError
 from bay_salt.scheduling.backend import DeployError
-from bay_salt.scheduling.deployer import Deployer
+from bay_salt.scheduling.deployer import Deployer, desired
 from bay_salt.scheduling.placement import PlacementError
+from bay_salt.util import retry
 
 
-def _spec(backend: SaltBackend, name: str) -> ServiceSpec:
-    specs = services.parse(backend.services())  # SpecError: nothing has changed
-    if name not in specs:
-        raise ValueError(f"no service {name!r} in bay:services (have: {', '.join(sorted(specs)) or 'none'})")
-    return specs[name]
+def parse_one(name: str, pillar: dict, store: Store) -> ServiceSpec:
+    """Validate service ``name`` alone (SpecError names its problems), and its
+    frontends against the groups other services have deployed."""
+    if name not in pillar:
+        raise ValueError(f"no service {name!r} in bay:services (have: {', '.join(sorted(pillar)) or 'none'})")
+    spec = services.parse({name: pillar[name]})[name]
+    taken = {a.spec.listen: a.spec.name for (svc, _), a in store.accepted_all().items() if svc != name}
+    clashes = [f"{g.name}: listen: port {g.listen} is already the frontend of {taken[g.listen]}"
+               for g in spec.groups().values() if g.listen in taken]
+    if clashes:
+        raise SpecError("invalid service spec: " + "; ".join(clashes))
+    return spec
+
+
+@contextlib.contextmanager
+def holding(store: Store, g: GroupSpec) -> Iterator[None]:
+    """Hold a group for a deploy: the control loop leaves it alone meanwhile
+    (a hold older than ``bay:controller:deploy_timeout`` is taken for dead)."""
+    key = names.kv_deploying(g.service, g.group)
+    store.apply([kvstore.op_set(key, repr(time.time()))])
+    try:
+        yield
+    finally:
+        store.apply([kvstore.op_delete(key)])
 
 
 def plan(backend: SaltBackend, name: str) -> dict:
     """Dry run of :func:`deploy`: per group, how many would start/stop and
     whether it is a roll. Raises like deploy; changes nothing."""
+    store = backend.store()
     try:
-        return Deployer(backend, backend.store()).plan(_spec(backend, name))
+        return Deployer(backend, store).plan(parse_one(name, backend.services(), store))
     except PlacementError as err:
         raise DeployError(str(err)) from None
 
@@ -32,33 +67,123 @@ def plan(backend: SaltBackend, name: str) -> dict:
 def deploy(backend: SaltBackend, name: str, groups: dict[str, int] | None = None, event=None) -> dict:
     """Deploy service ``name`` from pillar; ``groups`` limits it to those
     groups at those counts (``bay.scale``). Raises ValueError for bad input."""
-    spec = _spec(backend, name)
+    store = backend.store()
+    spec = parse_one(name, backend.services(), store)
     if groups:
         unknown = set(groups) - set(spec.model.groups)
         if unknown:
             raise ValueError(f"{name}: no group {sorted(unknown)[0]!r} (have: {', '.join(spec.model.groups)})")
-    d = Deployer(backend, backend.store(), log_event=event)
+    d = Deployer(backend, store, log_event=event)
+    out = {}
+    for gname, g in spec.groups().items():
+        if groups is not None and gname not in groups:
+            continue
+        target = g.with_instances(groups[gname]) if groups is not None else desired(
+            g, store.autoscaled(g.service, g.group))
+        with holding(store, target):
+            try:
+                report = d.reconcile(target, replace_unready=True)
+            except PlacementError as err:
+                raise DeployError(str(err)) from None
+            ops = [kvstore.op_put(Accepted(target, at=time.time()))]
+            if groups is not None and target.autoscale:
+                # a count set by hand is where the autoscaler goes on from (reconciliation keeps it)
+                state, last = load_state(store, target.service, target.group)
+                state.desired = target.instances
+                ops.append(kvstore.op_set(names.kv_scale(target.service, target.group),
+                                          json.dumps({"state": state.to_dict(), "last": last})))
+            store.apply(ops)
+        out[report.group] = {"summary": report.summary(), "started": report.started, "stopped": report.stopped}
+    return out
+
+
+def drain(backend: SaltBackend, node: str) -> dict:
+    """Take ``node`` out of service: nothing new is placed there, and every
+    instance it runs is moved to the other nodes first (started, healthy,
+    registered; then the node's drain and stop). The node can then be
+    rebooted or repaired; ``undrain`` gives it back."""
+    known = {s.id for s in backend.nodes()}
+    if node not in known:
+        raise ValueError(f"no node {node!r} answers (have: {', '.join(sorted(known))})")
+    store = backend.store()
+    store.apply([kvstore.op_set(names.kv_drained(node), json.dumps({"since": time.time()}))])
+    d = Deployer(backend, store)
+    out = {}
+    for (svc, grp), acc in sorted(store.accepted_all().items()):
+        g = desired(acc.spec, store.autoscaled(svc, grp))
+        with holding(store, g):
+            try:
+                report = d.evacuate(g, node)
+            except PlacementError as err:
+                raise DeployError(f"{err}; {node} stays drained, what it runs stays there") from None
+        if report.started:
+            out[g.name] = {"summary": f"{g.name}: {len(report.started)} moved off {node}",
+                           "started": report.started, "stopped": report.stopped}
+    return out or {node: {"summary": f"{node}: drained (it ran nothing)", "started": [], "stopped": []}}
+
+
+def undrain(backend: SaltBackend, node: str, wait: float = 120.0) -> dict:
+    """Give ``node`` back once it is safe: its Consul agent alive in the
+    cluster and, where it is a server, autopilot counting it healthy (a Raft
+    voter again): only then may the next node of a rolling restart go."""
+    store = backend.store()
+
+    def safe() -> bool:
+        if node not in store.members_alive():
+            return False
+        health = store.consul_health()
+        servers = {s["Name"]: s for s in health.get("Servers", [])}
+        return node not in servers or (servers[node].get("Healthy") and servers[node].get("Voter"))
+
     try:
-        reports = d.deploy(spec, groups)
-    except PlacementError as err:
-        raise DeployError(str(err)) from None
-    return {r.group: {"summary": r.summary(), "started": r.started, "stopped": r.stopped} for r in reports}
+        retry.until(safe, f"{node} back in Consul", timeout=wait, interval=1, on=(kvstore.Unavailable,))
+    except retry.GaveUp as err:
+        raise DeployError(f"{node} is not safe to give back yet ({err}); it stays drained") from None
+    store.apply([kvstore.op_delete(names.kv_drained(node))])
+    return {node: {"summary": f"{node}: back in service", "started": [], "stopped": []}}
+
+
+def _differs(acc: Accepted | None, declared: GroupSpec | None) -> str | None:
+    """What pillar says that was not deployed, if anything."""
+    if acc is None:
+        return "not deployed yet (bay deploy)" if declared else None
+    if declared is None:
+        return "no longer in pillar (still running as deployed)"
+    if declared.spec_hash() != acc.spec.spec_hash() or (
+            not declared.autoscale and declared.instances != acc.spec.instances):
+        return "differs from what is deployed (bay deploy)"
+    return None
 
 
 def status(backend: SaltBackend, name: str | None = None) -> dict:
-    """Desired vs registered instances per group, from pillar and KV."""
-    specs = services.parse(backend.services())
+    """Per group: what was deployed (the accepted spec) against what KV holds
+    and how it is (passing, critical, replacing), and whether pillar says
+    something else not yet deployed (or something invalid)."""
     store = backend.store()
+    accepted = store.accepted_all()
+    failed = store.failed_groups()
+    pillar = backend.services()
     out = {}
-    for sname, spec in sorted(specs.items()):
+    for sname in sorted(set(pillar) | {s for s, _ in accepted}):
         if name and sname != name:
             continue
-        for g in spec.groups().values():
-            recs = store.instances(g.service, g.group)
+        try:
+            declared = services.parse({sname: pillar[sname]})[sname].groups() if sname in pillar else {}
+            problem = None
+        except SpecError as err:
+            declared, problem = {}, str(err).removeprefix("invalid service spec: ")
+        for gname in sorted(set(declared) | {g for s, g in accepted if s == sname}):
+            acc = accepted.get((sname, gname))
+            g = acc.spec if acc else declared[gname]
+            want = desired(g, store.autoscaled(sname, gname))
+            recs = store.instances(sname, gname)
             out[g.name] = {
-                "failed": store.failed(g.service, g.group),
-                "desired": g.instances,
+                "deployed": acc is not None,
+                "pillar": problem or _differs(acc, declared.get(gname)),
+                "failed": failed.get((sname, gname)),
+                "desired": want.instances,
                 "registered": len(recs),
+                "passing": sum(1 for r in recs if r.health == Health.PASSING),
                 "listen": g.listen,
                 "instances": sorted(f"{r.instance}@{r.node}:{r.port} {r.health}" for r in recs),
             }

@@ -8,7 +8,11 @@ heal it. Pure functions of plain inputs (records, specs, settings, the time);
   ``crash_loop_restarts`` in a row fail the group instead (:func:`replacement`);
 * a node lost: deregister what it ran, restore each group (:func:`node_lost`);
 * a node back: remove its containers KV no longer lists (:func:`node_back`);
-* a restarted controller: reconcile what KV and the nodes hold (:func:`resume`).
+* readiness changes the node agents report: out of (or back into) every
+  HAProxy (:func:`container_event`);
+* every few seconds, and when a controller starts: compare what every live
+  node runs with KV and the accepted specs, and heal every difference
+  (:func:`reconcile`). Events are the fast path; this is the safety net.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from bay_salt.kv.records import Health, Instance, Placement
+from bay_salt.kv.records import Accepted, Health, Instance, Placement
 from bay_salt.model import names
 from bay_salt.model.services import GroupSpec
 from bay_salt.model.settings import Controller as Settings
+from bay_salt.scheduling.deployer import desired
 
 #: restart times kept with an instance line (the back-off looks at fewer)
 HISTORY = 20
@@ -42,8 +47,8 @@ class Announce(Action):
 
 
 @dataclass(frozen=True)
-class MarkCritical(Action):
-    """One transaction: the instance record as given (critical, its line's
+class MarkReplacing(Action):
+    """One transaction: the instance record as given (replacing, its line's
     restart recorded) and, if any, the placement of its replacement."""
 
     instance: Instance
@@ -112,12 +117,32 @@ class Restore(Action):
     why: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Replace(Action):
+    """Replace ``instance`` as if its death had been reported (the decide-act
+    loop of :func:`replacement`), in a handler of its own."""
+
+    instance: Instance
+    reason: str
+
+
+@dataclass(frozen=True)
+class SetHealth(Action):
+    """Write the instance's readiness as its node agent reports it (every HAProxy follows)."""
+
+    instance: Instance
+    health: Health
+
+
 # --- events from the nodes --------------------------------------------------------------
 
-#: container events that replace the instance
-REPLACE_ON = (names.TAG_CONTAINER_DIED, names.TAG_CONTAINER_UNHEALTHY)
-#: container events the control loop reads
-HANDLED = REPLACE_ON + (names.TAG_CONTAINER_OOM,)
+#: container events that replace the instance, and why
+REPLACE_ON = {names.TAG_CONTAINER_DIED: "exit", names.TAG_CONTAINER_UNHEALTHY: "unhealthy",
+              names.TAG_CONTAINER_PAUSED: "paused (hung)"}
+#: readiness reported by the node agents
+READINESS = {names.TAG_INSTANCE_UNREADY: Health.CRITICAL, names.TAG_INSTANCE_READY: Health.PASSING}
+#: instance events the control loop reads
+HANDLED = (*REPLACE_ON, names.TAG_CONTAINER_OOM, *READINESS)
 
 
 def trusted(source: str | None, payload: dict, record_node: str | None) -> tuple[bool, str]:
@@ -155,9 +180,16 @@ def container_event(tag: str, source: str | None, payload: dict, record: Instanc
                                          {"source": source, "reason": why, "payload": payload}),))
     if tag == names.TAG_CONTAINER_OOM:
         return Verdict()  # its die event follows and replaces it
-    if record.health == Health.CRITICAL:
+    if record.health == Health.REPLACING:
         return Verdict()  # already being replaced
-    reason = "unhealthy" if tag == names.TAG_CONTAINER_UNHEALTHY else f"exit {payload.get('exit_code')}"
+    if tag in READINESS:
+        health = READINESS[tag]
+        if record.health == health or record.container != payload.get("container", record.container):
+            return Verdict()  # nothing new, or about a container the instance no longer is
+        return Verdict(actions=(SetHealth(record, health),))
+    reason = REPLACE_ON[tag]
+    if tag == names.TAG_CONTAINER_DIED:
+        reason = f"exit {payload.get('exit_code')}"
     return Verdict(replace=True, reason=reason)
 
 
@@ -190,12 +222,12 @@ def replacement(dead: Instance, group: GroupSpec | None, settings: Settings, now
     delay, failed = backoff(list(dead.restarts), now, base=settings.restart_backoff,
                             cap=settings.restart_backoff_max, reset_after=settings.backoff_reset,
                             fail_after=settings.crash_loop_restarts)
-    marked = dead.replace(health=Health.CRITICAL, restarts=(dead.restarts + (now,))[-HISTORY:])
+    marked = dead.replace(health=Health.REPLACING, restarts=(dead.restarts + (now,))[-HISTORY:])
     if failed:
         why = f"crash loop: {len(dead.restarts)} restarts in a row; not restarted until the next deploy"
-        return [MarkCritical(marked), FailGroup(marked, why)]
+        return [MarkReplacing(marked), FailGroup(marked, why)]
     placed = Placement(dead.service, dead.group, new_id, dead.node, dead.instance, dead.container)
-    actions: list[Action] = [MarkCritical(marked, placed)]
+    actions: list[Action] = [MarkReplacing(marked, placed)]
     if group is None:
         return actions + [Retire(marked, placed, f"{reason}; the group is no longer in bay:services")]
     if delay:
@@ -232,68 +264,163 @@ def node_back(node: str, containers: list[dict], instances: list[Instance]) -> l
     return actions + [Announce(names.TAG_NODE_BACK, {"node": node})]
 
 
-def lost_nodes(instances: list[Instance], alive: set[str]) -> list[str]:
-    """Nodes with registered instances that are not alive in Consul (failed,
-    or already reaped from its member list)."""
-    return sorted({i.node for i in instances} - alive)
+# --- reconciliation ----------------------------------------------------------------------
 
 
-def resume(alive: set[str], instances: list[Instance], placements: list[Placement],
-           containers: dict[str, list[dict]], stray_age: float) -> list[Action]:
-    """What a (re)started controller does with what KV and the alive nodes
-    hold (lost nodes already handled):
+def instance_hand(i: Instance) -> str:
+    """The key a handler holds while it works on an instance."""
+    return f"instance:{i.key}"
 
-    * replacements decided but not registered: the half-started container is
-      removed, the dead instance deregistered, the placement dropped;
-    * registered instances whose container is not running on its node (they
-      died while nobody listened) or still marked critical: deregistered and
-      their container removed;
-    * service containers KV does not know, older than ``stray_age``: removed;
 
-    then every affected group is brought back to its desired count. Nothing
-    runs twice: a replacement runs only once its predecessor is deregistered.
-    ``containers``: node -> its Bay containers, for every node in ``alive``.
+def group_hand(service: str, group: str) -> str:
+    """The key a handler holds while it works on a group (a restore, a scale)."""
+    return f"group:{service}.{group}"
+
+
+def node_hand(node: str) -> str:
+    return f"node:{node}"
+
+
+@dataclass(frozen=True)
+class View:
+    """What one reconciliation pass knows. ``containers``: node -> its Bay
+    containers, for the alive nodes that answered this pass (a node that did
+    not answer is left alone: nothing is decided on what nobody looked at);
+    ``busy``: nodes where a container start job still runs; ``in_hand``: keys
+    (:func:`instance_hand`, :func:`group_hand`, :func:`node_hand`) of what
+    handlers are working on now; ``deploying``: groups a deploy holds, since when."""
+
+    now: float
+    alive: frozenset[str]
+    containers: dict[str, list[dict]]
+    instances: tuple[Instance, ...]
+    placements: tuple[Placement, ...]
+    accepted: dict[tuple[str, str], Accepted]
+    settings: Settings
+    autoscaled: dict[tuple[str, str], int] = field(default_factory=dict)
+    failed: frozenset[tuple[str, str]] = frozenset()
+    deploying: dict[tuple[str, str], float] = field(default_factory=dict)
+    busy: frozenset[str] = frozenset()
+    in_hand: frozenset[str] = frozenset()
+
+
+def reconcile(v: View) -> tuple[list[Action], list[str]]:
+    """Every difference between what the nodes run, KV and the accepted specs,
+    and the actions that heal it: ``(actions, findings)``, one line per finding.
+
+    * instances registered on a node that is not alive: deregistered, their
+      groups restored elsewhere (as for a lost node);
+    * a replacement decided but left half done (its handler is gone: a
+      restarted controller): its new container removed, its predecessor
+      deregistered, the placement dropped, the group restored;
+    * a registered instance whose container is gone, exited or paused (hung):
+      replaced as if its death had been reported, crash-loop back-off included;
+    * a container KV does not know, older than ``stray_age``: removed;
+    * a deployed group with more or fewer instances than it should run, or
+      running another spec than the one deployed: brought to its spec.
+
+    Groups a deploy holds, failed groups, and whatever a handler is working on
+    are left alone.
     """
-    by_key = {(i.service, i.group, i.instance): i for i in instances}
-    groups: set[tuple[str, str]] = set()
-    stop: dict[str, set[str]] = {}
-    gone: dict[str, Instance] = {}
-    for p in placements:
-        if p.node in alive:
-            stop.setdefault(p.node, set()).add(p.new_container)
-        old = by_key.get((p.service, p.group, p.replaces))
-        if old:
-            gone[old.key] = old
-        groups.add((p.service, p.group))
-    for node in sorted(alive):
-        found = containers.get(node, [])
-        running = {c["container"] for c in found if c.get("status") == "running"}
-        mine = [i for i in instances if i.node == node and i.is_container]  # not host services (the registry)
-        for i in mine:
-            if i.container not in running or i.health == Health.CRITICAL:
-                gone[i.key] = i
-        known = {i.container for i in mine}
-        for c in found:
-            if c["container"] not in known and c.get("age", 0) >= stray_age:
-                stop.setdefault(node, set()).add(c["container"])
-    for i in gone.values():
-        stop.setdefault(i.node, set()).add(i.container)
-        groups.add((i.service, i.group))
-    removed = {n: tuple(sorted(c)) for n, c in sorted(stop.items()) if n in alive}
     actions: list[Action] = []
+    found: list[str] = []
+    held = {g for g, since in v.deploying.items() if v.now - since < v.settings.deploy_timeout}
+    restore: set[tuple[str, str]] = set()
+    gone: dict[str, Instance] = {}  # deregistered this pass
+
+    def leave_alone(svc: str, grp: str) -> bool:
+        return (svc, grp) in held or group_hand(svc, grp) in v.in_hand
+
+    # nodes that are not alive
+    for node in sorted({i.node for i in v.instances} - v.alive):
+        if node_hand(node) in v.in_hand:
+            continue
+        mine = [i for i in v.instances if i.node == node and not leave_alone(i.service, i.group)]
+        if mine:
+            found.append(f"node {node} is not alive: {len(mine)} instances registered there deregistered")
+            for i in mine:
+                gone[i.key] = i
+            restore |= {(i.service, i.group) for i in mine if i.is_container}
+
+    # replacements left half done
+    by_key = {i.key: i for i in v.instances}
+    pending = {p.new_container for p in v.placements}
+    stop: dict[str, set[str]] = {}
+    dropped = []
+    for p in v.placements:
+        dead_key = names.kv_instance(p.service, p.group, p.replaces)
+        if f"instance:{dead_key}" in v.in_hand or leave_alone(p.service, p.group):
+            continue
+        if p.node in v.alive and (p.node not in v.containers or p.node in v.busy):
+            continue  # not looked at, or its start job still runs: the next pass
+        found.append(f"{p.service}.{p.group}: the replacement {p.instance} of {p.replaces} on {p.node} "
+                     "was left half done (its handler stopped); cleaned up")
+        if p.new_container in {c["container"] for c in v.containers.get(p.node, [])}:
+            stop.setdefault(p.node, set()).add(p.new_container)
+        if dead_key in by_key:
+            gone[dead_key] = by_key[dead_key]
+            if p.node in v.containers and by_key[dead_key].container:
+                stop.setdefault(p.node, set()).add(by_key[dead_key].container)
+        dropped.append(p)
+        restore.add((p.service, p.group))
+
+    # registered instances whose container is not running
+    replacing = {names.kv_instance(p.service, p.group, p.replaces) for p in v.placements}
+    on_node = {node: {c["container"]: c for c in cs} for node, cs in v.containers.items()}
+    for i in v.instances:
+        if (not i.is_container or i.node not in v.containers or i.key in gone or i.key in replacing
+                or instance_hand(i) in v.in_hand or leave_alone(i.service, i.group)):
+            continue  # a replacement under way (or left half done: above) owns it
+        c = on_node[i.node].get(i.container)
+        if c is None:
+            why = "registered, but its container is gone"
+        elif c.get("status") == "paused":
+            why = "its container is paused (hung)"
+        elif c.get("status") != "running":
+            why = f"its container is {c.get('status')}"
+        elif i.health == Health.REPLACING:
+            why = "left replacing by a handler that stopped"
+        else:
+            continue
+        found.append(f"{i.group_name} {i.instance} on {i.node}: {why}; replaced")
+        actions.append(Replace(i, f"found by reconciliation: {why}"))
+
+    # strays
+    registered = {i.container for i in v.instances if i.key not in gone}
+    for node, cs in sorted(v.containers.items()):
+        for c in cs:
+            name = c["container"]
+            if (name in registered or name in pending or c.get("age", 0) < v.settings.stray_age
+                    or leave_alone(c.get("service", ""), c.get("group", ""))):
+                continue
+            found.append(f"{node}: container {name} is not registered (a stray); removed")
+            stop.setdefault(node, set()).add(name)
+
+    # deployed groups against their spec
+    by_group: dict[tuple[str, str], list[Instance]] = {}
+    for i in v.instances:
+        if i.key not in gone:
+            by_group.setdefault((i.service, i.group), []).append(i)
+    for key, acc in sorted(v.accepted.items()):
+        svc, grp = key
+        if key in v.failed or leave_alone(svc, grp) or key in restore:
+            continue
+        want = desired(acc.spec, v.autoscaled.get(key))
+        present = by_group.get(key, [])
+        spec = want.spec_hash()
+        outdated = [i for i in present if i.spec != spec]
+        if len(present) != want.instances or outdated:
+            found.append(f"{want.name}: {len(present)} instances for {want.instances} deployed"
+                         + (f", {len(outdated)} not running the deployed spec" if outdated else "")
+                         + "; brought to its spec")
+            restore.add(key)
+
     if gone:
-        actions.append(Deregister(tuple(gone.values())))
-    if placements:
-        actions.append(DropPlacements(tuple(placements)))
-    actions += [RemoveContainers(n, c) for n, c in removed.items()]
-    if groups:
-        actions.append(Restore(tuple(sorted(groups)), {"resumed": True}))
-    return actions
-
-
-def resumed_summary(lost: list[str], actions: list[Action], restored: list[str]) -> Announce:
-    """The ``bay/controller/resumed`` event: what a resume found and did."""
-    deregistered = sorted(i.instance for a in actions if isinstance(a, Deregister) for i in a.instances)
-    removed = {a.node: list(a.containers) for a in actions if isinstance(a, RemoveContainers)}
-    return Announce(names.TAG_CONTROLLER_RESUMED, {"lost": lost, "deregistered": deregistered, "removed": removed,
-                                                   "restored": restored})
+        actions.insert(0, Deregister(tuple(gone.values())))
+    if dropped:
+        actions.insert(1 if gone else 0, DropPlacements(tuple(dropped)))
+    actions += [RemoveContainers(n, tuple(sorted(c))) for n, c in sorted(stop.items()) if n in v.containers]
+    restore = {g for g in restore if g not in v.failed and g in v.accepted}
+    if restore:
+        actions.append(Restore(tuple(sorted(restore)), {"reconciled": True}))
+    return actions, found

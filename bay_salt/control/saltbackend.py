@@ -55,8 +55,10 @@ class SaltBackend:
 
     def start(self, node: str, group: GroupSpec, instances: list[str]) -> list[dict]:
         ret = self.local.cmd(node, "bay_docker.run", [group.to_dict(), instances], timeout=self.timeout).get(node)
+        if ret is None:
+            raise DeployError(f"{group.name} on {node}: the node did not answer the start in {self.timeout} s")
         if not isinstance(ret, list):
-            raise DeployError(f"{group.name} on {node}: bay_docker.run failed: {ret}")
+            raise DeployError(f"{group.name} on {node}: the start failed: {str(ret).strip().splitlines()[-1][:300]}")
         return ret
 
     def stop(self, node: str, containers: list[str]) -> None:
@@ -73,6 +75,12 @@ class SaltBackend:
         if not isinstance(ret, list):
             raise DeployError(f"{node}: bay_docker.instances failed: {ret}")
         return ret
+
+    def containers_all(self, nodes: list[str], timeout: int = 5) -> dict[str, list[dict]]:
+        if not nodes:
+            return {}
+        ret = self.local.cmd(nodes, "bay_docker.instances", timeout=timeout, tgt_type="list")
+        return {n: r for n, r in ret.items() if isinstance(r, list)}
 
     def services(self) -> dict:
         """The ``bay:services`` pillar as the nodes hold it (validated by the caller)."""

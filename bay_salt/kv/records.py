@@ -16,14 +16,19 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 
 from bay_salt.model import names
+from bay_salt.model.services import GroupSpec
 
 
 class Health(StrEnum):
-    """What the checks see of an instance: only ``passing`` takes traffic."""
+    """What is known of an instance; only ``passing`` takes traffic.
+
+    ``critical``: running, but its readiness check fails (the node agent says
+    so); ``replacing``: dead or hung, the control loop is replacing it."""
 
     STARTING = "starting"
     PASSING = "passing"
     CRITICAL = "critical"
+    REPLACING = "replacing"
 
 
 def _known(cls, data: dict) -> dict:
@@ -79,17 +84,34 @@ class Instance:
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Instance:
-        return cls(**_known(cls, json.loads(data)))
+        # the control loop reads every instance on every pass: built directly, not through __init__
+        d = json.loads(data)
+        try:
+            vals = {k: d[k] if k in d else _INSTANCE_DEFAULTS[k] for k in _INSTANCE_FIELDS}
+        except KeyError as err:
+            raise ValueError(f"instance record without {err}") from None
+        vals["health"] = Health(vals["health"])
+        vals["restarts"] = tuple(vals["restarts"])
+        obj = cls.__new__(cls)
+        obj.__dict__.update(vals)
+        return obj
+
+
+_INSTANCE_FIELDS = tuple(f.name for f in dataclasses.fields(Instance))
+_INSTANCE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Instance)
+                      if f.default is not dataclasses.MISSING}
 
 
 @dataclass(frozen=True)
 class Route:
-    """How a group is reached: its frontend port on every node and its health check."""
+    """How a group is reached: its frontend port on every node and its
+    readiness check (HAProxy's too); and its liveness check (the node agents')."""
 
     service: str
     group: str
     listen: int
     health: dict | None = None
+    liveness: dict | None = None
 
     @property
     def key(self) -> str:
@@ -104,12 +126,39 @@ class Route:
         return "http" if self.health and self.health.get("http") else "tcp"
 
     def to_json(self) -> str:
-        return _dumps(asdict(self))
+        d = asdict(self)
+        if d["liveness"] is None:
+            del d["liveness"]  # the layout earlier versions wrote, when there is nothing to add
+        return _dumps(d)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Route:
         d = json.loads(data)
-        return cls(d["service"], d["group"], int(d["listen"]), d.get("health"))
+        return cls(d["service"], d["group"], int(d["listen"]), d.get("health"), d.get("liveness"))
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A group as ``bay.deploy`` accepted it (validated, then deployed), at the
+    count ``bay.scale`` set since. ``adopted``: taken from the pillar the
+    nodes held when a controller found a group running with no accepted spec
+    (what an older Bay deployed), not by a deploy."""
+
+    spec: GroupSpec
+    at: float = 0.0
+    adopted: bool = False
+
+    @property
+    def key(self) -> str:
+        return names.kv_spec(self.spec.service, self.spec.group)
+
+    def to_json(self) -> str:
+        return _dumps({"spec": self.spec.to_dict(), "at": self.at, "adopted": self.adopted})
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Accepted:
+        d = json.loads(data)
+        return cls(GroupSpec.from_dict(d["spec"]), float(d.get("at", 0.0)), bool(d.get("adopted", False)))
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,16 @@ code over an in-memory store).
 from __future__ import annotations
 
 import base64
+import json
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 
 import consul
 import requests
+from consul.callback import CB
 
-from bay_salt.kv.records import Instance, Placement, Route
+from bay_salt.kv.records import Accepted, Instance, Placement, Route
 from bay_salt.model import names
 
 TXN_LIMIT = 64
@@ -45,7 +48,7 @@ def op_delete(key: str) -> dict:
     return {"KV": {"Verb": "delete", "Key": key}}
 
 
-def op_put(record: Instance | Route | Placement) -> dict:
+def op_put(record: Instance | Route | Placement | Accepted) -> dict:
     return op_set(record.key, record.to_json())
 
 
@@ -108,6 +111,54 @@ class Store(ABC):
         value = self.get(names.kv_failed(service, group))
         return value.decode() if value else None
 
+    def failed_groups(self) -> dict[tuple[str, str], str]:
+        """(service, group) -> why, for every group the controller gave up on."""
+        prefix = names.kv_failed_prefix()
+        return {tuple(k[len(prefix):].split("/")[:2]): v.decode() for k, v in self.items(prefix).items()}
+
+    def drained(self) -> set[str]:
+        """The nodes drained (``bay drain``): nothing is placed there."""
+        return {k[len(names.kv_drained_prefix()):] for k in self.items(names.kv_drained_prefix())}
+
+    def accepted(self, service: str, group: str) -> Accepted | None:
+        """The group's accepted spec (what was deployed), or None."""
+        value = self.get(names.kv_spec(service, group))
+        return Accepted.from_json(value) if value else None
+
+    def accepted_all(self) -> dict[tuple[str, str], Accepted]:
+        out = {}
+        for value in self.items(names.kv_specs_prefix()).values():
+            if value:
+                a = Accepted.from_json(value)
+                out[(a.spec.service, a.spec.group)] = a
+        return out
+
+    def deploying(self) -> dict[tuple[str, str], float]:
+        """(service, group) -> since when a deploy or scale holds it."""
+        prefix = names.kv_deploying_prefix()
+        out = {}
+        for k, v in self.items(prefix).items():
+            try:
+                since = float(v.decode())
+            except ValueError:
+                since = 0.0
+            out[tuple(k[len(prefix):].split("/")[:2])] = since
+        return out
+
+    def autoscaled(self, service: str, group: str) -> int | None:
+        """The count the autoscaler last decided for a group (None: never)."""
+        value = self.get(names.kv_scale(service, group))
+        return json.loads(value).get("state", {}).get("desired") if value else None
+
+    def autoscaled_all(self) -> dict[tuple[str, str], int]:
+        """(service, group) -> the count the autoscaler last decided, for every group it decided for."""
+        prefix, out = names.kv_scale_prefix(), {}
+        for k, v in self.items(prefix).items():
+            n = json.loads(v).get("state", {}).get("desired") if v else None
+            if n is not None:
+                out[tuple(k[len(prefix):].split("/")[:2])] = n
+        return out
+
     def ensure(self, key: str, value: str) -> bool:
         """Write ``value`` at ``key`` unless it is there already; True if written."""
         if self.get(key) == value.encode():
@@ -126,38 +177,89 @@ def _consul_error(err: Exception, where: str) -> Exception:
 
 
 class ConsulStore(Store):
-    """The store over a Consul agent's HTTP API (``client``: a py-consul client)."""
+    """The store over a Consul agent's HTTP API (``client``: a py-consul client).
+    Given the other ``servers`` (addresses, same port), a request the server
+    does not answer (gone, or without a leader) is made once more on the
+    first other server that has a leader. Instance records are read with their
+    ModifyIndex and parsed only when it changed: the control loop reads every
+    instance on every pass."""
 
-    def __init__(self, client: consul.Consul):
+    _ERRORS = (consul.ConsulException, requests.exceptions.RequestException, OSError)
+
+    def __init__(self, client: consul.Consul, servers: list[str] | None = None):
         self.client = client
+        self.servers = list(servers or [])
+        self._parsed: dict[str, tuple[int, Instance]] = {}
+        self._lock = threading.Lock()
 
     @property
     def where(self) -> str:
         return f"{self.client.http.host}:{self.client.http.port}"
 
+    def _call(self, fn):
+        """``fn(client)``, failing over once to another server with a leader;
+        Unavailable if none answers. A rolled-back transaction is not retried."""
+        for attempt in (1, 2):
+            try:
+                return fn(self.client)
+            except self._ERRORS as err:
+                unavailable = not isinstance(err, consul.ConsulException) or "No cluster leader" in str(err)
+                if not unavailable:
+                    raise
+                others = [a for a in self.servers if a != self.client.http.host]
+                if attempt == 2 or not others:
+                    raise _consul_error(err, self.where) from None
+                try:
+                    moved = first_answering(others, self.client.http.port, token=self.client.token)
+                except Unavailable:
+                    raise _consul_error(err, self.where) from None
+                self.client = moved.client
+
+    def instances(self, service: str | None = None, group: str | None = None) -> list[Instance]:
+        prefix = names.kv_instances_prefix(service, group)
+        _, items = self._call(lambda c: c.http.get(CB.json(index=True), f"/v1/kv/{prefix}",
+                                                   params=[("recurse", "1")], headers=c.prepare_headers(None)))
+        out, seen = [], {}
+        with self._lock:
+            cache = self._parsed
+        for item in items or []:
+            if not item.get("Value"):
+                continue
+            key, index = item["Key"], item["ModifyIndex"]
+            hit = cache.get(key)
+            inst = hit[1] if hit and hit[0] == index else Instance.from_json(base64.b64decode(item["Value"]))
+            seen[key] = (index, inst)
+            out.append(inst)
+        with self._lock:
+            if prefix == names.kv_instances_prefix():
+                self._parsed = seen  # a whole read: what is gone is forgotten too
+            else:
+                self._parsed = {**self._parsed, **seen}
+        return out
+
+    def consul_health(self) -> dict:
+        """Autopilot's view of the servers (``/v1/operator/autopilot/health``):
+        Healthy, FailureTolerance, and each server's Name, Healthy, Voter."""
+        return self._call(lambda c: c.http.get(CB.json(), "/v1/operator/autopilot/health",
+                                               headers=c.prepare_headers(None)))
+
+    def members_alive(self) -> set[str]:
+        """The nodes Consul's gossip sees alive."""
+        return {m["Name"] for m in self._call(lambda c: c.agent.members()) if m.get("Status") == 1}
+
     def get(self, key: str) -> bytes | None:
-        try:
-            _, item = self.client.kv.get(key)
-        except (consul.ConsulException, requests.exceptions.RequestException, OSError) as err:
-            raise _consul_error(err, self.where) from None
+        _, item = self._call(lambda c: c.kv.get(key))
         return item["Value"] if item and item.get("Value") is not None else None
 
     def items(self, prefix: str) -> dict[str, bytes]:
-        try:
-            _, items = self.client.kv.get(prefix, recurse=True)
-        except (consul.ConsulException, requests.exceptions.RequestException, OSError) as err:
-            raise _consul_error(err, self.where) from None
+        _, items = self._call(lambda c: c.kv.get(prefix, recurse=True))
         return {i["Key"]: i["Value"] or b"" for i in items or []}
 
     def txn(self, ops: list[dict]) -> None:
         try:
-            result = self.client.txn.put(ops)
+            result = self._call(lambda c: c.txn.put(ops))
         except consul.ConsulException as err:
-            if "No cluster leader" in str(err):
-                raise _consul_error(err, self.where) from None
             raise TxnError(f"transaction of {len(ops)} operations rolled back: {err}") from None
-        except (requests.exceptions.RequestException, OSError) as err:
-            raise _consul_error(err, self.where) from None
         if result and result.get("Errors"):
             raise TxnError(f"transaction of {len(ops)} operations rolled back: {result['Errors']}")
 
@@ -167,15 +269,16 @@ def client(host: str, port: int, timeout: float = TIMEOUT, token: str | None = N
     return consul.Consul(host=host, port=port, token=token, connections_timeout=timeout)
 
 
-def first_answering(servers: list[str], port: int, timeout: float = TIMEOUT) -> ConsulStore:
-    """A store on the first Consul server in ``servers`` that has a leader;
-    :class:`Unavailable` says how many answered and whether any had a leader."""
+def first_answering(servers: list[str], port: int, timeout: float = 2.0, token: str | None = None) -> ConsulStore:
+    """A store on the first Consul server in ``servers`` that has a leader
+    (the others kept to fail over to); :class:`Unavailable` says how many
+    answered and whether any had a leader."""
     problems = []
     for addr in servers:
-        c = client(addr, port, timeout)
+        c = client(addr, port, timeout, token)
         try:
             if c.status.leader():
-                return ConsulStore(c)
+                return ConsulStore(client(addr, port, TIMEOUT, token), servers)
             problems.append(f"{addr}: no leader")
         except (consul.ConsulException, requests.exceptions.RequestException, OSError) as err:
             problems.append(f"{addr}: {str(err).splitlines()[0][:80] if str(err) else type(err).__name__}")

@@ -82,6 +82,47 @@ def kv_routes_prefix() -> str:
     return f"{KV_PREFIX}/routes/"
 
 
+def kv_spec(service: str, group: str) -> str:
+    """A group's accepted spec: what ``bay.deploy`` validated and deployed (at
+    the count ``bay.scale`` set since); the control loop works from it, never
+    from pillar nobody deployed."""
+    return f"{KV_PREFIX}/specs/{service}/{group}"
+
+
+def kv_specs_prefix() -> str:
+    return f"{KV_PREFIX}/specs/"
+
+
+def kv_deploying(service: str, group: str) -> str:
+    """Set while a deploy or scale works on a group: the control loop leaves it alone."""
+    return f"{KV_PREFIX}/deploying/{service}/{group}"
+
+
+def kv_deploying_prefix() -> str:
+    return f"{KV_PREFIX}/deploying/"
+
+
+def kv_drained(node: str) -> str:
+    """Set while a node is drained (``bay drain``): nothing is placed there."""
+    return f"{KV_PREFIX}/drained/{node}"
+
+
+def kv_drained_prefix() -> str:
+    return f"{KV_PREFIX}/drained/"
+
+
+def kv_failed_prefix() -> str:
+    return f"{KV_PREFIX}/failed/"
+
+
+def kv_scale_prefix() -> str:
+    return f"{KV_PREFIX}/scale/"
+
+
+#: what the control loop's last reconciliation pass found and when it ran
+KV_RECONCILE = f"{KV_PREFIX}/controller/reconcile"
+
+
 def kv_route(service: str, group: str) -> str:
     """Key of a group's routing record (frontend port, health check)."""
     return f"{KV_PREFIX}/routes/{service}/{group}"
@@ -117,6 +158,14 @@ TAG_CONTAINER_DIED = f"{EVENT_PREFIX}/container/died"
 TAG_CONTAINER_OOM = f"{EVENT_PREFIX}/container/oom"
 TAG_CONTAINER_UNHEALTHY = f"{EVENT_PREFIX}/container/unhealthy"
 TAG_CONTAINER_STARTED = f"{EVENT_PREFIX}/container/started"
+#: a container frozen (docker pause): hung, replaced
+TAG_CONTAINER_PAUSED = f"{EVENT_PREFIX}/container/paused"
+#: the node agent's readiness checks: an instance stopped (or started again) answering
+TAG_INSTANCE_UNREADY = f"{EVENT_PREFIX}/instance/unready"
+TAG_INSTANCE_READY = f"{EVENT_PREFIX}/instance/ready"
+#: the controller wrote an instance's readiness into KV (every HAProxy follows)
+TAG_INSTANCE_MARKED = f"{EVENT_PREFIX}/instance/marked"
+
 TAG_CONTAINER_REPLACED = f"{EVENT_PREFIX}/container/replaced"
 TAG_CONTAINER_BACKOFF = f"{EVENT_PREFIX}/container/backoff"
 TAG_EVENT_REJECTED = f"{EVENT_PREFIX}/event/rejected"
@@ -125,6 +174,8 @@ TAG_NODE_LOST = f"{EVENT_PREFIX}/node/lost"
 TAG_NODE_BACK = f"{EVENT_PREFIX}/node/back"
 TAG_STRAY_REMOVED = f"{EVENT_PREFIX}/node/stray-removed"
 TAG_CONTROLLER_RESUMED = f"{EVENT_PREFIX}/controller/resumed"
+#: a reconciliation pass found something wrong and healed it (what it found is in the event)
+TAG_CONTROLLER_RECONCILED = f"{EVENT_PREFIX}/controller/reconciled"
 TAG_SCALE_DECIDED = f"{EVENT_PREFIX}/scale/decided"
 TAG_DEPLOY_STARTED = f"{EVENT_PREFIX}/deploy/started"
 TAG_DEPLOY_STOPPED = f"{EVENT_PREFIX}/deploy/stopped"

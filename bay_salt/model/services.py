@@ -67,6 +67,35 @@ class Health(_Strict):
         return self
 
 
+class Liveness(_Strict):
+    """Whether the process still works (not only whether it may take traffic):
+    run on the instance's node by Bay's node agent; ``failure_threshold``
+    failures in a row, past ``initial_delay`` after the start, replace the
+    instance. Exactly one of an HTTP path (2xx/3xx is alive), a TCP connect, or
+    a command run inside the container (exit 0 is alive). Defaults are
+    Kubernetes' (period 10 s, timeout 1 s, 3 failures)."""
+
+    http: str | None = None
+    tcp: bool = False
+    exec: list[str] | None = None
+    interval: float = 10.0
+    timeout: float = 1.0
+    failure_threshold: int = Field(3, ge=1)
+    initial_delay: float = 0.0
+
+    _dur = field_validator("interval", "timeout", "initial_delay", mode="before")(
+        classmethod(lambda cls, v: _duration(v)))
+    _path = field_validator("http")(classmethod(lambda cls, v: Health._path(v)))
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Liveness:
+        if sum((bool(self.http), self.tcp, bool(self.exec))) != 1:
+            raise ValueError("give exactly one of http: /path, tcp: true or exec: [command, ...]")
+        if self.timeout > self.interval:
+            raise ValueError("timeout must not be longer than interval")
+        return self
+
+
 class Autoscale(_Strict):
     min: int = Field(ge=1)
     max: int = Field(ge=1)
@@ -95,6 +124,7 @@ class Group(_Strict):
     args: list[str] | None = None
     env: dict[str, str] = {}
     health: Health | None = None
+    liveness: Liveness | None = None
     autoscale: Autoscale | None = None
 
     _mem = field_validator("memory", mode="before")(classmethod(lambda cls, v: memory_mb(v)))
@@ -120,6 +150,7 @@ class Service(_Strict):
     args: list[str] = []
     env: dict[str, str] = {}
     health: Health | None = None
+    liveness: Liveness | None = None
     owners: list[str] = Field(min_length=1, description="people or teams alerted for this service")
     max_surge: int = Field(1, ge=1, description="instances replaced at a time during a roll")
     groups: dict[str, Group] = Field(min_length=1)
@@ -159,6 +190,7 @@ class GroupSpec(BaseModel):
     args: list[str] = []
     env: dict[str, str] = {}
     health: Health | None = None
+    liveness: Liveness | None = None
     autoscale: Autoscale | None = None
     owners: list[str] = []
     max_surge: int = 1
@@ -246,5 +278,5 @@ class ServiceSpec:
                 service=self.name, group=gname, instances=g.instances, cpu=g.cpu, memory_mb=g.memory, port=g.port,
                 listen=g.listen, image=g.image or s.image, command=g.command if g.command is not None else s.command,
                 args=g.args if g.args is not None else s.args, env={**s.env, **g.env}, health=g.health or s.health,
-                autoscale=g.autoscale, owners=list(s.owners), max_surge=s.max_surge)
+                liveness=g.liveness or s.liveness, autoscale=g.autoscale, owners=list(s.owners), max_surge=s.max_surge)
         return out

@@ -108,6 +108,9 @@ class Consul(_Strict):
     #: scales the servers' Raft timings; 1 (HashiCorp's production recommendation) finds a lost
     #: leader and elects a new one about 5x sooner than Consul's default of 5
     raft_multiplier: int = Field(default=1, ge=1, le=10)
+    #: autopilot removes a failed server from the Raft peers; off, a server that comes back
+    #: (a reboot) is a voter again at once, so a rolling restart never drops below quorum
+    cleanup_dead_servers: bool = False
     # gossip encryption key (base64 of 16, 24 or 32 bytes); a secret: never echoed
     encrypt: str = Field(default="", repr=False)
 
@@ -231,6 +234,10 @@ class Controller(_Strict):
     autoscale_interval: float = Field(gt=0)
     #: seconds an instance removed by a scale-down keeps running after it left every HAProxy
     scale_down_drain: float = Field(ge=0)
+    #: seconds between two reconciliation passes (what every node runs against KV and the deployed specs)
+    reconcile_interval: float = Field(gt=0)
+    #: a deploy or scale that has held a group this long is taken for dead: the control loop takes the group back
+    deploy_timeout: float = Field(gt=0)
 
 
 class Settings(_Strict):

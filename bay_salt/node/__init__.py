@@ -2,4 +2,5 @@
 :mod:`.aptsources`, :mod:`.capacity`), its service containers
 (:mod:`.containers`), and Bay's node agents: ``bay-lb-sync`` (Consul KV ->
 HAProxy, :mod:`.lbsync` over :mod:`.routing` and :mod:`.haproxy_runtime`)
-and ``bay-events`` (Docker events -> Salt events, :mod:`.docker_events`)."""
+and ``bay-events`` (:mod:`.agent`: Docker events, the instances' readiness
+and liveness checks, events kept until the master has them)."""

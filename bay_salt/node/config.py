@@ -54,6 +54,7 @@ def consul_config(cfg: dict) -> dict:
     if node["consul_server"]:
         conf["bootstrap_expect"] = len(c["servers"])
         conf["performance"] = {"raft_multiplier": c["raft_multiplier"]}
+        conf["autopilot"] = {"cleanup_dead_servers": c["cleanup_dead_servers"]}
     if c["encrypt"]:
         conf["encrypt"] = c["encrypt"]
     return conf
@@ -140,4 +141,4 @@ def registry_unit(cfg: dict) -> str:
 
 def events_unit(cfg: dict) -> str:
     """systemd unit of bay-events (the Docker event watcher), run from the minion's venv."""
-    return render("bay-events.service.j2", venv=cfg["python"]["bin_env"])
+    return render("bay-events.service.j2", venv=cfg["python"]["bin_env"], consul_port=cfg["consul"]["http_port"])

@@ -184,12 +184,38 @@ def client() -> docker.DockerClient:
     return docker.from_env(timeout=120)
 
 
+class StartError(RuntimeError):
+    """A container could not be started; the message names the image and why, in one line."""
+
+
+def docker_problem(err: Exception, image: str) -> str:
+    """What Docker said, as one line a user can act on."""
+    text = str(getattr(err, "explanation", None) or err).strip().splitlines()[0]
+    if isinstance(err, docker.errors.ImageNotFound) or "manifest unknown" in text or "not found" in text:
+        return f"image {image} is not in the registry ({text[:200]})"
+    if "connection refused" in text or "no such host" in text or "timeout" in text.lower():
+        return f"the registry of image {image} cannot be reached ({text[:200]})"
+    return f"{image}: {text[:240]}"
+
+
 def start_many(group: GroupSpec, instances: list[str], address: str, log_max_size: str = "10m",
                log_max_file: int = 3, wait: bool = True) -> list[dict]:
     """Start ``instances`` of ``group`` here and, with ``wait``, probe each on
-    this node's ``address`` (in parallel) until healthy or its start period ends."""
+    this node's ``address`` (in parallel) until healthy or its start period ends.
+    If the image cannot be had (missing, registry unreachable) or Docker refuses
+    to start it, nothing of the group is left started here and every entry
+    carries ``error`` (one line)."""
     dc = client()
-    started = [run(dc, group, i, log_max_size, log_max_file) for i in instances]
+    started = []
+    try:
+        for i in instances:
+            started.append(run(dc, group, i, log_max_size, log_max_file))
+    except docker.errors.DockerException as err:
+        for c in started:
+            stop(dc, c["container"], timeout=1)
+        why = docker_problem(err, group.image)
+        return [{"instance": i, "container": names.service_container(group.service, group.group, i),
+                 "host_port": None, "healthy": False, "address": address, "error": why} for i in instances]
 
     def probe(c: dict) -> dict:
         healthy = bool(c["host_port"]) and (

@@ -1,18 +1,11 @@
-"""bay-events: the node's watcher of the Docker event stream.
-
-Follows Docker's events for Bay containers (die, oom, kill, health_status,
-start) and fires each as a Salt event to the master at once, through the
-local salt-minion (``event.send``), so the master knows which minion sent it.
-Event driven: nothing waits for a polling interval.
-
-    bay-events [--config /etc/salt/minion]
-"""
+"""Docker's events about Bay containers, as the node agent (``bay-events``,
+:mod:`bay_salt.node.agent`) forwards them to the master: a container died,
+was OOM-killed, failed Docker's own health check, was paused (frozen: hung)
+or started. Event driven: nothing waits for a polling interval."""
 
 from __future__ import annotations
 
-import argparse
 import logging
-import time
 
 import docker
 
@@ -21,7 +14,7 @@ from bay_salt.model import names
 log = logging.getLogger("bay.events")
 
 #: Docker actions the node watcher forwards
-ACTIONS = ("die", "oom", "kill", "health_status", "start")
+ACTIONS = ("die", "oom", "kill", "health_status", "start", "pause")
 
 
 def from_docker(event: dict, node: str) -> tuple[str, dict] | None:
@@ -48,6 +41,8 @@ def from_docker(event: dict, node: str) -> tuple[str, dict] | None:
         return names.TAG_CONTAINER_UNHEALTHY, data
     if action == "start":
         return names.TAG_CONTAINER_STARTED, data
+    if action == "pause":
+        return names.TAG_CONTAINER_PAUSED, data
     return None
 
 
@@ -61,29 +56,3 @@ def watch(client: docker.DockerClient, node: str, send) -> None:
             tag, data = out
             send(tag, data)
             log.info("%s %s", tag, data.get("container"))
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bay-events", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default="/etc/salt/minion")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    import salt.client
-
-    caller = salt.client.Caller(args.config)
-    node = caller.opts["id"]
-
-    def send(tag, data):
-        if not caller.cmd("event.send", tag, data):
-            log.error("could not send %s to the master", tag)
-
-    while True:  # dockerd restarts end the stream: follow the new one
-        try:
-            watch(docker.from_env(timeout=None), node, send)
-        except (docker.errors.DockerException, OSError) as err:
-            log.warning("docker event stream: %s", err)
-        time.sleep(1)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -49,11 +49,11 @@ def slot_count(servers: int) -> int:
 
 def desired_servers(routes: list[Route], instances: list[Instance]) -> dict[str, set[tuple[str, int]]]:
     """backend -> {(address, port)} of every instance that may take traffic
-    (registered and not marked critical)."""
+    (registered and passing)."""
     out: dict[str, set[tuple[str, int]]] = {r.backend: set() for r in routes}
     for i in instances:
         backend = names.haproxy_backend(i.service, i.group)
-        if backend in out and i.health != Health.CRITICAL:
+        if backend in out and i.health == Health.PASSING:
             out[backend].add((i.address, i.port))
     return out
 

@@ -39,5 +39,9 @@ class Backend(Protocol):
     def containers(self, node: str) -> list[dict]:
         """The Bay containers on ``node`` (:func:`bay_salt.node.containers.describe`)."""
 
+    def containers_all(self, nodes: list[str]) -> dict[str, list[dict]]:
+        """The Bay containers of each of ``nodes``, asked at once; a node that
+        does not answer in a few seconds is left out."""
+
     def busy(self, node: str) -> bool:
         """True while a container start job runs on ``node``."""

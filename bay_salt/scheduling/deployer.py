@@ -16,7 +16,6 @@ runner and the control loop) and the KV store:
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
@@ -34,18 +33,24 @@ from bay_salt.scheduling.planning import plan_group
 
 log = logging.getLogger("bay.deploy")
 
-__all__ = ["Deployer", "DeployError", "GroupReport", "autoscaled", "route_of"]
+__all__ = ["Deployer", "DeployError", "GroupReport", "desired", "route_of"]
 
 
-def autoscaled(store: Store, g: GroupSpec) -> int | None:
-    """The count the autoscaler last decided for group ``g`` (None: never)."""
-    value = store.get(names.kv_scale(g.service, g.group))
-    return json.loads(value).get("state", {}).get("desired") if value else None
+def desired(g: GroupSpec, autoscaled: int | None) -> GroupSpec:
+    """The group at the count it should run: the autoscaler's last decision
+    (within the policy's bounds) for an autoscaled group, else its own; a group
+    at 0 stays at 0 (stopped on purpose)."""
+    if g.autoscale and g.instances:
+        a = g.autoscale
+        return g.with_instances(max(a.min, min(a.max, autoscaled or g.instances)))
+    return g
 
 
 def route_of(g: GroupSpec) -> Route:
-    """The group's routing record for every node's HAProxy."""
-    return Route(g.service, g.group, g.listen, g.health.model_dump() if g.health else None)
+    """The group's routing record: HAProxy's frontend and readiness check on
+    every node, and the liveness check the node agents run."""
+    return Route(g.service, g.group, g.listen, g.health.model_dump() if g.health else None,
+                 g.liveness.model_dump() if g.liveness else None)
 
 
 @dataclass
@@ -63,11 +68,12 @@ class GroupReport:
         return f"{self.group}: {verb} to {self.desired} (+{len(self.started)} -{len(self.stopped)})"
 
 
-def placement_nodes(states: list[NodeState]) -> list[placement.Node]:
-    """Placement's view of the nodes: capacity minus what their Bay containers reserve."""
+def placement_nodes(states: list[NodeState], drained: set[str] = frozenset()) -> list[placement.Node]:
+    """Placement's view of the nodes: capacity minus what their Bay containers
+    reserve; a drained node takes nothing new."""
     out = []
     for s in states:
-        n = placement.Node(s.id, s.cpus, s.memory_mb, schedulable=s.schedulable)
+        n = placement.Node(s.id, s.cpus, s.memory_mb, schedulable=s.schedulable and s.id not in drained)
         for c in s.containers:
             if c["status"] in ("running", "created", "restarting"):
                 n.take((c["service"], c["group"]), c["cpu"], c["memory_mb"])
@@ -109,36 +115,43 @@ class Deployer:
         for gname, g in spec.groups().items():
             if groups is not None and gname not in groups:
                 continue
-            if groups is not None:
-                g = g.with_instances(groups[gname])
-            elif g.autoscale:  # keep what the autoscaler decided, within the policy's bounds
-                a = g.autoscale
-                g = g.with_instances(max(a.min, min(a.max, autoscaled(self.store, g) or g.instances)))
+            # a count given, or what the autoscaler decided (within the policy's bounds)
+            g = g.with_instances(groups[gname]) if groups is not None else desired(
+                g, self.store.autoscaled(g.service, g.group))
             reports.append(self.reconcile(g))
         return reports
 
-    def reconcile(self, g: GroupSpec, fit: bool = False) -> GroupReport:
+    def reconcile(self, g: GroupSpec, fit: bool = False, replace_unready: bool = False) -> GroupReport:
         """Bring one group to ``g.instances``; with ``fit`` (autoscaling) a
-        scale-up larger than the free capacity starts as many as fit."""
+        scale-up larger than the free capacity starts as many as fit; with
+        ``replace_unready`` (a deploy) an instance that is not passing (dead,
+        hung, not ready, being replaced) counts as missing: it goes and a new
+        one starts. The control loop leaves those to their own handlers."""
         want = g.spec_hash()
         records = self.store.instances(g.service, g.group)
+        broken = [r for r in records if r.health != Health.PASSING] if replace_unready else []
+        records = [r for r in records if r not in broken]
         by_id = {r.instance: r for r in records}
         plan = plan_group(records, g.instances, want)
         self.store.ensure(names.kv_route(g.service, g.group), route_of(g).to_json())
         if self.store.failed(g.service, g.group) is not None:
             # a deploy of a group the controller failed (crash loop) starts it afresh
             self.store.apply([kvstore.op_delete(names.kv_failed(g.service, g.group))])
+        if broken:
+            self.store.apply(kvstore.deregister_ops(broken))
+            self._stop([(r.node, r.container) for r in broken if r.container])
         if not plan.changes:
-            return GroupReport(g.name, g.instances)
+            return GroupReport(g.name, g.instances, stopped=[r.instance for r in broken])
         states = self.backend.nodes()
         address = {s.id: s.address for s in states}
-        nodes = placement_nodes(states)
+        drained = self.store.drained()
+        nodes = placement_nodes(states, drained)
         if fit and plan.start and not plan.replace:
             free = placement.room(nodes, g.cpu, g.memory_mb)
             if plan.start > free:
                 g = g.with_instances(len(plan.keep) + free)
                 plan = plan_group(records, g.instances, want)
-        report = GroupReport(g.name, g.instances, rolled=bool(plan.replace))
+        report = GroupReport(g.name, g.instances, rolled=bool(plan.replace), stopped=[r.instance for r in broken])
 
         if plan.remove:
             self._retire([by_id[i] for i in plan.remove], report)
@@ -147,20 +160,22 @@ class Deployer:
         remaining = plan.start
         surge = g.max_surge if to_replace else remaining
         # check up front that all of it fits (nothing changes if it does not)
-        placement.place(placement_nodes(states), g.service, g.group,
+        placement.place(placement_nodes(states, drained), g.service, g.group,
                         min(surge, remaining) if to_replace else remaining, g.cpu, g.memory_mb)
         while remaining > 0:
             batch = min(surge, remaining) if to_replace else remaining
             where = placement.place(nodes, g.service, g.group, batch, g.cpu, g.memory_mb)
-            started = self._start(g, where, address, want)
+            started, errors = self._start(g, where, address, want)
             failed = [s for s in started if not s[1]]
+            then = 'roll stopped, the old instances keep serving' if to_replace else 'nothing registered'
+            if errors:
+                self._stop([(i.node, i.container) for i, _ in started])
+                raise DeployError(f"{g.name}: cannot start on {', '.join(sorted(errors))}: "
+                                  f"{next(iter(errors.values()))}; {then}")
             if failed:
                 self._stop([(i.node, i.container) for i, _ in started])
                 bad = ", ".join(f"{i.instance} on {i.node}" for i, _ in failed)
-                raise DeployError(
-                    f"{g.name}: new instance(s) {bad} did not pass the health check; "
-                    f"{'roll stopped, the old instances keep serving' if to_replace else 'nothing registered'}"
-                )
+                raise DeployError(f"{g.name}: new instance(s) {bad} did not pass the health check; {then}")
             new = [i for i, _ in started]
             old, to_replace = to_replace[:batch], to_replace[batch:]
             self.store.apply(kvstore.register_ops(new) + kvstore.deregister_ops(old))
@@ -177,18 +192,54 @@ class Deployer:
             self._retire(to_replace, report)
         return report
 
+    def evacuate(self, g: GroupSpec, node: str) -> GroupReport:
+        """Move the group's instances off ``node`` (drained): as many started on
+        the other nodes first, healthy, then one transaction registers them and
+        deregisters the node's; those drain and stop. Nothing changes if they
+        do not fit elsewhere or do not start."""
+        report = GroupReport(g.name, g.instances)
+        leaving = [r for r in self.store.instances(g.service, g.group) if r.node == node and r.is_container]
+        if not leaving:
+            return report
+        states = self.backend.nodes()
+        address = {s.id: s.address for s in states}
+        nodes = placement_nodes(states, self.store.drained() | {node})
+        where = placement.place(nodes, g.service, g.group, len(leaving), g.cpu, g.memory_mb)
+        started, errors = self._start(g, where, address, g.spec_hash())
+        if errors or any(not ok for _, ok in started):
+            self._stop([(i.node, i.container) for i, _ in started])
+            why = "; ".join(f"{n}: {e}" for n, e in sorted(errors.items())) or "did not pass the health check"
+            raise DeployError(f"{g.name}: cannot move off {node}: {why}; nothing changed")
+        new = [i for i, _ in started]
+        self.store.apply(kvstore.register_ops(new) + kvstore.deregister_ops(leaving))
+        report.started += [i.instance for i in new]
+        self._drain_and_stop(leaving, report)
+        return report
+
     # --- steps ----------------------------------------------------------------------
-    def _start(self, g: GroupSpec, where: list[str], address: dict[str, str], want: str) -> list[tuple[Instance, bool]]:
+    def _start(self, g: GroupSpec, where: list[str], address: dict[str, str],
+               want: str) -> tuple[list[tuple[Instance, bool]], dict[str, str]]:
+        """Start the instances placed on each node (one start job per node; the
+        backend's Salt client is not shared between threads);
+        ``(started, {node: why it could not start any})``."""
         per_node: dict[str, list[str]] = {}
         for node in where:
             per_node.setdefault(node, []).append(secrets.token_hex(4))
-        out = []
+        out, errors = [], {}
         for node, ids in per_node.items():
-            for res in self.backend.start(node, g, ids):
+            try:
+                results = self.backend.start(node, g, ids)
+            except DeployError as err:
+                errors[node] = str(err).removeprefix(f"{g.name} on {node}: ")
+                continue
+            for res in results:
+                if res.get("error"):
+                    errors[node] = res["error"]
+                    continue
                 inst = Instance(g.service, g.group, res["instance"], node, address[node],
                                 int(res.get("host_port") or 0), Health.PASSING, g.image, res["container"], want)
                 out.append((inst, bool(res.get("healthy"))))
-        return out
+        return out, errors
 
     def _stop(self, pairs: list[tuple[str, str]]) -> None:
         per_node: dict[str, list[str]] = {}

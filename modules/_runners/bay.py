@@ -96,6 +96,35 @@ def scale(target, count):
     return _run(operations.deploy, service, {group: count}, event=_event)
 
 
+def drain(node):
+    """
+    Take ``node`` out of service: nothing new is placed there, and what it runs
+    is moved to the other nodes first (started and healthy before the node's
+    instances stop). Reboot or repair it, then ``bay.undrain``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.drain node2
+    """
+    return _run(operations.drain, str(node))
+
+
+def undrain(node):
+    """
+    Give ``node`` back once it is safe: its Consul agent alive again and, on a
+    server, a Raft voter again (what a rolling restart waits for).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.undrain node2
+    """
+    return _run(operations.undrain, str(node))
+
+
 def status(name=None):
     """
     Desired and registered instances of every group (or of service ``name``).

@@ -22,13 +22,14 @@ def eventually(predicate, timeout: float, what: str, interval: float = 0.5):
         raise AssertionError(str(err)) from None
 
 
-def holds(predicate, seconds: float, what: str, interval: float = 0.5) -> None:
-    """An absence, watched: ``predicate`` stays true for ``seconds`` (an
-    AssertionError naming ``what`` the moment it does not)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert predicate(), f"{what}: no longer true"
-        time.sleep(interval)
+def reconcile_passes(cluster) -> int:
+    """How many reconciliation passes the controller has made (KV bay/controller/reconcile)."""
+    import base64
+
+    from bay_salt.model import names
+
+    item = kv_get(cluster, names.KV_RECONCILE)
+    return json.loads(base64.b64decode(item[0]["Value"]))["passes"] if item else 0
 
 
 def ids_via(address, port, tries=24):
@@ -107,3 +108,98 @@ def master_log_since(cluster, since: int, grep: str) -> list[str]:
 
 def now() -> float:
     return time.monotonic()
+
+
+#: inside a node: every Bay backend's servers in HAProxy (name, address:port, up) as JSON
+HAPROXY_STATE = r"""
+import json
+from bay_salt.node.haproxy_runtime import RuntimeAPI
+text = RuntimeAPI("/run/haproxy/admin.sock").execute("show servers state")
+header, out = [], {}
+for line in text.splitlines():
+    if line.startswith("# be_id"):
+        header = line[2:].split()
+    elif line.strip() and not line.startswith("#") and line.strip() != "1":
+        row = dict(zip(header, line.split()))
+        if row["be_name"].count(".") == 1 and row["srv_addr"] != "0.0.0.0":
+            out.setdefault(row["be_name"], []).append([f"{row['srv_addr']}:{row['srv_port']}",
+                                                       row["srv_op_state"] == "2", int(row["srv_admin_state"])])
+print(json.dumps(out))
+"""
+
+
+def haproxy_servers(cluster, node) -> dict:
+    """backend -> [[addr:port, up, admin state]] in ``node``'s HAProxy."""
+    c = cluster.client.containers.get(node.container)
+    res = c.exec_run(["/opt/bay/venv/bin/python", "-c", HAPROXY_STATE])
+    return json.loads(res.output.decode()) if res.exit_code == 0 else {"error": res.output.decode()[-300:]}
+
+
+def bay_containers(cluster, node) -> dict[str, str]:
+    """name -> state (running, paused, exited...) of every Bay container on ``node``."""
+    c = cluster.client.containers.get(node.container)
+    out = c.exec_run(["docker", "ps", "-a", "--filter", "label=io.bay.service",
+                      "--format", "{{.Names}} {{.State}}"]).output.decode()
+    return dict(line.split()[:2] for line in out.splitlines() if line.strip())
+
+
+def convergence(cluster, services=("demo",)) -> list[str]:
+    """What is not (yet) as it should be, one line each; [] when converged:
+    every deployed group at its desired count of passing instances in KV;
+    each registered instance's container running (not paused) on its node;
+    no other Bay container running anywhere; every node's HAProxy holding
+    exactly the registered servers of each group, and all of them UP."""
+    problems = []
+    st = {}
+    for svc in services:
+        st.update(cluster.runner("bay.status", svc))
+    registered: dict[str, set[str]] = {}
+    expected: dict[str, str] = {}  # container -> node
+    for group, row in st.items():
+        if not row["deployed"]:
+            continue
+        if not (row["passing"] == row["registered"] == row["desired"]):
+            problems.append(f"{group}: {row['passing']} passing / {row['registered']} registered of {row['desired']}")
+        for line in row["instances"]:
+            inst, rest = line.split("@")
+            node, port = rest.split(" ")[0].split(":")
+            addr = next(n.address for n in cluster.nodes() if n.id == node)
+            registered.setdefault(group, set()).add(f"{addr}:{port}")
+            svc, grp = group.split(".")
+            expected[f"bay-{svc}-{grp}-{inst}"] = node
+    nodes = [n for n in cluster.nodes() if n.status == "running" and n.id in ("node1", "node2", "node3")]
+    for n in nodes:
+        running = bay_containers(cluster, n)
+        for name, state in running.items():
+            if expected.get(name) == n.id:
+                if state != "running":
+                    problems.append(f"{n.id}: registered {name} is {state}")
+            elif state in ("running", "paused"):
+                problems.append(f"{n.id}: {name} is {state} but not registered there")
+        for name, node in expected.items():
+            if node == n.id and name not in running:
+                problems.append(f"{n.id}: registered {name} has no container")
+        servers = haproxy_servers(cluster, n)
+        for group, want in registered.items():
+            have = servers.get(group, [])
+            if {s[0] for s in have} != want:
+                problems.append(f"{n.id} HAProxy {group}: {sorted(s[0] for s in have)} != registered {sorted(want)}")
+            down = [s[0] for s in have if not s[1] or s[2]]
+            if down:
+                problems.append(f"{n.id} HAProxy {group}: not UP: {down}")
+    return problems
+
+
+def converges(cluster, timeout=60, services=("demo",)) -> float:
+    """Wait until :func:`convergence` finds nothing; returns the seconds it took."""
+    started, last = time.monotonic(), ["not looked yet"]
+
+    def done():
+        last[:] = convergence(cluster, services)
+        return not last
+
+    try:
+        retry.until(done, "convergence", timeout=timeout, interval=1)
+    except retry.GaveUp:
+        raise AssertionError(f"not converged in {timeout} s: " + "; ".join(last)) from None
+    return time.monotonic() - started

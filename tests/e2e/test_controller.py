@@ -8,7 +8,17 @@ import json
 
 from bay_salt.cluster.local import BayError
 from bay_salt.model import names
-from tests.e2e.helpers import WEB, containers, eventually, holds, kv_get, master_log_lines, master_log_since, registered, wait_routed
+from tests.e2e.helpers import (
+    WEB,
+    containers,
+    eventually,
+    kv_get,
+    master_log_lines,
+    master_log_since,
+    reconcile_passes,
+    registered,
+    wait_routed,
+)
 
 
 def web_instances(cluster):
@@ -111,8 +121,11 @@ def test_crash_loop_backs_off_then_fails_the_group(cluster, pillar):
         waits = [float(line.split("'seconds': ")[1].split("}")[0]) for line in log if "crashy.loop" in line]
         assert waits == [0.5, 1.0, 2.0], log
         assert "4 restarts in a row" in st["failed"]
-        # nothing restarts it any more (an absence: watched over a window, not waited for)
-        holds(lambda: containers(cluster, "loop") == set(), 6, "no crashy.loop container runs")
+        # nothing restarts it any more: two reconciliation passes later (each compares the
+        # group with its deployed count) it still runs nothing
+        passes = reconcile_passes(cluster)
+        eventually(lambda: reconcile_passes(cluster) >= passes + 2, 30, "two reconciliation passes")
+        assert containers(cluster, "loop") == set()
         assert cluster.runner("bay.status", "crashy")["crashy.loop"]["registered"] == 0
         # a deploy starts it afresh (clears the failed mark and the back-off)
         cluster.runner("bay.deploy", "crashy")

@@ -81,6 +81,7 @@ class NodeRecorder(Recorder):
         self._containers = [dict(c) for c in containers]
         self._nodes = nodes
         self.cpus, self.memory_mb = cpus, memory_mb
+        self.silent: set[str] = set()  # nodes that do not answer
 
     def nodes(self):
         return [NodeState(n, f"10.0.0.{k}", self.cpus, self.memory_mb,
@@ -92,6 +93,7 @@ class NodeRecorder(Recorder):
         for r in out:
             if r["healthy"]:
                 self._containers.append({"container": r["container"], "status": "running", "age": 0.0, "node": node,
+                                         "instance": r["instance"],
                                          "service": group.service, "group": group.group, "cpu": group.cpu,
                                          "memory_mb": group.memory_mb})
         return out
@@ -103,6 +105,9 @@ class NodeRecorder(Recorder):
 
     def containers(self, node):
         return [c for c in self._containers if c.get("node", "node1") == node]
+
+    def containers_all(self, nodes):
+        return {n: self.containers(n) for n in nodes if n not in self.silent}
 
 
 def running(name, age=1000.0, node="node1", **extra):

@@ -56,7 +56,7 @@ class Cluster:
     def tick(self, now, per_instance_cpu, down=()):
         scaler = Autoscaler(self.backend, self.store, lambda t, d: self.fired.append((t, d)),
                             lambda nodes: self.usage(per_instance_cpu, down), drain_seconds=0)
-        return scaler.tick(now, parse(SPEC), {"node1": "a", "node2": "b"})
+        return scaler.tick(now, list(parse(SPEC)["burn"].groups().values()), {"node1": "a", "node2": "b"})
 
     def count(self):
         return len(self.store.instances("burn", "cpu"))

@@ -10,7 +10,7 @@ import pytest
 
 from bay_salt.control.loop import ControlLoop
 from bay_salt.kv import store as kvstore
-from bay_salt.kv.records import Health, Instance, Placement
+from bay_salt.kv.records import Accepted, Health, Instance, Placement
 from bay_salt.model import names, settings
 from bay_salt.model.services import parse
 from bay_salt.scheduling.deployer import Deployer
@@ -32,19 +32,20 @@ def keys(store, prefix):
     return sorted(store.items(prefix))
 
 
-def specs_of(services):
-    def group_spec(service, group):
-        spec = parse(services).get(service)
-        return spec.groups().get(group) if spec else None
-    return group_spec
+def accept(store, services):
+    """What a deploy of ``services`` records: each group's accepted spec."""
+    for spec in parse(services).values():
+        store.apply([kvstore.op_put(Accepted(g, at=1.0)) for g in spec.groups().values()])
 
 
 def make(store, healthy=True, backend=None, services=SERVICES):
     backend, fired = backend or Recorder(healthy), []
-    dead = Instance("demo", "web", "aaaa", "node1", "10.0.0.1", 31000, "passing", container="c-aaaa")
+    accept(store, services)
+    spec = parse(SERVICES)["demo"].groups()["web"].spec_hash()
+    dead = Instance("demo", "web", "aaaa", "node1", "10.0.0.1", 31000, "passing", container="c-aaaa", spec=spec)
     store.apply(kvstore.register_ops([dead]))
     slept = []
-    loop = ControlLoop(store, backend, lambda t, d: fired.append((t, d)), specs_of(services), lambda: CONTROLLER,
+    loop = ControlLoop(store, backend, lambda t, d: fired.append((t, d)), None, lambda: CONTROLLER,
                        clock=lambda: 1000.0, sleep=slept.append)
     loop.slept = slept
     return backend, fired, loop, dead
@@ -167,9 +168,9 @@ def with_backend(loop, backend):
 def test_resume_handles_nodes_that_vanished_while_not_looking(store):
     backend, fired, loop, dead = make(store)
     with_backend(loop, NodeRecorder())
-    assert loop.resume({"node2"})["lost"] == ["node1"]
+    out = loop.resume({"node2"})
+    assert any("node node1 is not alive" in f for f in out["found"]) and out["restored"] == ["demo.web"]
     assert [i.node for i in store.instances()] == ["node2"] and dead.key not in keys(store, "bay/instances/")
-    assert (names.TAG_NODE_LOST, {"node": "node1", "instances": ["aaaa"]}) in fired
 
 
 def test_node_back_removes_strays_only(store):
@@ -180,17 +181,17 @@ def test_node_back_removes_strays_only(store):
 
 
 def test_resume_after_a_restart_mid_replacement(store):
-    """The controller died after it decided a replacement (dead one critical,
+    """The controller died after it decided a replacement (dead one replacing,
     placement recorded) and after the new container started, before it was
     registered: resume removes the half-started one and the dead one and
     restores the count once."""
     backend, fired, loop, dead = make(store)
-    store.apply(kvstore.register_ops([dead.replace(health=Health.CRITICAL)])
+    store.apply(kvstore.register_ops([dead.replace(health=Health.REPLACING)])
                 + [kvstore.op_put(Placement("demo", "web", "bbbb", "node1", "aaaa"))])
     with_backend(loop, NodeRecorder([running("c-aaaa"), running(names.service_container("demo", "web", "bbbb"),
                                                                 age=2)], nodes=("node1",)))
     out = loop.resume({"node1"})
-    assert out["deregistered"] == ["aaaa"] and out["restored"] == ["demo.web"]
+    assert out["restored"] == ["demo.web"] and "left half done" in out["found"][0]
     assert sorted(loop.backend.stopped[0][1]) == ["bay-demo-web-bbbb", "c-aaaa"]
     assert len(loop.backend.started) == 1  # exactly one instance again
     (only,) = store.instances()
@@ -204,18 +205,55 @@ def test_resume_replaces_instances_that_died_unheard_and_removes_old_strays(stor
     exited = dict(running("c-aaaa"), status="exited")
     with_backend(loop, NodeRecorder([exited, running("c-old-stray"), running("c-young", age=5)], nodes=("node1",)))
     out = loop.resume({"node1"})
-    assert out["deregistered"] == ["aaaa"]
-    assert out["removed"] == {"node1": ["c-aaaa", "c-old-stray"]}  # the young one may be a deploy in flight
-    assert len(loop.backend.started) == 1 and len(store.instances()) == 1
+    assert out["replaced"] == ["aaaa"] and len(out["found"]) == 2
+    assert [c for _, cs in loop.backend.stopped for c in cs] == ["c-aaaa", "c-old-stray"]  # not the young one
+    (new,) = store.instances()
+    assert new.instance != "aaaa" and new.restarts == (1000.0,)  # a restart of its line, with the back-off
+    assert (names.TAG_CONTAINER_REPLACED, fired[[t for t, _ in fired].index(names.TAG_CONTAINER_REPLACED)][1]) in fired
 
 
 def test_resume_with_nothing_to_do_changes_nothing(store):
     backend, fired, loop, dead = make(store)
-    before = store.items("bay/")
+    before = store.items("bay/instances/")
     with_backend(loop, NodeRecorder([running("c-aaaa")], nodes=("node1",)))
     out = loop.resume({"node1"})
-    assert out == {"lost": [], "deregistered": [], "removed": {}, "restored": []}
-    assert store.items("bay/") == before and loop.backend.started == loop.backend.stopped == []
+    assert out["found"] == [] and out["restored"] == [] and out["replaced"] == []
+    assert store.items("bay/instances/") == before and loop.backend.started == loop.backend.stopped == []
+    assert json.loads(store.get(names.KV_RECONCILE))["found"] == 0  # the pass is on record
+
+
+def test_a_refused_spec_in_pillar_does_not_touch_recovery(store):
+    """The controller works from the accepted spec in KV: pillar is not read at all."""
+    backend, fired, loop, dead = make(store)
+    assert loop.handle(names.TAG_CONTAINER_DIED, died("node1"))
+    (new,) = store.instances()
+    assert new.image == "r/demo:1" and new.spec == dead.spec
+
+
+def test_readiness_reports_go_into_kv_and_back(store):
+    backend, fired, loop, dead = make(store)
+    unready = {"id": "node1", "data": {"node": "node1", "service": "demo", "group": "web", "instance": "aaaa",
+                                       "container": "c-aaaa"}}
+    assert loop.handle(names.TAG_INSTANCE_UNREADY, unready)
+    assert store.instance("demo", "web", "aaaa").health == Health.CRITICAL
+    assert loop.handle(names.TAG_INSTANCE_READY, unready)
+    assert store.instance("demo", "web", "aaaa").health == Health.PASSING
+    assert [t for t, _ in fired] == [names.TAG_INSTANCE_MARKED] * 2 and backend.started == []
+
+
+def test_an_event_and_a_reconciliation_never_replace_the_same_instance_twice(store):
+    backend, fired, loop, dead = make(store)
+    assert loop.hands.claim("instance:" + dead.key)  # a handler is on it
+    assert not loop.handle(names.TAG_CONTAINER_DIED, died("node1"))
+    with_backend(loop, NodeRecorder([dict(running("c-aaaa"), status="exited")], nodes=("node1",)))
+    assert loop.reconcile({"node1"})["replaced"] == [] and loop.backend.started == []
+
+
+def test_adopting_a_group_deployed_before_specs_were_recorded(store):
+    backend, fired, loop, dead = make(store, services={})
+    assert loop.adopt({"demo": {**SERVICES["demo"], "image": "r/demo:9"}}) == []  # not what runs: left alone
+    assert loop.adopt(SERVICES) == ["demo.web"]
+    assert store.accepted("demo", "web").adopted and loop.group_spec("demo", "web").image == "r/demo:1"
 
 
 def test_placement_records_keep_the_layout_earlier_versions_wrote(store):

@@ -64,7 +64,10 @@ def test_container_event_verdicts():
     assert v.replace and v.reason == "exit 137" and v.actions == ()
     assert recovery.container_event(names.TAG_CONTAINER_UNHEALTHY, "node1", ev, rec).reason == "unhealthy"
     assert not recovery.container_event(names.TAG_CONTAINER_OOM, "node1", ev, rec).replace
-    assert not recovery.container_event(names.TAG_CONTAINER_DIED, "node1", ev, inst(health="critical")).replace
+    assert not recovery.container_event(names.TAG_CONTAINER_DIED, "node1", ev, inst(health="replacing")).replace
+    # not ready is no reason not to replace it when it dies
+    assert recovery.container_event(names.TAG_CONTAINER_DIED, "node1", ev, inst(health="critical")).replace
+    assert recovery.container_event(names.TAG_CONTAINER_PAUSED, "node1", ev, rec).reason == "paused (hung)"
     forged = recovery.container_event(names.TAG_CONTAINER_DIED, "node2", ev, rec)
     assert not forged.replace and forged.actions[0].tag == names.TAG_EVENT_REJECTED
     gone = recovery.container_event(names.TAG_CONTAINER_DIED, "node1", ev, None)
@@ -73,25 +76,25 @@ def test_container_event_verdicts():
 
 def test_replacement_marks_critical_first_then_starts_on_the_same_node():
     actions = recovery.replacement(inst(), SPEC, CONTROLLER, 1000.0, "bbbb", "exit 1")
-    assert kinds(actions) == ["MarkCritical", "StartReplacement"]
+    assert kinds(actions) == ["MarkReplacing", "StartReplacement"]
     mark, start = actions
-    assert mark.instance.health == Health.CRITICAL and mark.instance.restarts == (1000.0,)
+    assert mark.instance.health == Health.REPLACING and mark.instance.restarts == (1000.0,)
     assert mark.placement == Placement("demo", "web", "bbbb", "node1", "aaaa", "c-aaaa")
     assert start.placement == mark.placement and start.group == SPEC
 
 
 def test_replacement_backs_off_along_the_line_and_fails_a_crash_loop():
     again = recovery.replacement(inst(restarts=(998.0, 999.0)), SPEC, CONTROLLER, 1000.0, "b", "exit 1")
-    assert kinds(again) == ["MarkCritical", "BackOff", "StartReplacement"] and again[1].seconds == 2.0
+    assert kinds(again) == ["MarkReplacing", "BackOff", "StartReplacement"] and again[1].seconds == 2.0
     many = tuple(990.0 + k for k in range(CONTROLLER.crash_loop_restarts))
     failed = recovery.replacement(inst(restarts=many), SPEC, CONTROLLER, 1000.0, "b", "exit 1")
-    assert kinds(failed) == ["MarkCritical", "FailGroup"] and failed[0].placement is None
+    assert kinds(failed) == ["MarkReplacing", "FailGroup"] and failed[0].placement is None
     assert f"{CONTROLLER.crash_loop_restarts} restarts in a row" in failed[1].reason
 
 
 def test_replacement_of_a_group_gone_retires_it():
     actions = recovery.replacement(inst(), None, CONTROLLER, 1000.0, "b", "exit 1")
-    assert kinds(actions) == ["MarkCritical", "Retire"] and "no longer in bay:services" in actions[1].reason
+    assert kinds(actions) == ["MarkReplacing", "Retire"] and "no longer in bay:services" in actions[1].reason
 
 
 def test_node_lost_deregisters_and_restores_its_groups():
@@ -108,9 +111,107 @@ def test_node_back_removes_only_containers_kv_does_not_list():
     assert actions[-1].tag == names.TAG_NODE_BACK
 
 
-def test_resume_spares_young_strays_and_host_services():
+def test_readiness_reports_set_the_health_of_the_instance_they_speak_of():
+    ev = {"node": "node1", "service": "demo", "group": "web", "instance": "aaaa", "container": "c-aaaa"}
+    v = recovery.container_event(names.TAG_INSTANCE_UNREADY, "node1", ev, inst())
+    assert not v.replace and v.actions == (recovery.SetHealth(inst(), Health.CRITICAL),)
+    back = recovery.container_event(names.TAG_INSTANCE_READY, "node1", ev, inst(health="critical"))
+    assert back.actions[0].health == Health.PASSING
+    assert recovery.container_event(names.TAG_INSTANCE_READY, "node1", ev, inst()).actions == ()  # nothing new
+    # about a container the instance no longer is (a late report): nothing
+    assert recovery.container_event(names.TAG_INSTANCE_UNREADY, "node1", dict(ev, container="c-old"), inst()).actions == ()
+    assert recovery.container_event(names.TAG_INSTANCE_UNREADY, "node1", ev, inst(health="replacing")).actions == ()
+
+
+# --- reconciliation: every difference found, every one healed -----------------------------
+
+def accepted(instances=2, **kw):
+    from bay_salt.kv.records import Accepted
+    return {("demo", "web"): Accepted(SPEC.with_instances(instances).model_copy(update=kw))}
+
+
+def running_spec(i="aaaa", node="node1", health="passing"):
+    return inst(i, node, health).replace(spec=SPEC.spec_hash())
+
+
+def view(instances, containers, alive=("node1", "node2"), **kw):
+    kw.setdefault("accepted", accepted(len([i for i in instances if i.is_container])))
+    return recovery.View(now=10_000.0, alive=frozenset(alive), containers=containers, instances=tuple(instances),
+                         placements=tuple(kw.pop("placements", ())), settings=CONTROLLER, **kw)
+
+
+def up(name, status="running", age=1000.0, **extra):
+    return {"container": name, "status": status, "age": age, **extra}
+
+
+def test_a_converged_cluster_needs_nothing():
+    a, b = running_spec("a"), running_spec("b", "node2")
+    assert recovery.reconcile(view([a, b], {"node1": [up("c-a")], "node2": [up("c-b")]})) == ([], [])
+
+
+def test_a_death_nobody_reported_is_replaced_with_the_back_off():
+    a, b = running_spec("a"), running_spec("b", "node2")
+    for containers, why in (({"node1": [], "node2": [up("c-b")]}, "container is gone"),
+                            ({"node1": [up("c-a", "exited")], "node2": [up("c-b")]}, "container is exited"),
+                            ({"node1": [up("c-a", "paused")], "node2": [up("c-b")]}, "paused (hung)")):
+        actions, found = recovery.reconcile(view([a, b], containers))
+        assert actions == [recovery.Replace(a, actions[0].reason)] and why in actions[0].reason, found
+        assert len(found) == 1 and "demo.web a on node1" in found[0]
+
+
+def test_what_a_handler_holds_or_a_deploy_holds_is_left_alone():
+    a, b = running_spec("a"), running_spec("b", "node2")
+    dead = {"node1": [], "node2": [up("c-b")]}
+    assert recovery.reconcile(view([a, b], dead, in_hand=frozenset({recovery.instance_hand(a)}))) == ([], [])
+    assert recovery.reconcile(view([a, b], dead, deploying={("demo", "web"): 9_990.0})) == ([], [])
+    stale = recovery.reconcile(view([a, b], dead, deploying={("demo", "web"): 10_000.0 - CONTROLLER.deploy_timeout}))
+    assert stale[0], "a hold older than deploy_timeout is taken for dead"
+
+
+def test_a_node_that_did_not_answer_is_not_judged():
+    a, b = running_spec("a"), running_spec("b", "node2")
+    assert recovery.reconcile(view([a, b], {"node2": [up("c-b")]})) == ([], [])
+
+
+def test_instances_on_a_node_that_is_not_alive_are_deregistered_and_restored():
+    a, b = running_spec("a"), running_spec("b", "node2")
+    actions, found = recovery.reconcile(view([a, b], {"node1": [up("c-a")]}, alive=("node1",)))
+    assert kinds(actions) == ["Deregister", "Restore"] and actions[0].instances == (b,)
+    assert actions[1].groups == (("demo", "web"),) and "node node2 is not alive" in found[0]
+
+
+def test_strays_older_than_stray_age_are_removed():
+    a, b = running_spec("a"), running_spec("b", "node2")
+    containers = {"node1": [up("c-a"), up("old"), up("young", age=5)], "node2": [up("c-b")]}
+    actions, found = recovery.reconcile(view([a, b], containers))
+    assert actions == [recovery.RemoveContainers("node1", ("old",))] and "old is not registered" in found[0]
+
+
+def test_a_group_short_or_over_its_count_or_on_another_spec_is_brought_to_it():
+    a, b = running_spec("a"), running_spec("b", "node2")
+    both = {"node1": [up("c-a")], "node2": [up("c-b")]}
+    for acc, why in ((accepted(3), "2 instances for 3 deployed"), (accepted(1), "2 instances for 1 deployed"),
+                     (accepted(2, image="r/demo:2"), "2 not running the deployed spec")):
+        actions, found = recovery.reconcile(view([a, b], both, accepted=acc))
+        assert kinds(actions) == ["Restore"] and why in found[0], found
+    # failed groups are not restored; nor groups with no accepted spec (left as they run)
+    assert recovery.reconcile(view([a, b], both, accepted=accepted(3), failed=frozenset({("demo", "web")}))) == ([], [])
+    assert recovery.reconcile(view([a, b], both, accepted={})) == ([], [])
+
+
+def test_a_replacement_left_half_done_is_cleaned_up_once_its_start_job_ended():
+    dead = running_spec("a", health="replacing")
+    b = running_spec("b", "node2")
+    p = Placement("demo", "web", "new1", "node1", "a", "c-a")
+    containers = {"node1": [up("c-a", "exited"), up(p.new_container, age=3)], "node2": [up("c-b")]}
+    assert recovery.reconcile(view([dead, b], containers, placements=[p], busy=frozenset({"node1"}))) == ([], [])
+    actions, found = recovery.reconcile(view([dead, b], containers, placements=[p]))
+    assert kinds(actions) == ["Deregister", "DropPlacements", "RemoveContainers", "Restore"]
+    assert actions[0].instances == (dead,) and sorted(actions[2].containers) == sorted(["c-a", p.new_container])
+    assert "left half done" in found[0]
+
+
+def test_host_services_are_not_containers_to_reconcile():
     registry = Instance(names.REGISTRY_SERVICE, names.REGISTRY_GROUP, "node1", "node1", "10.0.0.1", 5001, "passing")
-    found = {"node1": [{"container": "c-a", "status": "running"}, {"container": "young", "status": "running",
-                                                                    "age": 3}]}
-    assert recovery.resume({"node1"}, [inst("a"), registry], [], found, CONTROLLER.stray_age) == []
-    assert recovery.lost_nodes([inst("a", "node9")], {"node1"}) == ["node9"]
+    a, b = running_spec("a"), running_spec("b", "node2")
+    assert recovery.reconcile(view([a, b, registry], {"node1": [up("c-a")], "node2": [up("c-b")]})) == ([], [])

@@ -61,10 +61,13 @@ def push(registry: str, progress: Progress, pull_as: str | None = None) -> dict[
 def services_pillar(refs: dict[str, str]) -> dict:
     """The demo service: two groups, each its own frontend on every node."""
     health = {"http": "/healthz", "interval": "1s", "timeout": "500ms", "rise": 1, "fall": 2, "start_period": "30s"}
+    # hung (answers nothing, exits nowhere): replaced after 3 failed checks a second apart
+    liveness = {"http": "/healthz", "interval": "1s", "timeout": "500ms", "failure_threshold": 3}
     return {"bay": {"services": {"demo": {
         "image": refs["1"],
         "owners": ["platform-team"],
         "health": health,
+        "liveness": liveness,
         "max_surge": 1,
         "groups": {
             "web": {"instances": 3, "cpu": 0.1, "memory": "32Mi", "port": 8000, "listen": 10080},
