@@ -21,7 +21,7 @@ from bay_salt.control import nodes as node_health
 from bay_salt.control import recovery
 from bay_salt.control.autoscaler import Autoscaler, cadvisor_measure
 from bay_salt.control.loop import ControlLoop, Hands, accepted_spec
-from bay_salt.control.saltbackend import SaltBackend, for_master
+from bay_salt.control.saltbackend import SaltBackend, controller_token, for_master
 from bay_salt.kv.records import Instance
 from bay_salt.kv.store import ConsulStore, first_answering
 from bay_salt.model import names
@@ -61,17 +61,21 @@ class NodeReports:
 
     def backend(self) -> SaltBackend:
         targets = sorted(self.alive) if self.alive else None
-        return for_master(self.opts, targets, report_timeout=10, refresh_pillar=False)
+        return for_master(self.opts, targets, report_timeout=5, refresh_pillar=False)
 
     def refresh(self, force: bool = False) -> None:
-        """Ask the nodes again after ``ttl`` (or now, with ``force``)."""
-        with self.lock:
-            if not force and time.monotonic() - self.at <= self.ttl:
-                return
+        """Ask the nodes again after ``ttl`` (or now, with ``force``). One
+        asks at a time; the others go on with what is known (a node that has
+        just died makes the asking wait out its timeout)."""
+        if not force and time.monotonic() - self.at <= self.ttl:
+            return
+        if not self.lock.acquire(blocking=force or self.settings is None):
+            return
+        try:
             b = self.backend()
             servers, port = b.consul_servers()
             if self.store is None or self.store.client.http.host not in servers or not self._answers(self.store):
-                self.store = first_answering(servers, port)  # (a kept store keeps what it has parsed)
+                self.store = first_answering(servers, port, token=controller_token(self.opts))  # a kept one keeps its cache
             # a node that did not answer this time keeps the address it had
             self.services, self.servers, self.port = b.services(), servers, port
             try:
@@ -80,6 +84,18 @@ class NodeReports:
                 log.error("bay:controller pillar is invalid, the last valid settings stay: %s", err)
             self.addresses = {**self.addresses, **b.node_addresses()}
             self.cadvisor_port, self.at = b.cadvisor_port(), time.monotonic()
+        finally:
+            self.lock.release()
+
+    def away_from(self, node: str) -> None:
+        """A node was lost: if the store talks to its Consul server, move to another now."""
+        address = self.addresses.get(node)
+        if self.store is not None and address and self.store.client.http.host == address:
+            others = [a for a in self.servers if a != address]
+            try:
+                self.store = first_answering(others, self.port, token=controller_token(self.opts))
+            except Exception as err:  # noqa: BLE001 - the store fails over by itself on its next call
+                log.warning("bay controller: no other Consul server answers yet: %s", err)
 
     @staticmethod
     def _answers(store: ConsulStore) -> bool:
@@ -136,7 +152,8 @@ class Engine:
                     # lost would make one wait out its timeout)
                     if not self.reports.servers:
                         self.pool.submit(self.reports.refresh, True).result(timeout=25)
-                    store = first_answering(self.reports.servers, self.reports.port)
+                    store = first_answering(self.reports.servers, self.reports.port,
+                                            token=controller_token(self.reports.opts))
                     client = store.client
                     self.reports.store = store  # the handlers use a server known to answer
                 index, checks = client.health.state("any", index=index, wait="30s")
@@ -152,6 +169,7 @@ class Engine:
                 self.submit("resume", self.resume, NODE_ATTEMPTS)
                 continue
             for n in lost:
+                self.reports.away_from(n)
                 self.submit(f"node {n} lost", lambda n=n: self.loop().node_lost(n), NODE_ATTEMPTS)
             for n in back:
                 self.submit(f"node {n} back", lambda n=n: self.loop().node_back(n), NODE_ATTEMPTS)

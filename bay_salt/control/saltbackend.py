@@ -8,10 +8,22 @@ from bay_salt.kv.store import ConsulStore, first_answering
 from bay_salt.model.services import GroupSpec
 from bay_salt.scheduling.backend import DeployError, NodeState
 
+#: where the master keeps the controller's Consul token (root only); master config ``bay_consul_token_file``
+TOKEN_FILE = "/etc/bay/consul.token"
+
+
+def controller_token(opts: dict) -> str | None:
+    """The controller's Consul token from the master's own file (None: no file, ACLs off)."""
+    try:
+        with open(opts.get("bay_consul_token_file", TOKEN_FILE), encoding="utf-8") as fh:
+            return fh.read().strip() or None
+    except FileNotFoundError:
+        return None
+
 
 class SaltBackend:
     def __init__(self, local, target: str | list[str] = "*", timeout: int = 300, report_timeout: int = 60,
-                 refresh_pillar: bool = True):
+                 refresh_pillar: bool = True, token: str | None = None):
         """``target``: a glob, or the list of minions to use (the controller
         passes the nodes Consul sees alive, so no call waits on a dead one).
         ``report_timeout``: for the node reports (the controller asks again
@@ -27,6 +39,7 @@ class SaltBackend:
         self.target = ",".join(target) if isinstance(target, list) else target
         self.tgt_type = "list" if isinstance(target, list) else "glob"
         self.timeout = timeout
+        self.token = token
         self._reports: dict | None = None
 
     def reports(self, refresh: bool = False) -> dict[str, dict]:
@@ -103,7 +116,7 @@ class SaltBackend:
 
     def store(self) -> ConsulStore:
         """The KV store on the first Consul server that answers with a leader."""
-        return first_answering(*self.consul_servers())
+        return first_answering(*self.consul_servers(), token=self.token)
 
 
 def for_master(opts: dict, targets: list[str] | None = None, **kwargs) -> SaltBackend:
@@ -116,4 +129,5 @@ def for_master(opts: dict, targets: list[str] | None = None, **kwargs) -> SaltBa
 
     if targets is None:
         targets = sorted(salt.utils.minions.CkMinions(opts).connected_ids())
+    kwargs.setdefault("token", controller_token(opts))
     return SaltBackend(salt.client.get_local_client(opts["conf_file"]), sorted(targets) or "*", **kwargs)
