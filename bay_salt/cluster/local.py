@@ -29,6 +29,7 @@ from bay_salt.cluster.progress import Progress
 from bay_salt.cluster.saltout import summarize_apply
 from bay_salt.model import names, settings
 from bay_salt.model import services as service_specs
+from bay_salt.node import minion
 from bay_salt.util import retry
 
 STATE_ROOT = Path("/var/lib/bay/clusters")
@@ -86,14 +87,15 @@ def master_config(cluster: str) -> dict:
         "pillar_roots": {"base": [f"{SRV}/pillar"]},
         "worker_threads": 4,
         "timeout": 30,
+        # a minion cut off is known (and its connections renewed) in seconds, not after 300 s
+        **minion.KEEPALIVE,
         "log_level_logfile": "info",
     }
 
 
 def minion_config(cluster: str, minion_id: str) -> dict:
     return {
-        "id": minion_id,
-        "master": names.master_container(cluster),
+        **minion.config(minion_id, names.master_container(cluster)),
         "log_level_logfile": "info",
         "acceptance_wait_time": 2,
         "random_reauth_delay": 0,

@@ -128,6 +128,12 @@ print(json.dumps(out))
 """
 
 
+#: HAProxy admin state bits of a server that takes no traffic: forced, inherited or resolution
+#: maintenance, forced or inherited drain (0x04, "disabled in the configuration", alone is not:
+#: a slot enabled through the Runtime API keeps it until the next reload)
+HAPROXY_NOT_SERVING = 0x01 | 0x02 | 0x20 | 0x08 | 0x10
+
+
 def haproxy_servers(cluster, node) -> dict:
     """backend -> [[addr:port, up, admin state]] in ``node``'s HAProxy."""
     c = cluster.client.containers.get(node.container)
@@ -184,7 +190,7 @@ def convergence(cluster, services=("demo",)) -> list[str]:
             have = servers.get(group, [])
             if {s[0] for s in have} != want:
                 problems.append(f"{n.id} HAProxy {group}: {sorted(s[0] for s in have)} != registered {sorted(want)}")
-            down = [s[0] for s in have if not s[1] or s[2]]
+            down = [s[0] for s in have if not s[1] or s[2] & HAPROXY_NOT_SERVING]
             if down:
                 problems.append(f"{n.id} HAProxy {group}: not UP: {down}")
     return problems

@@ -147,3 +147,14 @@ def test_registry_cache_settings_are_checked(bad, says):
     with pytest.raises(settings.SettingsError, match="bay:registry") as err:
         cfg_for("node1", registry=bad)
     assert says in str(err.value)
+
+
+def test_minion_config_notices_a_dead_master_connection_in_seconds(capsys):
+    import yaml
+
+    from bay_salt.node import minion
+
+    minion.main(["node7", "10.0.0.1"])
+    conf = yaml.safe_load(capsys.readouterr().out)
+    assert conf["id"] == "node7" and conf["master"] == "10.0.0.1"
+    assert conf["tcp_keepalive"] and conf["tcp_keepalive_idle"] + conf["tcp_keepalive_cnt"] * conf["tcp_keepalive_intvl"] < 60
