@@ -2,7 +2,11 @@
 finds them through the entry point."""
 
 import importlib.metadata
+import os
+import subprocess
 import tomllib
+
+import pytest
 
 from bay_salt import saltloader
 from tests.helpers import CHECKOUT
@@ -23,3 +27,14 @@ def test_salt_finds_the_loader_modules_through_the_entry_point():
         assert any(f.suffix == ".py" for f in __import__("pathlib").Path(path).iterdir()), kind
     assert saltloader.foreign(str(CHECKOUT / "modules/_modules/bay.py")) is None
     assert "not the Bay module installed" in saltloader.foreign("/var/cache/salt/minion/extmods/modules/bay.py")
+
+
+@pytest.mark.parametrize("playbook", sorted(p.name for p in (CHECKOUT / "playbooks").glob("*.yml")))
+def test_every_playbook_passes_ansibles_syntax_check(playbook):
+    """A playbook Ansible cannot parse would otherwise only show in the e2e bootstrap test."""
+    res = subprocess.run(
+        [str(CHECKOUT / ".venv/bin/ansible-playbook"), "--syntax-check", "-i", "localhost,", playbook],
+        cwd=CHECKOUT / "playbooks", capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, PATH=f"{CHECKOUT / '.venv/bin'}:{os.environ['PATH']}"),
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
