@@ -23,11 +23,28 @@ console = Console()
 
 class State:
     cluster: str = names.DEFAULT_CLUSTER
+    user: str | None = None
 
 
 @app.callback()
-def _options(cluster: Annotated[str, typer.Option(help="local cluster name")] = names.DEFAULT_CLUSTER) -> None:
+def _options(cluster: Annotated[str, typer.Option(help="local cluster name")] = names.DEFAULT_CLUSTER,
+             as_user: Annotated[str | None, typer.Option(
+                 "--as", help="run the service commands as this user (Salt external auth; password from "
+                              "BAY_PASSWORD or asked)")] = None) -> None:
     State.cluster = cluster
+    State.user = as_user
+
+
+def _login() -> tuple[str, str] | None:
+    import os
+
+    if not State.user:
+        return None
+    return State.user, os.environ.get("BAY_PASSWORD") or typer.prompt(f"password of {State.user}", hide_input=True)
+
+
+def _runner(fun: str, *args: str) -> dict:
+    return _local().runner(fun, *args, login=_login())
 
 
 def _local():
@@ -94,35 +111,47 @@ def provision() -> None:
 @app.command()
 def deploy(service: str) -> None:
     """Deploy a service from the cluster's pillar (salt-run bay.deploy)."""
-    for row in _local().runner("bay.deploy", service).values():
+    for row in _runner("bay.deploy", service).values():
         console.print(row["summary"])
 
 
 @app.command()
 def scale(group: Annotated[str, typer.Argument(help="SERVICE.GROUP")], count: int) -> None:
     """Scale one group now (salt-run bay.scale)."""
-    for row in _local().runner("bay.scale", group, str(count)).values():
+    for row in _runner("bay.scale", group, str(count)).values():
         console.print(row["summary"])
+
+
+@app.command("user-add")
+def user_add(name: str, admin: Annotated[bool, typer.Option(help="one of the platform team")] = False) -> None:
+    """Add an account on the local cluster's master: a service owner (deploys the
+    services whose owners name it) or, with --admin, the platform team."""
+    import os
+
+    password = os.environ.get("BAY_PASSWORD") or typer.prompt(f"password for {name}", hide_input=True,
+                                                                confirmation_prompt=True)
+    _local().add_user(name, password, admin=admin)
+    console.print(f"{name}: {'platform team' if admin else 'service owner'} on the master")
 
 
 @app.command()
 def drain(node: str) -> None:
     """Move everything off a node before maintenance (salt-run bay.drain)."""
-    for row in _local().runner("bay.drain", node).values():
+    for row in _runner("bay.drain", node).values():
         console.print(row["summary"])
 
 
 @app.command()
 def undrain(node: str) -> None:
     """Give a node back once Consul counts it healthy again (salt-run bay.undrain)."""
-    for row in _local().runner("bay.undrain", node).values():
+    for row in _runner("bay.undrain", node).values():
         console.print(row["summary"])
 
 
 @app.command()
 def services(service: Annotated[str | None, typer.Argument()] = None) -> None:
     """Desired and registered instances (salt-run bay.status)."""
-    result = _local().runner("bay.status", *([service] if service else []))
+    result = _runner("bay.status", *([service] if service else []))
     table = Table()
     for col in ("group", "frontend", "desired", "passing / registered", "instances"):
         table.add_column(col)

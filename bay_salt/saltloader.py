@@ -41,3 +41,10 @@ def foreign(path: str) -> str | None:
     return (f"{path} is not the Bay module installed with bay_salt ({root()}); Bay's loader modules come with "
             "the bay-salt package: remove this copy (saltutil.clear_cache, then restart the minion) and do not "
             "serve Bay's modules/ from file_roots")
+
+
+def virtual(path: str, name: str) -> str | tuple[bool, str]:
+    """A loader module's ``__virtual__`` answer once bay_salt imports: its
+    name, or (False, why) for a copy that is not the installed one."""
+    refused = foreign(path)
+    return (False, refused) if refused else name

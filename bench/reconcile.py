@@ -10,12 +10,18 @@ on a converged cluster (nothing to do) and with 1 % of the containers dead
 (100 replacements dispatched: counted, not run). CPU is this process's
 (`time.process_time`), the controller's share; Consul's own is reported beside.
 
-    .venv/bin/python bench/reconcile.py [--nodes 500] [--instances 10000] [--rounds 5]
+With ``--cluster NAME`` (a running `bay up` cluster, e.g. the benches'
+``bench``), the passes its controller made over ``--sample`` seconds are read
+as each records itself in KV (``bay/controller/reconcile``: its CPU, its
+wall time): the cost per pass on a real 3-node cluster, beside the above.
+
+    .venv/bin/python bench/reconcile.py [--nodes 500] [--instances 10000] [--rounds 5] [--cluster bench]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import statistics
 import tempfile
@@ -65,6 +71,8 @@ def main() -> int:
     p.add_argument("--nodes", type=int, default=500)
     p.add_argument("--instances", type=int, default=10_000)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--cluster", help="also sample the passes of this running `bay up` cluster's controller")
+    p.add_argument("--sample", type=float, default=60.0, help="seconds to sample --cluster for")
     args = p.parse_args()
     per_group = 20
     groups = args.instances // per_group
@@ -116,7 +124,39 @@ def main() -> int:
         t.add_row(label, f"{cpu * 1000:.0f} ms", "< 200 ms", f"{wall * 1000:.0f} ms", f"{kcpu * 1000:.0f} ms",
                   str(found), str(rep))
     Console().print(t)
+    if args.cluster:
+        Console().print(live_passes(args.cluster, args.sample))
     return 0
+
+
+def live_passes(name: str, seconds: float) -> Table:
+    """The controller's own record of each pass in a running cluster, sampled."""
+    from bay_salt.cluster.local import LocalCluster
+
+    cluster = LocalCluster(name)
+    nodes = cluster.nodes()
+    if not nodes:
+        raise SystemExit(f"reconcile.py: no cluster {name!r} runs (bay --cluster {name} up)")
+    client = kvstore.client(nodes[0].address, 8500, token=cluster.consul_token())
+    seen: dict[int, dict] = {}
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        _, item = client.kv.get(names.KV_RECONCILE)
+        if item:
+            rec = json.loads(item["Value"])
+            seen.setdefault(rec["passes"], rec)
+        time.sleep(0.5)
+    recs = list(seen.values())
+    t = Table(title=f"cluster {name!r}: {len(recs)} reconciliation passes over {seconds:g} s, "
+                    f"{len(nodes)} nodes, as each pass recorded itself")
+    for col in ("figure", "median", "max"):
+        t.add_column(col)
+    if recs:
+        for label, key in (("controller CPU per pass (its thread)", "cpu"), ("wall time per pass", "took")):
+            vals = [r[key] * 1000 for r in recs]
+            t.add_row(label, f"{statistics.median(vals):.1f} ms", f"{max(vals):.1f} ms")
+        t.add_row("nodes reported per pass", str(statistics.median(len(r["nodes"]) for r in recs)), "")
+    return t
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ filesystem; memory during the big upload < 100 MiB.
 from __future__ import annotations
 
 import argparse
+import base64
 import concurrent.futures
 import hashlib
 import http.client
@@ -34,6 +35,7 @@ import json
 import os
 import resource
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -89,15 +91,49 @@ def make_layout(d: Path, layers: int, mib: int) -> int:
 
 
 class Registry:
-    def __init__(self, name: str, cmd: list[str], port: int, log: Path):
-        self.name, self.port = name, port
+    """A registry process; with ``ca`` it speaks TLS, with ``creds`` a client
+    logs in (``/token`` with basic auth, then a bearer token per scope) as
+    Docker and skopeo do."""
+
+    def __init__(self, name: str, cmd: list[str], port: int, log: Path, ca: Path | None = None,
+                 creds: tuple[str, str] | None = None):
+        self.name, self.port, self.creds = name, port, creds
+        self.certs = ca.parent if ca else None
+        self.ctx = ssl.create_default_context(cafile=str(ca)) if ca else None
         self.daemon = Daemon(cmd, log)
         wait_for(lambda: self.daemon.alive() and self._up(), 60, f"{name} on :{port}")
         self.peak = 0
 
+    def conn(self, timeout: float | None = None) -> http.client.HTTPConnection:
+        if self.ctx:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=self.ctx)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def auth(self, scope: str) -> dict:
+        """The Authorization header for ``scope`` (a new token, as a client gets one per operation)."""
+        if not self.creds:
+            return {}
+        c = self.conn(30)
+        basic = base64.b64encode(":".join(self.creds).encode()).decode()
+        c.request("GET", f"/token?service=bay-registry&scope={scope}", headers={"Authorization": f"Basic {basic}"})
+        r = c.getresponse()
+        token = json.loads(r.read())["token"]
+        c.close()
+        return {"Authorization": f"Bearer {token}"}
+
+    def skopeo_args(self, side: str) -> list[str]:
+        """skopeo's options for this registry as the ``src`` or ``dest`` of a copy."""
+        if not self.ctx:
+            return [f"--{side}-tls-verify=false"]
+        return [f"--{side}-cert-dir", str(self.certs)] + ([f"--{side}-creds", ":".join(self.creds)] if self.creds else [])
+
     def _up(self) -> bool:
         try:
-            return urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=1).status == 200
+            c = self.conn(1)
+            c.request("GET", "/v2/")
+            status = c.getresponse().status
+            c.close()
+            return status in (200, 401)
         except OSError:
             return False
 
@@ -142,20 +178,21 @@ def _children(pid: int) -> list[int]:
     return [int(k) for k in kids] + [g for k in kids for g in _children(int(k))]
 
 
-def skopeo(src: str, dst: str) -> float:
+def skopeo(src: str, dst: str, *options: str) -> float:
     t = time.perf_counter()
-    subprocess.run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false", src, dst],
-                   check=True)
+    subprocess.run(["skopeo", "copy", "--quiet", *options, src, dst], check=True)
     return time.perf_counter() - t
 
 
-def pull_raw(port: int, repo: str, tag: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    conn.request("GET", f"/v2/{repo}/manifests/{tag}", headers={"Accept": OCI_MANIFEST})
+def pull_raw(reg: Registry, repo: str, tag: str) -> int:
+    """A pull as a node does it: a token (when the registry asks for one), the manifest, every blob."""
+    headers = reg.auth(f"repository:{repo}:pull")
+    conn = reg.conn(120)
+    conn.request("GET", f"/v2/{repo}/manifests/{tag}", headers={"Accept": OCI_MANIFEST, **headers})
     m = json.loads(conn.getresponse().read())
     n = 0
     for d in [m["config"]] + m["layers"]:
-        conn.request("GET", f"/v2/{repo}/blobs/{d['digest']}")
+        conn.request("GET", f"/v2/{repo}/blobs/{d['digest']}", headers=headers)
         r = conn.getresponse()
         if r.status in (301, 302, 307):  # follow a redirect (a registry may send blob reads elsewhere)
             r.read()
@@ -169,24 +206,25 @@ def pull_raw(port: int, repo: str, tag: str) -> int:
     return n
 
 
-def concurrent_pulls(port: int, repo: str, k: int) -> float:
+def concurrent_pulls(reg: Registry, repo: str, k: int) -> float:
     t = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(k) as pool:
-        total = sum(pool.map(lambda _: pull_raw(port, repo, "1"), range(k)))
+        total = sum(pool.map(lambda _: pull_raw(reg, repo, "1"), range(k)))
     return total / (time.perf_counter() - t)
 
 
-def manifests(port: int, count: int) -> float:
+def manifests(reg: Registry, count: int) -> float:
     config, layer = b"{}", b"small layer"
-    conn = http.client.HTTPConnection("127.0.0.1", port)
+    headers = reg.auth("repository:bench/small:pull,push")
+    conn = reg.conn()
     for blob in (config, layer):  # POST then PUT: the reference has no single-request upload
-        conn.request("POST", "/v2/bench/small/blobs/uploads/")
+        conn.request("POST", "/v2/bench/small/blobs/uploads/", headers=headers)
         r = conn.getresponse()
         r.read()
         loc = r.headers["Location"]
         path = loc if loc.startswith("/") else "/" + loc.split("/", 3)[3]
         conn.request("PUT", f"{path}{'&' if '?' in path else '?'}digest={sha(blob)}", body=blob,
-                     headers={"Content-Type": "application/octet-stream"})
+                     headers={"Content-Type": "application/octet-stream", **headers})
         r = conn.getresponse()
         r.read()
         assert r.status == 201, r.status
@@ -196,11 +234,12 @@ def manifests(port: int, count: int) -> float:
             "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(config), "size": 2},
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(layer),
                         "size": len(layer)}], "annotations": {"n": str(i)}}).encode()
-        c = http.client.HTTPConnection("127.0.0.1", port)
-        c.request("PUT", f"/v2/bench/small/manifests/t{i}", body=body, headers={"Content-Type": OCI_MANIFEST})
+        c = reg.conn()
+        c.request("PUT", f"/v2/bench/small/manifests/t{i}", body=body, headers={"Content-Type": OCI_MANIFEST,
+                                                                                  **headers})
         r = c.getresponse()
         text = r.read()
-        assert r.status == 201, (port, r.status, text[:300])
+        assert r.status == 201, (reg.port, r.status, text[:300])
         c.close()
 
     t = time.perf_counter()
@@ -211,8 +250,9 @@ def manifests(port: int, count: int) -> float:
 
 def big_upload(reg: Registry, mib: int) -> tuple[float, int]:
     """One streamed PATCH of ``mib`` MiB; returns (MiB/s, peak RSS bytes)."""
-    conn = http.client.HTTPConnection("127.0.0.1", reg.port, timeout=600)
-    conn.request("POST", "/v2/bench/big/blobs/uploads/")
+    headers = reg.auth("repository:bench/big:pull,push")
+    conn = reg.conn(600)
+    conn.request("POST", "/v2/bench/big/blobs/uploads/", headers=headers)
     r = conn.getresponse()
     r.read()
     loc = r.headers["Location"]
@@ -235,19 +275,47 @@ def big_upload(reg: Registry, mib: int) -> tuple[float, int]:
 
     t = time.perf_counter()
     conn.request("PATCH", path, body=body(), headers={"Content-Type": "application/octet-stream",
-                                                       "Content-Length": str(mib << 20)})
+                                                       "Content-Length": str(mib << 20), **headers})
     r = conn.getresponse()
     r.read()
     loc = r.headers["Location"]
     path = loc if loc.startswith("/") else "/" + loc.split("/", 3)[3]
     sep = "&" if "?" in path else "?"
-    conn.request("PUT", f"{path}{sep}digest=sha256:{h.hexdigest()}", headers={"Content-Length": "0"})
+    conn.request("PUT", f"{path}{sep}digest=sha256:{h.hexdigest()}", headers={"Content-Length": "0", **headers})
     r = conn.getresponse()
     r.read()
     assert r.status == 201, (r.status, r.headers)
     dt = time.perf_counter() - t
     stop.set()
     return mib / dt, peak[0]
+
+
+AUTH = "TLS + token auth"
+
+
+def closed_by_default(work: Path) -> dict:
+    """What the registry's closed twins run with, as Bay runs them: a
+    certificate from a CA of its own, an auth file (bcrypt password, HS256
+    tokens) where the bench's user has every grant."""
+    sys.path.insert(0, str(CHECKOUT))
+    from bay_salt.cluster import pki
+    from bay_salt.registry import auth
+
+    d = work / "closed"
+    d.mkdir()
+    authority = pki.ca("bench CA")
+    cert = pki.leaf(authority, "registry", ["localhost"], ["127.0.0.1"])
+    (d / "ca.crt").write_text(authority.cert_pem)  # skopeo's --cert-dir layout
+    (work / "tls.pem").write_text(cert.cert_pem)
+    (work / "tls-key.pem").write_text(cert.key_pem)
+    password = os.urandom(12).hex()
+    policy = {"mode": "token", "secret": os.urandom(32).hex(), "token_ttl": 300, "anonymous_pull": False,
+              "users": {"bench": auth.hash_password(password)},
+              "grants": auth.grants_for({}, "127.0.0.1:5000", ["bench"], "node")}
+    (work / "auth.json").write_text(json.dumps(policy))
+    return {"ca": d / "ca.crt", "creds": ("bench", password),
+            "args": ["--auth-file", str(work / "auth.json"), "--tls-cert", str(work / "tls.pem"),
+                     "--tls-key", str(work / "tls-key.pem")]}
 
 
 def main() -> None:
@@ -258,6 +326,7 @@ def main() -> None:
     p.add_argument("--manifests", type=int, default=1000)
     p.add_argument("--big-mib", type=int, default=1024)
     p.add_argument("--no-hdfs", action="store_true")
+    p.add_argument("--no-auth", action="store_true", help="skip the TLS + token auth twins")
     args = p.parse_args()
     if not shutil.which("docker-registry"):
         sys.exit("bench/registry.py: the reference needs Debian's docker-registry (scripts/setup.sh installs it)")
@@ -270,37 +339,45 @@ def main() -> None:
         (work / "ref.yml").write_text(REF_CONFIG.format(root=work / "ref", port=port))
         regs.append(Registry("reference: docker-registry 2.8 (filesystem)",
                              ["docker-registry", "serve", str(work / "ref.yml")], port, work / "ref.log"))
-        port = free_port()
-        regs.append(Registry("Bay registry, filesystem", [sys.executable, "-m", "bay_salt.registry.server",
-                                                          "--storage", f"file://{work / 'bay'}", "--host",
-                                                          "127.0.0.1", "--port", str(port)], port,
-                             work / "bay.log"))
+        closed = None if args.no_auth else closed_by_default(work)
+
+        def bay(name: str, storage: str, cache: bool = False) -> None:
+            """Bay's registry over ``storage``, and (unless --no-auth) its twin with TLS and token auth."""
+            for twin in ([False] if closed is None else [False, True]):
+                port = free_port()
+                tag = f"{len(regs)}"
+                cmd = [sys.executable, "-m", "bay_salt.registry.server", "--storage", f"{storage}{tag}", "--host",
+                       "127.0.0.1", "--port", str(port)] + (["--cache-dir", str(work / f"cache{tag}")] if cache else [])
+                if twin:
+                    regs.append(Registry(f"{name}, {AUTH}", cmd + closed["args"], port, work / f"bay{tag}.log",
+                                         ca=closed["ca"], creds=closed["creds"]))
+                else:
+                    regs.append(Registry(name, cmd, port, work / f"bay{tag}.log"))
+
+        bay("Bay registry, filesystem", f"file://{work / 'bay'}")
         if not args.no_hdfs:
             hdfs, http_port = start_minidfs(work / "hdfs", CHECKOUT)
-            port = free_port()
-            regs.append(Registry("Bay registry, HDFS (MiniDFSCluster), local blob cache",
-                                 [sys.executable, "-m", "bay_salt.registry.server", "--storage",
-                                  f"hdfs://127.0.0.1:{http_port}/bench", "--host", "127.0.0.1", "--port", str(port),
-                                  "--cache-dir", str(work / "cache")], port, work / "bayhdfs.log"))
+            bay("Bay registry, HDFS (MiniDFSCluster), local blob cache", f"hdfs://127.0.0.1:{http_port}/bench",
+                cache=True)
         fresh = work / "layout2"
         make_layout(fresh, args.layers, args.layer_mib)
         rows, cpu = {}, {}
         for reg in regs:
             ref = f"docker://127.0.0.1:{reg.port}/bench/image:1"
-            push = skopeo(f"oci:{layout}:1", ref)
+            push = skopeo(f"oci:{layout}:1", ref, *reg.skopeo_args("dest"))
             pulls = []
             for k in range(2):
                 out = work / f"pull-{reg.port}-{k}"
                 before = (cpu_seconds(reg.daemon.pid), cpu_seconds(hdfs.pid) if hdfs else 0.0, children_cpu())
-                pulls.append(skopeo(ref, f"oci:{out}:1"))
+                pulls.append(skopeo(ref, f"oci:{out}:1", *reg.skopeo_args("src")))
                 if k == 0:  # where the first pull's CPU went, in core-seconds
                     cpu[reg.name] = (cpu_seconds(reg.daemon.pid) - before[0],
                                      (cpu_seconds(hdfs.pid) - before[1]) if "HDFS" in reg.name else None,
                                      children_cpu() - before[2], pulls[0])
                 shutil.rmtree(out)
-            skopeo(f"oci:{fresh}:1", f"docker://127.0.0.1:{reg.port}/bench/fresh:1")
-            conc = [concurrent_pulls(reg.port, "bench/fresh", args.pullers) for _ in range(2)]
-            mps = manifests(reg.port, args.manifests)
+            skopeo(f"oci:{fresh}:1", f"docker://127.0.0.1:{reg.port}/bench/fresh:1", *reg.skopeo_args("dest"))
+            conc = [concurrent_pulls(reg, "bench/fresh", args.pullers) for _ in range(2)]
+            mps = manifests(reg, args.manifests)
             big, peak = big_upload(reg, args.big_mib)
             rows[reg.name] = {"push": size / push / 2**20, "pull": size / pulls[0] / 2**20,
                               "pull2": size / pulls[1] / 2**20, "conc": conc[0] / 2**20, "conc2": conc[1] / 2**20,
@@ -317,11 +394,14 @@ def main() -> None:
                     f"{args.manifests} manifests; one {args.big_mib} MiB upload")
     for col in ("registry", "push MiB/s", "pull MiB/s", "pull again", f"{args.pullers} pulls MiB/s", "again",
                 "manifests/s", f"{args.big_mib} MiB upload MiB/s", "peak RSS MiB",
-                "vs reference: pull, again, concurrent, again (target)"):
+                "vs reference (or, with auth, vs the same registry without): pull, again, concurrent, again "
+                "(target)"):
         t.add_column(col)
     for name, r in rows.items():
-        target = "" if r is ref else (">= 0.7x" if "HDFS" in name else ">= 1.0x")
-        ratio = "" if r is ref else ", ".join(f"{r[k] / ref[k]:.2f}x" for k in ("pull", "pull2", "conc", "conc2")) \
+        base, target = ref, (">= 0.7x" if "HDFS" in name else ">= 1.0x")
+        if name.endswith(AUTH):  # the same registry without TLS and auth, measured just before
+            base, target = rows[name[:-len(AUTH) - 2]], ">= 0.9x"
+        ratio = "" if r is ref else ", ".join(f"{r[k] / base[k]:.2f}x" for k in ("pull", "pull2", "conc", "conc2")) \
             + f" ({target})"
         t.add_row(name, f"{r['push']:.0f}", f"{r['pull']:.0f}", f"{r['pull2']:.0f}", f"{r['conc']:.0f}",
                   f"{r['conc2']:.0f}", f"{r['manifests']:.0f}", f"{r['big']:.0f}",

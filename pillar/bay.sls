@@ -67,6 +67,31 @@ bay:
     # keep it in an encrypted pillar (e.g. GPG renderer); Salt's state output
     # never shows the config diff that contains it.
     encrypt: ""
+    # ACLs, default deny: without a token nothing is readable or writable.
+    # Each role's token is a UUID (`uuidgen`) and a secret; give each only to
+    # the nodes that need it (targeted pillar files): every token on the
+    # Consul servers (management bootstraps ACLs; `bay.consul` creates each
+    # other role's policy and token with it), agent and reader on every node
+    # (bay-lb-sync and bay-events read routes and instances), registry on the
+    # registry nodes. The master reads the controller token from its own
+    # /etc/bay/consul.token (mode 0600). Tokens never appear in Salt's output,
+    # logs or KV.
+    acl:
+      enabled: true
+      tokens:
+        management: 6b4ff0ab-3d0f-4a51-8b55-8bc8d2a1d3c1
+        controller: 2f6d3e2b-8c43-4a8f-9b67-44d45a9a2e10
+        agent: 9d0c5c4e-2b7a-4a8e-8f13-0c1a8d8e5f22
+        reader: 51d8a2f0-6f8c-4c0b-9b87-3a4a4c2f6e33
+        registry: c3e9b1d4-7a2e-4f5b-8d91-5b6c7d8e9f44
+    # TLS for RPC between agents: verify incoming and outgoing, server names
+    # checked (server.DATACENTER.consul). Paths on the node; `bay up` makes a
+    # CA and a certificate for each node. Empty: RPC in plain TCP (gossip is
+    # still encrypted with the key above).
+    tls:
+      ca_file: /etc/consul.d/tls/ca.pem
+      cert_file: /etc/consul.d/tls/server.pem
+      key_file: /etc/consul.d/tls/server-key.pem
 
   haproxy:
     package: haproxy
@@ -100,6 +125,30 @@ bay:
     cache_dir: /var/cache/bay-registry  # blobs served from each instance's disk once read from HDFS
     cache_size: 10Gi                 # ... up to this much (least recently served go first); 0: no cache
     blob_redirect: false             # without a cache: blob GETs go straight to a DataNode (clients must reach it)
+    # Who may do what. token: Docker's token authentication (a 401 with a
+    # Bearer challenge, a token endpoint at /token, short-lived tokens scoped
+    # to repository:NAME:pull,push,delete); basic: HTTP basic credentials on
+    # every request; none: anyone anything (only on a network nobody else
+    # reaches). The nodes pull everything; each service's owners (people, or
+    # the members of the teams in bay:teams) pull, push
+    # and delete the repositories its images name; admins do everything.
+    auth:
+      mode: token
+      secret: 5b0d1c0f7e6a4b1d9c3e2f8a7b6c5d4e3f2a1b0c  # signs tokens; the same on every registry node (a secret)
+      token_ttl: 300                 # seconds a token lasts (clients ask again)
+      anonymous_pull: false          # pulls without credentials: off unless you want it
+      users:                         # name -> bcrypt hash (`htpasswd -nB NAME`); registry nodes only
+        node: "$2b$10$QyKsvVgoi8Zh4C3RD4yqPeUlPvOtlDfMF0UKKVVPnmdmqQLvXG6s."
+        alice: "$2b$10$QyKsvVgoi8Zh4C3RD4yqPeUlPvOtlDfMF0UKKVVPnmdmqQLvXG6s."
+      node_user: node                # the account every node's Docker pulls with ...
+      node_password: pull-only       # ... and its password (a secret; every node)
+    # Each instance serves HTTPS with this certificate (HAProxy passes the TLS
+    # through), and every node's Docker trusts this CA for bay:docker:registry.
+    # Empty: plain HTTP (and Docker told the registry is insecure).
+    tls:
+      cert_file: /etc/bay/registry/tls.pem
+      key_file: /etc/bay/registry/tls-key.pem
+      ca_file: /etc/bay/ca.pem
 
   # The control loop (salt-master engine bay_controller). It works from the
   # specs `bay.deploy` accepted (KV bay/specs/), never from undeployed pillar
@@ -131,6 +180,16 @@ bay:
 
   # Services: see pillar/services.sls (validated by bay_salt.model.services).
   services: {}
+
+  # The platform team: these users (Salt eauth names, registry users) may
+  # deploy every service and do everything in the registry. Everyone else may
+  # run bay.deploy, bay.plan, bay.scale and bay.status only for the services
+  # whose `owners` name them, directly or through a team below, and push only
+  # the repositories those services' images name.
+  admins: [alice]
+  # team -> its people, for services whose owners name a team
+  teams:
+    team-feed: [bob, carol]
 
   # Mesos agent, for sites that have Mesos packages (no repository reachable
   # from Bay's CI has them: only the rendered configuration is tested).

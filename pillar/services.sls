@@ -20,7 +20,14 @@ bay:
       # environment for every group (a group's env adds to / overrides it);
       # Bay adds BAY_SERVICE, BAY_GROUP and BAY_INSTANCE
       env: {FEED_DB: "postgres://feed-db:5432/feed"}
-      # who is alerted when this service breaks (people or teams)
+      # environment whose values are secrets (a group's adds to / overrides it):
+      # the values reach the container and nothing else (specs in KV, events,
+      # bay.status/plan and Salt's job output carry the names only). Keep them
+      # in an encrypted pillar (GPG renderer); a name cannot be in env too.
+      secret_env: {FEED_DB_PASSWORD: "change-me"}
+      # who operates this service (deploy, plan, scale, status; people or
+      # teams from bay:teams) and is alerted when it breaks; the registry
+      # lets them push its images' repositories
       owners: [team-feed, alice@example.com]
       # instances replaced at a time when the image or spec changes
       max_surge: 2

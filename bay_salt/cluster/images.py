@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import io
 import os
 import shutil
@@ -20,6 +19,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import tomllib
 from pathlib import Path
 
 from bay_salt.cluster.progress import Progress
@@ -32,6 +32,9 @@ BASE_PACKAGES = (
     "ca-certificates", "procps", "curl", "gnupg", "iptables", "less",
 )
 VENV = "/opt/bay/venv"
+#: the Python Salt runs its PAM check in (``auth.pam.python``): a script, since
+#: Salt resolves symlinks and the venv's python is one to the system's, which has no Salt
+PAM_PYTHON = "/usr/local/bin/salt-pam-python"
 WHEELHOUSE = "/opt/bay/wheelhouse"
 NODE_IMAGE = "bay-node"
 LABEL_KIND = "io.bay.image"
@@ -59,9 +62,11 @@ def checkout_root() -> Path:
 
 
 def runtime_requirements() -> list[str]:
-    """bay-salt's own runtime dependencies, as declared in pyproject.toml."""
-    reqs = importlib.metadata.requires("bay-salt") or []
-    return sorted(r.split(";")[0].strip() for r in reqs if "extra ==" not in r)
+    """bay-salt's own runtime dependencies, as the checkout's pyproject.toml
+    declares them now (not the installed metadata, which a pip build of the
+    checkout may refresh halfway through a `bay up`)."""
+    project = tomllib.loads((checkout_root() / "pyproject.toml").read_text())["project"]
+    return sorted(r.split(";")[0].strip() for r in project["dependencies"])
 
 
 def base_image_tag() -> str:
@@ -161,6 +166,8 @@ def ensure_node_image(client, progress: Progress) -> str:
         bindir.mkdir(parents=True)
         for tool in ("salt", "salt-call", "salt-key", "salt-run"):
             (bindir / tool).symlink_to(f"{VENV}/bin/{tool}")
+        (bindir / Path(PAM_PYTHON).name).write_text(f'#!/bin/sh\nexec {VENV}/bin/python3 "$@"\n')
+        (bindir / Path(PAM_PYTHON).name).chmod(0o755)
         (ctx / "Dockerfile").write_text(_dockerfile(base, reqs))
         with progress.step("node image (cached layers are reused)"):
             for chunk in client.api.build(path=str(ctx), tag=tag, rm=True, decode=True, labels={LABEL_KIND: "node"}):

@@ -15,7 +15,9 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,7 @@ import docker
 import docker.errors
 import yaml
 
-from bay_salt.cluster import demo, images, keys
+from bay_salt.cluster import demo, firewall, images, keys, pki
 from bay_salt.cluster.processes import start_minidfs
 from bay_salt.cluster.progress import Progress
 from bay_salt.cluster.saltout import summarize_apply
@@ -85,6 +87,13 @@ def master_config(cluster: str) -> dict:
         # the control loop (bay_salt.control.engine): replaces dead containers, handles lost nodes, autoscales
         "engines": [{"bay_controller": {}}],
         "pillar_roots": {"base": [f"{SRV}/pillar"]},
+        # who may run what (PAM accounts on the master): owners only Bay's service runners, and the
+        # runner itself lets each operate only the services whose owners name them
+        "external_auth": {"pam": {f"{OWNERS_GROUP}%": [{"@runner": OWNER_RUNNERS}],
+                                  f"{ADMINS_GROUP}%": [".*", "@runner", "@wheel", "@jobs"]}},
+        # Salt checks PAM passwords in a child Python, by default the system's
+        # /usr/bin/python3, which has no Salt to import: the venv's has
+        "auth.pam.python": images.PAM_PYTHON,
         "worker_threads": 4,
         "timeout": 30,
         # a minion cut off is known (and its connections renewed) in seconds, not after 300 s
@@ -103,6 +112,58 @@ def minion_config(cluster: str, minion_id: str) -> dict:
     }
 
 
+#: where `bay up` puts each node's Consul TLS files (the pillar names them)
+CONSUL_TLS = {"ca_file": "/etc/consul.d/tls/ca.pem", "cert_file": "/etc/consul.d/tls/server.pem",
+              "key_file": "/etc/consul.d/tls/server-key.pem"}
+
+
+#: PAM groups on the master: service owners, and the platform team
+OWNERS_GROUP, ADMINS_GROUP = "bay-owners", "bay-admins"
+#: what an owner may run (the runner checks the service is theirs)
+OWNER_RUNNERS = [r"bay\.(deploy|plan|scale|status)"]
+#: the registry's admin account `bay up` makes (it pushes the demo; its password stays in the state dir)
+REGISTRY_ADMIN = "bay-admin"
+#: where `bay up` puts the registry's TLS files, and the cluster's CA, on the nodes
+REGISTRY_TLS = {"cert_file": "/etc/bay/registry/tls.pem", "key_file": "/etc/bay/registry/tls-key.pem",
+                "ca_file": "/etc/bay/ca.pem"}
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """What `bay up` makes secret for a cluster: Consul's tokens, the
+    registry's token secret and passwords (the admin's and the nodes')."""
+
+    tokens: dict[str, str]
+    registry_secret: str
+    node_password: str
+    admin_password: str
+
+    @classmethod
+    def new(cls) -> Secrets:
+        return cls({role: str(uuid.uuid4()) for role in settings.ACL_ROLES}, secrets.token_hex(32),
+                   secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+
+
+def secret_pillars(s: Secrets, servers: list[str], registries: list[str]) -> dict[str, str]:
+    """The pillar files that give each secret only to the nodes that need it,
+    and the top file that targets them: ``{file name: content}``."""
+    from bay_salt.registry.auth import hash_password
+
+    def tokens(roles):
+        return {"acl": {"tokens": {r: s.tokens[r] for r in roles}}}
+
+    node = {"bay": {"consul": tokens(["agent", "reader"]), "registry": {"auth": {"node_password": s.node_password}}}}
+    server = {"bay": {"consul": tokens(settings.ACL_ROLES)}}  # the servers create every role's token
+    registry = {"bay": {"consul": tokens(["registry"]), "registry": {"auth": {
+        "secret": s.registry_secret,
+        "users": {"node": hash_password(s.node_password), REGISTRY_ADMIN: hash_password(s.admin_password)}}}}}
+    top = {"base": {"*": ["bay", "services", "bay-secrets-node"],
+                    ",".join(servers): [{"match": "list"}, "bay-secrets-server"],
+                    ",".join(registries): [{"match": "list"}, "bay-secrets-registry"]}}
+    return {"top.sls": yaml.safe_dump(top, sort_keys=False), "bay-secrets-node.sls": yaml.safe_dump(node),
+            "bay-secrets-server.sls": yaml.safe_dump(server), "bay-secrets-registry.sls": yaml.safe_dump(registry)}
+
+
 def cluster_pillar(cluster: str, nodes: dict[str, str], gossip_key: str, consul_servers: int = 3,
                    registry_storage: str | None = None) -> dict:
     """The generated topology pillar of a local cluster (``nodes``: id -> address).
@@ -115,14 +176,17 @@ def cluster_pillar(cluster: str, nodes: dict[str, str], gossip_key: str, consul_
             "nodes": {n: {"address": nodes[n], "roles": ["worker"] + (["registry"] if k < REGISTRY_NODES else [])}
                       for k, n in enumerate(ids)},
             "python": {"find_links": [images.WHEELHOUSE], "no_index": True},
-            "consul": {"source": "debian-bullseye", "servers": ids[:consul_servers], "encrypt": gossip_key},
+            "consul": {"source": "debian-bullseye", "servers": ids[:consul_servers], "encrypt": gossip_key,
+                       "tls": CONSUL_TLS},
         }
     }
     if ids:
         pillar["bay"]["docker"] = {"registry": f"127.0.0.1:{REGISTRY_PORT}"}
+        pillar["bay"]["registry"] = {"tls": REGISTRY_TLS}
+        pillar["bay"]["admins"] = [REGISTRY_ADMIN]
     if registry_storage:
         # each registry instance serves the blobs it has read from HDFS from its own disk
-        pillar["bay"]["registry"] = {"storage": registry_storage, "cache_size": "2Gi"}
+        pillar["bay"].setdefault("registry", {}).update({"storage": registry_storage, "cache_size": "2Gi"})
     return pillar
 
 
@@ -203,18 +267,28 @@ class LocalCluster:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         pillar_dir = self.state_dir / "pillar"
         pillar_dir.mkdir(exist_ok=True)
-        (pillar_dir / "top.sls").write_text("base:\n  '*':\n    - bay\n    - services\n")
         (pillar_dir / "services.sls").write_text("# services: `bay up` writes the demo here; see pillar/services.sls\n")
         gossip_key = base64.b64encode(secrets.token_bytes(32)).decode()
+        minion_ids = [names.node_id(i) for i in range(1, count + 1)]
+        made = Secrets.new()
+        tokens = made.tokens
+        ordered = sorted(minion_ids, key=lambda n: (len(n), n))
+        for fname, text in secret_pillars(made, ordered[:3], ordered[:REGISTRY_NODES]).items():
+            (pillar_dir / fname).write_text(text)
+            (pillar_dir / fname).chmod(0o600)
+        authority = self._ca()
+        (self.state_dir / "pki" / "registry-admin").write_text(made.admin_password)
+        (self.state_dir / "pki" / "registry-admin").chmod(0o600)
         (pillar_dir / "bay.sls").write_text(yaml.safe_dump(cluster_pillar(self.name, {}, gossip_key)))
         (pillar_dir / "bay.sls").chmod(0o600)
         net = self.client.networks.create(names.network_name(self.name), driver="bridge", labels=self.labels)
 
         master_keys = keys.generate()
-        minion_ids = [names.node_id(i) for i in range(1, count + 1)]
         minion_keys = {m: keys.generate() for m in minion_ids}
         master_files = {
             "/etc/salt/master.d/bay.conf": (yaml.safe_dump(master_config(self.name)), 0o644),
+            # the controller's Consul token: the runner and the engine read it, root only
+            "/etc/bay/consul.token": (tokens["controller"] + "\n", 0o600),
             "/etc/salt/pki/master/master.pem": (master_keys.private_pem, 0o400),
             "/etc/salt/pki/master/master.pub": (master_keys.public_pem, 0o644),
         }
@@ -247,13 +321,52 @@ class LocalCluster:
                 "/etc/salt/pki/minion/minion.pub": (minion_keys[m].public_pem, 0o644),
                 "/etc/salt/pki/minion/minion_master.pub": (master_keys.public_pem, 0o644),
                 "/etc/hostname": (m + "\n", 0o644),
+                **self._consul_tls_files(authority),
             }))
             c.start()
         addresses = {n.id: n.address for n in self.nodes()}
-        storage = self._start_hdfs(net)
+        self._registry_tls(authority, net, addresses)
+        storage = self._start_hdfs(net, [addresses[n] for n in ordered[:REGISTRY_NODES]])
         (pillar_dir / "bay.sls").write_text(
             yaml.safe_dump(cluster_pillar(self.name, addresses, gossip_key, registry_storage=storage), sort_keys=False)
         )
+
+    def _ca(self) -> pki.Pair:
+        """The cluster's CA (made once, kept in the state directory, root only)."""
+        ca_dir = self.state_dir / "pki"
+        if (ca_dir / "ca-key.pem").exists():
+            return pki.Pair((ca_dir / "ca.pem").read_text(), (ca_dir / "ca-key.pem").read_text())
+        ca_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        authority = pki.ca(f"Bay {self.name} CA")
+        (ca_dir / "ca.pem").write_text(authority.cert_pem)
+        (ca_dir / "ca-key.pem").write_text(authority.key_pem)
+        (ca_dir / "ca-key.pem").chmod(0o600)
+        return authority
+
+    def _consul_tls_files(self, authority: pki.Pair, datacenter: str = "bay") -> dict:
+        """A node's Consul TLS files for put_archive (the key root only until
+        bay.consul gives the consul group read access)."""
+        server = f"server.{datacenter}.consul"
+        cert = pki.leaf(authority, server, [server, "localhost"], ["127.0.0.1"])
+        return {CONSUL_TLS["ca_file"]: (authority.cert_pem, 0o644), CONSUL_TLS["cert_file"]: (cert.cert_pem, 0o644),
+                CONSUL_TLS["key_file"]: (cert.key_pem, 0o600)}
+
+    def _registry_tls(self, authority: pki.Pair, net, addresses: dict[str, str]) -> None:
+        """The registry's certificate (every address it is reached at: each
+        node's, loopback, the network's gateway) on every node, and the CA."""
+        net.reload()
+        gateway = net.attrs["IPAM"]["Config"][0]["Gateway"]
+        cert = pki.leaf(authority, "bay-registry", ["localhost"], ["127.0.0.1", gateway, *addresses.values()])
+        (self.state_dir / "pki" / "ca.crt").write_text(authority.cert_pem)  # skopeo's --cert-dir layout
+        files = {REGISTRY_TLS["ca_file"]: (authority.cert_pem, 0o644), REGISTRY_TLS["cert_file"]: (cert.cert_pem, 0o644),
+                 REGISTRY_TLS["key_file"]: (cert.key_pem, 0o600)}
+        for n in self.nodes():
+            self.client.containers.get(n.container).put_archive("/", images.tar_files(files))
+
+    def registry_login(self) -> tuple[str, str, Path]:
+        """(user, password, cert dir) for pushing to this cluster's registry from this machine."""
+        pki_dir = self.state_dir / "pki"
+        return REGISTRY_ADMIN, (pki_dir / "registry-admin").read_text(), pki_dir
 
     def _create_container(self, image, name, role, minion_id, binds, net, **host_extra):
         host_config = systemd_host_config(self.client, binds=binds, **host_extra)
@@ -280,6 +393,10 @@ class LocalCluster:
             images.base_image_tag(), names.node_container(self.name, index), "node", minion_id, binds, net,
             devices=["/dev/kmsg:/dev/kmsg:r"],
         )
+        # what the site gives a new server besides Salt: its Consul certificate, the cluster's CA
+        authority = self._ca()
+        c.put_archive("/", images.tar_files({**self._consul_tls_files(authority),
+                                             REGISTRY_TLS["ca_file"]: (authority.cert_pem, 0o644)}))
         c.start()
         return c
 
@@ -324,6 +441,13 @@ class LocalCluster:
         pillar = yaml.safe_load((self.state_dir / "pillar" / "bay.sls").read_text())["bay"]
         return pillar["docker"]["registry"]
 
+    def consul_token(self) -> str | None:
+        """The controller's Consul token (what the master uses), for tools on this machine."""
+        path = self.state_dir / "pillar" / "bay-secrets-server.sls"
+        if not path.exists():
+            return None
+        return yaml.safe_load(path.read_text())["bay"]["consul"]["acl"]["tokens"]["controller"]
+
     def set_services(self, services: dict) -> None:
         """Replace the cluster's services pillar (``{"bay": {"services": ...}}``)."""
         (self.state_dir / "pillar" / "services.sls").write_text(yaml.safe_dump(services, sort_keys=False))
@@ -335,14 +459,27 @@ class LocalCluster:
         """Build the demo images, push them to the cluster registry, declare
         the demo service in pillar and deploy it."""
         demo.ensure_images(self.client, self.progress)
-        refs = demo.push(self.registry(), self.progress, pull_as=self.pull_registry())
+        refs = demo.push(self.registry(), self.progress, pull_as=self.pull_registry(), login=self.registry_login())
         self.set_services(demo.services_pillar(refs))
         with self.progress.step("salt-run bay.deploy demo"):
             return self.runner("bay.deploy", "demo")
 
-    def runner(self, fun: str, *args: str, timeout: int = 900) -> dict:
-        """``salt-run FUN ARGS`` on the master; a failure raises BayError with Salt's message."""
-        res = self.master().exec_run(["salt-run", "--out=json", f"-t{timeout}", fun, *args], demux=True)
+    def add_user(self, name: str, password: str, admin: bool = False) -> None:
+        """A PAM account on the master for Salt's external auth: an owner
+        (operates the services whose owners name it) or, with ``admin``, one
+        of the platform team."""
+        group = ADMINS_GROUP if admin else OWNERS_GROUP
+        script = (f'getent group {group} >/dev/null || groupadd {group}; id -u "$U" >/dev/null 2>&1 || '
+                  f'useradd -M -N -s /usr/sbin/nologin -G {group} "$U"; printf "%s:%s\\n" "$U" "$P" | chpasswd')
+        res = self.master().exec_run(["sh", "-c", script], environment={"U": name, "P": password})
+        if res.exit_code != 0:
+            raise BayError(f"cannot add user {name} on the master: {res.output.decode().strip()[-300:]}")
+
+    def runner(self, fun: str, *args: str, timeout: int = 900, login: tuple[str, str] | None = None) -> dict:
+        """``salt-run FUN ARGS`` on the master (``login``: as that user, through
+        Salt's external auth); a failure raises BayError with Salt's message."""
+        auth = ["-a", "pam", "--username", login[0], "--password", login[1]] if login else []
+        res = self.master().exec_run(["salt-run", *auth, "--out=json", f"-t{timeout}", fun, *args], demux=True)
         out = (res.output[0] or b"").decode()
         err = (res.output[1] or b"").decode()
         if res.exit_code != 0:
@@ -356,16 +493,23 @@ class LocalCluster:
         return result
 
     # --- HDFS (the registry's storage) ------------------------------------
-    def _start_hdfs(self, net) -> str:
+    def _start_hdfs(self, net, registries: list[str]) -> str:
         """A real HDFS for the cluster's registry: Hadoop's MiniDFSCluster on
         this machine, listening on the cluster network's gateway only (the
-        DataNodes too, so WebHDFS redirects reach them from the nodes).
-        Returns the registry's storage URL."""
+        DataNodes too, so WebHDFS redirects reach them from the nodes), and
+        reachable only from the ``registries`` addresses (host firewall: WebHDFS
+        believes any user name). Returns the registry's storage URL."""
         net.reload()
         gateway = net.attrs["IPAM"]["Config"][0]["Gateway"]
         with self.progress.step("HDFS (MiniDFSCluster) for the registry"):
             daemon, http = start_minidfs(self.state_dir / "hdfs", images.checkout_root(), bind=gateway)
         (self.state_dir / "hdfs.pid").write_text(str(daemon.pid))
+        try:
+            ports = firewall.apply(self.name, gateway, daemon.pid, registries)
+        except (firewall.FirewallError, OSError, subprocess.CalledProcessError) as err:
+            raise BayError(f"HDFS for cluster {self.name}: cannot limit it to the registry nodes ({err}); "
+                           "bay up needs root and iptables") from None
+        self.progress.note(f"HDFS ports {', '.join(map(str, ports))}: registry nodes only")
         return f"hdfs://{gateway}:{http}/bay-registry"
 
     def _stop_hdfs(self) -> str | None:
@@ -398,6 +542,8 @@ class LocalCluster:
         stopped = self._stop_hdfs()
         if stopped:
             removed.append(stopped)
+        if firewall.remove(self.name):
+            removed.append(f"firewall chain {firewall.chain(self.name)}")
         flt = {"label": f"{names.LABEL_CLUSTER}={self.name}"}
         for c in self.containers():
             c.remove(force=True, v=True)

@@ -38,8 +38,13 @@ def load_state(store: Store, service: str, group: str) -> tuple[autoscale.State,
 
 
 def cadvisor_measure(port: int) -> Measure:
-    """Measure with every node's cAdvisor on ``port``."""
+    """Measure with every node's cAdvisor on ``port``, over the network."""
     return lambda nodes: cadvisor.fetch_all(nodes, port)
+
+
+def salt_measure(backend) -> Measure:
+    """Measure through Salt: each node reads its own cAdvisor on loopback."""
+    return lambda nodes: backend.usage_all(sorted(nodes))
 
 
 def group_sample(now: float, records: list[Instance], cpu_each: float, usage: dict[str, dict],

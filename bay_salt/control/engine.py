@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from bay_salt.control import nodes as node_health
 from bay_salt.control import recovery
-from bay_salt.control.autoscaler import Autoscaler, cadvisor_measure
+from bay_salt.control.autoscaler import Autoscaler, salt_measure
 from bay_salt.control.loop import ControlLoop, Hands, accepted_spec
 from bay_salt.control.saltbackend import SaltBackend, controller_token, for_master
 from bay_salt.kv.records import Instance
@@ -35,6 +35,10 @@ log = logging.getLogger("bay.controller")
 REPORTS_TTL = 10.0
 #: attempts of a node handler (a lost node may have led Consul: KV answers "No cluster leader" meanwhile)
 NODE_ATTEMPTS = 15
+
+
+#: a deploy's own events: the controller reads the settings again
+DEPLOYS = frozenset({names.TAG_DEPLOY_STARTED, names.TAG_DEPLOY_STOPPED})
 
 
 class NodeReports:
@@ -61,7 +65,9 @@ class NodeReports:
 
     def backend(self) -> SaltBackend:
         targets = sorted(self.alive) if self.alive else None
-        return for_master(self.opts, targets, report_timeout=5, refresh_pillar=False)
+        # timeout 15: a replacement's start published while its node's minion
+        # was away is known lost after 15 s (Salt's find_job), not 300
+        return for_master(self.opts, targets, timeout=15, report_timeout=5, refresh_pillar=False)
 
     def refresh(self, force: bool = False) -> None:
         """Ask the nodes again after ``ttl`` (or now, with ``force``). One
@@ -215,7 +221,8 @@ class Engine:
                 keys = [recovery.group_hand(g.service, g.group) for g in groups]
                 with self.hands.holding(*keys) as mine:
                     if mine:
-                        Autoscaler(self.reports.backend(), store, self.fire, cadvisor_measure(self.reports.cadvisor_port),
+                        backend = self.reports.backend()
+                        Autoscaler(backend, store, self.fire, salt_measure(backend),
                                    drain_seconds=self.reports.settings.scale_down_drain).tick(time.time(), groups,
                                                                                               addresses)
             except Exception:  # noqa: BLE001 - the next round tries again
@@ -231,6 +238,10 @@ class Engine:
             ev = next_event()
             if ev and ev["tag"] in recovery.HANDLED:  # not the controller's own announcements
                 self.submit(f"handling {ev['tag']}", lambda ev=ev: self.loop().handle(ev["tag"], ev["data"]))
+            elif ev and ev["tag"] in DEPLOYS:
+                # a deploy has refreshed the nodes' pillar: its bay:controller settings
+                # apply from now, not from the next periodic look
+                self.pool.submit(self.reports.refresh, True)
 
 
 def run(opts: dict, workers: int = 8) -> None:

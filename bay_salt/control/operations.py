@@ -28,6 +28,38 @@ from bay_salt.scheduling.placement import PlacementError
 from bay_salt.util import retry
 
 
+class NotOwner(PermissionError):
+    """The user may not operate this service; the message names who may."""
+
+
+#: users that act on the master itself (salt-run as root, sudo, orchestration)
+LOCAL_USERS = frozenset({"root", "UNKNOWN"})
+
+
+def people(owners: list[str], teams: dict[str, list[str]]) -> set[str]:
+    """The people ``owners`` names: people directly, and each team's members."""
+    return {p for owner in owners for p in teams.get(owner, [owner])}
+
+
+def may_operate(user: str | None, owners: list[str], admins: list[str], teams: dict[str, list[str]]) -> bool:
+    """The platform team and the master's own users operate every service; others only those they own."""
+    if user is None or user in LOCAL_USERS or user.startswith("sudo_") or user in admins:
+        return True
+    return user in people(owners, teams)
+
+
+def authorize(backend: SaltBackend, store: Store, spec: ServiceSpec, user: str | None) -> None:
+    """NotOwner unless ``user`` may operate the service: owners as deployed
+    (a pillar edit does not make anyone an owner of a running service), or as
+    declared for a service not deployed yet."""
+    admins, teams = backend.access()
+    deployed = [a.spec for (svc, _), a in store.accepted_all().items() if svc == spec.name]
+    owners = deployed[0].owners if deployed else list(spec.model.owners)
+    if not may_operate(user, owners, admins, teams):
+        raise NotOwner(f"{user} may not operate service {spec.name}: its owners are {', '.join(owners)} "
+                       "(ask one of them, or the platform team)")
+
+
 def parse_one(name: str, pillar: dict, store: Store) -> ServiceSpec:
     """Validate service ``name`` alone (SpecError names its problems), and its
     frontends against the groups other services have deployed."""
@@ -54,21 +86,26 @@ def holding(store: Store, g: GroupSpec) -> Iterator[None]:
         store.apply([kvstore.op_delete(key)])
 
 
-def plan(backend: SaltBackend, name: str) -> dict:
+def plan(backend: SaltBackend, name: str, user: str | None = None) -> dict:
     """Dry run of :func:`deploy`: per group, how many would start/stop and
     whether it is a roll. Raises like deploy; changes nothing."""
     store = backend.store()
+    spec = parse_one(name, backend.services(), store)
+    authorize(backend, store, spec, user)
     try:
-        return Deployer(backend, store).plan(parse_one(name, backend.services(), store))
+        return Deployer(backend, store).plan(spec)
     except PlacementError as err:
         raise DeployError(str(err)) from None
 
 
-def deploy(backend: SaltBackend, name: str, groups: dict[str, int] | None = None, event=None) -> dict:
+def deploy(backend: SaltBackend, name: str, groups: dict[str, int] | None = None, event=None,
+           user: str | None = None) -> dict:
     """Deploy service ``name`` from pillar; ``groups`` limits it to those
-    groups at those counts (``bay.scale``). Raises ValueError for bad input."""
+    groups at those counts (``bay.scale``). Raises ValueError for bad input,
+    NotOwner if ``user`` may not operate it."""
     store = backend.store()
     spec = parse_one(name, backend.services(), store)
+    authorize(backend, store, spec, user)
     if groups:
         unknown = set(groups) - set(spec.model.groups)
         if unknown:
@@ -97,11 +134,12 @@ def deploy(backend: SaltBackend, name: str, groups: dict[str, int] | None = None
     return out
 
 
-def drain(backend: SaltBackend, node: str) -> dict:
+def drain(backend: SaltBackend, node: str, user: str | None = None) -> dict:
     """Take ``node`` out of service: nothing new is placed there, and every
     instance it runs is moved to the other nodes first (started, healthy,
     registered; then the node's drain and stop). The node can then be
     rebooted or repaired; ``undrain`` gives it back."""
+    _platform_only(backend, user, "drain")
     known = {s.id for s in backend.nodes()}
     if node not in known:
         raise ValueError(f"no node {node!r} answers (have: {', '.join(sorted(known))})")
@@ -122,10 +160,11 @@ def drain(backend: SaltBackend, node: str) -> dict:
     return out or {node: {"summary": f"{node}: drained (it ran nothing)", "started": [], "stopped": []}}
 
 
-def undrain(backend: SaltBackend, node: str, wait: float = 120.0) -> dict:
+def undrain(backend: SaltBackend, node: str, wait: float = 120.0, user: str | None = None) -> dict:
     """Give ``node`` back once it is safe: its Consul agent alive in the
     cluster and, where it is a server, autopilot counting it healthy (a Raft
     voter again): only then may the next node of a rolling restart go."""
+    _platform_only(backend, user, "undrain")
     store = backend.store()
 
     def safe() -> bool:
@@ -143,6 +182,12 @@ def undrain(backend: SaltBackend, node: str, wait: float = 120.0) -> dict:
     return {node: {"summary": f"{node}: back in service", "started": [], "stopped": []}}
 
 
+def _platform_only(backend: SaltBackend, user: str | None, what: str) -> None:
+    admins, _ = backend.access()
+    if not may_operate(user, [], admins, {}):
+        raise NotOwner(f"{user} may not {what} nodes: that is the platform team's ({', '.join(admins) or 'root'})")
+
+
 def _differs(acc: Accepted | None, declared: GroupSpec | None) -> str | None:
     """What pillar says that was not deployed, if anything."""
     if acc is None:
@@ -155,17 +200,24 @@ def _differs(acc: Accepted | None, declared: GroupSpec | None) -> str | None:
     return None
 
 
-def status(backend: SaltBackend, name: str | None = None) -> dict:
+def status(backend: SaltBackend, name: str | None = None, user: str | None = None) -> dict:
     """Per group: what was deployed (the accepted spec) against what KV holds
     and how it is (passing, critical, replacing), and whether pillar says
-    something else not yet deployed (or something invalid)."""
+    something else not yet deployed (or something invalid). A user sees the
+    services they may operate."""
     store = backend.store()
     accepted = store.accepted_all()
     failed = store.failed_groups()
     pillar = backend.services()
+    admins, teams = backend.access()
     out = {}
     for sname in sorted(set(pillar) | {s for s, _ in accepted}):
         if name and sname != name:
+            continue
+        owners = next((a.spec.owners for (s, _), a in accepted.items() if s == sname), None)
+        if owners is None:
+            owners = list((pillar.get(sname) or {}).get("owners") or [])
+        if not may_operate(user, owners, admins, teams):
             continue
         try:
             declared = services.parse({sname: pillar[sname]})[sname].groups() if sname in pillar else {}

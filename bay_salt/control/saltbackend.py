@@ -4,9 +4,12 @@ one place: :func:`for_master`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bay_salt.kv.store import ConsulStore, first_answering
 from bay_salt.model.services import GroupSpec
 from bay_salt.scheduling.backend import DeployError, NodeState
+from bay_salt.util import retry
 
 #: where the master keeps the controller's Consul token (root only); master config ``bay_consul_token_file``
 TOKEN_FILE = "/etc/bay/consul.token"
@@ -23,7 +26,8 @@ def controller_token(opts: dict) -> str | None:
 
 class SaltBackend:
     def __init__(self, local, target: str | list[str] = "*", timeout: int = 300, report_timeout: int = 60,
-                 refresh_pillar: bool = True, token: str | None = None):
+                 refresh_pillar: bool = True, token: str | None = None,
+                 connected: Callable[[], set[str]] | None = None, connect_wait: float = 30.0):
         """``target``: a glob, or the list of minions to use (the controller
         passes the nodes Consul sees alive, so no call waits on a dead one).
         ``report_timeout``: for the node reports (the controller asks again
@@ -32,8 +36,16 @@ class SaltBackend:
         first report (a deploy does; the controller's periodic look does not:
         a refresh reloads every module in each minion's main process, which
         holds up the jobs published meanwhile, and a deploy has refreshed
-        the pillar it applied)."""
+        the pillar it applied).
+        ``timeout``: Salt's: after it, the master asks the node whether the
+        job still runs (a long image pull does) and waits on while it does.
+        ``connected``: the minions connected to the master now; a start on a
+        node whose minion is not (restarting, cut off) waits up to
+        ``connect_wait`` seconds for it, since a job published meanwhile
+        never reaches it and would be waited for in vain."""
         self.local = local
+        self.connected = connected
+        self.connect_wait = connect_wait
         self.report_timeout = report_timeout
         self.refresh_pillar = refresh_pillar
         self.target = ",".join(target) if isinstance(target, list) else target
@@ -67,12 +79,24 @@ class SaltBackend:
         return out
 
     def start(self, node: str, group: GroupSpec, instances: list[str]) -> list[dict]:
+        self._wait_connected(node, group.name)
         ret = self.local.cmd(node, "bay_docker.run", [group.to_dict(), instances], timeout=self.timeout).get(node)
         if ret is None:
-            raise DeployError(f"{group.name} on {node}: the node did not answer the start in {self.timeout} s")
+            raise DeployError(f"{group.name} on {node}: the node did not answer the start, nor run it, "
+                              f"after {self.timeout} s")
         if not isinstance(ret, list):
             raise DeployError(f"{group.name} on {node}: the start failed: {str(ret).strip().splitlines()[-1][:300]}")
         return ret
+
+    def _wait_connected(self, node: str, what: str) -> None:
+        if self.connected is None or node in self.connected():
+            return
+        try:
+            retry.until(lambda: node in self.connected(), f"{node}'s minion connects", timeout=self.connect_wait,
+                        interval=0.25)
+        except retry.GaveUp:
+            raise DeployError(f"{what} on {node}: its minion is not connected to the master "
+                              f"(waited {self.connect_wait:g} s)") from None
 
     def stop(self, node: str, containers: list[str]) -> None:
         self.local.cmd(node, "bay_docker.stop", [containers], timeout=self.timeout)
@@ -95,9 +119,22 @@ class SaltBackend:
         ret = self.local.cmd(nodes, "bay_docker.instances", timeout=timeout, tgt_type="list")
         return {n: r for n, r in ret.items() if isinstance(r, list)}
 
+    def usage_all(self, nodes: list[str], timeout: int = 5) -> tuple[dict[str, dict], dict[str, str]]:
+        """Each node's container usage from its own cAdvisor (on loopback):
+        ``({node: {container: usage}}, {node: why not})``."""
+        ret = self.local.cmd(nodes, "bay.container_usage", timeout=timeout, tgt_type="list") if nodes else {}
+        usage = {n: r for n, r in ret.items() if isinstance(r, dict)}
+        errors = {n: (str(ret[n])[:200] if n in ret else "did not answer") for n in nodes if n not in usage}
+        return usage, errors
+
     def services(self) -> dict:
         """The ``bay:services`` pillar as the nodes hold it (validated by the caller)."""
         return self._any().get("services", {})
+
+    def access(self) -> tuple[list[str], dict[str, list[str]]]:
+        """The platform team and the teams of owners (``bay:admins``, ``bay:teams``), as the nodes see them."""
+        report = self._any()
+        return list(report.get("admins") or []), dict(report.get("teams") or {})
 
     def controller_settings(self) -> dict:
         """The ``bay:controller`` pillar (back-off, strays), as the nodes see it."""
@@ -130,4 +167,5 @@ def for_master(opts: dict, targets: list[str] | None = None, **kwargs) -> SaltBa
     if targets is None:
         targets = sorted(salt.utils.minions.CkMinions(opts).connected_ids())
     kwargs.setdefault("token", controller_token(opts))
+    kwargs.setdefault("connected", lambda: salt.utils.minions.CkMinions(opts).connected_ids())
     return SaltBackend(salt.client.get_local_client(opts["conf_file"]), sorted(targets) or "*", **kwargs)

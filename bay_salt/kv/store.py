@@ -245,7 +245,10 @@ class ConsulStore(Store):
 
     def members_alive(self) -> set[str]:
         """The nodes Consul's gossip sees alive."""
-        return {m["Name"] for m in self._call(lambda c: c.agent.members()) if m.get("Status") == 1}
+        # py-consul's agent.members() and txn.put() send no token: with ACLs on they would see
+        # nothing and write nothing, so both go through http with the client's token
+        members = self._call(lambda c: c.http.get(CB.json(), "/v1/agent/members", headers=c.prepare_headers(None)))
+        return {m["Name"] for m in members if m.get("Status") == 1}
 
     def get(self, key: str) -> bytes | None:
         _, item = self._call(lambda c: c.kv.get(key))
@@ -257,7 +260,8 @@ class ConsulStore(Store):
 
     def txn(self, ops: list[dict]) -> None:
         try:
-            result = self._call(lambda c: c.txn.put(ops))
+            result = self._call(lambda c: c.http.put(CB.json(), "/v1/txn", data=json.dumps(ops),
+                                                     headers=c.prepare_headers(None)))
         except consul.ConsulException as err:
             raise TxnError(f"transaction of {len(ops)} operations rolled back: {err}") from None
         if result and result.get("Errors"):

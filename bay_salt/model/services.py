@@ -123,6 +123,7 @@ class Group(_Strict):
     command: list[str] | None = None
     args: list[str] | None = None
     env: dict[str, str] = {}
+    secret_env: dict[str, str] = Field(default_factory=dict, repr=False)
     health: Health | None = None
     liveness: Liveness | None = None
     autoscale: Autoscale | None = None
@@ -149,6 +150,9 @@ class Service(_Strict):
     command: list[str] | None = None
     args: list[str] = []
     env: dict[str, str] = {}
+    #: environment whose values are secrets: they reach the container from the node's own
+    #: pillar, never through the master's jobs, KV, events or logs (only the names do)
+    secret_env: dict[str, str] = Field(default_factory=dict, repr=False)
     health: Health | None = None
     liveness: Liveness | None = None
     owners: list[str] = Field(min_length=1, description="people or teams alerted for this service")
@@ -168,6 +172,9 @@ class Service(_Strict):
         for name, g in self.groups.items():
             if not (g.image or self.image):
                 raise ValueError(f"groups:{name}:image: no image here nor at the service level")
+            both = sorted((set(self.env) | set(g.env)) & (set(self.secret_env) | set(g.secret_env)))
+            if both:
+                raise ValueError(f"groups:{name}:secret_env: {', '.join(both)} also in env (one or the other)")
         return self
 
 
@@ -189,6 +196,8 @@ class GroupSpec(BaseModel):
     command: list[str] | None = None
     args: list[str] = []
     env: dict[str, str] = {}
+    #: the names of its secret environment (the values stay in the nodes' pillar)
+    secret_env: list[str] = []
     health: Health | None = None
     liveness: Liveness | None = None
     autoscale: Autoscale | None = None
@@ -206,7 +215,10 @@ class GroupSpec(BaseModel):
     def spec_hash(self) -> str:
         """What a running container must match; anything else is a roll."""
         data = self.to_dict()
-        return hashlib.sha256(json.dumps({k: data[k] for k in SPEC_FIELDS}, sort_keys=True).encode()).hexdigest()[:16]
+        hashed = {k: data[k] for k in SPEC_FIELDS}
+        if self.secret_env:  # its names (only when there are: the hash of groups without stays as it was)
+            hashed["secret_env"] = sorted(self.secret_env)
+        return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
@@ -262,6 +274,12 @@ def parse(services: dict[str, Any] | None) -> dict[str, ServiceSpec]:
     return out
 
 
+def secret_values(raw: dict, group: str) -> dict[str, str]:
+    """A group's secret environment, values included, from the service's raw
+    pillar (on the node that starts it: the only place the values go)."""
+    return {**(raw.get("secret_env") or {}), **((raw.get("groups") or {}).get(group, {}).get("secret_env") or {})}
+
+
 class ServiceSpec:
     """A validated service, with each group's effective settings resolved."""
 
@@ -277,6 +295,7 @@ class ServiceSpec:
             out[gname] = GroupSpec(
                 service=self.name, group=gname, instances=g.instances, cpu=g.cpu, memory_mb=g.memory, port=g.port,
                 listen=g.listen, image=g.image or s.image, command=g.command if g.command is not None else s.command,
-                args=g.args if g.args is not None else s.args, env={**s.env, **g.env}, health=g.health or s.health,
+                args=g.args if g.args is not None else s.args, env={**s.env, **g.env},
+                secret_env=sorted({**s.secret_env, **g.secret_env}), health=g.health or s.health,
                 liveness=g.liveness or s.liveness, autoscale=g.autoscale, owners=list(s.owners), max_surge=s.max_surge)
         return out

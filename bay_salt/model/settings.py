@@ -94,6 +94,50 @@ class Docker(_Strict):
         return value
 
 
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+#: the Consul ACL roles Bay gives tokens to (bay_salt.node.consul_acl has each one's rules)
+ACL_ROLES = ("management", "agent", "reader", "registry", "controller")
+
+
+class ConsulACL(_Strict):
+    """Consul ACLs, default deny. ``tokens``: each role's SecretID (a UUID; a
+    secret, given only to the nodes that need it): management (Consul
+    servers: bootstraps ACLs and creates the others), agent (every node),
+    reader (every node: bay-lb-sync and bay-events read routes and
+    instances), registry (registry nodes), controller (servers, to create it;
+    the master reads it from its own file)."""
+
+    enabled: bool = True
+    tokens: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens(cls, value: dict[str, str]) -> dict[str, str]:
+        for role, secret in value.items():
+            if role not in ACL_ROLES:
+                raise ValueError(f"unknown role {role!r} (known: {', '.join(ACL_ROLES)})")
+            if not _UUID_RE.match(str(secret)):
+                # the message must not contain the value: it is a secret
+                raise ValueError(f"{role}: not a UUID (uuidgen makes one)")
+        return value
+
+
+class ConsulTLS(_Strict):
+    """TLS for Consul's RPC (verify incoming and outgoing, server names
+    checked) where the site gives a CA and this node's certificate."""
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> ConsulTLS:
+        if any((self.ca_file, self.cert_file, self.key_file)) and not all((self.ca_file, self.cert_file,
+                                                                            self.key_file)):
+            raise ValueError("tls: give ca_file, cert_file and key_file together (or none)")
+        return self
+
+
 class Consul(_Strict):
     source: Literal["hashicorp", "debian-bullseye", "none"]
     hashicorp_repo: str
@@ -113,6 +157,8 @@ class Consul(_Strict):
     cleanup_dead_servers: bool = False
     # gossip encryption key (base64 of 16, 24 or 32 bytes); a secret: never echoed
     encrypt: str = Field(default="", repr=False)
+    acl: ConsulACL = Field(default_factory=ConsulACL)
+    tls: ConsulTLS = Field(default_factory=ConsulTLS)
 
     @field_validator("encrypt")
     @classmethod
@@ -167,6 +213,41 @@ class Mesos(_Strict):
         return self
 
 
+class RegistryAuth(_Strict):
+    """Who may do what in the registry (:mod:`bay_salt.registry.auth`)."""
+
+    #: token: Docker's token authentication (a 401 challenge, a token endpoint, scoped tokens);
+    #: basic: HTTP basic credentials on every request; none: anyone anything (tests, a closed network)
+    mode: Literal["token", "basic", "none"] = "token"
+    #: signs the tokens; the same on every registry node (a secret: registry nodes only)
+    secret: str = Field("", repr=False)
+    token_ttl: int = Field(300, ge=5)
+    #: pulls without credentials (off unless a site turns it on)
+    anonymous_pull: bool = False
+    #: name -> bcrypt hash of the password (`htpasswd -nB NAME`); registry nodes only
+    users: dict[str, str] = Field(default_factory=dict, repr=False)
+    #: the account every node pulls with ...
+    node_user: str = "node"
+    #: ... and its password (a secret: every node writes it into docker's own login)
+    node_password: str = Field("", repr=False)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        if value and len(value) < 32:
+            raise ValueError("shorter than 32 characters (openssl rand -hex 32 makes one)")
+        return value
+
+
+class RegistryTLS(_Strict):
+    """The registry's TLS: each instance serves HTTPS with this certificate
+    (HAProxy passes it through), and every node's Docker trusts this CA."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+
+
 class Registry(_Strict):
     #: HAProxy frontend of the registry on every node (docker pulls through it)
     port: int = Port
@@ -185,6 +266,8 @@ class Registry(_Strict):
     cache_dir: str = "/var/cache/bay-registry"
     #: ... up to this size (``10Gi``, ``512Mi``; 0: no cache)
     cache_size: str | int = "10Gi"
+    auth: RegistryAuth = Field(default_factory=RegistryAuth)
+    tls: RegistryTLS = Field(default_factory=RegistryTLS)
 
     @field_validator("cache_dir")
     @classmethod
@@ -253,6 +336,10 @@ class Settings(_Strict):
     controller: Controller
     # validated by bay_salt.services (errors name service.group and field)
     services: dict[str, Any] = {}
+    #: the platform team: may deploy every service and do everything in the registry
+    admins: list[str] = []
+    #: team -> its people, for services whose owners name a team
+    teams: dict[str, list[str]] = {}
 
     @model_validator(mode="after")
     def _servers_exist(self) -> Settings:
@@ -311,6 +398,33 @@ def _format_error(err: ValidationError) -> str:
     return "invalid pillar: " + "; ".join(lines)
 
 
+REDACTED = "<redacted>"
+
+
+def redacted(data: dict) -> dict:
+    """A copy of loaded settings with every secret replaced by ``<redacted>``."""
+    out = copy.deepcopy(data)
+    a = out.get("registry", {}).get("auth", {})
+    for key in ("secret", "node_password"):
+        if a.get(key):
+            a[key] = REDACTED
+    for user in a.get("users", {}):
+        a["users"][user] = REDACTED
+    for svc in (out.get("services") or {}).values():
+        if not isinstance(svc, dict):
+            continue
+        for holder in [svc] + [g for g in (svc.get("groups") or {}).values() if isinstance(g, dict)]:
+            if isinstance(holder.get("secret_env"), dict):
+                holder["secret_env"] = {k: REDACTED for k in holder["secret_env"]}
+    c = out.get("consul", {})
+    if c.get("encrypt"):
+        c["encrypt"] = REDACTED
+    tokens = c.get("acl", {}).get("tokens", {})
+    for role in tokens:
+        tokens[role] = REDACTED
+    return out
+
+
 def load(defaults: dict, pillar: dict | None, minion_id: str | None = None, own_address: str | None = None) -> dict:
     """Merge ``pillar`` (the ``bay`` pillar value) over ``defaults`` (the ``bay``
     key of defaults.yaml), validate, and return the settings as plain data.
@@ -341,4 +455,23 @@ def load(defaults: dict, pillar: dict | None, minion_id: str | None = None, own_
             "roles": own["roles"],
             "consul_server": minion_id in data["consul"]["servers"],
         }
+        acl = data["consul"]["acl"]
+        if acl["enabled"]:
+            # a server creates every role's token (bay.consul), so it needs them all
+            need = list(ACL_ROLES) if data["node"]["consul_server"] else ["agent", "reader"] + (
+                ["registry"] if "registry" in data["node"]["roles"] else [])
+            missing = [role for role in need if role not in acl["tokens"]]
+            if missing:
+                raise SettingsError(f"invalid pillar: bay:consul:acl:tokens:{missing[0]}: missing on {minion_id} "
+                                    f"(Consul ACLs are on; this node needs the {', '.join(missing)} token"
+                                    f"{'s' if len(missing) > 1 else ''}; or set bay:consul:acl:enabled false)")
+        ra = data["registry"]["auth"]
+        if ra["mode"] != "none":
+            if "registry" in data["node"]["roles"] and not (ra["secret"] and ra["users"]):
+                raise SettingsError(f"invalid pillar: bay:registry:auth:{'secret' if not ra['secret'] else 'users'}: "
+                                    f"missing on {minion_id} (a registry node; the registry's auth is "
+                                    f"{ra['mode']}; or set bay:registry:auth:mode none)")
+            if data["docker"]["registry"] and not ra["node_password"]:
+                raise SettingsError(f"invalid pillar: bay:registry:auth:node_password: missing on {minion_id} "
+                                    "(its Docker pulls from the registry with it)")
     return data

@@ -6,6 +6,8 @@ system, so all of it is unit-tested without Salt.
 
 from __future__ import annotations
 
+import base64
+
 from bay_salt.node.templating import render
 
 
@@ -25,15 +27,40 @@ def docker_daemon_config(cfg: dict) -> dict:
         "log-opts": {"max-size": d["log_max_size"], "max-file": str(d["log_max_file"])},
         "live-restore": d["live_restore"],
     }
-    if d["registry"]:
+    if d["registry"] and not cfg["registry"]["tls"]["ca_file"]:  # plain HTTP: Docker must be told
         conf["insecure-registries"] = [d["registry"]]
         conf["registry-mirrors"] = [f"http://{d['registry']}"]
     return conf
 
 
+def docker_client_config(cfg: dict) -> dict:
+    """``/root/.docker/config.json``: the node's login to Bay's registry (its
+    pulls, the docker SDK's included, use it; a secret: root only)."""
+    a, registry = cfg["registry"]["auth"], cfg["docker"]["registry"]
+    if a["mode"] == "none" or not registry:
+        return {"auths": {}}
+    login = base64.b64encode(f"{a['node_user']}:{a['node_password']}".encode()).decode()
+    return {"auths": {registry: {"auth": login}}}
+
+
+def registry_auth_file(cfg: dict) -> dict:
+    """The registry's access policy (:class:`bay_salt.registry.auth.Policy`):
+    who may do what, from the services pillar, the admins and teams."""
+    from bay_salt.registry import auth
+
+    a = cfg["registry"]["auth"]
+    grants = auth.grants_for(cfg.get("services") or {}, cfg["docker"]["registry"], cfg["admins"], a["node_user"],
+                             cfg["teams"])
+    return {"mode": a["mode"], "secret": a["secret"], "token_ttl": a["token_ttl"],
+            "anonymous_pull": a["anonymous_pull"], "users": a["users"], "grants": grants}
+
+
 def consul_config(cfg: dict) -> dict:
     """The agent's JSON config: server on the nodes the pillar lists (with
-    bootstrap_expect), client elsewhere; every agent retry-joins the servers."""
+    bootstrap_expect), client elsewhere; every agent retry-joins the servers.
+    The HTTP API listens on loopback; on servers also on the node's address,
+    for the master (with ACLs on: a token for anything). ACLs deny by default;
+    with a CA given, RPC is TLS both ways."""
     c, node = cfg["consul"], cfg["node"]
     if not node["address"]:
         raise ValueError(f"node {node['id']}: no address in bay:nodes and none found in grains")
@@ -43,8 +70,9 @@ def consul_config(cfg: dict) -> dict:
         "data_dir": c["data_dir"],
         "bind_addr": node["address"],
         "advertise_addr": node["address"],
-        "client_addr": " ".join(dict.fromkeys(["127.0.0.1", node["address"]])),
-        "ports": {"http": c["http_port"], "dns": c["dns_port"]},
+        "client_addr": " ".join(dict.fromkeys(["127.0.0.1"] + ([node["address"]] if node["consul_server"] else []))),
+        # no WAN gossip: Bay runs one datacenter, so a server listens on 8300 and 8301 only
+        "ports": {"http": c["http_port"], "dns": c["dns_port"], "serf_wan": -1},
         "retry_join": [a for a in c["server_addresses"] if a != node["address"]] or c["server_addresses"],
         "server": node["consul_server"],
         "ui": c["ui"],
@@ -57,13 +85,42 @@ def consul_config(cfg: dict) -> dict:
         conf["autopilot"] = {"cleanup_dead_servers": c["cleanup_dead_servers"]}
     if c["encrypt"]:
         conf["encrypt"] = c["encrypt"]
+    acl = c["acl"]
+    if acl["enabled"]:
+        tokens = {"agent": acl["tokens"]["agent"]}
+        if node["consul_server"]:
+            tokens["master"] = acl["tokens"]["management"]  # Consul 1.8's name for the initial management token
+        conf["acl"] = {"enabled": True, "default_policy": "deny", "down_policy": "extend-cache",
+                       "enable_token_persistence": True, "tokens": tokens}
+    tls = c["tls"]
+    if tls["ca_file"]:
+        conf.update({"ca_file": tls["ca_file"], "cert_file": tls["cert_file"], "key_file": tls["key_file"],
+                     "verify_incoming_rpc": True, "verify_outgoing": True, "verify_server_hostname": True})
     return conf
+
+
+def consul_token_env(cfg: dict, role: str) -> str:
+    """An environment file giving a Bay daemon its Consul token (mode 0600:
+    root only); empty with ACLs off."""
+    acl = cfg["consul"]["acl"]
+    token = acl["tokens"].get(role, "") if acl["enabled"] else ""
+    return "# Managed by Salt (bay); a secret: root only\n" + (f"CONSUL_HTTP_TOKEN={token}\n" if token else "")
 
 
 def haproxy_config(cfg: dict) -> str:
     """The base ``haproxy.cfg``: master-worker, an admin Runtime API socket
     readable by root only, and a stats page."""
     return render("haproxy.cfg.j2", haproxy=cfg["haproxy"], node=cfg.get("node", {}))
+
+
+def cadvisor_unit_override(cfg: dict) -> str:
+    """A drop-in for Debian's cadvisor unit: the same daemon, listening on
+    loopback only (the node's agents and Salt read it there; nothing else
+    needs it), with Bay's housekeeping interval."""
+    c = cfg["cadvisor"]
+    return ("# Managed by Salt (bay.cadvisor): cAdvisor on loopback only\n[Service]\nExecStart=\n"
+            f"ExecStart=/usr/bin/cadvisor --docker=unix:///var/run/docker.sock --listen_ip=127.0.0.1 "
+            f"--port={c['port']} --housekeeping_interval={c['housekeeping_interval']} --logtostderr=true\n")
 
 
 def cadvisor_environment(cfg: dict) -> str:
@@ -131,7 +188,8 @@ def registry_storage_dir(cfg: dict) -> str:
 def registry_unit(cfg: dict) -> str:
     """systemd unit of Bay's registry on a node with role registry (run from the
     minion's venv; registers itself in KV once it answers)."""
-    r = dict(cfg["registry"], storage_kind=cfg["registry"]["storage"].split(":")[0])
+    r = dict(cfg["registry"], storage_kind=cfg["registry"]["storage"].split(":")[0],
+             auth_on=cfg["registry"]["auth"]["mode"] != "none")
     # a cache only for remote storage: a file:// registry already reads its own disk
     if r["storage_kind"] != "hdfs":
         r["cache_bytes"] = 0

@@ -78,8 +78,8 @@ def ensure_image(client: docker.DockerClient, image: str) -> None:
 
 
 def run(client: docker.DockerClient, group: GroupSpec, instance: str, log_max_size: str = "10m",
-        log_max_file: int = 3) -> dict:
-    """Start one instance of ``group``."""
+        log_max_file: int = 3, secrets: dict[str, str] | None = None) -> dict:
+    """Start one instance of ``group``; ``secrets``: its secret environment's values."""
     ensure_image(client, group.image)
     name = names.service_container(group.service, group.group, instance)
     labels = {
@@ -103,7 +103,8 @@ def run(client: docker.DockerClient, group: GroupSpec, instance: str, log_max_si
         name=name,
         detach=True,
         labels=labels,
-        environment={**group.env, "BAY_SERVICE": group.service, "BAY_GROUP": group.group, "BAY_INSTANCE": instance},
+        environment={**group.env, **(secrets or {}), "BAY_SERVICE": group.service, "BAY_GROUP": group.group,
+                     "BAY_INSTANCE": instance},
         nano_cpus=int(group.cpu * 1e9),
         mem_limit=f"{group.memory_mb}m",
         memswap_limit=f"{group.memory_mb}m",
@@ -199,7 +200,7 @@ def docker_problem(err: Exception, image: str) -> str:
 
 
 def start_many(group: GroupSpec, instances: list[str], address: str, log_max_size: str = "10m",
-               log_max_file: int = 3, wait: bool = True) -> list[dict]:
+               log_max_file: int = 3, wait: bool = True, secrets: dict[str, str] | None = None) -> list[dict]:
     """Start ``instances`` of ``group`` here and, with ``wait``, probe each on
     this node's ``address`` (in parallel) until healthy or its start period ends.
     If the image cannot be had (missing, registry unreachable) or Docker refuses
@@ -209,7 +210,7 @@ def start_many(group: GroupSpec, instances: list[str], address: str, log_max_siz
     started = []
     try:
         for i in instances:
-            started.append(run(dc, group, i, log_max_size, log_max_file))
+            started.append(run(dc, group, i, log_max_size, log_max_file, secrets))
     except docker.errors.DockerException as err:
         for c in started:
             stop(dc, c["container"], timeout=1)

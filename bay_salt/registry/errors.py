@@ -28,9 +28,10 @@ class Code(StrEnum):
 class RegistryError(Exception):
     """An OCI error: HTTP ``status``, spec ``code``, message and detail."""
 
-    def __init__(self, status: int, code: Code, message: str, detail=None):
+    def __init__(self, status: int, code: Code, message: str, detail=None, headers: dict | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.detail = status, Code(code), message, detail
+        self.headers = headers or {}
 
     def body(self) -> dict:
         err = {"code": self.code.value, "message": self.message}

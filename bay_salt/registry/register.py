@@ -10,16 +10,17 @@ so a node back from a loss is served again).
 from __future__ import annotations
 
 import argparse
+import socket
 import urllib.parse
-import urllib.request
 
 from bay_salt.kv import store as kvstore
 from bay_salt.kv.records import Health, Instance, Route
 from bay_salt.model import names
 from bay_salt.util import retry
 
-#: HAProxy health check of every registry instance
-HEALTH = {"http": "/v2/", "interval": 2.0, "timeout": 1.0, "rise": 1, "fall": 2, "start_period": 30.0}
+#: HAProxy's check of every registry instance: a TCP connect (the instances may speak TLS,
+#: which HAProxy passes through, and answer /v2/ only with credentials)
+HEALTH = {"tcp": True, "interval": 2.0, "timeout": 1.0, "rise": 1, "fall": 2, "start_period": 30.0}
 
 
 def route(listen: int) -> Route:
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     store = kvstore.ConsulStore(kvstore.client(u.hostname, u.port or 8500))
 
     def register():
-        urllib.request.urlopen(f"http://{args.address}:{args.port}/v2/", timeout=2).read()
+        socket.create_connection((args.address, args.port), timeout=2).close()  # it listens
         store.apply([kvstore.op_put(route(args.listen)), kvstore.op_put(instance(args.node, args.address, args.port))])
 
     try:

@@ -20,13 +20,15 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import os
 import queue
 import re
+import ssl
 from collections.abc import Iterator
 
 from aiohttp import web
 
-from bay_salt.registry import core, reference, storage
+from bay_salt.registry import auth, core, reference, storage
 from bay_salt.registry.cache import BlobCache, FillFailed
 from bay_salt.registry.errors import Code, RegistryError
 
@@ -36,13 +38,25 @@ QUEUE_DEPTH = 8  # chunks of the request body in flight to storage (backpressure
 FILLS = 8  # blobs copied from storage into the cache at once
 
 
+def _read_file(path: str, start: int, length: int, block: int = 4 * storage.CHUNK) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        f.seek(start)
+        while length > 0:
+            data = f.read(min(block, length))
+            if not data:
+                raise OSError(f"{path}: shorter than its size")
+            length -= len(data)
+            yield data
+
+
 class Server:
     def __init__(self, registry: core.Registry, workers: int = 16, redirect_blobs: bool = False,
-                 cache: BlobCache | None = None):
+                 cache: BlobCache | None = None, policy: auth.Policy | None = None):
         """``redirect_blobs``: answer blob GETs with a redirect to where storage
         serves the bytes (HDFS: a DataNode), so they do not pass through here
         (not with a ``cache``: then blobs are served from this instance's disk)."""
         self.reg = registry
+        self.policy = policy or auth.Policy()
         self.redirect_blobs = redirect_blobs and cache is None
         self.cache = cache
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="storage")
@@ -104,15 +118,79 @@ class Server:
         try:
             return await handler(request)
         except RegistryError as err:
-            return web.json_response(err.body(), status=err.status)
+            return web.json_response(err.body(), status=err.status, headers=err.headers)
         except storage.StorageError as err:
             log.error("storage: %s", err)
             return web.Response(status=500, text="storage error\n")
 
+    # --- access ---------------------------------------------------------------------
+    @staticmethod
+    def _needs(request: web.Request) -> tuple[str, str, str] | None:
+        """What a request needs: ``(type, name, action)``; None: any valid credentials (the base endpoint)."""
+        if request.path.rstrip("/") == "/v2":
+            return None
+        if request.path == "/v2/_catalog":
+            return ("registry", "catalog", "*")
+        action = {"GET": "pull", "HEAD": "pull", "DELETE": "delete"}.get(request.method, "push")
+        return ("repository", request.match_info.get("name", ""), action)
+
+    def _challenge(self, request: web.Request, needs: tuple[str, str, str] | None, why: str) -> RegistryError:
+        scheme = "https" if request.secure else "http"
+        if self.policy.mode == "basic":
+            header = f'Basic realm="{auth.SERVICE}"'
+        else:
+            header = f'Bearer realm="{scheme}://{request.host}/token",service="{auth.SERVICE}"'
+            if needs:
+                kind, name, action = needs
+                actions = "pull,push" if action == "push" else action
+                header += f',scope="{kind}:{name}:{actions}"'
+        return RegistryError(401, Code.UNAUTHORIZED, why, headers={"WWW-Authenticate": header})
+
+    @web.middleware
+    async def access(self, request: web.Request, handler) -> web.StreamResponse:
+        """Every request but the token endpoint's is checked against the policy
+        (:mod:`bay_salt.registry.auth`); what it may is kept on the request."""
+        if request.path == "/token":
+            return await handler(request)
+        needs = self._needs(request)
+        header = request.headers.get("Authorization")
+        if self.policy.mode == "basic":
+            user = await self.run(self.policy.login, header)
+            request["may"] = lambda kind, name, action, user=user: (
+                self.policy.may_list_catalog(user) if kind == "registry"
+                else action in self.policy.allowed(user, name))
+            authenticated = user is not None
+        else:
+            claims = self.policy.bearer(header)
+            request["may"] = lambda kind, name, action, claims=claims: bool(claims) and auth.token_allows(
+                claims, kind, name, action)
+            authenticated = claims is not None
+        if needs is None:
+            if authenticated or self.policy.anonymous_pull:
+                return await handler(request)
+            raise self._challenge(request, None, "authentication required")
+        if not request["may"](*needs):
+            if self.policy.mode == "basic" and authenticated:
+                raise RegistryError(403, Code.DENIED, "requested access to the resource is denied",
+                                    {"name": needs[1], "action": needs[2]})
+            raise self._challenge(request, needs, "authentication required" if not authenticated
+                                  else "insufficient scope")
+        return await handler(request)
+
+    async def token(self, request: web.Request) -> web.Response:
+        """The token endpoint: HTTP basic credentials (or none: anonymous) in,
+        a token carrying what the user may of the requested scopes out."""
+        header = request.headers.get("Authorization")
+        user = await self.run(self.policy.login, header)
+        if header and user is None:
+            return web.json_response({"errors": [{"code": "UNAUTHORIZED", "message": "wrong credentials"}]},
+                                     status=401, headers={"WWW-Authenticate": f'Basic realm="{auth.SERVICE}"'})
+        return web.json_response(self.policy.issue(user, request.query.getall("scope", [])))
+
     def routes(self) -> list[web.RouteDef]:
         """The distribution API's endpoints; anything else is a plain 404 (or 405)."""
         name = "/v2/{name:.+}"
-        return [
+        return ([web.get("/token", self.token)] if self.policy.on else []) + [
             web.get("/v2/", self.base), web.get("/v2", self.base),
             web.get("/v2/_catalog", self.catalog),
             web.post(name + "/blobs/uploads/", self.start_upload),
@@ -161,12 +239,15 @@ class Server:
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         length = end - start + 1 if size else 0
         local = self.reg.blobs.file(digest) if request.method == "GET" and size else None
-        if local:  # filesystem storage
+        if local and not request.secure:  # filesystem storage: sendfile
             return self._send_file(local, digest)
-        if self.cache is not None and request.method == "GET" and size:
-            served = await self._from_cache(request, digest, size, rng, headers)
-            if served is not None:
-                return served
+        if local is None and self.cache is not None and request.method == "GET" and size:
+            if request.secure:  # a cached blob is streamed below
+                local = self.cache.get(digest, size)
+            if local is None:
+                served = await self._from_cache(request, digest, size, rng, headers)
+                if served is not None:
+                    return served
         if self.redirect_blobs and request.method == "GET" and length and not rng:  # ranges: served here (206)
             url = await self.run(self.reg.blobs.location, digest, start, length)
             if url:
@@ -178,7 +259,11 @@ class Server:
             await resp.prepare(request)
             return resp
         await resp.prepare(request)
-        await self._pump(resp, await self.run(self.reg.blobs.stream, digest, start, length))
+        if local:  # over TLS there is no sendfile: big reads, few writes (asyncio's fallback is 20x slower)
+            request.transport.set_write_buffer_limits(high=4 * storage.CHUNK)
+            await self._pump(resp, _read_file(local, start, length))
+        else:
+            await self._pump(resp, await self.run(self.reg.blobs.stream, digest, start, length))
         return resp
 
     async def _pump(self, resp: web.StreamResponse, chunks: Iterator[bytes]) -> None:
@@ -221,11 +306,11 @@ class Server:
                 return None  # storage's own answer (its error, or the bytes) from the usual path
             resp = web.StreamResponse(status=200, headers=dict(headers, **{"Content-Length": str(size)}))
             await resp.prepare(request)
-            loop, sent = asyncio.get_running_loop(), 0
+            sent = 0
             while True:
                 if request.transport is None:
                     raise ConnectionResetError("client went away")
-                await loop.sendfile(request.transport, reader, sent, limit - sent)
+                await self._send_part(request, resp, reader, sent, limit - sent)
                 sent = limit
                 if sent == size:
                     break
@@ -238,6 +323,19 @@ class Server:
         await resp.write_eof()
         return resp
 
+    async def _send_part(self, request: web.Request, resp: web.StreamResponse, f, offset: int, count: int) -> None:
+        """``count`` bytes of file ``f`` from ``offset``: sendfile, or over TLS big reads and writes."""
+        if not request.secure:
+            await asyncio.get_running_loop().sendfile(request.transport, f, offset, count)
+            return
+        request.transport.set_write_buffer_limits(high=4 * storage.CHUNK)
+        while count > 0:
+            data = await self.run(os.pread, f.fileno(), min(count, 4 * storage.CHUNK), offset)
+            if not data:
+                raise OSError(f"{f.name}: shorter than expected")
+            await resp.write(data)
+            offset, count = offset + len(data), count - len(data)
+
     def _upload_headers(self, name: str, uuid: str, size: int) -> dict:
         return {"Location": f"/v2/{name}/blobs/uploads/{uuid}", "Docker-Upload-UUID": uuid,
                 "Range": f"0-{max(0, size - 1)}" if size else "0-0", "Content-Length": "0"}
@@ -248,10 +346,14 @@ class Server:
 
     async def start_upload(self, request: web.Request) -> web.Response:
         name, q = self._name(request), request.query
-        if "mount" in q:
+        source = q.get("from")
+        may = request.get("may")
+        # with access control, a mount needs pull on its source (else: an upload, as the spec allows)
+        mountable = may is None or (source and may("repository", source, "pull"))
+        if "mount" in q and mountable:
             digest = q["mount"]
             reference.check_digest(digest)
-            if await self.run(self.reg.blobs.mount, name, digest, q.get("from")):
+            if await self.run(self.reg.blobs.mount, name, digest, source):
                 return web.Response(status=201, headers={"Location": f"/v2/{name}/blobs/{digest}",
                                                          "Docker-Content-Digest": digest})
         if "digest" in q:  # monolithic: POST with the whole blob
@@ -394,11 +496,13 @@ async def _collect_garbage(app: web.Application, interval: float):
 
 
 def make_app(registry: core.Registry, redirect_blobs: bool = False, cache: BlobCache | None = None,
-             gc_interval: float = 0) -> web.Application:
-    """The registry's web application; ``gc_interval`` > 0 runs online GC that often."""
-    srv = Server(registry, redirect_blobs=redirect_blobs, cache=cache)
+             gc_interval: float = 0, policy: auth.Policy | None = None) -> web.Application:
+    """The registry's web application; ``gc_interval`` > 0 runs online GC that
+    often; ``policy``: who may do what (none: anyone anything)."""
+    srv = Server(registry, redirect_blobs=redirect_blobs, cache=cache, policy=policy)
     # bodies stream; no whole-body limit applies
-    app = web.Application(client_max_size=0, middlewares=[srv.errors])
+    middlewares = [srv.errors] + ([srv.access] if srv.policy.on else [])
+    app = web.Application(client_max_size=0, middlewares=middlewares)
     app.add_routes(srv.routes())
     app["server"] = srv
     if gc_interval > 0:
@@ -419,13 +523,24 @@ def main(argv: list[str] | None = None) -> int:
                         " (ignored with --cache-dir)")
     p.add_argument("--cache-dir", help="keep blobs read from remote storage on this disk and serve them from here")
     p.add_argument("--cache-size", type=int, default=10 << 30, help="bytes the cache may hold (default 10 GiB)")
+    p.add_argument("--auth-file", help="who may do what: a JSON policy (bay_salt.registry.auth); none: anyone anything")
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM; with --tls-key)")
+    p.add_argument("--tls-key", help="the certificate's key (PEM)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("hdfs").setLevel(logging.WARNING)  # a line for every WebHDFS call otherwise
     reg = core.Registry(storage.from_url(args.storage), gc_grace=args.gc_grace)
     cache = BlobCache(args.cache_dir, args.cache_size) if args.cache_dir else None
-    web.run_app(make_app(reg, redirect_blobs=args.redirect_blobs, cache=cache, gc_interval=args.gc_interval),
-                host=args.host, port=args.port, access_log=None)
+    policy = None
+    if args.auth_file:
+        with open(args.auth_file, encoding="utf-8") as fh:
+            policy = auth.Policy.from_dict(json.load(fh))
+    ssl_context = None
+    if args.tls_cert:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+    web.run_app(make_app(reg, redirect_blobs=args.redirect_blobs, cache=cache, gc_interval=args.gc_interval,
+                         policy=policy), host=args.host, port=args.port, access_log=None, ssl_context=ssl_context)
     return 0
 
 

@@ -21,10 +21,7 @@ except ImportError:  # pragma: no cover
 def __virtual__():
     if not HAS_BAY:
         return (False, "bay_salt is not installed in the Python that runs the salt-master")
-    refused = saltloader.foreign(__file__)
-    if refused:
-        return (False, refused)
-    return "bay_controller"
+    return saltloader.virtual(__file__, "bay_controller")
 
 
 def start(workers=8):

@@ -14,10 +14,7 @@ except ImportError:  # pragma: no cover - depends on the minion's Python
 def __virtual__():
     if not HAS_BAY:
         return (False, "bay_salt is not installed in the Python that runs Salt")
-    refused = saltloader.foreign(__file__)
-    if refused:
-        return (False, refused)
-    return "bay"
+    return saltloader.virtual(__file__, "bay")
 
 
 def bay_capacity():

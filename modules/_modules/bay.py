@@ -27,10 +27,7 @@ __virtualname__ = "bay"
 def __virtual__():
     if not HAS_BAY:
         return (False, f"bay_salt is not installed in the Python that runs Salt: {IMPORT_ERROR}")
-    refused = saltloader.foreign(__file__)
-    if refused:
-        return (False, refused)
-    return __virtualname__
+    return saltloader.virtual(__file__, __virtualname__)
 
 
 def _defaults():
@@ -42,7 +39,7 @@ def _defaults():
     return salt.utils.yaml.safe_load(text)["bay"]
 
 
-def settings(defaults=None):
+def settings(defaults=None, redact=True):
     """
     The validated ``bay:`` settings of this minion: formula defaults merged
     with pillar, plus ``node`` (this minion's id, address, roles). An invalid
@@ -51,6 +48,10 @@ def settings(defaults=None):
     defaults
         the ``bay`` key of ``defaults.yaml`` (map.jinja passes it; read from
         ``salt://bay/defaults.yaml`` when omitted)
+    redact
+        secrets (the gossip key, Consul tokens, registry secrets, services'
+        secret env) shown as ``<redacted>``, as a return goes to the master's
+        job cache; the formula renders with ``redact=False``
 
     CLI Example:
 
@@ -62,9 +63,10 @@ def settings(defaults=None):
         defaults = _defaults()
     own = bay_settings.pick_address(__grains__.get("ip4_interfaces", {}))
     try:
-        return bay_settings.load(defaults, __pillar__.get("bay", {}), __opts__["id"], own)
+        data = bay_settings.load(defaults, __pillar__.get("bay", {}), __opts__["id"], own)
     except bay_settings.SettingsError as exc:
         raise CommandExecutionError(str(exc)) from None
+    return bay_settings.redacted(data) if redact else data
 
 
 def node_report():
@@ -79,12 +81,15 @@ def node_report():
 
         salt '*' bay.node_report
     """
-    cfg = settings()
+    cfg = settings(redact=False)
+    shown = bay_settings.redacted(cfg)  # what goes to the master: no secret (services' secret_env values neither)
     return {
         "node": cfg["node"],
         "capacity": __grains__.get("bay_capacity", {}),
-        "services": cfg.get("services", {}),
+        "services": shown.get("services", {}),
         "controller": cfg["controller"],
+        "admins": cfg["admins"],
+        "teams": cfg["teams"],
         "cadvisor_port": cfg["cadvisor"]["port"],
         "consul": {"servers": cfg["consul"]["server_addresses"], "http_port": cfg["consul"]["http_port"]},
         "containers": __salt__["bay_docker.instances"](),
@@ -101,7 +106,7 @@ def docker_daemon_config(cfg=None):
 
         salt '*' bay.docker_daemon_config
     """
-    return nodeconf.docker_daemon_config(cfg or settings())
+    return nodeconf.docker_daemon_config(cfg or settings(redact=False))
 
 
 def consul_config(cfg=None):
@@ -115,7 +120,7 @@ def consul_config(cfg=None):
         salt '*' bay.consul_config
     """
     try:
-        return nodeconf.consul_config(cfg or settings())
+        return nodeconf.consul_config(cfg or settings(redact=False))
     except ValueError as exc:
         raise CommandExecutionError(str(exc)) from None
 
@@ -130,7 +135,7 @@ def haproxy_config(cfg=None):
 
         salt '*' bay.haproxy_config
     """
-    return nodeconf.haproxy_config(cfg or settings())
+    return nodeconf.haproxy_config(cfg or settings(redact=False))
 
 
 def haproxy_environment(cfg=None):
@@ -143,7 +148,49 @@ def haproxy_environment(cfg=None):
 
         salt '*' bay.haproxy_environment
     """
-    return nodeconf.haproxy_environment(cfg or settings())
+    return nodeconf.haproxy_environment(cfg or settings(redact=False))
+
+
+def consul_token_env(role, cfg=None):
+    """
+    The environment file that gives Bay's daemons their Consul token for
+    ``role`` (reader, registry). A secret: write it root-only, never show it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.consul_token_env reader
+    """
+    return nodeconf.consul_token_env(cfg or settings(redact=False), role)
+
+
+def docker_client_config(cfg=None):
+    """
+    Docker's own login to Bay's registry on this node (``/root/.docker/config.json``).
+    A secret: write it root-only, never show it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.docker_client_config
+    """
+    return nodeconf.docker_client_config(cfg or settings(redact=False))
+
+
+def registry_auth_file(cfg=None):
+    """
+    The registry's access policy (users' hashes, the token secret, grants from
+    the services pillar). A secret: write it root-only, never show it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'roles:registry' bay.registry_auth_file
+    """
+    return nodeconf.registry_auth_file(cfg or settings(redact=False))
 
 
 def lbsync_unit(cfg=None):
@@ -156,7 +203,7 @@ def lbsync_unit(cfg=None):
 
         salt '*' bay.lbsync_unit
     """
-    return nodeconf.lbsync_unit(cfg or settings())
+    return nodeconf.lbsync_unit(cfg or settings(redact=False))
 
 
 def events_unit(cfg=None):
@@ -169,7 +216,7 @@ def events_unit(cfg=None):
 
         salt '*' bay.events_unit
     """
-    return nodeconf.events_unit(cfg or settings())
+    return nodeconf.events_unit(cfg or settings(redact=False))
 
 
 def registry_storage_dir(cfg=None):
@@ -182,7 +229,7 @@ def registry_storage_dir(cfg=None):
 
         salt -G 'roles:registry' bay.registry_storage_dir
     """
-    return nodeconf.registry_storage_dir(cfg or settings())
+    return nodeconf.registry_storage_dir(cfg or settings(redact=False))
 
 
 def registry_unit(cfg=None):
@@ -195,7 +242,39 @@ def registry_unit(cfg=None):
 
         salt -G 'roles:registry' bay.registry_unit
     """
-    return nodeconf.registry_unit(cfg or settings())
+    return nodeconf.registry_unit(cfg or settings(redact=False))
+
+
+def cadvisor_unit_override(cfg=None):
+    """
+    The drop-in that runs cAdvisor on loopback only, for this node.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.cadvisor_unit_override
+    """
+    return nodeconf.cadvisor_unit_override(cfg or settings(redact=False))
+
+
+def container_usage():
+    """
+    CPU (cores) and memory (bytes) of this node's containers, from its own
+    cAdvisor on loopback (what the autoscaler measures with).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.container_usage
+    """
+    from bay_salt.metrics import cadvisor
+
+    try:
+        return cadvisor.fetch("127.0.0.1", settings()["cadvisor"]["port"])
+    except OSError as exc:
+        raise CommandExecutionError(str(exc)) from None
 
 
 def cadvisor_environment(cfg=None):
@@ -208,7 +287,7 @@ def cadvisor_environment(cfg=None):
 
         salt '*' bay.cadvisor_environment
     """
-    return nodeconf.cadvisor_environment(cfg or settings())
+    return nodeconf.cadvisor_environment(cfg or settings(redact=False))
 
 
 def mesos_agent_files(cfg=None):
@@ -221,7 +300,7 @@ def mesos_agent_files(cfg=None):
 
         salt '*' bay.mesos_agent_files
     """
-    return nodeconf.mesos_agent_files(cfg or settings())
+    return nodeconf.mesos_agent_files(cfg or settings(redact=False))
 
 
 def bullseye_source():

@@ -6,7 +6,7 @@ labels and wait for health, stop, list. A thin adapter over
 
 try:
     from bay_salt import saltloader
-    from bay_salt.model.services import GroupSpec
+    from bay_salt.model.services import GroupSpec, secret_values
     from bay_salt.node import containers
 
     HAS_LIBS = True
@@ -21,10 +21,7 @@ __virtualname__ = "bay_docker"
 def __virtual__():
     if not HAS_LIBS:
         return (False, f"the docker SDK and bay_salt must be installed in the minion's Python: {IMPORT_ERROR}")
-    refused = saltloader.foreign(__file__)
-    if refused:
-        return (False, refused)
-    return __virtualname__
+    return saltloader.virtual(__file__, __virtualname__)
 
 
 def run(group, instances, wait=True):
@@ -39,9 +36,17 @@ def run(group, instances, wait=True):
 
         salt node1 bay_docker.run '{"service": "web", "group": "api", ...}' '["a1b2c3d4"]'
     """
-    cfg = __salt__["bay.settings"]()
-    return containers.start_many(GroupSpec.from_dict(group), list(instances), cfg["node"]["address"],
-                                 cfg["docker"]["log_max_size"], cfg["docker"]["log_max_file"], wait=wait)
+    cfg = __salt__["bay.settings"](redact=False)
+    spec = GroupSpec.from_dict(group)
+    secrets = secret_values((cfg.get("services") or {}).get(spec.service) or {}, spec.group)
+    missing = sorted(set(spec.secret_env) - set(secrets))
+    if missing:  # the names came with the spec; the values must be in this node's pillar
+        return [{"instance": i, "container": "", "host_port": None, "healthy": False, "address": "",
+                 "error": f"secret {', '.join(missing)} of {spec.name} is not in this node's pillar"}
+                for i in instances]
+    return containers.start_many(spec, list(instances), cfg["node"]["address"], cfg["docker"]["log_max_size"],
+                                 cfg["docker"]["log_max_file"], wait=wait,
+                                 secrets={k: secrets[k] for k in spec.secret_env})
 
 
 def stop(names, timeout=10):

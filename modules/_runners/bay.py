@@ -26,10 +26,7 @@ __virtualname__ = "bay"
 def __virtual__():
     if not HAS_BAY:
         return (False, "bay_salt is not installed in the Python that runs the salt-master")
-    refused = saltloader.foreign(__file__)
-    if refused:
-        return (False, refused)
-    return __virtualname__
+    return saltloader.virtual(__file__, __virtualname__)
 
 
 def _event(tag, data):
@@ -38,9 +35,13 @@ def _event(tag, data):
 
 
 def _run(fn, *args, **kwargs):
-    """The operation with the master's backend; every failure is one line for the user."""
+    """The operation with the master's backend, as the user who called it (an
+    owner operates their own services only); every failure is one line."""
+    user = globals().get("__user__")  # Salt gives runners the caller (eauth name, root, sudo_NAME)
     try:
-        return fn(saltbackend.for_master(__opts__), *args, **kwargs)
+        return fn(saltbackend.for_master(__opts__), *args, user=user, **kwargs)
+    except operations.NotOwner as exc:
+        raise SaltInvocationError(f"refused: {exc}") from None
     except (SpecError, ValueError, DeployError, TxnError) as exc:
         raise SaltInvocationError(str(exc)) from None
     except Unavailable as exc:

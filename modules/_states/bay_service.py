@@ -23,12 +23,9 @@ __virtualname__ = "bay_service"
 def __virtual__():
     if not HAS_BAY:
         return (False, "bay_salt is not installed in the Python that runs Salt")
-    refused = saltloader.foreign(__file__)
-    if refused:
-        return (False, refused)
     if "saltutil.runner" not in __salt__:
         return (False, "bay_service needs saltutil.runner (run it on the master: salt-run state.orchestrate)")
-    return __virtualname__
+    return saltloader.virtual(__file__, __virtualname__)
 
 
 def _runner(fun, *args):

@@ -15,6 +15,22 @@ bay-cadvisor-environment:
     - require:
       - pkg: bay-cadvisor-package
 
+# on loopback only: the node's own agents and Salt read it there
+bay-cadvisor-unit-override:
+  file.managed:
+    - name: /etc/systemd/system/cadvisor.service.d/bay.conf
+    - contents: {{ salt['bay.cadvisor_unit_override'](bay) | json }}
+    - makedirs: True
+    - mode: '0644'
+
+# systemd does not always notice a new drop-in by itself (NeedDaemonReload
+# stays "no"), and a restart would then run the old command line
+bay-cadvisor-systemd-reload:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: bay-cadvisor-unit-override
+
 bay-cadvisor-service:
   service.running:
     - name: cadvisor
@@ -23,5 +39,7 @@ bay-cadvisor-service:
     - init_delay: 2
     - require:
       - service: bay-docker-service
+      - cmd: bay-cadvisor-systemd-reload
     - watch:
       - file: bay-cadvisor-environment
+      - file: bay-cadvisor-unit-override

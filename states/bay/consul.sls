@@ -61,6 +61,23 @@ bay-consul-config:
     - require:
       - pkg: bay-consul-package
 
+{%- if c.tls.key_file %}
+
+# the agent (user consul) reads its TLS key; nobody else
+bay-consul-tls-key:
+  file.managed:
+    - name: {{ c.tls.key_file }}
+    - replace: False
+    - user: root
+    - group: consul
+    - mode: '0640'
+    - show_changes: False
+    - require:
+      - pkg: bay-consul-package
+    - require_in:
+      - service: bay-consul-service
+{%- endif %}
+
 bay-consul-service:
   service.running:
     - name: consul
@@ -71,3 +88,21 @@ bay-consul-service:
       - file: bay-consul-data-dir
     - watch:
       - file: bay-consul-config
+
+# the token bay-lb-sync and bay-events read KV with (root only, never shown)
+bay-consul-reader-token:
+  file.managed:
+    - name: /etc/bay/consul-reader.env
+    - contents: {{ salt['bay.consul_token_env']('reader', bay) | json }}
+    - mode: '0600'
+    - makedirs: True
+    - show_changes: False
+{%- if bay.consul.acl.enabled and bay.node.consul_server %}
+
+# each Bay role's policy and token, created with the management token (servers)
+bay-consul-acl:
+  bay_consul.acl_present:
+    - name: bay
+    - require:
+      - service: bay-consul-service
+{%- endif %}

@@ -79,3 +79,4 @@ bay-lb-sync-service:
       - service: bay-consul-service
     - watch:
       - file: bay-lb-sync-unit
+      - file: bay-consul-reader-token

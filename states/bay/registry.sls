@@ -20,10 +20,29 @@ bay-registry-storage:
       - service: bay-registry-service
 {%- endif %}
 
+# who may do what (users' hashes, the token secret, grants from the services pillar)
+bay-registry-auth:
+  file.serialize:
+    - name: /etc/bay/registry-auth.json
+    - serializer: json
+    - dataset: {{ salt['bay.registry_auth_file'](bay) | json }}
+    - makedirs: True
+    - mode: '0600'
+    - show_changes: False
+
 bay-registry-unit:
   file.managed:
     - name: /etc/systemd/system/bay-registry.service
     - contents: {{ salt['bay.registry_unit'](bay) | json }}
+
+# the token its registration writes KV with (root only, never shown)
+bay-registry-consul-token:
+  file.managed:
+    - name: /etc/bay/consul-registry.env
+    - contents: {{ salt['bay.consul_token_env']('registry', bay) | json }}
+    - mode: '0600'
+    - makedirs: True
+    - show_changes: False
 
 bay-registry-service:
   service.running:
@@ -31,4 +50,6 @@ bay-registry-service:
     - enable: True
     - watch:
       - file: bay-registry-unit
+      - file: bay-registry-consul-token
+      - file: bay-registry-auth
 {%- endif %}

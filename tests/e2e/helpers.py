@@ -88,8 +88,9 @@ def kv_get(cluster, key, recurse=False):
     """Consul KV read over HTTP from the host (the cluster's own bridge network)."""
     node = cluster.nodes()[0]
     url = f"http://{node.address}:8500/v1/kv/{key}" + ("?recurse" if recurse else "")
+    req = urllib.request.Request(url, headers={"X-Consul-Token": cluster.consul_token() or ""})
     try:
-        return json.loads(urllib.request.urlopen(url, timeout=2).read())
+        return json.loads(urllib.request.urlopen(req, timeout=2).read())
     except urllib.error.HTTPError as err:
         if err.code == 404:
             return []

@@ -3,30 +3,46 @@ node2) over a real HDFS (MiniDFSCluster on this machine), registered in KV and
 served by every node's HAProxy on :5000; the nodes pulled the demo images from
 it; with one instance stopped, pushes and pulls go on through the other."""
 
+import base64
 import json
+import ssl
 import subprocess
+import urllib.error
 import urllib.request
 
 import yaml
 
 from bay_salt.model import names
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import eventually, kv_get
 
 
-def v2(address, port=5000):
+def v2(cluster, address, port=5000):
+    """The base endpoint over TLS (the cluster's CA), with the admin's credentials; its status."""
+    user, password, certs = cluster.registry_login()
+    ctx = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    base = f"https://{address}:{port}"
     try:
-        return urllib.request.urlopen(f"http://{address}:{port}/v2/", timeout=3).status
+        urllib.request.urlopen(f"{base}/v2/", timeout=3, context=ctx)
+    except urllib.error.HTTPError as err:
+        if err.code != 401:
+            return err.code
+    except OSError as err:
+        return str(err)
+    login = base64.b64encode(f"{user}:{password}".encode()).decode()
+    try:
+        req = urllib.request.Request(f"{base}/token?service=bay-registry", headers={"Authorization": f"Basic {login}"})
+        token = json.loads(urllib.request.urlopen(req, timeout=3, context=ctx).read())["token"]
+        req = urllib.request.Request(f"{base}/v2/", headers={"Authorization": f"Bearer {token}"})
+        return urllib.request.urlopen(req, timeout=3, context=ctx).status
     except OSError as err:
         return str(err)
 
 
 def test_every_node_serves_the_registry_from_kv(cluster):
     for n in cluster.nodes():
-        assert v2(n.address) == 200, n.id
-    node = cluster.nodes()[0]
-    url = f"http://{node.address}:8500/v1/kv/{names.kv_group_prefix(names.REGISTRY_SERVICE, names.REGISTRY_GROUP)}"
-    keys = json.loads(urllib.request.urlopen(f"{url}?keys", timeout=3).read())
-    assert sorted(k.rsplit("/", 1)[1] for k in keys) == ["node1", "node2"]
+        assert v2(cluster, n.address) == 200, n.id
+    keys = kv_get(cluster, names.kv_group_prefix(names.REGISTRY_SERVICE, names.REGISTRY_GROUP), recurse=True)
+    assert sorted(k["Key"].rsplit("/", 1)[1] for k in keys) == ["node1", "node2"]
 
 
 def test_storage_is_hdfs_and_the_nodes_pulled_the_demo_from_it(cluster):
@@ -52,9 +68,10 @@ def test_push_and_pull_go_on_with_one_instance_stopped(cluster):
     assert node1.exec_run(["systemctl", "stop", "bay-registry"]).exit_code == 0
     try:
         ref = f"{node3.address}:5000/e2e/busybox:1"
-        push = subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
-                               "docker-daemon:bay-busybox:latest", f"docker://{ref}"], capture_output=True, text=True,
-                              timeout=120)
+        user, password, certs = cluster.registry_login()
+        push = subprocess.run(["skopeo", "copy", "--quiet", "--dest-creds", f"{user}:{password}", "--dest-cert-dir",
+                               str(certs), "docker-daemon:bay-busybox:latest", f"docker://{ref}"], capture_output=True,
+                              text=True, timeout=120)
         assert push.returncode == 0, push.stderr
         pull = cluster.client.containers.get(cluster.nodes()[1].container).exec_run(
             ["docker", "pull", "127.0.0.1:5000/e2e/busybox:1"])
@@ -62,4 +79,5 @@ def test_push_and_pull_go_on_with_one_instance_stopped(cluster):
     finally:
         node1.exec_run(["systemctl", "start", "bay-registry"])
     # back, and registered again by its unit
-    eventually(lambda: v2(cluster.nodes()[0].address, 5001) == 200, 60, "node1's registry instance back", interval=1)
+    eventually(lambda: v2(cluster, cluster.nodes()[0].address, 5001) == 200, 60, "node1's registry instance back",
+               interval=1)

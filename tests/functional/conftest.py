@@ -4,7 +4,7 @@ applied with test=True here: the host is never turned into a Bay node."""
 
 import pytest
 
-from tests.helpers import CHECKOUT
+from tests.helpers import CHECKOUT, REGISTRY_AUTH, TOKENS
 
 
 @pytest.fixture(scope="package")
@@ -30,7 +30,8 @@ def salt_call(salt_minion):
     return salt_minion.salt_call_cli(timeout=120)
 
 
-VALID_PILLAR = """
+#: closed by default: the nodes' Consul tokens and the registry's auth are part of a valid pillar
+VALID_PILLAR = f"""
 bay:
   nodes:
     bay-func-minion:
@@ -41,6 +42,20 @@ bay:
   consul:
     source: debian-bullseye
     servers: [bay-func-minion, other]
+    acl:
+      tokens:
+        management: {TOKENS["management"]}
+        agent: {TOKENS["agent"]}
+        reader: {TOKENS["reader"]}
+        registry: {TOKENS["registry"]}
+        controller: {TOKENS["controller"]}
+  registry:
+    storage: file:///var/lib/bay-registry
+    auth:
+      secret: {REGISTRY_AUTH["secret"]}
+      node_password: {REGISTRY_AUTH["node_password"]}
+      users:
+        node: "{REGISTRY_AUTH["users"]["node"]}"
 """
 
 

@@ -3,6 +3,7 @@
 import json
 
 from tests.functional.conftest import VALID_PILLAR
+from tests.helpers import REGISTRY_AUTH, TOKENS
 
 
 def test_settings_module_validates_and_views_this_node(pillar, salt_call):
@@ -75,6 +76,21 @@ def test_invalid_pillar_fails_before_any_state_runs(pillar, salt_call):
     assert isinstance(ret.data, list), ret.data
 
 
+def test_closed_by_default_needs_the_tokens_and_the_registry_secret(pillar, salt_call):
+    """Consul ACLs and registry auth are on by default: a pillar without the
+    node's tokens, or a registry node without the registry's secret, fails
+    before any state runs and names the missing key."""
+    pillar(VALID_PILLAR.replace(f"        agent: {TOKENS['agent']}\n", ""))
+    ret = salt_call.run("state.sls", "bay", "test=True")
+    assert ret.returncode != 0
+    assert "bay:consul:acl:tokens:agent: missing on bay-func-minion" in json.dumps(ret.data)
+    pillar(VALID_PILLAR.replace("roles: [worker]", "roles: [worker, registry]")
+           .replace(f"      secret: {REGISTRY_AUTH['secret']}\n", ""))
+    ret = salt_call.run("bay.settings")
+    assert ret.returncode != 0
+    assert "bay:registry:auth:secret: missing on bay-func-minion" in ret.stderr + json.dumps(ret.data)
+
+
 def test_unknown_role_is_named(pillar, salt_call):
     pillar(VALID_PILLAR.replace("roles: [worker]", "roles: [worker, dbserver]"))
     ret = salt_call.run("bay.settings")
@@ -97,10 +113,8 @@ def test_registry_renders_for_the_registry_role(pillar, salt_call):
     assert {"bay-registry-unit", "bay-registry-service", "bay-registry-storage"} <= set(ret.data)
     unit = next(a["contents"] for a in ret.data["bay-registry-unit"]["file"] if isinstance(a, dict) and "contents" in a)
     assert "--storage file:///var/lib/bay-registry" in unit
-    pillar(VALID_PILLAR.replace("roles: [worker]", "roles: [worker, registry]") + """
-  registry:
-    storage: hdfs://10.9.0.5:9870/bay-registry
-""")
+    pillar(VALID_PILLAR.replace("roles: [worker]", "roles: [worker, registry]")
+           .replace("storage: file:///var/lib/bay-registry", "storage: hdfs://10.9.0.5:9870/bay-registry"))
     ret = salt_call.run("state.show_sls", "bay.registry")
     assert ret.returncode == 0, ret
     assert "bay-registry-storage" not in ret.data and "bay-registry-service" in ret.data

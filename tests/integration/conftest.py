@@ -9,13 +9,15 @@ import pytest
 
 from bay_salt.model import settings
 from bay_salt.node import config as nodeconf
-from tests.helpers import CHECKOUT
+from tests.helpers import CHECKOUT, REGISTRY_AUTH, TOKENS
 from tests.support.daemons import Daemon, free_port, start_consul, wait_for
 
 
 def node_settings(**extra):
     pillar = settings.deep_merge(
-        {"nodes": {"host": {"address": "127.0.0.1"}}, "consul": {"servers": ["host"]}}, extra
+        {"nodes": {"host": {"address": "127.0.0.1"}}, "consul": {"servers": ["host"], "acl": {"tokens": TOKENS}},
+         "registry": {"auth": REGISTRY_AUTH}},
+        extra
     )
     return settings.load(settings.formula_defaults(CHECKOUT), pillar, "host")
 
@@ -27,7 +29,7 @@ def consul_agent(tmp_path_factory):
         pytest.fail("consul is not installed: run scripts/setup.sh")
     daemon, http = start_consul(tmp_path_factory.mktemp("consul"), nodeconf.consul_config(node_settings()))
     try:
-        yield consul.Consul(host="127.0.0.1", port=http)
+        yield consul.Consul(host="127.0.0.1", port=http, token=TOKENS["management"])
     finally:
         daemon.stop()
 

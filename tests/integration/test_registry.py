@@ -179,11 +179,26 @@ def test_only_the_spec_error_codes_and_plain_answers_elsewhere(fsreg):
     assert st == 404 and json.loads(body)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
 
 
-def test_listings_show_committed_objects_only_under_concurrent_writes(fsreg):
-    """Ten writers tag and push referrers while a reader lists: never a
-    temporary name, never a 5xx, never a half-written referrer."""
+@pytest.fixture(params=["filesystem", "hdfs"])
+def anyreg(request, tmp_path):
+    """A registry over each storage driver (HDFS: as Bay runs it, with the cache)."""
+    if request.param == "filesystem":
+        yield request.getfixturevalue("fsreg")
+        return
+    hdfs = request.getfixturevalue("hdfs")
+    inst = Instance(tmp_path, hdfs.storage_url(f"concurrent-{os.getpid()}-{time.monotonic_ns()}"),
+                    args=["--cache-dir", str(tmp_path / "cache")])
+    yield inst
+    inst.stop()
+
+
+def test_listings_show_committed_objects_only_under_concurrent_writes(anyreg):
+    """Ten writers tag and push referrers while a reader lists, on both
+    storage drivers: never a temporary name, never a 5xx, never a
+    half-written referrer."""
     import concurrent.futures
 
+    fsreg = anyreg
     subject = push_image(fsreg.url, "t/c", "base", b"subject layer")
     stop, seen = [False], []
 

@@ -5,14 +5,15 @@ import pytest
 
 from bay_salt.model import settings
 from bay_salt.node import config as nodeconf
-from tests.helpers import CHECKOUT
+from tests.helpers import CHECKOUT, REGISTRY_AUTH, TOKENS
 
 
 def cfg_for(minion, **extra):
     p = settings.deep_merge(
         {
             "nodes": {"node1": {"address": "10.0.0.1"}, "node2": {"address": "10.0.0.2"}, "node3": {"address": "10.0.0.3"}},
-            "consul": {"servers": ["node1", "node2"]},
+            "consul": {"servers": ["node1", "node2"], "acl": {"tokens": TOKENS}},
+            "registry": {"auth": REGISTRY_AUTH},
         },
         extra,
     )
@@ -46,7 +47,8 @@ def test_consul_server_and_client():
 
 
 def test_consul_needs_an_address():
-    cfg = settings.load(settings.formula_defaults(CHECKOUT), {"nodes": {"n": {}}}, "n")
+    cfg = settings.load(settings.formula_defaults(CHECKOUT), {"nodes": {"n": {}}, "consul": {"acl": {"tokens": TOKENS}}},
+                        "n")
     with pytest.raises(ValueError, match="no address"):
         nodeconf.consul_config(cfg)
 
@@ -55,7 +57,7 @@ def test_haproxy_base_config_has_admin_socket_root_only():
     text = nodeconf.haproxy_config(cfg_for("node1"))
     assert "master-worker" in text
     assert "stats socket /run/haproxy/admin.sock mode 600 level admin expose-fd listeners" in text
-    assert "bind *:8404" in text
+    assert "bind 127.0.0.1:8404" in text and "bind *:8404" not in text  # loopback only
 
 
 @pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy binary not installed (scripts/setup.sh installs it)")
@@ -147,6 +149,34 @@ def test_registry_cache_settings_are_checked(bad, says):
     with pytest.raises(settings.SettingsError, match="bay:registry") as err:
         cfg_for("node1", registry=bad)
     assert says in str(err.value)
+
+
+def test_nothing_listens_beyond_the_node_unless_it_must():
+    """Consul's HTTP API on loopback (servers also on their address, for the
+    master, ACL-protected), cAdvisor on loopback, ACLs on by default."""
+    server, client = nodeconf.consul_config(cfg_for("node1")), nodeconf.consul_config(cfg_for("node3"))
+    assert client["client_addr"] == "127.0.0.1" and server["client_addr"] == "127.0.0.1 10.0.0.1"
+    assert server["acl"]["default_policy"] == "deny" and server["acl"]["tokens"]["master"] == TOKENS["management"]
+    assert "master" not in client["acl"]["tokens"] and client["acl"]["tokens"]["agent"] == TOKENS["agent"]
+    assert "--listen_ip=127.0.0.1" in nodeconf.cadvisor_unit_override(cfg_for("node1"))
+    tls = cfg_for("node1", consul={"tls": {"ca_file": "/c", "cert_file": "/s", "key_file": "/k"}})
+    conf = nodeconf.consul_config(tls)
+    assert conf["verify_incoming_rpc"] and conf["verify_outgoing"] and conf["verify_server_hostname"]
+    env = nodeconf.consul_token_env(cfg_for("node1"), "reader")
+    assert env.endswith(f"CONSUL_HTTP_TOKEN={TOKENS['reader']}\n")
+
+
+def test_nodes_log_in_to_the_registry_and_trust_its_ca():
+    cfg = cfg_for("node1", docker={"registry": "127.0.0.1:5000"},
+                  registry={"tls": {"ca_file": "/etc/bay/ca.pem", "cert_file": "/c", "key_file": "/k"}})
+    assert "insecure-registries" not in nodeconf.docker_daemon_config(cfg)
+    login = nodeconf.docker_client_config(cfg)["auths"]["127.0.0.1:5000"]["auth"]
+    assert __import__("base64").b64decode(login).decode() == "node:pull-only"
+    policy = nodeconf.registry_auth_file(cfg_for("node1", admins=["ops"], services={
+        "demo": {"image": "127.0.0.1:5000/bay/demo:1", "owners": ["alice"], "groups": {}}},
+        docker={"registry": "127.0.0.1:5000"}))
+    assert {"repository": "bay/demo", "actions": ["pull", "push", "delete"]} in policy["grants"]["alice"]
+    assert policy["grants"]["ops"] == [{"repository": "*", "actions": ["*"]}] and policy["mode"] == "token"
 
 
 def test_minion_config_notices_a_dead_master_connection_in_seconds(capsys):

@@ -27,6 +27,9 @@ class Backend(NodeRecorder):
     def services(self):
         return self.pillar
 
+    def access(self):
+        return ["root-team"], {"team-demo": ["bob"]}
+
     def store(self):
         return self.kv
 
@@ -99,3 +102,23 @@ def test_a_node_that_does_not_answer_cannot_be_drained():
     b = Backend({"demo": DEMO})
     with pytest.raises(ValueError, match="no node 'node9' answers"):
         operations.drain(b, "node9")
+
+
+def test_owners_operate_their_own_services_only():
+    b = Backend({"demo": dict(DEMO, owners=["alice", "team-demo"]),
+                 "other": dict(DEMO, owners=["mallory"], groups={"web": dict(DEMO["groups"]["web"], listen=10090)})})
+    operations.deploy(b, "demo", user="alice")
+    operations.deploy(b, "demo", {"web": 3}, user="bob")  # through team-demo
+    with pytest.raises(operations.NotOwner, match="mallory may not operate service demo: its owners are alice"):
+        operations.deploy(b, "demo", user="mallory")
+    with pytest.raises(operations.NotOwner):
+        operations.plan(b, "demo", user="mallory")
+    operations.deploy(b, "other", user="root-team")  # the platform team: every service
+    assert set(operations.status(b, user="mallory")) == {"other.web"}
+    assert set(operations.status(b, user="sudo_ops")) == {"demo.web", "other.web"}
+    # a pillar edit naming mallory does not make her an owner of what runs
+    b.pillar["demo"] = dict(b.pillar["demo"], owners=["mallory"])
+    with pytest.raises(operations.NotOwner):
+        operations.deploy(b, "demo", user="mallory")
+    with pytest.raises(operations.NotOwner, match="may not drain nodes"):
+        operations.drain(b, "node1", user="alice")

@@ -29,6 +29,16 @@ def test_salt_finds_the_loader_modules_through_the_entry_point():
     assert "not the Bay module installed" in saltloader.foreign("/var/cache/salt/minion/extmods/modules/bay.py")
 
 
+def test_the_node_image_installs_what_pyproject_declares_now():
+    """The wheelhouse and the node image follow the checkout's pyproject.toml,
+    not metadata installed before it changed."""
+    from bay_salt.cluster import images
+
+    declared = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert images.runtime_requirements() == sorted(declared)
+    assert "pyjwt>=2.8" in images.runtime_requirements()
+
+
 @pytest.mark.parametrize("playbook", sorted(p.name for p in (CHECKOUT / "playbooks").glob("*.yml")))
 def test_every_playbook_passes_ansibles_syntax_check(playbook):
     """A playbook Ansible cannot parse would otherwise only show in the e2e bootstrap test."""

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from bay_salt.model import services, units
@@ -91,3 +93,26 @@ def test_every_problem_is_listed():
     spec["groups"]["write"]["memory"] = "lots"
     msg = str(pytest.raises(services.SpecError, services.parse, {"feed": spec}).value)
     assert "feed.read: cpu" in msg and "feed.write: memory" in msg
+
+
+def test_secret_environment_travels_by_name_only():
+    from bay_salt.model import settings
+
+    raw = {"image": "r/a:1", "owners": ["t"], "env": {"MODE": "x"}, "secret_env": {"DB_PASSWORD": "hunter2"},
+           "groups": {"web": {"instances": 1, "cpu": 0.1, "memory": 32, "port": 8000, "listen": 10080,
+                              "secret_env": {"API_KEY": "k3y"}}}}
+    g = services.parse({"a": raw})["a"].groups()["web"]
+    assert g.secret_env == ["API_KEY", "DB_PASSWORD"] and "hunter2" not in g.model_dump_json()
+    assert services.secret_values(raw, "web") == {"DB_PASSWORD": "hunter2", "API_KEY": "k3y"}
+    shown = settings.redacted({"services": {"a": raw}})
+    assert "hunter2" not in str(shown) and "k3y" not in str(shown)
+    plain = dict(raw, secret_env={}, groups={"web": {k: v for k, v in raw["groups"]["web"].items()
+                                                     if k != "secret_env"}})
+    pg = services.parse({"a": plain})["a"].groups()["web"]
+    import hashlib
+
+    before = {k: pg.to_dict()[k] for k in services.SPEC_FIELDS}  # the hash groups had before secrets existed
+    assert pg.spec_hash() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    assert g.spec_hash() != pg.spec_hash()
+    with pytest.raises(services.SpecError, match="a.web: secret_env: MODE also in env"):
+        services.parse({"a": dict(raw, secret_env={"MODE": "y"})})

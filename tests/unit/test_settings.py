@@ -1,7 +1,7 @@
 import pytest
 
 from bay_salt.model import settings
-from tests.helpers import CHECKOUT
+from tests.helpers import CHECKOUT, REGISTRY_AUTH, TOKENS
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,8 @@ def pillar(**extra):
             "node2": {"address": "10.0.0.2", "roles": ["worker", "registry"]},
             "node3": {"address": "10.0.0.3"},
         },
-        "consul": {"servers": ["node1", "node2", "node3"]},
+        "consul": {"servers": ["node1", "node2", "node3"], "acl": {"tokens": TOKENS}},
+        "registry": {"auth": REGISTRY_AUTH},
     }
     return settings.deep_merge(base, extra)
 
@@ -44,7 +45,8 @@ def test_first_node_is_server_when_none_listed(defaults):
 
 
 def test_own_address_from_grains_when_pillar_has_none(defaults):
-    cfg = settings.load(defaults, {"nodes": {"n1": {}}}, "n1", own_address="192.0.2.7")
+    cfg = settings.load(defaults, {"nodes": {"n1": {}}, "consul": {"acl": {"tokens": TOKENS}}}, "n1",
+                        own_address="192.0.2.7")
     assert cfg["node"]["address"] == "192.0.2.7"
 
 
@@ -98,3 +100,42 @@ def test_gossip_key_is_never_echoed(defaults):
     assert secret not in str(err.value)
     good = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="
     assert settings.load(defaults, pillar(consul={"encrypt": good}))["consul"]["encrypt"] == good
+
+
+@pytest.mark.parametrize(
+    "node, drop, key",
+    [
+        ("node3", "agent", "bay:consul:acl:tokens:agent: missing on node3"),
+        ("node1", "controller", "bay:consul:acl:tokens:controller: missing on node1"),  # a server makes every token
+        ("node2", "registry", "bay:consul:acl:tokens:registry: missing on node2"),
+    ],
+)
+def test_each_node_needs_its_tokens(defaults, node, drop, key):
+    p = pillar()
+    p["consul"]["acl"]["tokens"] = {r: t for r, t in TOKENS.items() if r != drop}
+    with pytest.raises(settings.SettingsError) as err:
+        settings.load(defaults, p, node)
+    assert key in str(err.value)
+    assert not any(t in str(err.value) for t in TOKENS.values())  # no secret in the message
+
+
+def test_a_worker_needs_only_its_own_tokens(defaults):
+    p = pillar(nodes={"node4": {"address": "10.0.0.4"}})
+    p["consul"]["acl"]["tokens"] = {r: TOKENS[r] for r in ("agent", "reader")}
+    assert settings.load(defaults, p, "node4")["node"]["consul_server"] is False
+    p["consul"]["acl"]["enabled"] = False
+    p["consul"]["acl"]["tokens"] = {}
+    assert settings.load(defaults, p, "node1")["consul"]["acl"]["enabled"] is False
+
+
+def test_registry_nodes_need_the_secret_and_pullers_the_password(defaults):
+    p = pillar(docker={"registry": "127.0.0.1:5000"})
+    del p["registry"]["auth"]["secret"]
+    with pytest.raises(settings.SettingsError, match="bay:registry:auth:secret: missing on node2"):
+        settings.load(defaults, p, "node2")
+    p = pillar(docker={"registry": "127.0.0.1:5000"})
+    del p["registry"]["auth"]["node_password"]
+    with pytest.raises(settings.SettingsError, match="bay:registry:auth:node_password: missing on node3"):
+        settings.load(defaults, p, "node3")
+    p["registry"]["auth"]["mode"] = "none"
+    assert settings.load(defaults, p, "node3")["registry"]["auth"]["mode"] == "none"

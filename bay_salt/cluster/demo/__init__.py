@@ -45,15 +45,20 @@ def ensure_images(client, progress: Progress) -> list[str]:
     return tags
 
 
-def push(registry: str, progress: Progress, pull_as: str | None = None) -> dict[str, str]:
-    """Copy the demo images into ``registry`` (host:port, plain HTTP);
-    returns version -> image reference as nodes pull it (``pull_as``: the
-    registry's address from the nodes, if it differs)."""
+def push(registry: str, progress: Progress, pull_as: str | None = None,
+         login: tuple[str, str, Path] | None = None) -> dict[str, str]:
+    """Copy the demo images into ``registry`` (host:port); ``login``: (user,
+    password, a directory with the CA as ca.crt) for a registry behind TLS
+    and authentication (else plain HTTP). Returns version -> image reference
+    as nodes pull it (``pull_as``: the registry's address from the nodes, if
+    it differs)."""
     refs = {}
+    dest = (["--dest-creds", f"{login[0]}:{login[1]}", "--dest-cert-dir", str(login[2])] if login
+            else ["--dest-tls-verify=false"])
     for v in VERSIONS:
         ref = f"{registry}/{REPOSITORY}:{v}"
-        progress.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"docker-daemon:{DEMO_IMAGE}:{v}",
-                      f"docker://{ref}"], f"push {ref}")
+        progress.run(["skopeo", "copy", "--quiet", *dest, f"docker-daemon:{DEMO_IMAGE}:{v}", f"docker://{ref}"],
+                     f"push {ref}")
         refs[v] = f"{pull_as or registry}/{REPOSITORY}:{v}"
     return refs
 

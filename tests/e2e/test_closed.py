@@ -1,0 +1,197 @@
+"""Closed by default, tried from outside: a container on the cluster's network
+that is not a node (no Salt key, no Consul token, no registry credentials)
+tries every node's endpoints. Every write is refused, no read leaks routes,
+instances or images; what should work for such a client (the services'
+frontends) still does, and so do the nodes themselves."""
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from bay_salt.cluster import images
+from bay_salt.model import names
+from tests.e2e.helpers import WEB, kv_get
+
+ATTACKER = "bay-e2e-attacker"
+
+
+@pytest.fixture(scope="module")
+def attacker(cluster):
+    """A container on the cluster's network that is not a node: the node
+    image (curl, python3, Salt) without a node's keys or tokens."""
+    name = f"{ATTACKER}-{cluster.name}"
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    image = images.ensure_node_image(cluster.client, cluster.progress)
+    c = cluster.client.containers.run(image, ["sleep", "infinity"], name=name, detach=True, entrypoint=[],
+                                      network=names.network_name(cluster.name),
+                                      labels={names.LABEL_CLUSTER: cluster.name})
+    yield c
+    c.remove(force=True)
+
+
+def curl(attacker, *args) -> tuple[int, str]:
+    """(HTTP status or 0 when nothing answered, body) of a curl from the attacker."""
+    res = attacker.exec_run(["curl", "-sk", "-m", "5", "-o", "/tmp/body", "-w", "%{http_code}", *args])
+    body = attacker.exec_run(["cat", "/tmp/body"]).output.decode(errors="replace")
+    attacker.exec_run(["rm", "-f", "/tmp/body"])
+    code = res.output.decode().strip()
+    return (int(code) if code.isdigit() else 0), body
+
+
+def test_consul_refuses_anonymous_reads_and_writes(cluster, attacker):
+    for n in cluster.nodes()[:3]:
+        base = f"http://{n.address}:8500"
+        st, body = curl(attacker, f"{base}/v1/kv/bay/?recurse")
+        assert st in (403, 404) or body.strip() in ("", "[]"), (n.id, st, body[:200])
+        assert "bay/instances" not in body and "bay/routes" not in body
+        assert curl(attacker, "-X", "PUT", "-d", '{"listen":1}', f"{base}/v1/kv/bay/routes/evil/web")[0] == 403
+        reg = json.dumps({"Node": "evil", "Address": "10.6.6.6", "Service": {"Service": "bay-registry"}})
+        assert curl(attacker, "-X", "PUT", "-d", reg, f"{base}/v1/catalog/register")[0] == 403
+        st, body = curl(attacker, "-X", "PUT", f"{base}/v1/acl/bootstrap")
+        assert st != 200 and "SecretID" not in body, (st, body[:200])
+        st, body = curl(attacker, f"{base}/v1/acl/tokens")
+        assert st == 403 and "SecretID" not in body
+    # nothing was written
+    assert kv_get(cluster, "bay/routes/evil/web") == []
+
+
+def test_the_registry_refuses_anonymous_and_wrong_credentials(cluster, attacker):
+    for n in cluster.nodes()[:3]:
+        for port in (5000, 5001) if n.id in ("node1", "node2") else (5000,):
+            base = f"https://{n.address}:{port}"
+            assert curl(attacker, f"{base}/v2/_catalog")[0] == 401
+            assert curl(attacker, f"{base}/v2/bay/demo/tags/list")[0] == 401
+            assert curl(attacker, "-X", "POST", f"{base}/v2/bay/demo/blobs/uploads/")[0] == 401
+            assert curl(attacker, "-X", "DELETE", f"{base}/v2/bay/demo/manifests/1")[0] == 401
+            assert curl(attacker, "-u", "bay-admin:guess", f"{base}/token?scope=repository:bay/demo:push")[0] == 401
+            st, body = curl(attacker, f"{base}/token?scope=repository:bay/demo:pull,push")  # anonymous: nothing
+            token = json.loads(body)["token"]
+            assert curl(attacker, "-H", f"Authorization: Bearer {token}", f"{base}/v2/bay/demo/tags/list")[0] == 401
+            forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+            assert curl(attacker, "-H", f"Authorization: Bearer {forged}", f"{base}/v2/bay/demo/tags/list")[0] == 401
+
+
+def test_node_endpoints_are_not_public(cluster, attacker):
+    for n in cluster.nodes()[:3]:
+        for port in (8080, 8404):  # cAdvisor, HAProxy stats: loopback only
+            assert curl(attacker, f"http://{n.address}:{port}/")[0] == 0, (n.id, port)
+    for n in cluster.nodes()[3:]:  # Consul clients (the playbook's joined server): their HTTP API is loopback only
+        assert curl(attacker, f"http://{n.address}:8500/v1/status/leader")[0] == 0, n.id
+
+
+def test_the_registrys_hdfs_answers_the_registry_nodes_only(cluster, attacker):
+    """WebHDFS believes any user name: the host firewall lets only the
+    registry nodes reach the cluster's HDFS."""
+    details = json.loads((cluster.state_dir / "hdfs" / "details.json").read_text())
+    gateway = cluster.client.networks.get(names.network_name(cluster.name)).attrs["IPAM"]["Config"][0]["Gateway"]
+    url = f"http://{gateway}:{details['http_port']}/webhdfs/v1/bay-registry?op=LISTSTATUS&user.name=root"
+    assert curl(attacker, url)[0] == 0
+    assert curl(attacker, "-X", "PUT", f"http://{gateway}:{details['http_port']}/webhdfs/v1/evil?op=MKDIRS"
+                          "&user.name=root")[0] == 0
+    registry = cluster.client.containers.get(cluster.nodes()[0].container)
+    res = registry.exec_run(["curl", "-sf", "-o", "/dev/null", url])
+    assert res.exit_code == 0, res.output
+
+
+def test_a_forged_salt_event_from_a_non_node_goes_nowhere(cluster, attacker):
+    """A Salt minion that is not a node (its key unknown to the master) can
+    send nothing: its key waits, unaccepted, and the controller acts on
+    nothing it claims; claiming a node's id with another key is refused."""
+    def instances():
+        return sorted(e["Key"] for e in kv_get(cluster, "bay/instances/demo/web/", recurse=True))
+
+    before = instances()
+    master = cluster.master()
+    master.reload()
+    master_ip = next(iter(master.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    forged = json.dumps({"node": cluster.nodes()[0].id, "service": "demo", "group": "web", "container": "0" * 64})
+    for minion_id in ("evil", cluster.nodes()[0].id):
+        res = attacker.exec_run(["timeout", "40", f"{images.VENV}/bin/salt-call", "--master", master_ip, "--id",
+                                 minion_id, "-l", "quiet", "event.send",
+                                 names.TAG_CONTAINER_DIED, forged])
+        assert res.exit_code != 0, res.output.decode()[-300:]
+    keys = json.loads(master.exec_run(["salt-key", "-L", "--out=json"]).output)
+    assert "evil" in keys["minions_pre"] and "evil" not in keys["minions"]
+    assert cluster.nodes()[0].id in keys["minions"]
+    master.exec_run(["salt-key", "-y", "-d", "evil"])
+    time.sleep(5)
+    assert instances() == before
+
+
+def test_what_should_work_still_does(cluster, attacker):
+    # the services' frontends are public by design
+    assert curl(attacker, f"http://{cluster.nodes()[0].address}:{WEB}/")[0] == 200
+    # the nodes read KV with their own token, and pull with their own login
+    node = cluster.client.containers.get(cluster.nodes()[1].container)
+    res = node.exec_run(["sh", "-c", ". /etc/bay/consul-reader.env && curl -sf -H \"X-Consul-Token: "
+                                     "$CONSUL_HTTP_TOKEN\" http://127.0.0.1:8500/v1/kv/bay/routes/?keys"])
+    assert res.exit_code == 0 and "bay/routes/demo/web" in res.output.decode()
+    res = node.exec_run(["docker", "pull", "127.0.0.1:5000/bay/demo:2"])
+    assert res.exit_code == 0, res.output.decode()[-300:]
+
+
+def test_owners_deploy_their_own_services_only(cluster, pillar):
+    """Salt external auth (PAM on the master): an owner runs bay.deploy for
+    the services whose owners name them, and nothing else."""
+    import copy
+
+    from bay_salt.cluster.local import BayError
+
+    cluster.add_user("alice", "alice-pw")
+    cluster.add_user("mallory", "mallory-pw")
+    spec = copy.deepcopy(pillar)
+    spec["bay"]["services"]["demo"]["owners"] = ["alice"]
+    cluster.set_services(spec)
+    cluster.runner("bay.deploy", "demo")  # the platform (root) records alice as its owner
+    assert cluster.runner("bay.deploy", "demo", login=("alice", "alice-pw"))
+    with pytest.raises(BayError, match="mallory may not operate service demo"):
+        cluster.runner("bay.deploy", "demo", login=("mallory", "mallory-pw"))
+    with pytest.raises(BayError):
+        cluster.runner("bay.drain", "node1", login=("alice", "alice-pw"))
+    assert cluster.runner("bay.status", login=("mallory", "mallory-pw")) == {}
+    with pytest.raises(BayError):  # Salt's own ACL: no other runner, no wrong password
+        cluster.runner("jobs.list_jobs", login=("alice", "alice-pw"))
+    with pytest.raises(BayError):
+        cluster.runner("bay.status", login=("alice", "wrong"))
+    res = cluster.master().exec_run(["salt", "-a", "pam", "--username", "alice", "--password", "alice-pw", "*",
+                                     "cmd.run", "id"])
+    assert res.exit_code != 0 or "uid=" not in res.output.decode()
+
+
+def test_a_secret_in_a_spec_reaches_the_container_and_nothing_else(cluster, pillar):
+    """secret_env: the value is in the container's environment; KV, the
+    runner's output, bay.status and Salt's job cache and logs on the master
+    and the nodes carry its name only."""
+    import copy
+    import secrets as random
+
+    value = f"s3cret-{random.token_hex(8)}"
+    spec = copy.deepcopy(pillar)
+    spec["bay"]["services"]["demo"]["secret_env"] = {"DEMO_PASSWORD": value}
+    cluster.set_services(spec)
+    out = cluster.runner("bay.deploy", "demo")
+    assert value not in json.dumps(out)
+    assert value not in json.dumps(cluster.runner("bay.status", "demo"))
+    assert value not in json.dumps(cluster.runner("bay.plan", "demo"))
+    envs = []  # every demo container, on whichever node the deploy placed it
+    for n in cluster.nodes()[:3]:
+        node = cluster.client.containers.get(n.container)
+        for cid in node.exec_run(["docker", "ps", "-q", "--filter", f"label={names.LABEL_SERVICE}=demo"]).output.split():
+            envs.append(json.loads(node.exec_run(["docker", "inspect", "--format", "{{json .Config.Env}}",
+                                                  cid.decode()]).output))
+    assert envs and all(f"DEMO_PASSWORD={value}" in env for env in envs), len(envs)
+    specs = kv_get(cluster, "bay/specs/", recurse=True)
+    assert specs and all(value not in json.dumps(e) and value not in (
+        __import__("base64").b64decode(e["Value"] or "").decode()) for e in specs)
+    assert "DEMO_PASSWORD" in "".join(__import__("base64").b64decode(e["Value"] or "").decode() for e in specs)
+    # Salt's job cache and logs (the pillar itself, and Salt's copy of each
+    # minion's pillar, hold it by design: that copy is root's only)
+    for c in [cluster.master()] + [cluster.client.containers.get(n.container) for n in cluster.nodes()]:
+        res = c.exec_run(["sh", "-c", f"grep -rl -- '{value}' /var/cache/salt /var/log /var/lib/bay 2>/dev/null "
+                                      "| grep -Ev '/master/(pillar/[^/]+|minions/.*/data)\\.p$' || true"])
+        assert res.output.decode().strip() == "", (c.name, res.output.decode())
+    res = cluster.master().exec_run(["sh", "-c", "find /var/cache/salt/master/pillar /var/cache/salt/master/minions "
+                                                 "-name '*.p' -perm /077 2>/dev/null"])
+    assert res.output.decode().strip() == "", res.output.decode()
