@@ -73,6 +73,8 @@ def consul_config(cfg: dict) -> dict:
         "client_addr": " ".join(dict.fromkeys(["127.0.0.1"] + ([node["address"]] if node["consul_server"] else []))),
         # no WAN gossip: Bay runs one datacenter, so a server listens on 8300 and 8301 only
         "ports": {"http": c["http_port"], "dns": c["dns_port"], "serf_wan": -1},
+        # DNS answers on loopback only, on servers too (their HTTP API is on the address for the master)
+        "addresses": {"dns": "127.0.0.1"},
         "retry_join": [a for a in c["server_addresses"] if a != node["address"]] or c["server_addresses"],
         "server": node["consul_server"],
         "ui": c["ui"],

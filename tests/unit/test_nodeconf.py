@@ -156,6 +156,7 @@ def test_nothing_listens_beyond_the_node_unless_it_must():
     master, ACL-protected), cAdvisor on loopback, ACLs on by default."""
     server, client = nodeconf.consul_config(cfg_for("node1")), nodeconf.consul_config(cfg_for("node3"))
     assert client["client_addr"] == "127.0.0.1" and server["client_addr"] == "127.0.0.1 10.0.0.1"
+    assert server["addresses"] == {"dns": "127.0.0.1"} and client["addresses"] == {"dns": "127.0.0.1"}
     assert server["acl"]["default_policy"] == "deny" and server["acl"]["tokens"]["master"] == TOKENS["management"]
     assert "master" not in client["acl"]["tokens"] and client["acl"]["tokens"]["agent"] == TOKENS["agent"]
     assert "--listen_ip=127.0.0.1" in nodeconf.cadvisor_unit_override(cfg_for("node1"))
