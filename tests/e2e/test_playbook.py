@@ -35,7 +35,7 @@ def test_bootstrap_playbook_joins_a_plain_server(cluster, tmp_path):
     master = cluster.master()
     keys = yaml.safe_load(master.exec_run(["salt-key", "-L", "--out=yaml"]).output)
     assert "node4" in keys["minions"] and keys["minions_pre"] == []
-    out = server.exec_run(["consul", "members"]).output.decode()
+    out = server.exec_run(["consul", "members"], environment={"CONSUL_HTTP_TOKEN": cluster.consul_token()}).output.decode()
     alive = sorted(line.split()[0] for line in out.splitlines()[1:] if " alive " in line)
     assert alive == ["node1", "node2", "node3", "node4"], out
     for svc in ("salt-minion", "docker", "consul", "haproxy", "cadvisor"):
