@@ -461,8 +461,24 @@ class LocalCluster:
         demo.ensure_images(self.client, self.progress)
         refs = demo.push(self.registry(), self.progress, pull_as=self.pull_registry(), login=self.registry_login())
         self.set_services(demo.services_pillar(refs))
+        self.refresh_registry_grants()
         with self.progress.step("salt-run bay.deploy demo"):
             return self.runner("bay.deploy", "demo")
+
+    def refresh_registry_grants(self) -> None:
+        """The registry nodes' access policy from the services pillar as it is
+        now (the owners of a service just declared may push), read again by
+        the running instances (a reload: no upload is cut)."""
+        targets = ",".join(n.id for n in self.nodes()[:REGISTRY_NODES])
+        with self.progress.step("registry grants from the services pillar"):
+            self.salt("-L", targets, "saltutil.refresh_pillar", "wait=True", timeout=60)
+            ret = self.salt("-L", targets, "state.sls_id", "bay-registry-auth", "bay.registry", timeout=120)
+            failed = [m for m, r in ret.items() if not isinstance(r, dict) or not all(v.get("result") for v in r.values())]
+            if failed:
+                raise BayError(f"the registry grants could not be written on {', '.join(failed)}: "
+                               + "; ".join(str(v.get("comment", v))[:200] if isinstance(v, dict) else str(v)[:200]
+                                           for r in ret.values() for v in (r.values() if isinstance(r, dict) else [r])))
+            self.salt("-L", targets, "service.reload", "bay-registry", timeout=60)
 
     def add_user(self, name: str, password: str, admin: bool = False) -> None:
         """A PAM account on the master for Salt's external auth: an owner

@@ -23,6 +23,7 @@ import logging
 import os
 import queue
 import re
+import signal
 import ssl
 from collections.abc import Iterator
 
@@ -495,10 +496,30 @@ async def _collect_garbage(app: web.Application, interval: float):
     task.cancel()
 
 
+def reload_policy(srv: Server, path: str) -> bool:
+    """Read the access policy at ``path`` again (SIGHUP) and use it for the
+    requests from now on; one whose mode differs (token, basic, none) needs
+    a restart and is refused, as is one that does not parse. True if taken."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            new = auth.Policy.from_dict(json.load(fh))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        log.error("access policy %s not reloaded, the current one stays: %s", path, err)
+        return False
+    if new.mode != srv.policy.mode:
+        log.error("access policy %s: mode %s -> %s needs a restart; the current one stays", path, srv.policy.mode,
+                  new.mode)
+        return False
+    srv.policy = new
+    log.info("access policy reloaded from %s: %d users, %d with grants", path, len(new.users), len(new.grants))
+    return True
+
+
 def make_app(registry: core.Registry, redirect_blobs: bool = False, cache: BlobCache | None = None,
-             gc_interval: float = 0, policy: auth.Policy | None = None) -> web.Application:
+             gc_interval: float = 0, policy: auth.Policy | None = None, policy_file: str | None = None) -> web.Application:
     """The registry's web application; ``gc_interval`` > 0 runs online GC that
-    often; ``policy``: who may do what (none: anyone anything)."""
+    often; ``policy``: who may do what (none: anyone anything), read again
+    from ``policy_file`` on SIGHUP."""
     srv = Server(registry, redirect_blobs=redirect_blobs, cache=cache, policy=policy)
     # bodies stream; no whole-body limit applies
     middlewares = [srv.errors] + ([srv.access] if srv.policy.on else [])
@@ -507,6 +528,10 @@ def make_app(registry: core.Registry, redirect_blobs: bool = False, cache: BlobC
     app["server"] = srv
     if gc_interval > 0:
         app.cleanup_ctx.append(lambda a: _collect_garbage(a, gc_interval))
+    if policy_file:
+        async def on_hup(a):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_policy, srv, policy_file)
+        app.on_startup.append(on_hup)
     return app
 
 
@@ -527,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM; with --tls-key)")
     p.add_argument("--tls-key", help="the certificate's key (PEM)")
     args = p.parse_args(argv)
+    # until the reload handler is in place a SIGHUP (systemctl reload) must not end the process
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("hdfs").setLevel(logging.WARNING)  # a line for every WebHDFS call otherwise
     reg = core.Registry(storage.from_url(args.storage), gc_grace=args.gc_grace)
@@ -539,8 +566,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.tls_cert:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
-    web.run_app(make_app(reg, redirect_blobs=args.redirect_blobs, cache=cache, gc_interval=args.gc_interval,
-                         policy=policy), host=args.host, port=args.port, access_log=None, ssl_context=ssl_context)
+    app = make_app(reg, redirect_blobs=args.redirect_blobs, cache=cache, gc_interval=args.gc_interval,
+                   policy=policy, policy_file=args.auth_file)
+    web.run_app(app, host=args.host, port=args.port, access_log=None, ssl_context=ssl_context)
     return 0
 
 

@@ -48,8 +48,19 @@ bay-registry-service:
   service.running:
     - name: bay-registry
     - enable: True
+    - require:
+      - file: bay-registry-auth
     - watch:
       - file: bay-registry-unit
       - file: bay-registry-consul-token
+
+# new grants (a service declared, its owners changed) are read again without a
+# restart: uploads in flight go on
+bay-registry-auth-reload:
+  cmd.run:
+    - name: systemctl reload bay-registry
+    - onchanges:
       - file: bay-registry-auth
+    - require:
+      - service: bay-registry-service
 {%- endif %}

@@ -75,3 +75,23 @@ def test_repository_names_from_image_references():
     assert auth.repository_of("registry.example:5000/team/app@sha256:" + "a" * 64, "x") == "team/app"
     assert auth.repository_of("bay/demo", "x") == "bay/demo"
     assert auth.repository_of("localhost/app:2", "x") == "app"
+
+
+def test_a_changed_policy_file_is_taken_on_reload_but_not_a_change_of_mode(tmp_path):
+    """SIGHUP (systemctl reload) reads the file again: new grants apply to the
+    next request; a file that does not parse, or switches token/basic/none
+    (which needs a restart), leaves the current policy in place."""
+    import json
+
+    from bay_salt.registry.server import Server, reload_policy
+
+    srv = Server(None, policy=POLICY)
+    path = tmp_path / "registry-auth.json"
+    grants = {"bob": [{"repository": "bay/new", "actions": ["pull", "push"]}]}
+    path.write_text(json.dumps({"mode": "token", "secret": "x" * 32, "grants": grants}))
+    assert reload_policy(srv, str(path)) and "push" in srv.policy.allowed("bob", "bay/new")
+    taken = srv.policy
+    path.write_text(json.dumps({"mode": "none"}))
+    assert not reload_policy(srv, str(path)) and srv.policy is taken
+    path.write_text("{not json")
+    assert not reload_policy(srv, str(path)) and srv.policy is taken
