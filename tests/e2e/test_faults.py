@@ -20,7 +20,9 @@ def node_of(cluster, node_id):
 
 
 def on(cluster, node_id, *cmd):
-    res = cluster.client.containers.get(node_of(cluster, node_id).container).exec_run(list(cmd))
+    """``cmd`` in the node, as root with the controller's Consul token (ACLs: `consul` answers nothing without one)."""
+    res = cluster.client.containers.get(node_of(cluster, node_id).container).exec_run(
+        list(cmd), environment={"CONSUL_HTTP_TOKEN": cluster.consul_token() or ""})
     return res.exit_code, res.output.decode()
 
 
@@ -180,7 +182,7 @@ def test_rolling_restart_of_every_node_keeps_the_consul_quorum(cluster):
         for node_id in ("node1", "node2", "node3"):
             c = cluster.client.containers.get(node_of(cluster, node_id).container)
             c.restart(timeout=10)
-            eventually(lambda c=c, node_id=node_id: c.exec_run(["consul", "members"]).output.decode().count(" alive ") >= 3
+            eventually(lambda node_id=node_id: on(cluster, node_id, "consul", "members")[1].count(" alive ") >= 3
                        and cluster.salt(node_id, "test.ping", timeout=5).get(node_id) is True, 180,
                        f"{node_id} back", interval=2)
         converges(cluster, timeout=180)
