@@ -167,6 +167,89 @@ def services(service: Annotated[str | None, typer.Argument()] = None) -> None:
     console.print(table)
 
 
+def _graphite(web: str | None, user: str | None, ca: str | None):
+    """A render client for the local cluster's graphite-web, or the one named."""
+    import os
+
+    from bay_salt.metrics.render import RenderClient
+
+    if web:
+        return RenderClient(web, user or "", os.environ.get("BAY_GRAPHITE_PASSWORD", ""), ca or "")
+    url, login, password, ca_file = _local().graphite()
+    return RenderClient(url, user or login, password, ca or str(ca_file))
+
+
+@app.command()
+def dashboards(grafana: Annotated[str | None, typer.Option(
+                   help="also write every dashboard as Grafana JSON into this directory")] = None) -> None:
+    """The dashboards' URLs in graphite-web: the platform's and every service's."""
+    from pathlib import Path
+
+    from bay_salt.metrics import dashboards as dash
+
+    local = _local()
+    web = local.graphite()[0]
+    services = (local.services_pillar().get("bay") or {}).get("services") or {}
+    table = Table()
+    table.add_column("dashboard")
+    table.add_column("URL")
+    for name, url in dash.urls(web, local.name, services).items():
+        table.add_row(name, url)
+    console.print(table)
+    console.print(f"[dim]user {local.graphite()[1]}; password in {local.state_dir / 'pki' / 'graphite-web'}; "
+                  f"CA {local.state_dir / 'pki' / 'ca.pem'}[/]")
+    if grafana:
+        out = Path(grafana)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, panels in dash.all_dashboards(local.name, services).items():
+            (out / f"{name}.json").write_text(json.dumps(dash.grafana(name, name, panels), indent=2) + "\n")
+        console.print(f"Grafana JSON written to {out}/ (import each with a Graphite datasource)")
+
+
+def _top_table(rows: list[dict], cluster: str) -> Table:
+    def num(v, fmt):
+        return "-" if v is None else fmt.format(v)
+
+    table = Table(title=f"Bay {cluster}: groups (newest points in Graphite)")
+    for col in ("group", "instances", "CPU cores", "memory", "requests/s", "5xx"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    for r in rows:
+        inst = f"{num(r.get('passing'), '{:.0f}')}/{num(r.get('desired'), '{:.0f}')}"
+        if r.get("passing") is not None and r.get("desired") is not None and r["passing"] < r["desired"]:
+            inst = f"[yellow]{inst}[/]"
+        mem = None if r.get("memory") is None else r["memory"] / 2**20
+        table.add_row(r["group"], inst, num(r.get("cpu"), "{:.2f}"), num(mem, "{:.0f} MiB"),
+                      num(r.get("requests"), "{:.1f}"), num(r.get("errors"), "{:.0f}"))
+    return table
+
+
+@app.command()
+def top(once: Annotated[bool, typer.Option(help="print one table and stop")] = False,
+        interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 5.0,
+        web: Annotated[str | None, typer.Option(help="graphite-web URL (default: the local cluster's); "
+                                                     "password from BAY_GRAPHITE_PASSWORD")] = None,
+        user: Annotated[str | None, typer.Option(help="graphite-web user")] = None,
+        ca: Annotated[str | None, typer.Option(help="CA file graphite-web's certificate is checked with")] = None,
+        ) -> None:
+    """Groups with their live CPU, memory, instances and request rate (from Graphite)."""
+    from rich.live import Live
+
+    from bay_salt.cluster.local import BayError
+    from bay_salt.metrics.render import RenderError, top_rows
+
+    client = _graphite(web, user, ca)
+    try:
+        if once:
+            console.print(_top_table(top_rows(State.cluster, client), State.cluster))
+            return
+        with Live(console=console, refresh_per_second=1) as live:
+            while True:
+                live.update(_top_table(top_rows(State.cluster, client), State.cluster))
+                time.sleep(interval)
+    except RenderError as err:
+        raise BayError(str(err)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command; a user error is one red line and exit 1."""
     from bay_salt.cluster.local import BayError

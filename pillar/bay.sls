@@ -15,8 +15,9 @@ bay:
       # address of the first interface that is not lo/docker*/br-*/veth*).
       address: 10.10.0.11
       # What the node is for: worker (runs services), registry (runs image
-      # registry instances), mesos-agent (runs a Mesos agent; needs bay:mesos).
-      roles: [worker]
+      # registry instances), mesos-agent (runs a Mesos agent; needs bay:mesos),
+      # monitoring (runs Bay's Graphite; see bay:monitoring).
+      roles: [worker, monitoring]
     bay-a2:
       address: 10.10.0.12
       roles: [worker, registry]
@@ -202,3 +203,37 @@ bay:
     work_dir: /var/lib/mesos
     attributes: {}                   # e.g. {rack: r1}
     resources: {}                    # e.g. {cpus: 8, mem: 30000}
+
+  # Metrics in Graphite (docs/metrics.md). Every node runs bay-metrics (cAdvisor,
+  # the server, the node's components, HAProxy traffic, and the services' statsd)
+  # and ships to carbon; nodes with role `monitoring` run Bay's Graphite.
+  monitoring:
+    enabled: true
+    # whisper retentions, finest first (PRECISION:DURATION). The finest is the
+    # agents' collection interval and statsd's flush interval: they must be equal
+    # or points overwrite each other in the same whisper slot.
+    retention: "10s:1d,1m:30d,10m:1y"
+    # A site's own Graphite: its carbon pickle receiver (HOST:PORT) and its
+    # graphite-web (URL). Empty: Bay's, on the first node with role monitoring
+    # (with neither, no metrics agent runs: nowhere to send).
+    carbon: ""
+    web: ""
+    # Bay's Graphite listens on loopback; the monitoring node's HAProxy serves
+    # carbon here, with TLS and a client certificate the cluster's CA signed
+    # (the nodes' agents and the master) ...
+    carbon_port: 2014
+    # ... and graphite-web (render API, dashboards) here, with TLS and a password
+    web_port: 8088
+    # who may look: name -> SHA-512 crypt hash (`openssl passwd -6`); a secret,
+    # give it to the monitoring nodes only
+    web_users:
+      bay: "$6$Q0dS5oNnK0q1$3dN0m8cW7a2bYbqQ8yq0mJqg8d3v6mQ0pTq1c3m2QpK9bVt0c7s8q9r6x5w4v3u2t1s0r9q8p7o6n5m4l3k2j1"
+    secret_key: 6f1c2d3e4b5a69788796a5b4c3d2e1f0  # graphite-web's Django secret (monitoring nodes; a secret)
+    buffer_points: 100000            # points an agent keeps while carbon is away (the oldest go first)
+    statsd_port: 8125                # UDP on Docker's bridge gateway: containers get STATSD_HOST/STATSD_PORT
+    # the node's certificate (cluster CA): the agent shows it to carbon; the
+    # monitoring node serves carbon and graphite-web with it
+    tls:
+      cert_file: /etc/bay/tls/node.pem
+      key_file: /etc/bay/tls/node-key.pem
+      ca_file: /etc/bay/ca.pem

@@ -14,13 +14,17 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 export DEBIAN_FRONTEND=noninteractive
 # maven: Hadoop's MiniDFSCluster jars (scripts/hdfs.sh); docker-registry: the reference the
-# registry benchmark compares with (its service is not started)
+# registry benchmark compares with (its service is not started); libcairo2: graphite-web
+# renders graphs with it (functional tests); chromium: the dashboards' browser test;
+# openssl: graphite-web's password hash (`bay up`)
 packages=(docker.io debootstrap busybox-static skopeo python3-venv python3-pip haproxy iproute2 curl git tar
-          maven docker-registry)
+          maven docker-registry libcairo2 chromium openssl)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 # HDFS (MiniDFSCluster): scripts/hdfs/BayMiniDFS.java runs in source-file mode, which needs the JDK
 command -v javac >/dev/null || missing+=(default-jdk-headless)
+# statsd for the node image comes from npm (once; kept in Bay's cache)
+command -v npm >/dev/null || missing+=(npm)
 
 # Consul for the integration tests on the host: Debian bullseye's consul 1.8.7,
 # from this machine's own mirror (the source is derived from its apt sources).
@@ -58,9 +62,10 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 stamp="$venv/.bay-installed"
 if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
-  say "pip install -e .[test] (salt==3008.4 and friends; about 2 minutes the first time)"
+  say "pip install -e .[test,monitoring] (salt==3008.4, Graphite and friends; about 2 minutes the first time)"
   "$venv/bin/pip" install -q --upgrade pip >/dev/null
-  "$venv/bin/pip" install -q -e "$here[test]"
+  # Graphite's source packages stay inside the venv only with GRAPHITE_NO_PREFIX
+  GRAPHITE_NO_PREFIX=True "$venv/bin/pip" install -q -e "$here[test,monitoring]"
   touch "$stamp"
 fi
 ln -sf "$venv/bin/bay" /usr/local/bin/bay

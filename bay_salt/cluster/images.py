@@ -69,6 +69,12 @@ def runtime_requirements() -> list[str]:
     return sorted(r.split(";")[0].strip() for r in project["dependencies"])
 
 
+def monitoring_requirements() -> list[str]:
+    """Graphite's packages (pyproject's ``monitoring`` extra), for the monitoring node's venv."""
+    project = tomllib.loads((checkout_root() / "pyproject.toml").read_text())["project"]
+    return sorted(project["optional-dependencies"]["monitoring"])
+
+
 def base_image_tag() -> str:
     return f"bay-base:{SUITE}-{_digest(SUITE, *BASE_PACKAGES)}"
 
@@ -101,15 +107,33 @@ def ensure_base_image(client, progress: Progress) -> str:
 
 
 def ensure_wheelhouse(progress: Progress) -> Path:
-    """Wheels of the runtime requirements, built once per requirement set."""
-    reqs = runtime_requirements()
+    """Wheels of the runtime requirements and Graphite's, built once per requirement set."""
+    reqs = runtime_requirements() + monitoring_requirements()
     path = cache_dir() / f"wheelhouse-{_digest(sys.version.split()[0][:4], *reqs)}"
     if (path / ".complete").exists():
         progress.note(f"wheelhouse {path.name} (cached)")
         return path
     path.mkdir(exist_ok=True)
-    progress.run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(path), *reqs], "wheelhouse for Salt and Bay's dependencies")
+    # Graphite's source packages install into the venv only with GRAPHITE_NO_PREFIX
+    progress.run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(path), *reqs],
+                 "wheelhouse for Salt, Bay's dependencies and Graphite", env=dict(os.environ, GRAPHITE_NO_PREFIX="True"))
     (path / ".complete").write_text("\n".join(reqs) + "\n")
+    return path
+
+
+def ensure_statsd(progress: Progress) -> Path:
+    """statsd (npm), installed once into the cache; the node image carries it
+    (``bay.metrics`` installs it from npm where it is not there already)."""
+    from bay_salt.metrics.nodefiles import STATSD_VERSION
+
+    path = cache_dir() / f"statsd-{STATSD_VERSION}"
+    if (path / "node_modules/statsd/stats.js").exists():
+        progress.note(f"statsd {STATSD_VERSION} (cached)")
+        return path
+    if not shutil.which("npm"):
+        raise RuntimeError("npm is needed once to fetch statsd for the node image: bash scripts/setup.sh installs it")
+    progress.run(["npm", "install", "--prefix", str(path), "--omit=optional", "--no-audit", "--no-fund",
+                  f"statsd@{STATSD_VERSION}"], f"statsd {STATSD_VERSION} from npm")
     return path
 
 
@@ -150,12 +174,14 @@ def ensure_node_image(client, progress: Progress) -> str:
     """Build (through Docker's layer cache) the node image; returns its tag."""
     base = ensure_base_image(client, progress)
     wheelhouse = ensure_wheelhouse(progress)
+    statsd = ensure_statsd(progress)
     wheel = build_bay_wheel(progress)
     reqs = runtime_requirements()
     tag = f"{NODE_IMAGE}:latest"
     with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="ctx-") as tmp:
         ctx = Path(tmp)
         shutil.copytree(wheelhouse, ctx / "wheelhouse", copy_function=os.link, ignore=shutil.ignore_patterns(".complete"))
+        shutil.copytree(statsd, ctx / "rootfs/opt/bay/statsd", symlinks=True)
         (ctx / "dist").mkdir()
         shutil.copy(wheel, ctx / "dist" / wheel.name)
         units = ctx / "rootfs/etc/systemd/system"

@@ -29,6 +29,7 @@ from bay_salt.cluster import demo, firewall, images, keys, pki
 from bay_salt.cluster.processes import start_minidfs
 from bay_salt.cluster.progress import Progress
 from bay_salt.cluster.saltout import summarize_apply
+from bay_salt.metrics.platform import MASTER_TLS
 from bay_salt.model import names, settings
 from bay_salt.model import services as service_specs
 from bay_salt.node import minion
@@ -36,8 +37,11 @@ from bay_salt.util import retry
 
 STATE_ROOT = Path("/var/lib/bay/clusters")
 SRV = "/srv/bay"
-NODE_SERVICES = ("salt-minion", "docker", "bay-events", "consul", "haproxy", "bay-lb-sync", "cadvisor")
+NODE_SERVICES = ("salt-minion", "docker", "bay-events", "consul", "haproxy", "bay-lb-sync", "cadvisor", "bay-metrics",
+                 "bay-statsd")
 REGISTRY_PORT = 5000
+#: graphite-web through the monitoring node's HAProxy (bay:monitoring:web_port's default)
+GRAPHITE_WEB_PORT = 8088
 #: how many nodes run a registry instance
 REGISTRY_NODES = 2
 
@@ -117,6 +121,16 @@ CONSUL_TLS = {"ca_file": "/etc/consul.d/tls/ca.pem", "cert_file": "/etc/consul.d
               "key_file": "/etc/consul.d/tls/server-key.pem"}
 
 
+#: each node's certificate for metrics (the agent shows it to carbon; the
+#: monitoring node serves carbon and graphite-web with it), and the master's
+MONITORING_TLS = {"cert_file": "/etc/bay/tls/node.pem", "key_file": "/etc/bay/tls/node-key.pem",
+                  "ca_file": "/etc/bay/ca.pem"}
+#: the node that runs Graphite (role monitoring): the first, which no e2e test takes away
+MONITORING_NODES = 1
+#: who may look at graphite-web (`bay up` keeps the password in its state dir)
+GRAPHITE_USER = "bay"
+
+
 #: PAM groups on the master: service owners, and the platform team
 OWNERS_GROUP, ADMINS_GROUP = "bay-owners", "bay-admins"
 #: what an owner may run (the runner checks the service is theirs)
@@ -137,14 +151,25 @@ class Secrets:
     registry_secret: str
     node_password: str
     admin_password: str
+    graphite_password: str = ""
+    graphite_secret_key: str = ""
 
     @classmethod
     def new(cls) -> Secrets:
         return cls({role: str(uuid.uuid4()) for role in settings.ACL_ROLES}, secrets.token_hex(32),
-                   secrets.token_urlsafe(24), secrets.token_urlsafe(24))
+                   secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(24),
+                   secrets.token_urlsafe(40))
 
 
-def secret_pillars(s: Secrets, servers: list[str], registries: list[str]) -> dict[str, str]:
+def crypt_sha512(password: str) -> str:
+    """A SHA-512 crypt hash (what HAProxy's userlist checks), made by openssl."""
+    res = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True, text=True,
+                         check=True)
+    return res.stdout.strip()
+
+
+def secret_pillars(s: Secrets, servers: list[str], registries: list[str],
+                   monitors: list[str] | None = None) -> dict[str, str]:
     """The pillar files that give each secret only to the nodes that need it,
     and the top file that targets them: ``{file name: content}``."""
     from bay_salt.registry.auth import hash_password
@@ -160,8 +185,13 @@ def secret_pillars(s: Secrets, servers: list[str], registries: list[str]) -> dic
     top = {"base": {"*": ["bay", "services", "bay-secrets-node"],
                     ",".join(servers): [{"match": "list"}, "bay-secrets-server"],
                     ",".join(registries): [{"match": "list"}, "bay-secrets-registry"]}}
-    return {"top.sls": yaml.safe_dump(top, sort_keys=False), "bay-secrets-node.sls": yaml.safe_dump(node),
-            "bay-secrets-server.sls": yaml.safe_dump(server), "bay-secrets-registry.sls": yaml.safe_dump(registry)}
+    out = {"bay-secrets-node.sls": yaml.safe_dump(node), "bay-secrets-server.sls": yaml.safe_dump(server),
+           "bay-secrets-registry.sls": yaml.safe_dump(registry)}
+    if monitors and s.graphite_password:
+        top["base"][",".join(monitors)] = [{"match": "list"}, "bay-secrets-monitoring"]
+        out["bay-secrets-monitoring.sls"] = yaml.safe_dump({"bay": {"monitoring": {
+            "secret_key": s.graphite_secret_key, "web_users": {GRAPHITE_USER: crypt_sha512(s.graphite_password)}}}})
+    return {"top.sls": yaml.safe_dump(top, sort_keys=False), **out}
 
 
 def cluster_pillar(cluster: str, nodes: dict[str, str], gossip_key: str, consul_servers: int = 3,
@@ -173,11 +203,13 @@ def cluster_pillar(cluster: str, nodes: dict[str, str], gossip_key: str, consul_
     pillar = {
         "bay": {
             "cluster": cluster,
-            "nodes": {n: {"address": nodes[n], "roles": ["worker"] + (["registry"] if k < REGISTRY_NODES else [])}
+            "nodes": {n: {"address": nodes[n], "roles": ["worker"] + (["registry"] if k < REGISTRY_NODES else [])
+                          + (["monitoring"] if k < MONITORING_NODES else [])}
                       for k, n in enumerate(ids)},
             "python": {"find_links": [images.WHEELHOUSE], "no_index": True},
             "consul": {"source": "debian-bullseye", "servers": ids[:consul_servers], "encrypt": gossip_key,
                        "tls": CONSUL_TLS},
+            "monitoring": {"tls": MONITORING_TLS},
         }
     }
     if ids:
@@ -273,12 +305,15 @@ class LocalCluster:
         made = Secrets.new()
         tokens = made.tokens
         ordered = sorted(minion_ids, key=lambda n: (len(n), n))
-        for fname, text in secret_pillars(made, ordered[:3], ordered[:REGISTRY_NODES]).items():
+        for fname, text in secret_pillars(made, ordered[:3], ordered[:REGISTRY_NODES],
+                                          ordered[:MONITORING_NODES]).items():
             (pillar_dir / fname).write_text(text)
             (pillar_dir / fname).chmod(0o600)
         authority = self._ca()
         (self.state_dir / "pki" / "registry-admin").write_text(made.admin_password)
         (self.state_dir / "pki" / "registry-admin").chmod(0o600)
+        (self.state_dir / "pki" / "graphite-web").write_text(made.graphite_password)
+        (self.state_dir / "pki" / "graphite-web").chmod(0o600)
         (pillar_dir / "bay.sls").write_text(yaml.safe_dump(cluster_pillar(self.name, {}, gossip_key)))
         (pillar_dir / "bay.sls").chmod(0o600)
         net = self.client.networks.create(names.network_name(self.name), driver="bridge", labels=self.labels)
@@ -291,6 +326,7 @@ class LocalCluster:
             "/etc/bay/consul.token": (tokens["controller"] + "\n", 0o600),
             "/etc/salt/pki/master/master.pem": (master_keys.private_pem, 0o400),
             "/etc/salt/pki/master/master.pub": (master_keys.public_pem, 0o644),
+            **self._tls_files(authority, "master", [], MASTER_TLS),
         }
         for m, kp in minion_keys.items():
             master_files[f"/etc/salt/pki/master/minions/{m}"] = (kp.public_pem, 0o644)
@@ -326,6 +362,9 @@ class LocalCluster:
             c.start()
         addresses = {n.id: n.address for n in self.nodes()}
         self._registry_tls(authority, net, addresses)
+        for n in self.nodes():
+            self.client.containers.get(n.container).put_archive("/", images.tar_files(
+                self._tls_files(authority, n.id, [n.address], MONITORING_TLS)))
         storage = self._start_hdfs(net, [addresses[n] for n in ordered[:REGISTRY_NODES]])
         (pillar_dir / "bay.sls").write_text(
             yaml.safe_dump(cluster_pillar(self.name, addresses, gossip_key, registry_storage=storage), sort_keys=False)
@@ -350,6 +389,23 @@ class LocalCluster:
         cert = pki.leaf(authority, server, [server, "localhost"], ["127.0.0.1"])
         return {CONSUL_TLS["ca_file"]: (authority.cert_pem, 0o644), CONSUL_TLS["cert_file"]: (cert.cert_pem, 0o644),
                 CONSUL_TLS["key_file"]: (cert.key_pem, 0o600)}
+
+    @staticmethod
+    def _tls_files(authority: pki.Pair, name: str, ips: list[str], where: dict) -> dict:
+        """A certificate for ``name`` (and its addresses), with the CA, for put_archive."""
+        cert = pki.leaf(authority, name, [name, "localhost"], ["127.0.0.1", *ips])
+        return {where["ca_file"]: (authority.cert_pem, 0o644), where["cert_file"]: (cert.cert_pem, 0o644),
+                where["key_file"]: (cert.key_pem, 0o600)}
+
+    def graphite(self) -> tuple[str, str, str, Path]:
+        """(graphite-web's URL, user, password, CA file) for looking at this cluster's metrics from here."""
+        pki_dir = self.state_dir / "pki"
+        nodes = self.nodes()
+        if not nodes or not (pki_dir / "graphite-web").exists():
+            raise BayError(f"cluster {self.name!r} is not up (or was made before metrics): `bay up` first")
+        monitor = nodes[0]
+        return (f"https://{monitor.address}:{GRAPHITE_WEB_PORT}", GRAPHITE_USER,
+                (pki_dir / "graphite-web").read_text(), pki_dir / "ca.pem")
 
     def _registry_tls(self, authority: pki.Pair, net, addresses: dict[str, str]) -> None:
         """The registry's certificate (every address it is reached at: each
@@ -398,6 +454,9 @@ class LocalCluster:
         c.put_archive("/", images.tar_files({**self._consul_tls_files(authority),
                                              REGISTRY_TLS["ca_file"]: (authority.cert_pem, 0o644)}))
         c.start()
+        c.reload()
+        address = c.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"]
+        c.put_archive("/", images.tar_files(self._tls_files(authority, minion_id, [address], MONITORING_TLS)))
         return c
 
     def _wait_for_minions(self, ids: list[str], timeout: float = 180) -> None:

@@ -20,10 +20,10 @@ def free_port() -> int:
 
 
 class Daemon:
-    def __init__(self, cmd: list[str], log: Path):
+    def __init__(self, cmd: list[str], log: Path, env: dict | None = None):
         self.log_path = log
         self._log = open(log, "wb")  # noqa: SIM115 - closed by stop()
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
     @property
     def pid(self) -> int:
@@ -83,3 +83,80 @@ def start_minidfs(workdir: Path, checkout: Path, datanodes: int = 1, bind: str =
         daemon.stop()
         raise
     return daemon, http
+
+
+class Graphite:
+    """carbon-cache and graphite-web from this Python's environment (the
+    ``monitoring`` extra), on loopback, with the configuration bay.monitoring
+    writes on a monitoring node; for tests and benchmarks on this machine."""
+
+    def __init__(self, workdir: Path, retention: str = "10s:1d"):
+        import sys
+
+        from bay_salt.metrics import graphite
+
+        self.workdir = workdir
+        self.bin = Path(sys.executable).parent
+        webapp = self.bin.parent / "webapp"
+        if not (self.bin / "carbon-cache.py").exists() or not webapp.is_dir():
+            raise RuntimeError("Graphite is not installed in this venv: run scripts/setup.sh "
+                               "(it installs the `monitoring` extra with GRAPHITE_NO_PREFIX=True)")
+        self.paths = graphite.write_config(workdir, retention, "test-" + os.urandom(16).hex(), str(webapp))
+        self.env = dict(os.environ, PYTHONPATH=str(self.paths["conf"]),
+                        GRAPHITE_SETTINGS_MODULE=graphite.SETTINGS_MODULE, DJANGO_SETTINGS_MODULE="graphite.settings",
+                        # carbon's generated protobuf module predates the protobuf other test tools install
+                        PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python")
+        self.url = f"http://127.0.0.1:{graphite.WEB_PORT}"
+        self.pickle_port = graphite.PICKLE_PORT
+        for port in (graphite.LINE_PORT, graphite.PICKLE_PORT, graphite.CACHE_QUERY_PORT, graphite.WEB_PORT):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    raise RuntimeError(f"port {port} on loopback is taken: a Graphite runs here already?")
+        self.carbon: Daemon | None = None
+        self.web: Daemon | None = None
+
+    def start_carbon(self) -> None:
+        cmd = [str(self.bin / "python"), str(self.bin / "carbon-cache.py"), f"--config={self.paths['conf']}/carbon.conf",
+               "--nodaemon", "start"]
+        # a pid file left by a killed carbon makes the next one refuse to start
+        (self.paths["storage"] / "carbon-cache-a.pid").unlink(missing_ok=True)
+        self.carbon = Daemon(cmd, self.workdir / "carbon.log", self.env)
+        retry.until(lambda: self.carbon.alive() and _listening(self.pickle_port), "carbon listening", timeout=60,
+                    interval=0.2)
+
+    def stop_carbon(self) -> None:
+        if self.carbon:
+            self.carbon.stop()
+            self.carbon = None
+
+    def start(self) -> Graphite:
+        admin = [str(self.bin / "python"), str(self.bin / "django-admin")]
+        for args in (["migrate", "--noinput", "-v", "0"], ["collectstatic", "--noinput", "-v", "0"]):
+            subprocess.run(admin + args, env=self.env, check=True, capture_output=True)
+        self.start_carbon()
+        from bay_salt.metrics import graphite
+
+        self.web = Daemon([str(self.bin / "python"), str(self.bin / "gunicorn"), "--bind",
+                                f"127.0.0.1:{graphite.WEB_PORT}", "--workers", "2", "graphite.wsgi:application"],
+                               self.workdir / "web.log", self.env)
+        retry.until(lambda: self.web.alive() and _answers(self.url + "/render?target=x&format=json"),
+                    "graphite-web answering", timeout=60, interval=0.3)
+        return self
+
+    def stop(self) -> None:
+        for d in (self.web, self.carbon):
+            if d:
+                d.stop()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False

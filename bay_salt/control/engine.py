@@ -12,6 +12,7 @@ the nodes Consul sees alive.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import logging
 import threading
 import time
@@ -24,6 +25,7 @@ from bay_salt.control.loop import ControlLoop, Hands, accepted_spec
 from bay_salt.control.saltbackend import SaltBackend, controller_token, for_master
 from bay_salt.kv.records import Instance
 from bay_salt.kv.store import ConsulStore, first_answering
+from bay_salt.metrics import carbon, platform
 from bay_salt.model import names
 from bay_salt.model.settings import Controller as Settings
 from bay_salt.scheduling.deployer import desired
@@ -60,6 +62,8 @@ class NodeReports:
         self.port = 8500
         self.addresses: dict[str, str] = {}
         self.cadvisor_port = 8080
+        #: where metrics go (the nodes' bay:monitoring, :func:`bay_salt.metrics.nodefiles.report`)
+        self.monitoring: dict = {}
         self.store: ConsulStore | None = None
         self.alive: set[str] | None = None
 
@@ -89,6 +93,7 @@ class NodeReports:
             except ValueError as err:
                 log.error("bay:controller pillar is invalid, the last valid settings stay: %s", err)
             self.addresses = {**self.addresses, **b.node_addresses()}
+            self.monitoring = b.monitoring()
             self.cadvisor_port, self.at = b.cadvisor_port(), time.monotonic()
         finally:
             self.lock.release()
@@ -119,7 +124,14 @@ class NodeReports:
 class Engine:
     def __init__(self, opts: dict, fire: Callable[[str, dict], None], workers: int = 8):
         self.reports = NodeReports(opts)
-        self.fire = fire
+        self.recorder = platform.Recorder()
+
+        def fire_and_count(tag: str, data: dict) -> None:
+            self.recorder.event(tag, data)
+            fire(tag, data)
+
+        self.fire = fire_and_count
+        self.shipper: carbon.Shipper | None = None
         self.hands = Hands()
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bay-handler")
         self.passes = 0
@@ -228,10 +240,41 @@ class Engine:
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.exception("bay controller: autoscaling round failed")
 
+    def metrics_loop(self) -> None:
+        """Every interval (the finest retention): group and platform metrics
+        to carbon. Counting never waits for carbon (the shipper's queue is bounded)."""
+        self.resumed.wait()
+        while True:
+            m = self.reports.monitoring
+            interval = float(m.get("interval") or 10)
+            now = (time.time() // interval + 1) * interval
+            time.sleep(max(0.0, now - time.time()))
+            if not m.get("enabled") or not m.get("carbon"):
+                continue
+            try:
+                self._ship_metrics(m, now)
+            except Exception as err:  # noqa: BLE001 - the next round tries again
+                log.warning("bay controller: metrics round failed (the next one tries again): %s", err)
+
+    def _ship_metrics(self, m: dict, now: float) -> None:
+        host, _, port = m["carbon"].rpartition(":")
+        target = carbon.Target(host, int(port), **(platform.MASTER_TLS if m.get("tls") else {}))
+        if self.shipper is None or self.shipper.target != target:
+            if self.shipper is not None:
+                self.shipper.stop(flush=0)
+            self.shipper = carbon.Shipper(target).start()
+        store = self.reports.store
+        record = store.get(names.KV_RECONCILE)
+        alive = set(self.reports.alive or ())
+        points = platform.snapshot(m["cluster"], now, store.accepted_all(), store.autoscaled_all(), store.instances(),
+                                   store.failed_groups(), set(self.reports.addresses), alive, store.drained(),
+                                   self.recorder.take(), json.loads(record) if record else None)
+        self.shipper.put(points)
+
     def run(self, next_event: Callable[[], dict | None]) -> None:
         """Start the watchers, then handle the nodes' events as ``next_event()`` gives them."""
         for target, name in ((self.watch_nodes, "bay-node-watch"), (self.reconcile_loop, "bay-reconcile"),
-                             (self.autoscale_loop, "bay-autoscale")):
+                             (self.autoscale_loop, "bay-autoscale"), (self.metrics_loop, "bay-metrics")):
             threading.Thread(target=target, name=name, daemon=True).start()
         log.info("bay controller started")
         while True:

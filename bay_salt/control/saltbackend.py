@@ -143,6 +143,19 @@ class SaltBackend:
     def node_addresses(self) -> dict[str, str]:
         return {m: r["node"]["address"] for m, r in self.reports().items()}
 
+    def monitoring(self) -> dict:
+        """Where metrics go, as the nodes know it (:func:`bay_salt.metrics.nodefiles.report`)."""
+        return self._any().get("monitoring") or {}
+
+    def provision_dashboards(self) -> dict[str, list[str] | str]:
+        """The monitoring nodes write every dashboard again (a deploy may have
+        declared a service or a group): ``{node: names or the error}``."""
+        nodes = self.monitoring().get("nodes") or []
+        if not nodes:
+            return {}
+        ret = self.local.cmd(nodes, "bay.provision_dashboards", tgt_type="list", timeout=self.report_timeout)
+        return {n: ret.get(n, "no answer") for n in nodes}
+
     def cadvisor_port(self) -> int:
         return int(self._any()["cadvisor_port"])
 

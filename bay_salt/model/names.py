@@ -180,6 +180,53 @@ TAG_SCALE_DECIDED = f"{EVENT_PREFIX}/scale/decided"
 TAG_DEPLOY_STARTED = f"{EVENT_PREFIX}/deploy/started"
 TAG_DEPLOY_STOPPED = f"{EVENT_PREFIX}/deploy/stopped"
 
+# --- Metrics in Graphite (docs/metrics.md) --------------------------------
+#: every Bay metric lives under ``bay.CLUSTER.``; the second part says what it is about
+METRIC_ROOT = "bay"
+
+
+def metric_part(name: str) -> str:
+    """One path element from a name (node ids may be FQDNs): Graphite
+    separates on dots and globs on ``*?[]{}``, so those become ``_``."""
+    out = "".join("_" if ch in ".*?[]{}() /\\,;=" else ch for ch in str(name))
+    return out or "_"
+
+
+def metric_path(cluster: str, *parts: str) -> str:
+    return ".".join([METRIC_ROOT, metric_part(cluster), *(metric_part(p) for p in parts)])
+
+
+def metric_container(cluster: str, service: str, group: str, instance: str, what: str) -> str:
+    """A container instance's metric: ``bay.C.containers.SERVICE.GROUP.INSTANCE.WHAT``."""
+    return metric_path(cluster, "containers", service, group, instance) + "." + what
+
+
+def metric_group(cluster: str, service: str, group: str, what: str) -> str:
+    """A group's metric (the master's): ``bay.C.groups.SERVICE.GROUP.WHAT``."""
+    return metric_path(cluster, "groups", service, group) + "." + what
+
+
+def metric_traffic(cluster: str, service: str, group: str, node: str, what: str) -> str:
+    """A group's traffic through one node's HAProxy: ``bay.C.traffic.SERVICE.GROUP.NODE.WHAT``."""
+    return metric_path(cluster, "traffic", service, group, node) + "." + what
+
+
+def metric_node(cluster: str, node: str, what: str) -> str:
+    """A server's metric: ``bay.C.nodes.NODE.WHAT`` (components: ``components.NAME``)."""
+    return metric_path(cluster, "nodes", node) + "." + what
+
+
+def metric_platform(cluster: str, what: str) -> str:
+    """The platform's own metric (the master's): ``bay.C.platform.WHAT``."""
+    return metric_path(cluster, "platform") + "." + what
+
+
+def metric_services_prefix(cluster: str) -> str:
+    """Where statsd flushes services' own metrics: ``bay.C.services`` +
+    ``.SERVICE.GROUP.NODE.METRIC`` (the node's agent adds the service, group and node)."""
+    return metric_path(cluster, "services")
+
+
 # --- Local cluster (`bay up`) ----------------------------------------------
 DEFAULT_CLUSTER = "default"
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bay_salt.model.units import size_bytes
 
-ROLES = ("worker", "registry", "mesos-agent")
+ROLES = ("worker", "registry", "mesos-agent", "monitoring")
 _SIZE_RE = re.compile(r"^([1-9][0-9]*)([kmg]?)$")
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,62}[a-z0-9])?$")
 
@@ -323,6 +323,66 @@ class Controller(_Strict):
     deploy_timeout: float = Field(gt=0)
 
 
+class MonitoringTLS(_Strict):
+    """The node's certificate (signed by the cluster's CA): the metrics agent
+    shows it to carbon, and the monitoring node serves carbon and graphite-web with it."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+
+
+class Monitoring(_Strict):
+    """Metrics in Graphite (docs/metrics.md): a ``bay-metrics`` agent on every
+    node, Graphite on the nodes with role ``monitoring`` (or a site's own)."""
+
+    enabled: bool = True
+    #: whisper retentions, finest first; the finest is the agents' and statsd's interval
+    retention: str = "10s:1d,1m:30d,10m:1y"
+    #: a site's own carbon pickle receiver (host:port); empty: Bay's, on the monitoring node
+    carbon: str = ""
+    #: Bay's carbon on the monitoring node: HAProxy takes TLS with a client certificate here
+    carbon_port: int = Port
+    #: a site's own graphite-web (URL); empty: Bay's, on the monitoring node
+    web: str = ""
+    #: Bay's graphite-web on the monitoring node: HAProxy serves it with TLS and a password here
+    web_port: int = Port
+    #: who may look: name -> SHA-512 crypt hash (``openssl passwd -6``); a secret
+    web_users: dict[str, str] = {}
+    #: graphite-web's Django secret key (a secret; the monitoring node only)
+    secret_key: str = ""
+    #: points an agent keeps while carbon does not answer (the oldest go first)
+    buffer_points: int = Field(ge=1000)
+    #: statsd for services: UDP on the address containers reach their node at
+    statsd_port: int = Port
+    tls: MonitoringTLS = Field(default_factory=MonitoringTLS)
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        from bay_salt.metrics.graphite import check_retentions
+
+        check_retentions(value)
+        return value
+
+    @field_validator("carbon")
+    @classmethod
+    def _carbon(cls, value: str) -> str:
+        if value and not re.match(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$", value):
+            raise ValueError(f"{value!r}: expected HOST:PORT of carbon's pickle receiver")
+        return value
+
+    @field_validator("web_users")
+    @classmethod
+    def _users(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, hashed in value.items():
+            if not re.match(r"^[a-z_][a-z0-9_-]*$", name):
+                raise ValueError(f"{name!r} is not a user name")
+            if not str(hashed).startswith(("$6$", "$5$")):
+                raise ValueError(f"{name}: expected a SHA-512 crypt hash ($6$...; openssl passwd -6)")
+        return value
+
+
 class Settings(_Strict):
     cluster: str
     nodes: dict[str, Node]
@@ -334,6 +394,7 @@ class Settings(_Strict):
     mesos: Mesos
     registry: Registry
     controller: Controller
+    monitoring: Monitoring
     # validated by bay_salt.services (errors name service.group and field)
     services: dict[str, Any] = {}
     #: the platform team: may deploy every service and do everything in the registry
@@ -416,6 +477,11 @@ def redacted(data: dict) -> dict:
         for holder in [svc] + [g for g in (svc.get("groups") or {}).values() if isinstance(g, dict)]:
             if isinstance(holder.get("secret_env"), dict):
                 holder["secret_env"] = {k: REDACTED for k in holder["secret_env"]}
+    m = out.get("monitoring", {})
+    if m.get("secret_key"):
+        m["secret_key"] = REDACTED
+    for user in m.get("web_users", {}):
+        m["web_users"][user] = REDACTED
     c = out.get("consul", {})
     if c.get("encrypt"):
         c["encrypt"] = REDACTED
@@ -442,6 +508,17 @@ def load(defaults: dict, pillar: dict | None, minion_id: str | None = None, own_
         raise SettingsError(_format_error(err)) from None
     data = settings.model_dump()
     data["registry"]["cache_bytes"] = settings.registry.cache_bytes
+    m = data["monitoring"]
+    from bay_salt.metrics.graphite import finest_seconds
+
+    m["interval"] = finest_seconds(m["retention"])
+    m["nodes"] = sorted(n for n, v in data["nodes"].items() if "monitoring" in v["roles"])
+    m["carbon_address"] = m["carbon"] or (
+        f"{data['nodes'][m['nodes'][0]]['address']}:{m['carbon_port']}" if m["nodes"] and
+        data["nodes"][m["nodes"][0]]["address"] else "")
+    m["web_url"] = m["web"] or (
+        f"https://{data['nodes'][m['nodes'][0]]['address']}:{m['web_port']}" if m["nodes"] and
+        data["nodes"][m["nodes"][0]]["address"] else "")
     if not data["consul"]["servers"] and data["nodes"]:
         data["consul"]["servers"] = [sorted(data["nodes"])[0]]
     data["consul"]["server_addresses"] = [

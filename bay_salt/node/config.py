@@ -112,7 +112,12 @@ def consul_token_env(cfg: dict, role: str) -> str:
 def haproxy_config(cfg: dict) -> str:
     """The base ``haproxy.cfg``: master-worker, an admin Runtime API socket
     readable by root only, and a stats page."""
-    return render("haproxy.cfg.j2", haproxy=cfg["haproxy"], node=cfg.get("node", {}))
+    from bay_salt.metrics import graphite, nodefiles
+
+    text = render("haproxy.cfg.j2", haproxy=cfg["haproxy"], node=cfg.get("node", {}), monitoring=cfg.get("monitoring"),
+                  pem=nodefiles.MONITORING_PEM, carbon_pickle_port=graphite.PICKLE_PORT,
+                  graphite_web_port=graphite.WEB_PORT)
+    return text.rstrip("\n") + "\n"
 
 
 def cadvisor_unit_override(cfg: dict) -> str:

@@ -77,9 +77,17 @@ def ensure_image(client: docker.DockerClient, image: str) -> None:
         client.images.pull(image)
 
 
+def statsd_env(client: docker.DockerClient, port: int) -> dict[str, str]:
+    """Where a container sends statsd: its node's metrics agent, on Docker's
+    bridge gateway (the address containers reach their node at)."""
+    gateway = client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    return {"STATSD_HOST": gateway, "STATSD_PORT": str(port)}
+
+
 def run(client: docker.DockerClient, group: GroupSpec, instance: str, log_max_size: str = "10m",
-        log_max_file: int = 3, secrets: dict[str, str] | None = None) -> dict:
-    """Start one instance of ``group``; ``secrets``: its secret environment's values."""
+        log_max_file: int = 3, secrets: dict[str, str] | None = None, platform_env: dict[str, str] | None = None) -> dict:
+    """Start one instance of ``group``; ``secrets``: its secret environment's values;
+    ``platform_env``: what the platform tells every container (statsd's address)."""
     ensure_image(client, group.image)
     name = names.service_container(group.service, group.group, instance)
     labels = {
@@ -103,7 +111,7 @@ def run(client: docker.DockerClient, group: GroupSpec, instance: str, log_max_si
         name=name,
         detach=True,
         labels=labels,
-        environment={**group.env, **(secrets or {}), "BAY_SERVICE": group.service, "BAY_GROUP": group.group,
+        environment={**group.env, **(secrets or {}), **(platform_env or {}), "BAY_SERVICE": group.service, "BAY_GROUP": group.group,
                      "BAY_INSTANCE": instance},
         nano_cpus=int(group.cpu * 1e9),
         mem_limit=f"{group.memory_mb}m",
@@ -200,7 +208,8 @@ def docker_problem(err: Exception, image: str) -> str:
 
 
 def start_many(group: GroupSpec, instances: list[str], address: str, log_max_size: str = "10m",
-               log_max_file: int = 3, wait: bool = True, secrets: dict[str, str] | None = None) -> list[dict]:
+               log_max_file: int = 3, wait: bool = True, secrets: dict[str, str] | None = None,
+               statsd_port: int | None = None) -> list[dict]:
     """Start ``instances`` of ``group`` here and, with ``wait``, probe each on
     this node's ``address`` (in parallel) until healthy or its start period ends.
     If the image cannot be had (missing, registry unreachable) or Docker refuses
@@ -209,8 +218,9 @@ def start_many(group: GroupSpec, instances: list[str], address: str, log_max_siz
     dc = client()
     started = []
     try:
+        penv = statsd_env(dc, statsd_port) if statsd_port else {}
         for i in instances:
-            started.append(run(dc, group, i, log_max_size, log_max_file, secrets))
+            started.append(run(dc, group, i, log_max_size, log_max_file, secrets, penv))
     except docker.errors.DockerException as err:
         for c in started:
             stop(dc, c["container"], timeout=1)

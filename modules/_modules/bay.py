@@ -9,6 +9,7 @@ from salt.exceptions import CommandExecutionError
 
 try:
     from bay_salt import saltloader
+    from bay_salt.metrics import dashboards, nodefiles
     from bay_salt.model import settings as bay_settings
     from bay_salt.node import aptsources
     from bay_salt.node import config as nodeconf
@@ -91,6 +92,7 @@ def node_report():
         "admins": cfg["admins"],
         "teams": cfg["teams"],
         "cadvisor_port": cfg["cadvisor"]["port"],
+        "monitoring": nodefiles.report(cfg),
         "consul": {"servers": cfg["consul"]["server_addresses"], "http_port": cfg["consul"]["http_port"]},
         "containers": __salt__["bay_docker.instances"](),
     }
@@ -331,3 +333,65 @@ def bullseye_pin():
         salt '*' bay.bullseye_pin
     """
     return aptsources.BULLSEYE_PIN
+
+
+def metrics_files(cfg=None):
+    """
+    The files of ``bay.metrics`` on this node (the metrics agent's and statsd's
+    configuration and units): ``{path: {contents, mode}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.metrics_files
+    """
+    return nodefiles.files(cfg or settings(redact=False))
+
+
+def monitoring_files(cfg=None):
+    """
+    The files of ``bay.monitoring`` (carbon's and graphite-web's configuration
+    and units) on a node with role ``monitoring``: ``{path: {contents, mode}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'bay_roles:monitoring' bay.monitoring_files
+    """
+    return nodefiles.monitoring_files(cfg or settings(redact=False))
+
+
+def monitoring_pem(cfg=None):
+    """
+    This node's certificate and key in one PEM, for HAProxy's carbon and
+    graphite-web frontends (a secret: the state writes it root only).
+    """
+    try:
+        return nodefiles.monitoring_pem(cfg or settings(redact=False))
+    except OSError as exc:
+        raise CommandExecutionError(f"bay:monitoring:tls: {exc}") from None
+
+
+def provision_dashboards(cfg=None):
+    """
+    Write the platform's dashboard and every service's into this monitoring
+    node's graphite-web (on loopback); returns their names.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt node1 bay.provision_dashboards
+    """
+    cfg = cfg or settings(redact=False)
+    try:
+        return dashboards.provision(cfg)
+    except OSError as exc:
+        raise CommandExecutionError(f"graphite-web on {cfg['node']['id']}: {exc}") from None
+
+
+def graphite_packages():
+    """What ``bay.monitoring`` installs into Graphite's venv (PyPI's 1.1.10)."""
+    return list(nodefiles.GRAPHITE_PACKAGES)

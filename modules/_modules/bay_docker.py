@@ -46,7 +46,8 @@ def run(group, instances, wait=True):
                 for i in instances]
     return containers.start_many(spec, list(instances), cfg["node"]["address"], cfg["docker"]["log_max_size"],
                                  cfg["docker"]["log_max_file"], wait=wait,
-                                 secrets={k: secrets[k] for k in spec.secret_env})
+                                 secrets={k: secrets[k] for k in spec.secret_env},
+                                 statsd_port=cfg["monitoring"]["statsd_port"] if cfg["monitoring"]["enabled"] else None)
 
 
 def stop(names, timeout=10):

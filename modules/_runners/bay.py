@@ -59,7 +59,16 @@ def deploy(name):
 
         salt-run bay.deploy web
     """
-    return _run(operations.deploy, name, event=_event)
+    out = _run(operations.deploy, name, event=_event)
+    # the service's dashboard (a group may be new); a monitoring node that does not answer is logged, not fatal
+    try:
+        made = saltbackend.for_master(__opts__).provision_dashboards()
+    except Exception as exc:  # noqa: BLE001 - the deploy itself succeeded
+        made = {"?": str(exc)}
+    for node, names_or_error in made.items():
+        if not isinstance(names_or_error, list):
+            log.warning("bay.deploy %s: dashboards not written on %s: %s", name, node, names_or_error)
+    return out
 
 
 def plan(name):

@@ -12,11 +12,27 @@ bay-haproxy-config:
   file.managed:
     - name: {{ bay.haproxy.config }}
     - contents: {{ salt['bay.haproxy_config'](bay) | json }}
-    - mode: '0644'
+    # root only: it holds graphite-web's password hashes on a monitoring node
+    - mode: '0600'
+    - show_changes: False
     # a config HAProxy rejects is never put in place
     - check_cmd: /usr/sbin/haproxy -c -f
     - require:
       - pkg: bay-haproxy-package
+
+{%- if 'monitoring' in bay.node.roles and bay.monitoring.enabled and not bay.monitoring.carbon %}
+# Graphite's frontends (bay.monitoring) serve this node's certificate: cert and key, root only
+bay-haproxy-monitoring-pem:
+  file.managed:
+    - name: /etc/haproxy/bay-monitoring.pem
+    - contents: {{ salt['bay.monitoring_pem'](bay) | json }}
+    - mode: '0600'
+    - show_changes: False
+    - require:
+      - pkg: bay-haproxy-package
+    - require_in:
+      - file: bay-haproxy-config
+{%- endif %}
 
 bay-haproxy-service:
   service.running:

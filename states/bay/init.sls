@@ -6,4 +6,6 @@ include:
   - bay.haproxy
   - bay.cadvisor
   - bay.registry
+  - bay.metrics
+  - bay.monitoring
   - bay.mesos

@@ -195,3 +195,32 @@ def test_a_secret_in_a_spec_reaches_the_container_and_nothing_else(cluster, pill
     res = cluster.master().exec_run(["sh", "-c", "find /var/cache/salt/master/pillar /var/cache/salt/master/minions "
                                                  "-name '*.p' -perm /077 2>/dev/null"])
     assert res.output.decode().strip() == "", res.output.decode()
+
+
+def test_graphite_takes_no_points_and_shows_nothing_to_a_stranger(cluster, attacker):
+    """carbon and graphite-web listen on node1's loopback; its HAProxy takes
+    points only with a certificate the cluster's CA signed, and shows graphs
+    only with the password."""
+    from bay_salt.metrics.render import RenderClient, non_null
+
+    monitor = cluster.nodes()[0]
+    for port in (2003, 2004, 7002, 8180):  # carbon's receivers, its cache, graphite-web: loopback only
+        assert curl(attacker, f"http://{monitor.address}:{port}/")[0] == 0, port
+    send = ("import pickle,socket,ssl,struct,sys,time\n"
+            "msg=pickle.dumps([('bay.evil.x',(time.time(),6.0))],protocol=2)\n"
+            "data=struct.pack('!L',len(msg))+msg\n"
+            "for wrap in (False, True):\n"
+            "  try:\n"
+            "    s=socket.create_connection((sys.argv[1],2014),timeout=5)\n"
+            "    if wrap:\n"
+            "      c=ssl.create_default_context(); c.check_hostname=False; c.verify_mode=ssl.CERT_NONE\n"
+            "      s=c.wrap_socket(s)\n"
+            "    s.sendall(data); print('refused: closed' if not s.recv(1) else 'answered')\n"
+            "  except OSError as e: print('refused', type(e).__name__)\n")
+    res = attacker.exec_run([f"{images.VENV}/bin/python", "-c", send, monitor.address])
+    assert res.output.decode().count("refused") == 2, res.output.decode()
+    for auth in ((), ("-u", "bay:guess")):
+        assert curl(attacker, *auth, f"https://{monitor.address}:8088/render?target=bay.*.*&format=json")[0] == 401
+    url, user, password, ca = cluster.graphite()
+    time.sleep(12)  # a flush interval
+    assert not any(non_null(s) for s in RenderClient(url, user, password, str(ca)).series("bay.evil.x").values())

@@ -7,7 +7,8 @@ import yaml
 
 from tests.e2e.helpers import eventually
 
-SERVICES = ["salt-minion", "docker", "bay-events", "consul", "haproxy", "bay-lb-sync", "cadvisor"]
+SERVICES = ["salt-minion", "docker", "bay-events", "consul", "haproxy", "bay-lb-sync", "cadvisor", "bay-metrics",
+            "bay-statsd"]
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -28,6 +29,17 @@ def test_ports_listening(node):
     for spec in ("tcp://0.0.0.0:8404", "tcp://0.0.0.0:8080", f"tcp://{addr}:8080", f"tcp://{addr}:8404",
                  f"tcp://{addr}:8302", f"tcp://{addr}:8600"):  # no WAN gossip, DNS on loopback
         assert not node.socket(spec).is_listening, spec
+    # metrics: the agent's line receiver and statsd on loopback, the containers' statsd on Docker's bridge only
+    for spec in ("tcp://127.0.0.1:2013", "udp://127.0.0.1:8126", "udp://172.17.0.1:8125"):
+        assert node.socket(spec).is_listening, spec
+    for spec in (f"udp://{addr}:8125", "udp://0.0.0.0:8125", "tcp://0.0.0.0:2013"):
+        assert not node.socket(spec).is_listening, spec
+    # Graphite on the monitoring node: carbon and graphite-web on loopback, HAProxy's TLS frontends on its address
+    if node.info.id == "node1":
+        for spec in ("tcp://127.0.0.1:2004", "tcp://127.0.0.1:8180", f"tcp://{addr}:2014", f"tcp://{addr}:8088"):
+            assert node.socket(spec).is_listening, spec
+        for spec in (f"tcp://{addr}:2003", f"tcp://{addr}:2004", f"tcp://{addr}:8180", "tcp://0.0.0.0:2004"):
+            assert not node.socket(spec).is_listening, spec
 
 
 def test_consul_members_all_alive(cluster, node, nodes):

@@ -1,0 +1,188 @@
+"""Shipping points to carbon: batched, bounded, never in the collector's way.
+
+:class:`Shipper` keeps points in a bounded queue and a thread of its own
+sends them in batches over carbon's pickle protocol (optionally through TLS
+with a client certificate: Bay's carbon takes the nodes' connections only
+that way). When carbon is down or slow the queue fills up to ``capacity``
+and the oldest points go first (counted in :attr:`dropped`); collection
+never blocks on the network.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import pickle
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+log = logging.getLogger("bay.metrics")
+
+Point = tuple[str, tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where carbon's pickle receiver is, and how to reach it."""
+
+    host: str
+    port: int
+    #: a client certificate and the CA that signed carbon's (empty: plain TCP)
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.ca_file)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}" + (" (TLS)" if self.tls else "")
+
+
+def encode(batch: list[Point]) -> bytes:
+    """One pickle-protocol message: a 4-byte length and a pickled list of
+    ``(path, (timestamp, value))`` (protocol 2, what carbon unpickles safely)."""
+    payload = pickle.dumps(batch, protocol=2)
+    return struct.pack("!L", len(payload)) + payload
+
+
+def parse_plaintext(line: str, now: float | None = None) -> Point | None:
+    """``path value [timestamp]`` (carbon's line protocol, what statsd sends) as a
+    point; None for a line that is not one (it is dropped, never shipped)."""
+    parts = line.split()
+    if len(parts) not in (2, 3):
+        return None
+    try:
+        value = float(parts[1])
+        ts = float(parts[2]) if len(parts) == 3 else (time.time() if now is None else now)
+    except ValueError:
+        return None
+    if value != value or value in (float("inf"), float("-inf")):  # NaN, infinities
+        return None
+    return parts[0], (ts, value)
+
+
+class Shipper:
+    def __init__(self, target: Target, capacity: int = 100_000, batch: int = 5_000, timeout: float = 5.0,
+                 retry: float = 2.0):
+        self.target = target
+        self.queue: collections.deque[Point] = collections.deque(maxlen=capacity)
+        self.batch = batch
+        self.timeout = timeout
+        self.retry = retry
+        self.sent = 0
+        self.dropped = 0
+        self.errors = 0
+        self.connected = False
+        self.last_error = ""
+        self._cond = threading.Condition()
+        self._sock: socket.socket | None = None
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    # --- collectors' side: never blocks on the network -----------------
+    def put(self, points: Iterable[Point]) -> None:
+        with self._cond:
+            for p in points:
+                if len(self.queue) == self.queue.maxlen:
+                    self.dropped += 1
+                self.queue.append(p)
+            self._cond.notify()
+
+    def pending(self) -> int:
+        return len(self.queue)
+
+    # --- the sender thread ------------------------------------------------
+    def start(self) -> Shipper:
+        self._thread = threading.Thread(target=self._run, name="bay-carbon", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, flush: float = 5.0) -> None:
+        """Send what is queued (for up to ``flush`` seconds), then stop."""
+        deadline = time.monotonic() + flush
+        while self.queue and time.monotonic() < deadline and self.connected:
+            time.sleep(0.05)
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        if self._thread:
+            self._thread.join(timeout=flush + self.timeout)
+        self._close()
+
+    def _connect(self) -> socket.socket:
+        t = self.target
+        raw = socket.create_connection((t.host, t.port), timeout=self.timeout)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if not t.tls:
+            return raw
+        ctx = ssl.create_default_context(cafile=t.ca_file)
+        # the cluster's own CA signs every node's certificate: the chain is what
+        # is checked (carbon's name is whatever node has role monitoring)
+        ctx.check_hostname = False
+        if t.cert_file:
+            ctx.load_cert_chain(t.cert_file, t.key_file or None)
+        return ctx.wrap_socket(raw)
+
+    def _close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        self._sock = None
+        self.connected = False
+
+    def _take(self) -> list[Point]:
+        with self._cond:
+            while not self.queue and not self._stop:
+                self._cond.wait(timeout=1.0)
+            n = min(self.batch, len(self.queue))
+            return [self.queue.popleft() for _ in range(n)]
+
+    def _giveback(self, batch: list[Point]) -> None:
+        """A batch that was not sent goes back to the front (the oldest points
+        are the ones dropped if the queue is full meanwhile)."""
+        with self._cond:
+            room = self.queue.maxlen - len(self.queue)
+            keep = batch[max(0, len(batch) - room):]
+            self.dropped += len(batch) - len(keep)
+            self.queue.extendleft(reversed(keep))
+
+    def send_now(self, batch: list[Point]) -> None:
+        """One batch, synchronously (the thread's step; raises OSError)."""
+        if self._sock is None:
+            self._sock = self._connect()
+            if not self.connected:
+                log.info("connected to carbon at %s", self.target)
+            self.connected = True
+        self._sock.sendall(encode(batch))
+        self.sent += len(batch)
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take()
+            if not batch:
+                if self._stop:
+                    return
+                continue
+            try:
+                self.send_now(batch)
+            except OSError as err:
+                self.errors += 1
+                if self.connected or self.last_error != str(err):
+                    log.warning("carbon at %s: %s (keeping up to %d points, retrying)", self.target, err,
+                                self.queue.maxlen)
+                self.last_error = str(err)
+                self._close()
+                self._giveback(batch)
+                with self._cond:
+                    if self._stop:
+                        return
+                    self._cond.wait(timeout=self.retry)

@@ -1,0 +1,112 @@
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import bay with context %}
+{#- Graphite on nodes with role `monitoring` (docs/metrics.md): carbon-cache
+    and graphite-web (PyPI 1.1.10, a venv of their own) on loopback; HAProxy
+    (bay.haproxy) serves carbon to the nodes' agents with TLS client
+    certificates and graphite-web to people with TLS and a password.
+    Dashboards are written into graphite-web from the services pillar. #}
+# what this part needs, so `state.apply bay.monitoring` works on its own
+include:
+  - {{ tplroot }}.python
+  - {{ tplroot }}.haproxy
+{%- if 'monitoring' in bay.node.roles and bay.monitoring.enabled and not bay.monitoring.carbon %}
+{%- set venv = '/opt/bay/graphite' %}
+
+bay-graphite-packages:
+  pkg.installed:
+    - pkgs: [libcairo2, python3-venv]
+
+bay-graphite-user:
+  user.present:
+    - name: bay-graphite
+    - system: True
+    - home: /var/lib/bay/graphite
+    - createhome: False
+    - shell: /usr/sbin/nologin
+
+bay-graphite-dirs:
+  file.directory:
+    - names:
+      - /var/lib/bay/graphite/storage/whisper
+      - /var/lib/bay/graphite/storage/lists
+      - /var/lib/bay/graphite/storage/log/webapp
+      - /var/lib/bay/graphite/static
+    - user: bay-graphite
+    - makedirs: True
+    - recurse: [user]
+    - require:
+      - user: bay-graphite-user
+
+bay-graphite-venv:
+  cmd.run:
+    - name: python3 -m venv {{ venv }}
+    - creates: {{ venv }}/bin/pip
+    - require:
+      - pkg: bay-graphite-packages
+
+# installed with GRAPHITE_NO_PREFIX so everything stays in the venv (not /opt/graphite)
+bay-graphite-install:
+  pip.installed:
+    - pkgs: {{ salt['bay.graphite_packages']() | json }}
+    - bin_env: {{ venv }}
+    - env_vars:
+        GRAPHITE_NO_PREFIX: "True"
+{%- if bay.python.find_links %}
+    - find_links: {{ bay.python.find_links | json }}
+{%- endif %}
+    - no_index: {{ bay.python.no_index }}
+    - require:
+      - cmd: bay-graphite-venv
+
+{%- for path, f in salt['bay.monitoring_files'](bay).items() | sort %}
+
+bay-monitoring-file-{{ path }}:
+  file.managed:
+    - name: {{ path }}
+    - contents: {{ f.contents | json }}
+    - mode: '{{ f.mode }}'
+    - makedirs: True
+{%- if path.startswith('/var/lib/bay/graphite') %}
+    - user: bay-graphite
+    - show_changes: False
+{%- endif %}
+    - require:
+      - file: bay-graphite-dirs
+{%- endfor %}
+
+bay-monitoring-systemd-reload:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: bay-monitoring-file-/etc/systemd/system/bay-carbon.service
+      - file: bay-monitoring-file-/etc/systemd/system/bay-graphite-web.service
+
+bay-carbon-service:
+  service.running:
+    - name: bay-carbon
+    - enable: True
+    - require:
+      - pip: bay-graphite-install
+      - cmd: bay-monitoring-systemd-reload
+    - watch:
+      - file: bay-monitoring-file-/var/lib/bay/graphite/conf/carbon.conf
+      - file: bay-monitoring-file-/var/lib/bay/graphite/conf/storage-schemas.conf
+      - file: bay-monitoring-file-/var/lib/bay/graphite/conf/storage-aggregation.conf
+
+bay-graphite-web-service:
+  service.running:
+    - name: bay-graphite-web
+    - enable: True
+    - require:
+      - service: bay-carbon-service
+    - watch:
+      - file: bay-monitoring-file-/var/lib/bay/graphite/conf/bay_graphite_settings.py
+      - file: bay-monitoring-file-/etc/systemd/system/bay-graphite-web.service
+
+# the platform's dashboard and every service's, from the services pillar
+bay-monitoring-dashboards:
+  module.run:
+    - bay.provision_dashboards:
+    - require:
+      - service: bay-graphite-web-service
+{%- endif %}
