@@ -268,7 +268,9 @@ class Engine:
         alive = set(self.reports.alive or ())
         points = platform.snapshot(m["cluster"], now, store.accepted_all(), store.autoscaled_all(), store.instances(),
                                    store.failed_groups(), set(self.reports.addresses), alive, store.drained(),
-                                   self.recorder.take(), json.loads(record) if record else None)
+                                   self.recorder.take(), json.loads(record) if record else None,
+                                   platform.autoscale_records(store.items(names.kv_scale_prefix()),
+                                                              names.kv_scale_prefix()))
         self.shipper.put(points)
 
     def run(self, next_event: Callable[[], dict | None]) -> None:

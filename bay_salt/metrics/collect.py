@@ -141,7 +141,8 @@ def traffic(cluster: str, node: str, rows: Iterable[dict], rates: Rates, now: fl
     """Per group frontend (``SERVICE.GROUP``): requests (count per interval and
     ``request_rate`` per second), 5xx answers, connection failures, retries,
     redispatches, bytes, current sessions and the average response time (ms,
-    HAProxy's over the last 1024 requests). HAProxy's own frontends are left out."""
+    HAProxy's over the last 1024 requests). HAProxy's own frontends are left
+    out, and so is a group's row in an interval nothing went through it."""
     out: list[Point] = []
     for row in rows:
         px, sv = row.get("pxname", ""), row.get("svname", "")
@@ -153,19 +154,26 @@ def traffic(cluster: str, node: str, rows: Iterable[dict], rates: Rates, now: fl
             return names.metric_traffic(cluster, service, group, node, what)
 
         counters = FRONTEND_COUNTERS if sv == "FRONTEND" else BACKEND_COUNTERS
+        row_points: list[Point] = []
+        active = _num(row, "scur") > 0
         for key, what in counters.items():
             prev = rates.last.get(path(what))
             d = rates.delta(path(what), _num(row, key), now)
             if d is None:
                 continue
-            out.append((path(what), (now, d)))
+            active = active or d > 0
+            row_points.append((path(what), (now, d)))
             if what == "requests":
-                out.append((path("request_rate"), (now, d / (now - prev[0]))))
+                row_points.append((path("request_rate"), (now, d / (now - prev[0]))))
         if sv == "FRONTEND":
-            out.append((path("sessions"), (now, _num(row, "scur"))))
+            row_points.append((path("sessions"), (now, _num(row, "scur"))))
         else:
-            out.append((path("response_ms"), (now, _num(row, "rtime"))))
-            out.append((path("servers_up"), (now, _num(row, "act"))))
+            row_points.append((path("response_ms"), (now, _num(row, "rtime"))))
+            row_points.append((path("servers_up"), (now, _num(row, "act"))))
+        # a frontend nobody used this interval sends nothing (most of a large
+        # cluster's node x group pairs): its graphs have gaps, not zeros
+        if active:
+            out += row_points
     return out
 
 

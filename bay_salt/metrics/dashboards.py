@@ -53,6 +53,9 @@ def service_panels(cluster: str, service: str, groups: list[str]) -> list[Panel]
                                     f"alias(sumSeries({tr}.*.retries),'retries')",
                                     f"alias(sumSeries({tr}.*.redispatches),'redispatches')"), "per interval", 0),
             Panel(f"{sg}: response time", (f"aliasByNode({tr}.*.response_ms,5)",), "ms", 0),
+            Panel(f"{sg}: autoscaler (when on)", (f"aliasByMetric({grp}.autoscale.{{desired,recommendation}})",
+                                                  f"alias(scale({grp}.autoscale.utilisation,10),'utilisation x10')"),
+                  "instances", 0),
         ]
     own = names.metric_path(cluster, "services", service)
     out.append(Panel(f"{service}: own metrics (statsd, per second)",

@@ -8,6 +8,7 @@ those counts into points named by :mod:`bay_salt.model.names`.
 from __future__ import annotations
 
 import collections
+import json
 import statistics
 import threading
 from collections.abc import Iterable
@@ -24,6 +25,21 @@ MASTER_TLS = {"cert_file": "/etc/bay/tls/master.pem", "key_file": "/etc/bay/tls/
 ACTION_TAGS = (names.TAG_CONTAINER_REPLACED, names.TAG_CONTAINER_BACKOFF, names.TAG_GROUP_FAILED,
                names.TAG_NODE_LOST, names.TAG_NODE_BACK, names.TAG_STRAY_REMOVED, names.TAG_CONTROLLER_RECONCILED,
                names.TAG_SCALE_DECIDED, names.TAG_INSTANCE_MARKED)
+
+
+#: what the autoscaler's round records (bay_salt.control.autoscaler) that is drawn
+AUTOSCALE_INPUTS = ("utilisation", "cpu_used", "cpu_reserved", "recommendation", "ready")
+
+
+def autoscale_records(items: dict[str, bytes], prefix: str) -> dict[tuple[str, str], dict]:
+    """KV ``bay/scale/SERVICE/GROUP`` values -> (service, group) -> the last round's record."""
+    out = {}
+    for key, value in items.items():
+        try:
+            out[tuple(key[len(prefix):].split("/")[:2])] = json.loads(value).get("last") or {}
+        except (ValueError, AttributeError):
+            continue
+    return out
 
 
 def action_name(tag: str) -> str:
@@ -72,8 +88,10 @@ class Recorder:
 def snapshot(cluster: str, now: float, accepted: dict[tuple[str, str], Accepted],
              autoscaled: dict[tuple[str, str], int], instances: Iterable[Instance],
              failed: Iterable[tuple[str, str]], nodes_known: set[str], nodes_alive: set[str], drained: set[str],
-             done: Recorder, reconcile: dict | None = None) -> list[Point]:
-    """One round of group and platform points."""
+             done: Recorder, reconcile: dict | None = None,
+             autoscale_last: dict[tuple[str, str], dict] | None = None) -> list[Point]:
+    """One round of group and platform points. ``autoscale_last``: each
+    autoscaled group's last round (KV ``bay/scale``: its inputs and decision)."""
     out: list[Point] = []
 
     def put(path: str, value: float) -> None:
@@ -101,6 +119,10 @@ def snapshot(cluster: str, now: float, accepted: dict[tuple[str, str], Accepted]
         put(g("replacements"), done.replacements.get(key, 0))
         if key in autoscaled:
             put(g("autoscale.desired"), autoscaled[key])
+        for what in AUTOSCALE_INPUTS:
+            value = (autoscale_last or {}).get(key, {}).get(what)
+            if isinstance(value, (int, float)):
+                put(g(f"autoscale.{what}"), value)
         total.update(desired=want, registered=len(regs), passing=passing)
     p = lambda what: names.metric_platform(cluster, what)  # noqa: E731
     put(p("groups"), len(set(accepted) | set(by_group)))

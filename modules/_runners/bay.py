@@ -11,6 +11,7 @@ try:
     from bay_salt import saltloader
     from bay_salt.control import operations, saltbackend
     from bay_salt.kv.store import TxnError, Unavailable
+    from bay_salt.metrics import dashboards as bay_dashboards
     from bay_salt.model.services import SpecError
     from bay_salt.scheduling.backend import DeployError
 
@@ -147,3 +148,21 @@ def status(name=None):
         salt-run bay.status web
     """
     return _run(operations.status, name)
+
+
+def dashboards():
+    """
+    The dashboards' URLs in graphite-web: the platform's and every service's
+    (``bay:monitoring:web``, or Bay's graphite-web on the monitoring node).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.dashboards
+    """
+    backend = saltbackend.for_master(__opts__)
+    m = backend.monitoring()
+    if not m.get("web"):
+        raise SaltInvocationError("no graphite-web: no node has role monitoring and bay:monitoring:web is empty")
+    return bay_dashboards.urls(m["web"], m["cluster"], backend.services())

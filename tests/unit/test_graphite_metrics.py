@@ -2,6 +2,7 @@
 traffic, containers, group and platform points), the shipper's bound,
 statsd prefixing, dashboards and the daemons' configuration."""
 
+import json
 import pickle
 import struct
 
@@ -141,10 +142,14 @@ def test_group_and_platform_points():
 
 
 def test_autoscaled_count_is_the_desired_one_and_failed_groups_show():
+    kv = {"bay/scale/demo/web": json.dumps({"state": {"desired": 5}, "last": {"utilisation": 0.9, "cpu_used": 0.45,
+                                                                              "reason": "scale up"}}).encode()}
     pts = dict((p, v) for p, (_, v) in platform.snapshot(
         "c", 1.0, {("demo", "web"): Accepted(spec(2))}, {("demo", "web"): 5}, [], [("demo", "web")], set(), set(),
-        set(), platform.Recorder()))
+        set(), platform.Recorder(), autoscale_last=platform.autoscale_records(kv, "bay/scale/")))
     assert pts["bay.c.groups.demo.web.desired"] == 5 and pts["bay.c.groups.demo.web.autoscale.desired"] == 5
+    assert pts["bay.c.groups.demo.web.autoscale.utilisation"] == 0.9
+    assert pts["bay.c.groups.demo.web.autoscale.cpu_used"] == 0.45
     assert pts["bay.c.groups.demo.web.failed"] == 1 and pts["bay.c.groups.demo.web.healthy_ratio"] == 0.0
 
 
@@ -270,3 +275,11 @@ def test_haproxy_accepts_the_monitoring_nodes_config(tmp_path):
     (tmp_path / "haproxy.cfg").write_text(text)
     res = subprocess.run(["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr + res.stdout
+
+
+def test_an_idle_frontend_sends_nothing():
+    r = collect.Rates()
+    idle = STAT.format(scur=0, bin=100, bout=1000, req=1000, x5=2, econ=1, retr=0, redis=0).replace(
+        "BACKEND,0,2,", "BACKEND,0,0,")
+    collect.traffic("c", "node1", collect.parse_stat(idle), r, 10.0)
+    assert collect.traffic("c", "node1", collect.parse_stat(idle), r, 20.0) == []
