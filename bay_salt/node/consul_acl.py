@@ -15,6 +15,8 @@ it never prints a secret.
 
 from __future__ import annotations
 
+import random
+import time
 import uuid
 
 import consul
@@ -73,6 +75,20 @@ def ensure(client: consul.Consul, tokens: dict[str, str], dry_run: bool = False,
 
     (listed,) = retry.until(policies, "Consul's ACL system (a leader, out of legacy mode)", timeout=wait,
                             interval=1, on=(requests.exceptions.RequestException, OSError))
+    # every Consul server applies this at once on a new cluster: what another
+    # one created meanwhile ("already exists", "already in use") is read again
+    for attempt in range(6):
+        try:
+            return _apply(call, listed, tokens, dry_run)
+        except consul.ConsulException as err:
+            if "already" not in str(err) or attempt == 5:
+                raise
+            time.sleep(0.5 + random.random())
+            listed = call("get", "/v1/acl/policies") or []
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _apply(call, listed: list[dict], tokens: dict[str, str], dry_run: bool) -> list[str]:
     existing = {p["Name"]: p for p in listed}
     changed = []
     for role, secret in sorted(tokens.items()):
