@@ -171,8 +171,19 @@ def save(web: str, name: str, panels: list[Panel], timeout: float = 10.0, header
         raise OSError(f"graphite-web did not save dashboard {name}: {answer.get('error', answer)}")
 
 
-def provision(cfg: dict, web: str | None = None) -> list[str]:
-    """Every dashboard into this monitoring node's graphite-web (loopback)."""
+def load(web: str, name: str, timeout: float = 10.0) -> dict | None:
+    """A dashboard's state as graphite-web holds it (None: it has none of that name)."""
+    try:
+        with urllib.request.urlopen(f"{web.rstrip('/')}/dashboard/load/{name}", timeout=timeout) as resp:
+            return json.load(resp).get("state")
+    except ValueError:
+        return None
+
+
+def provision(cfg: dict, web: str | None = None, dry_run: bool = False) -> list[str]:
+    """Every dashboard into this monitoring node's graphite-web (loopback),
+    where it differs from what graphite-web holds: the names written (or, with
+    ``dry_run``, that would be)."""
     web = web or f"http://127.0.0.1:{graphite.WEB_PORT}"
     # graphite-web may still be starting (its service was just started or restarted)
     from bay_salt.util import retry
@@ -190,6 +201,9 @@ def provision(cfg: dict, web: str | None = None) -> list[str]:
         raise OSError(f"graphite-web at {web} does not answer (systemctl status bay-graphite-web)") from None
     made = []
     for name, panels in all_dashboards(cfg["cluster"], cfg.get("services") or {}).items():
-        save(web, name, panels)
+        if load(web, name) == json.loads(json.dumps(graphite_state(name, panels))):
+            continue
+        if not dry_run:
+            save(web, name, panels)
         made.append(name)
     return made

@@ -16,14 +16,20 @@ bay-statsd-nodejs:
   pkg.installed:
     - name: nodejs
 
-# statsd 0.9.0 from npm (a site without npm's registry puts it there beforehand;
-# `bay up` bakes it into the node image)
+# statsd 0.9.0 from npm, unless it is there already (`bay up` bakes it into the
+# node image; the bootstrap playbook can copy it: bay_statsd)
+bay-statsd-npm:
+  pkg.installed:
+    - name: npm
+    - unless: test -f /opt/bay/statsd/node_modules/statsd/stats.js
+
 bay-statsd-package:
   cmd.run:
     - name: npm install --prefix /opt/bay/statsd --omit=optional --no-audit --no-fund statsd@0.9.0
     - creates: /opt/bay/statsd/node_modules/statsd/stats.js
     - require:
       - pkg: bay-statsd-nodejs
+      - pkg: bay-statsd-npm
 
 {%- for path, f in files.items() | sort %}
 

@@ -105,8 +105,8 @@ bay-graphite-web-service:
 
 # the platform's dashboard and every service's, from the services pillar
 bay-monitoring-dashboards:
-  module.run:
-    - bay.provision_dashboards:
+  bay_monitoring.dashboards_present:
+    - name: bay
     - require:
       - service: bay-graphite-web-service
 {%- endif %}

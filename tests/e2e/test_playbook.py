@@ -19,6 +19,9 @@ def test_bootstrap_playbook_joins_a_plain_server(cluster, tmp_path):
     wheels = tmp_path / "wheelhouse"
     shutil.copytree(images.ensure_wheelhouse(cluster.progress), wheels, ignore=shutil.ignore_patterns(".complete"))
     shutil.copy(images.build_bay_wheel(cluster.progress), wheels)
+    # each copied as one archive (Ansible's copy of a directory is a round trip per file)
+    wheels_tar = shutil.make_archive(str(tmp_path / "wheelhouse"), "tar", wheels)
+    statsd_tar = shutil.make_archive(str(tmp_path / "statsd"), "tar", images.ensure_statsd(cluster.progress))
     inventory = {"all": {"children": {
         "bay_new": {"hosts": {"node4": {"ansible_connection": "bay_docker", "ansible_host": server.name}}},
         "bay_master": {"hosts": {"master": {"ansible_connection": "bay_docker", "ansible_host": cluster.master().name}}},
@@ -26,7 +29,7 @@ def test_bootstrap_playbook_joins_a_plain_server(cluster, tmp_path):
     (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
     res = subprocess.run(
         [str(CHECKOUT / ".venv/bin/ansible-playbook"), "-i", str(tmp_path / "inventory.yml"), "bootstrap.yml",
-         "-e", f"bay_wheelhouse={wheels}"],
+         "-e", f"bay_wheelhouse={wheels_tar}", "-e", f"bay_statsd={statsd_tar}"],
         cwd=CHECKOUT / "playbooks", capture_output=True, text=True, timeout=900,
         env=dict(os.environ, PATH=f"{CHECKOUT / '.venv/bin'}:{os.environ['PATH']}"),
     )
@@ -38,5 +41,5 @@ def test_bootstrap_playbook_joins_a_plain_server(cluster, tmp_path):
     out = server.exec_run(["consul", "members"], environment={"CONSUL_HTTP_TOKEN": cluster.consul_token()}).output.decode()
     alive = sorted(line.split()[0] for line in out.splitlines()[1:] if " alive " in line)
     assert alive == ["node1", "node2", "node3", "node4"], out
-    for svc in ("salt-minion", "docker", "consul", "haproxy", "cadvisor"):
+    for svc in ("salt-minion", "docker", "consul", "haproxy", "cadvisor", "bay-metrics", "bay-statsd"):
         assert server.exec_run(["systemctl", "is-active", svc]).exit_code == 0, svc

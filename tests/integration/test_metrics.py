@@ -175,3 +175,14 @@ def test_carbon_and_graphite_web_behind_haproxy_are_closed(graphite, tmp_path):
         assert anonymous.value.code == 401
     finally:
         proxy.stop()
+
+
+def test_dashboards_are_written_once_and_again_only_when_they_differ(graphite):
+    from bay_salt.metrics import dashboards
+
+    cfg = {"cluster": "it", "services": {"demo": {"groups": {"web": {}}}}}
+    assert dashboards.provision(cfg, graphite.url, dry_run=True) == ["bay-it-platform", "bay-it-service-demo"]
+    assert dashboards.provision(cfg, graphite.url) == ["bay-it-platform", "bay-it-service-demo"]
+    assert dashboards.provision(cfg, graphite.url) == []  # a second apply changes nothing
+    cfg["services"]["demo"]["groups"]["api"] = {}
+    assert dashboards.provision(cfg, graphite.url) == ["bay-it-service-demo"]
