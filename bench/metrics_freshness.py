@@ -6,7 +6,8 @@ about 0 to its 0.1-core limit), then polls the render API (through the
 monitoring node's HAProxy, TLS and a password, as a person reads it) every
 0.25 s until a point of that container's ``cpu_cores`` above 0.05 is there.
 The loop runs 25 s, then the container idles until its CPU is back under
-0.02 before the next trial. The path measured: cAdvisor's housekeeping (2 s),
+0.02, and a random 0-10 s more (so the trials do not lock to the agents'
+rounds), before the next trial. The path measured: cAdvisor's housekeeping (2 s),
 the agent's round (every 10 s, the finest retention), carbon's cache (read by
 graphite-web through carbonlink), the render API.
 
@@ -16,6 +17,7 @@ graphite-web through carbonlink), the render API.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 
@@ -59,6 +61,7 @@ def main() -> None:
             if time.time() > deadline:
                 raise SystemExit(f"{target}: no idle point within 90 s")
             time.sleep(1)
+        time.sleep(random.uniform(0, RESOLUTION))  # no phase lock with the agents' 10 s rounds
         t0 = time.time()
         c.exec_run(["docker", "exec", "-d", f"bay-demo-web-{inst}", "sh", "-c", BURN])
         while True:
