@@ -188,7 +188,7 @@ def dashboards(grafana: Annotated[str | None, typer.Option(
     from bay_salt.metrics import dashboards as dash
 
     local = _local()
-    web = local.graphite()[0]
+    web, user = local.graphite()[:2]
     services = (local.services_pillar().get("bay") or {}).get("services") or {}
     table = Table()
     table.add_column("dashboard")
@@ -196,7 +196,7 @@ def dashboards(grafana: Annotated[str | None, typer.Option(
     for name, url in dash.urls(web, local.name, services).items():
         table.add_row(name, url)
     console.print(table)
-    console.print(f"[dim]user {local.graphite()[1]}; password in {local.state_dir / 'pki' / 'graphite-web'}; "
+    console.print(f"[dim]user {user}; password in {local.state_dir / 'pki' / 'graphite-web'}; "
                   f"CA {local.state_dir / 'pki' / 'ca.pem'}[/]")
     if grafana:
         out = Path(grafana)

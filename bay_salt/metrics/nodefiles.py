@@ -25,6 +25,17 @@ MONITORING_PEM = "/etc/haproxy/bay-monitoring.pem"
 GRAPHITE_PACKAGES = ("carbon==1.1.10", "whisper==1.1.10", "graphite-web==1.1.10", "gunicorn>=21", "whitenoise>=5.3,<6")
 
 
+def layout() -> dict:
+    """Where bay.metrics and bay.monitoring put things (the SLS reads it from here)."""
+    base = GRAPHITE_BASE
+    return {"statsd_dir": STATSD_DIR, "statsd_version": STATSD_VERSION,
+            "statsd_js": f"{STATSD_DIR}/node_modules/statsd/stats.js",
+            "graphite_venv": GRAPHITE_VENV, "graphite_base": base, "graphite_user": GRAPHITE_USER,
+            "graphite_conf": f"{base}/conf", "graphite_packages": list(GRAPHITE_PACKAGES),
+            "graphite_dirs": [f"{base}/storage/whisper", f"{base}/storage/lists", f"{base}/storage/log/webapp",
+                              f"{base}/static"]}
+
+
 def carbon_target(cfg: dict) -> dict:
     """Where this node's agent sends (host, port, and its certificate when TLS)."""
     m = cfg["monitoring"]

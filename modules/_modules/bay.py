@@ -392,6 +392,15 @@ def provision_dashboards(cfg=None):
         raise CommandExecutionError(f"graphite-web on {cfg['node']['id']}: {exc}") from None
 
 
-def graphite_packages():
-    """What ``bay.monitoring`` installs into Graphite's venv (PyPI's 1.1.10)."""
-    return list(nodefiles.GRAPHITE_PACKAGES)
+def metrics_layout():
+    """
+    Where ``bay.metrics`` and ``bay.monitoring`` put things: statsd's
+    directory and version, Graphite's venv, data directory, user and packages.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.metrics_layout
+    """
+    return nodefiles.layout()

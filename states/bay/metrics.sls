@@ -11,22 +11,23 @@ include:
   - {{ tplroot }}.haproxy
 {%- if bay.monitoring.enabled and bay.monitoring.carbon_address %}
 {%- set files = salt['bay.metrics_files'](bay) %}
+{%- set where = salt['bay.metrics_layout']() %}
 
 bay-statsd-nodejs:
   pkg.installed:
     - name: nodejs
 
-# statsd 0.9.0 from npm, unless it is there already (`bay up` bakes it into the
+# statsd from npm, unless it is there already (`bay up` bakes it into the
 # node image; the bootstrap playbook can copy it: bay_statsd)
 bay-statsd-npm:
   pkg.installed:
     - name: npm
-    - unless: test -f /opt/bay/statsd/node_modules/statsd/stats.js
+    - unless: test -f {{ where.statsd_js }}
 
 bay-statsd-package:
   cmd.run:
-    - name: npm install --prefix /opt/bay/statsd --omit=optional --no-audit --no-fund statsd@0.9.0
-    - creates: /opt/bay/statsd/node_modules/statsd/stats.js
+    - name: npm install --prefix {{ where.statsd_dir }} --omit=optional --no-audit --no-fund statsd@{{ where.statsd_version }}
+    - creates: {{ where.statsd_js }}
     - require:
       - pkg: bay-statsd-nodejs
       - pkg: bay-statsd-npm

@@ -10,7 +10,9 @@ include:
   - {{ tplroot }}.python
   - {{ tplroot }}.haproxy
 {%- if 'monitoring' in bay.node.roles and bay.monitoring.enabled and not bay.monitoring.carbon %}
-{%- set venv = '/opt/bay/graphite' %}
+{%- set where = salt['bay.metrics_layout']() %}
+{%- set venv = where.graphite_venv %}
+{%- set conf = where.graphite_conf %}
 
 bay-graphite-packages:
   pkg.installed:
@@ -18,20 +20,16 @@ bay-graphite-packages:
 
 bay-graphite-user:
   user.present:
-    - name: bay-graphite
+    - name: {{ where.graphite_user }}
     - system: True
-    - home: /var/lib/bay/graphite
+    - home: {{ where.graphite_base }}
     - createhome: False
     - shell: /usr/sbin/nologin
 
 bay-graphite-dirs:
   file.directory:
-    - names:
-      - /var/lib/bay/graphite/storage/whisper
-      - /var/lib/bay/graphite/storage/lists
-      - /var/lib/bay/graphite/storage/log/webapp
-      - /var/lib/bay/graphite/static
-    - user: bay-graphite
+    - names: {{ where.graphite_dirs | json }}
+    - user: {{ where.graphite_user }}
     - makedirs: True
     - recurse: [user]
     - require:
@@ -47,7 +45,7 @@ bay-graphite-venv:
 # installed with GRAPHITE_NO_PREFIX so everything stays in the venv (not /opt/graphite)
 bay-graphite-install:
   pip.installed:
-    - pkgs: {{ salt['bay.graphite_packages']() | json }}
+    - pkgs: {{ where.graphite_packages | json }}
     - bin_env: {{ venv }}
     - env_vars:
         GRAPHITE_NO_PREFIX: "True"
@@ -66,8 +64,8 @@ bay-monitoring-file-{{ path }}:
     - contents: {{ f.contents | json }}
     - mode: '{{ f.mode }}'
     - makedirs: True
-{%- if path.startswith('/var/lib/bay/graphite') %}
-    - user: bay-graphite
+{%- if path.startswith(where.graphite_base) %}
+    - user: {{ where.graphite_user }}
     - show_changes: False
 {%- endif %}
     - require:
@@ -89,9 +87,9 @@ bay-carbon-service:
       - pip: bay-graphite-install
       - cmd: bay-monitoring-systemd-reload
     - watch:
-      - file: bay-monitoring-file-/var/lib/bay/graphite/conf/carbon.conf
-      - file: bay-monitoring-file-/var/lib/bay/graphite/conf/storage-schemas.conf
-      - file: bay-monitoring-file-/var/lib/bay/graphite/conf/storage-aggregation.conf
+      - file: bay-monitoring-file-{{ conf }}/carbon.conf
+      - file: bay-monitoring-file-{{ conf }}/storage-schemas.conf
+      - file: bay-monitoring-file-{{ conf }}/storage-aggregation.conf
 
 bay-graphite-web-service:
   service.running:
@@ -100,7 +98,7 @@ bay-graphite-web-service:
     - require:
       - service: bay-carbon-service
     - watch:
-      - file: bay-monitoring-file-/var/lib/bay/graphite/conf/bay_graphite_settings.py
+      - file: bay-monitoring-file-{{ conf }}/bay_graphite_settings.py
       - file: bay-monitoring-file-/etc/systemd/system/bay-graphite-web.service
 
 # the platform's dashboard and every service's, from the services pillar

@@ -129,3 +129,31 @@ def test_each_part_stands_alone(pillar, salt_call):
         ret = salt_call.run("state.show_sls", sls)
         assert ret.returncode == 0, (sls, ret)
         assert needs <= set(ret.data), (sls, sorted(ret.data))
+
+
+def test_monitoring_node_renders_graphite_and_metrics(pillar, salt_call, tmp_path):
+    """bay.monitoring and bay.metrics on a node with role monitoring: Graphite's
+    venv, daemons, files and dashboards; the agent and statsd; HAProxy's PEM."""
+    from bay_salt.cluster import pki
+
+    authority = pki.ca("func CA")
+    leaf = pki.leaf(authority, "bay-func-minion", ["bay-func-minion"], ["10.9.0.1"])
+    for name, text in (("ca.pem", authority.cert_pem), ("node.pem", leaf.cert_pem), ("node-key.pem", leaf.key_pem)):
+        (tmp_path / name).write_text(text)
+    pillar(VALID_PILLAR.replace("roles: [worker]", "roles: [worker, monitoring]") + f"""
+  monitoring:
+    tls:
+      cert_file: {tmp_path / "node.pem"}
+      key_file: {tmp_path / "node-key.pem"}
+      ca_file: {tmp_path / "ca.pem"}
+""")
+    ret = salt_call.run("state.show_sls", "bay.monitoring")
+    assert ret.returncode == 0, ret
+    assert {"bay-graphite-install", "bay-carbon-service", "bay-graphite-web-service", "bay-monitoring-dashboards",
+            "bay-haproxy-monitoring-pem", "bay-monitoring-file-/var/lib/bay/graphite/conf/carbon.conf"} <= set(ret.data)
+    ret = salt_call.run("state.show_sls", "bay.metrics")
+    assert ret.returncode == 0, ret
+    assert {"bay-metrics-service", "bay-statsd-service", "bay-statsd-package",
+            "bay-metrics-file-/etc/bay/metrics.json"} <= set(ret.data)
+    npm = next(a["name"] for a in ret.data["bay-statsd-package"]["cmd"] if isinstance(a, dict) and "name" in a)
+    assert npm.endswith("statsd@0.9.0") and "--prefix /opt/bay/statsd" in npm
