@@ -45,11 +45,33 @@ class Target:
         return f"{self.host}:{self.port}" + (" (TLS)" if self.tls else "")
 
 
+#: the largest pickle message carbon takes (its PICKLE_RECEIVER_MAX_LENGTH
+#: default, and what Bay's carbon.conf says): a longer one makes carbon drop
+#: the connection, and everything in it, without a word
+MAX_MESSAGE = 2**20
+
+
 def encode(batch: list[Point]) -> bytes:
     """One pickle-protocol message: a 4-byte length and a pickled list of
     ``(path, (timestamp, value))`` (protocol 2, what carbon unpickles safely)."""
     payload = pickle.dumps(batch, protocol=2)
     return struct.pack("!L", len(payload)) + payload
+
+
+def messages(batch: list[Point], limit: int = MAX_MESSAGE) -> tuple[list[bytes], int]:
+    """``batch`` as pickle messages of at most ``limit`` bytes of payload each
+    (halved until they fit: a backlog after an outage comes in big batches of
+    long names), and how many points could not fit at all (a single point
+    longer than ``limit``: dropped, and counted by the caller)."""
+    msg = encode(batch)
+    if len(msg) - 4 <= limit:
+        return [msg], 0
+    if len(batch) == 1:
+        return [], 1
+    half = len(batch) // 2
+    first, lost1 = messages(batch[:half], limit)
+    second, lost2 = messages(batch[half:], limit)
+    return first + second, lost1 + lost2
 
 
 def parse_plaintext(line: str, now: float | None = None) -> Point | None:
@@ -70,8 +92,9 @@ def parse_plaintext(line: str, now: float | None = None) -> Point | None:
 
 class Shipper:
     def __init__(self, target: Target, capacity: int = 100_000, batch: int = 5_000, timeout: float = 5.0,
-                 retry: float = 2.0):
+                 retry: float = 2.0, max_message: int = MAX_MESSAGE):
         self.target = target
+        self.max_message = max_message
         self.queue: collections.deque[Point] = collections.deque(maxlen=capacity)
         self.batch = batch
         self.timeout = timeout
@@ -162,8 +185,10 @@ class Shipper:
             if not self.connected:
                 log.info("connected to carbon at %s", self.target)
             self.connected = True
-        self._sock.sendall(encode(batch))
-        self.sent += len(batch)
+        parts, too_long = messages(batch, self.max_message)
+        self._sock.sendall(b"".join(parts))
+        self.sent += len(batch) - too_long
+        self.dropped += too_long
 
     def _run(self) -> None:
         while True:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from bay_salt.metrics import carbon
+
 #: carbon's receivers and cache query port, on loopback of the monitoring node
 LINE_PORT, PICKLE_PORT, CACHE_QUERY_PORT = 2003, 2004, 7002
 #: graphite-web (gunicorn) on loopback; HAProxy serves it to people with a password
@@ -73,6 +75,7 @@ LINE_RECEIVER_PORT = {LINE_PORT}
 ENABLE_UDP_LISTENER = False
 PICKLE_RECEIVER_INTERFACE = 127.0.0.1
 PICKLE_RECEIVER_PORT = {PICKLE_PORT}
+PICKLE_RECEIVER_MAX_LENGTH = {carbon.MAX_MESSAGE}
 CACHE_QUERY_INTERFACE = 127.0.0.1
 CACHE_QUERY_PORT = {CACHE_QUERY_PORT}
 USE_FLOW_CONTROL = True

@@ -208,4 +208,13 @@ def test_carbon_away_for_a_minute_loses_no_agent_no_request_no_point(cluster, re
         got = render.series(f"bay.{cluster.name}.nodes.node2.agent.points", since=window, until=f"{int(stopped) + 50}")
         return sum(1 for s in got.values() for v in non_null(s)) >= 4  # of 5 slots: one batch may be lost as carbon goes
 
-    eventually(outage_filled, 90, "node2's points from while carbon was away")
+    try:
+        eventually(outage_filled, 90, "node2's points from while carbon was away")
+    except AssertionError as err:  # what the agent saw, for whoever reads the failure
+        node2 = cluster.client.containers.get(nodes[1].container)
+        journal = node2.exec_run(["journalctl", "-u", "bay-metrics", "--since", f"@{int(stopped) - 30}",
+                                  "--no-pager", "-o", "short-unix"]).output.decode()[-3000:]
+        got = render.series([f"bay.{cluster.name}.nodes.node2.agent.{w}" for w in ("points", "dropped", "sent")],
+                            since=f"{int(stopped) - 30}")
+        raise AssertionError(f"{err}; carbon stopped at {stopped:.0f}; node2's agent: {got}; its journal: {journal}; "
+                             f"the monitoring node's haproxy: {monitor.exec_run(['journalctl', '-u', 'haproxy', '-n', '20', '--no-pager']).output.decode()[-2000:]}") from None

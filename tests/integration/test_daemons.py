@@ -68,6 +68,10 @@ def test_haproxy_stats_page_and_hitless_reload(haproxy):
     url = f"http://127.0.0.1:{haproxy['stats_port']}/stats"
     assert urllib.request.urlopen(url, timeout=5).status == 200
     before = RuntimeAPI(haproxy["socket"]).info()["Pid"]
+    # the socket exists as soon as the master binds it, before its loop handles
+    # signals: a SIGUSR2 that early is lost (seen in CI). systemd reloads a
+    # master long up; the test waits for the master's word that it is, too.
+    wait_for(lambda: "Loading success" in haproxy["log"].read_text(), 15, "haproxy's master up")
     os.kill(haproxy["proc"].pid, signal.SIGUSR2)  # master-worker reload
     try:
         wait_for(lambda: RuntimeAPI(haproxy["socket"]).info()["Pid"] != before, 15, "a new worker")

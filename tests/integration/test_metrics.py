@@ -77,6 +77,23 @@ def test_carbon_down_then_back_loses_nothing_within_the_bound(graphite):
             graphite.start_carbon()
 
 
+def test_a_backlog_of_long_names_is_not_one_message_carbon_refuses(graphite):
+    """5,000 points of 200-character names pickle to ~1.3 MB, beyond carbon's
+    1 MiB message limit: carbon would drop the connection and all of them."""
+    s = carbon.Shipper(carbon.Target("127.0.0.1", graphite.pickle_port)).start()
+    now = int(time.time())
+    stem = "bay.it.backlog." + "x" * 170
+    points = [(f"{stem}.s{i % 50:02d}", (now - 99 + i // 50, 1.0)) for i in range(5000)]
+    assert len(carbon.encode(points)) > carbon.MAX_MESSAGE
+    try:
+        s.put(points)
+        assert len(read_back(graphite, f"{stem}.s07", 100, timeout=60)) == 100
+        assert len(read_back(graphite, f"{stem}.s49", 100, timeout=60)) == 100
+        assert s.dropped == 0
+    finally:
+        s.stop()
+
+
 @pytest.fixture
 def statsd_dir():
     from bay_salt.cluster import images

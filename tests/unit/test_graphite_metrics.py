@@ -160,6 +160,18 @@ def test_pickle_message_is_what_carbon_reads():
     assert pickle.loads(msg[4:4 + size]) == [("a.b", (10.0, 1.5))]
 
 
+def test_big_batches_are_split_into_messages_carbon_takes():
+    batch = [(f"a.{'x' * 40}.{i}", (float(i), 1.0)) for i in range(1000)]
+    parts, lost = carbon.messages(batch, limit=4096)
+    assert lost == 0 and len(parts) > 1 and all(len(m) - 4 <= 4096 for m in parts)
+    back = []
+    for m in parts:
+        (size,) = struct.unpack("!L", m[:4])
+        back += pickle.loads(m[4:4 + size])
+    assert back == batch  # all of them, in order
+    assert carbon.messages([("y" * 5000, (1.0, 1.0)), ("a.b", (1.0, 1.0))], limit=4096)[1] == 1
+
+
 def test_queue_is_bounded_and_drops_the_oldest():
     s = carbon.Shipper(carbon.Target("127.0.0.1", 1), capacity=3)
     s.put([(f"m{i}", (float(i), 1.0)) for i in range(5)])
