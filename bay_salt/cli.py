@@ -167,6 +167,70 @@ def services(service: Annotated[str | None, typer.Argument()] = None) -> None:
     console.print(table)
 
 
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
+@app.command()
+def alerts() -> None:
+    """Alerts that fire or wait (salt-run bay.alerts), silences, deliveries that gave up."""
+    got = _runner("bay.alerts")
+    table = Table(title="alerts")
+    for col in ("alert", "state", "about", "since (UTC)", "summary"):
+        table.add_column(col)
+    colour = {"firing": "red", "pending": "yellow", "resolved": "green"}
+    for a in got["alerts"]:
+        about = " ".join(f"{k}={v}" for k, v in sorted(a["labels"].items())
+                         if k not in ("alertname", "scope", "severity"))
+        table.add_row(a["alert"], f"[{colour.get(a['state'], 'white')}]{a['state']}[/]", about, _when(a["since"]),
+                      a["summary"])
+    console.print(table if got["alerts"] else "[green]no alerts[/]")
+    if got["silences"]:
+        _silence_table(got["silences"])
+    for d in got["failed_deliveries"]:
+        console.print(f"[red]not delivered[/] to {d['receiver']} ({d['channel']} {d['to']}) after {d['attempts']} "
+                      f"attempts: {d['error']} - {d['subject']}")
+
+
+def _silence_table(rows: list[dict]) -> None:
+    table = Table(title="silences")
+    for col in ("id", "matchers", "ends (UTC)", "by", "reason"):
+        table.add_column(col)
+    for s in rows:
+        ends = _when(s["ends"]) + ("" if s["active"] else " [dim](ended)[/]")
+        table.add_row(s["id"], " ".join(f"{k}={v}" for k, v in s["matchers"].items()), ends, s["by"], s["reason"])
+    console.print(table)
+
+
+silence_app = typer.Typer(no_args_is_help=True, help="Silence alerts for a while, with a reason")
+app.add_typer(silence_app, name="silence")
+
+
+@silence_app.command("add")
+def silence_add(matchers: Annotated[list[str], typer.Argument(help="LABEL=VALUE (* and ? allowed), e.g. "
+                                                                   "service=demo group=web")],
+                duration: Annotated[str, typer.Option("--for", help="how long: 30m, 2h")],
+                reason: Annotated[str, typer.Option(help="why (shown with the silence)")]) -> None:
+    """Hold back the alerts matching every LABEL=VALUE until it ends (salt-run bay.silence)."""
+    got = _runner("bay.silence", *matchers, f"duration={duration}", f"reason={reason}")
+    for sid, s in got.items():
+        console.print(f"silence {sid}: {' '.join(f'{k}={v}' for k, v in s['matchers'].items())} until {s['ends']}")
+
+
+@silence_app.command("list")
+def silence_list() -> None:
+    """The silences, active and ended in the last day (salt-run bay.silences)."""
+    rows = _runner("bay.silences")
+    _silence_table(rows) if rows else console.print("no silences")
+
+
+@silence_app.command("expire")
+def silence_expire(silence_id: str) -> None:
+    """End a silence now (salt-run bay.unsilence)."""
+    _runner("bay.unsilence", silence_id)
+    console.print(f"silence {silence_id} ended")
+
+
 def _graphite(web: str | None, user: str | None, ca: str | None):
     """A render client for the local cluster's graphite-web, or the one named."""
     import os

@@ -179,6 +179,46 @@ bay:
     # held them this long is taken for dead and the controller takes them back.
     deploy_timeout: 900.0
 
+  # Alerts (docs/alerts.md). The bay_alerts engine on the master evaluates
+  # the rules every `interval` seconds over Bay's own state and Graphite's
+  # render API; an alert about a service goes to its `owners` (a team in
+  # `teams` reaches its own contact if it has one, else its people), platform
+  # and server alerts go to `platform_team`. Timing is Alertmanager's.
+  alerts:
+    enabled: true
+    interval: 5.0
+    group_wait: 5.0                  # a new group waits this long for more alerts to go with it
+    group_interval: 60.0             # a group told again at most this often when it changed
+    repeat_interval: 14400.0         # alerts that keep firing are told again this often
+    send_attempts: 8                 # each delivery, with back-off; then it is failed (bay alerts)
+    send_backoff_max: 300.0
+    webhook_timeout: 10.0
+    webhook_ca_file: ""              # CA of https webhooks (empty: the system's)
+    platform_team: [platform]
+    # name (an owner, a team, a person) -> e-mail addresses and webhook URLs
+    # (webhooks get Alertmanager's JSON payload, version 4)
+    contacts:
+      platform:
+        email: [platform@example.com]
+        webhook: []
+      bob:
+        email: [bob@example.com]
+      team-feed:
+        email: [feed@example.com]
+        webhook: [https://chat.example.com/hooks/feed]
+    smtp:
+      host: smtp.example.com
+      port: 587
+      sender: bay@example.com
+      starttls: true
+      user: bay
+      password_file: /etc/bay/smtp-password    # on the master; never in pillar
+    # change a default rule for everyone (threshold, for, severity, window,
+    # min_divisor, labels, summary, action, disabled), or add the site's own:
+    # {scope, source: state|graphite, metric, op, threshold, for, ...}
+    rules:
+      DiskFull: {threshold: 85}
+
   # Services: see pillar/services.sls (validated by bay_salt.model.services).
   services: {}
 

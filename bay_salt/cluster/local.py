@@ -89,7 +89,9 @@ def master_config(cluster: str) -> dict:
         # (salt.loader entry point) on the master and every minion, never synced
         "file_roots": {"base": [f"{SRV}/states"]},
         # the control loop (bay_salt.control.engine): replaces dead containers, handles lost nodes, autoscales
-        "engines": [{"bay_controller": {}}],
+        # ... and the alert evaluator (bay_salt.alerts.engine): reads graphite-web with this login
+        "engines": [{"bay_controller": {}},
+                    {"bay_alerts": {"graphite_user": GRAPHITE_USER, "graphite_password_file": GRAPHITE_PASSWORD_FILE}}],
         "pillar_roots": {"base": [f"{SRV}/pillar"]},
         # who may run what (PAM accounts on the master): owners only Bay's service runners, and the
         # runner itself lets each operate only the services whose owners name them
@@ -127,14 +129,15 @@ MONITORING_TLS = {"cert_file": "/etc/bay/tls/node.pem", "key_file": "/etc/bay/tl
                   "ca_file": "/etc/bay/ca.pem"}
 #: the node that runs Graphite (role monitoring): the first, which no e2e test takes away
 MONITORING_NODES = 1
-#: who may look at graphite-web (`bay up` keeps the password in its state dir)
+#: who may look at graphite-web (`bay up` keeps the password in its state dir, and gives it to the master)
 GRAPHITE_USER = "bay"
+GRAPHITE_PASSWORD_FILE = "/etc/bay/graphite-web.password"
 
 
 #: PAM groups on the master: service owners, and the platform team
 OWNERS_GROUP, ADMINS_GROUP = "bay-owners", "bay-admins"
 #: what an owner may run (the runner checks the service is theirs)
-OWNER_RUNNERS = [r"bay\.(deploy|plan|scale|status)"]
+OWNER_RUNNERS = [r"bay\.(deploy|plan|scale|status|alerts|silence|silences|unsilence)"]
 #: the registry's admin account `bay up` makes (it pushes the demo; its password stays in the state dir)
 REGISTRY_ADMIN = "bay-admin"
 #: where `bay up` puts the registry's TLS files, and the cluster's CA, on the nodes
@@ -182,7 +185,7 @@ def secret_pillars(s: Secrets, servers: list[str], registries: list[str],
     registry = {"bay": {"consul": tokens(["registry"]), "registry": {"auth": {
         "secret": s.registry_secret,
         "users": {"node": hash_password(s.node_password), REGISTRY_ADMIN: hash_password(s.admin_password)}}}}}
-    top = {"base": {"*": ["bay", "services", "bay-secrets-node"],
+    top = {"base": {"*": ["bay", "services", "alerts", "bay-secrets-node"],
                     ",".join(servers): [{"match": "list"}, "bay-secrets-server"],
                     ",".join(registries): [{"match": "list"}, "bay-secrets-registry"]}}
     out = {"bay-secrets-node.sls": yaml.safe_dump(node), "bay-secrets-server.sls": yaml.safe_dump(server),
@@ -300,6 +303,7 @@ class LocalCluster:
         pillar_dir = self.state_dir / "pillar"
         pillar_dir.mkdir(exist_ok=True)
         (pillar_dir / "services.sls").write_text("# services: `bay up` writes the demo here; see pillar/services.sls\n")
+        (pillar_dir / "alerts.sls").write_text("# bay:alerts (contacts, rules): see pillar/bay.sls and docs/alerts.md\n")
         gossip_key = base64.b64encode(secrets.token_bytes(32)).decode()
         minion_ids = [names.node_id(i) for i in range(1, count + 1)]
         made = Secrets.new()
@@ -324,6 +328,8 @@ class LocalCluster:
             "/etc/salt/master.d/bay.conf": (yaml.safe_dump(master_config(self.name)), 0o644),
             # the controller's Consul token: the runner and the engine read it, root only
             "/etc/bay/consul.token": (tokens["controller"] + "\n", 0o600),
+            # the alert evaluator reads graphite-web's render API with it
+            GRAPHITE_PASSWORD_FILE: (made.graphite_password + "\n", 0o600),
             "/etc/salt/pki/master/master.pem": (master_keys.private_pem, 0o400),
             "/etc/salt/pki/master/master.pub": (master_keys.public_pem, 0o644),
             **self._tls_files(authority, "master", [], MASTER_TLS),
@@ -510,6 +516,12 @@ class LocalCluster:
     def set_services(self, services: dict) -> None:
         """Replace the cluster's services pillar (``{"bay": {"services": ...}}``)."""
         (self.state_dir / "pillar" / "services.sls").write_text(yaml.safe_dump(services, sort_keys=False))
+
+    def set_alerts(self, alerts: dict) -> None:
+        """Replace the cluster's ``bay:alerts`` pillar (contacts, rules) and give it to every node."""
+        (self.state_dir / "pillar" / "alerts.sls").write_text(yaml.safe_dump({"bay": {"alerts": alerts}},
+                                                                            sort_keys=False))
+        self.salt("*", "saltutil.refresh_pillar", "wait=True")
 
     def services_pillar(self) -> dict:
         return yaml.safe_load((self.state_dir / "pillar" / "services.sls").read_text()) or {}

@@ -64,6 +64,8 @@ class NodeReports:
         self.cadvisor_port = 8080
         #: where metrics go (the nodes' bay:monitoring, :func:`bay_salt.metrics.nodefiles.report`)
         self.monitoring: dict = {}
+        #: what the alert evaluator reads (:meth:`SaltBackend.alerting`)
+        self.alerting: dict = {}
         self.store: ConsulStore | None = None
         self.alive: set[str] | None = None
 
@@ -94,6 +96,7 @@ class NodeReports:
                 log.error("bay:controller pillar is invalid, the last valid settings stay: %s", err)
             self.addresses = {**self.addresses, **b.node_addresses()}
             self.monitoring = b.monitoring()
+            self.alerting = b.alerting()
             self.cadvisor_port, self.at = b.cadvisor_port(), time.monotonic()
         finally:
             self.lock.release()

@@ -26,6 +26,8 @@ from bay_salt.scheduling.deployer import Deployer
 log = logging.getLogger("bay.controller")
 
 Fire = Callable[[str, dict], None]
+#: lines of a crash-looping container's output kept for its group's alert
+OUTPUT_LINES = 20
 
 
 @dataclass
@@ -86,8 +88,11 @@ class Executor:
                                                          "node": dead.node, "reason": a.reason})
             elif isinstance(a, r.FailGroup):
                 dead = a.instance
+                # its last lines, for the group's alert, before the container goes
+                output = self.backend.output(dead.node, dead.container, OUTPUT_LINES)
                 self.store.apply(kvstore.deregister_ops([dead])
-                                 + [kvstore.op_set(names.kv_failed(dead.service, dead.group), a.reason)])
+                                 + [kvstore.op_set(names.kv_failed(dead.service, dead.group), a.reason),
+                                    kvstore.op_set(names.kv_failed_output(dead.service, dead.group), output)])
                 self.backend.stop(dead.node, [dead.container])
                 self.fire(names.TAG_GROUP_FAILED, {"group": dead.group_name, "instance": dead.instance,
                                                    "reason": a.reason})

@@ -101,6 +101,10 @@ class SaltBackend:
     def stop(self, node: str, containers: list[str]) -> None:
         self.local.cmd(node, "bay_docker.stop", [containers], timeout=self.timeout)
 
+    def output(self, node: str, container: str, lines: int) -> str:
+        ret = self.local.cmd(node, "bay_docker.output", [container, lines], timeout=15).get(node)
+        return ret if isinstance(ret, str) else ""
+
     def busy(self, node: str) -> bool:
         """True while a ``bay_docker.run`` job runs on ``node`` (e.g. one a
         controller started before it was restarted)."""
@@ -155,6 +159,12 @@ class SaltBackend:
             return {}
         ret = self.local.cmd(nodes, "bay.provision_dashboards", tgt_type="list", timeout=self.report_timeout)
         return {n: ret.get(n, "no answer") for n in nodes}
+
+    def alerting(self) -> dict:
+        """What the alert evaluator needs from the nodes' pillar: ``bay:alerts``, the teams, the registry's storage."""
+        r = self._any()
+        return {"alerts": r.get("alerts") or {}, "teams": r.get("teams") or {},
+                "registry_storage": r.get("registry_storage") or ""}
 
     def cadvisor_port(self) -> int:
         return int(self._any()["cadvisor_port"])

@@ -119,6 +119,8 @@ def snapshot(cluster: str, now: float, accepted: dict[tuple[str, str], Accepted]
         put(g("replacements"), done.replacements.get(key, 0))
         if key in autoscaled:
             put(g("autoscale.desired"), autoscaled[key])
+        if a and a.spec.autoscale:
+            put(g("autoscale.at_max"), 1 if want >= a.spec.autoscale.max else 0)
         for what in AUTOSCALE_INPUTS:
             value = (autoscale_last or {}).get(key, {}).get(what)
             if isinstance(value, (int, float)):
@@ -133,6 +135,8 @@ def snapshot(cluster: str, now: float, accepted: dict[tuple[str, str], Accepted]
     put(p("nodes.alive"), len(nodes_alive))
     put(p("nodes.lost"), len(nodes_known - nodes_alive))
     put(p("nodes.drained"), len(drained))
+    for node in sorted(nodes_known | nodes_alive):
+        put(names.metric_node(cluster, node, "alive"), 1 if node in nodes_alive else 0)
     for action in sorted(set(done.actions) | {action_name(t) for t in ACTION_TAGS}):
         put(p(f"controller.actions.{action}"), done.actions.get(action, 0))
     if done.latencies:

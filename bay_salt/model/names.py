@@ -123,6 +123,21 @@ def kv_scale_prefix() -> str:
 KV_RECONCILE = f"{KV_PREFIX}/controller/reconcile"
 
 
+def kv_failed_output(service: str, group: str) -> str:
+    """The last lines of the container whose crash loop failed the group (its alert shows them)."""
+    return f"{KV_PREFIX}/failed-output/{service}/{group}"
+
+
+#: alerts (bay_salt.alerts): each alert's state, what each receiver was last
+#: told of each group, deliveries not made yet, deliveries given up, silences
+KV_ALERTS = f"{KV_PREFIX}/alerts"
+KV_ALERTS_ACTIVE = f"{KV_ALERTS}/active/"
+KV_ALERTS_LOG = f"{KV_ALERTS}/log/"
+KV_ALERTS_OUTBOX = f"{KV_ALERTS}/outbox/"
+KV_ALERTS_FAILED = f"{KV_ALERTS}/failed/"
+KV_ALERTS_SILENCES = f"{KV_ALERTS}/silences/"
+
+
 def kv_route(service: str, group: str) -> str:
     """Key of a group's routing record (frontend port, health check)."""
     return f"{KV_PREFIX}/routes/{service}/{group}"

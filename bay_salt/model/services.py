@@ -158,6 +158,19 @@ class Service(_Strict):
     owners: list[str] = Field(min_length=1, description="people or teams alerted for this service")
     max_surge: int = Field(1, ge=1, description="instances replaced at a time during a roll")
     groups: dict[str, Group] = Field(min_length=1)
+    #: alert rule name -> this service's changes to a default rule, or a rule of its own (docs/alerts.md)
+    alerts: dict[str, dict] = {}
+
+    @field_validator("alerts")
+    @classmethod
+    def _alerts(cls, value: dict[str, dict]) -> dict[str, dict]:
+        from bay_salt.alerts.rules import effective
+
+        try:
+            effective(None, {"_": value})
+        except ValueError as err:
+            raise ValueError(str(err).replace("bay:services:_:alerts:", "")) from None
+        return value
 
     @field_validator("groups")
     @classmethod

@@ -19,7 +19,7 @@ import salt.utils.dictupdate
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bay_salt.model.units import size_bytes
+from bay_salt.model.units import seconds, size_bytes
 
 ROLES = ("worker", "registry", "mesos-agent", "monitoring")
 _SIZE_RE = re.compile(r"^([1-9][0-9]*)([kmg]?)$")
@@ -383,6 +383,82 @@ class Monitoring(_Strict):
         return value
 
 
+class Contact(_Strict):
+    """Where a person or team hears of alerts."""
+
+    email: list[str] = []
+    webhook: list[str] = []
+
+    @field_validator("email")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        for addr in value:
+            if not re.match(r"^[^@\s]+@[^@\s]+$", addr):
+                raise ValueError(f"{addr!r} is not an e-mail address")
+        return value
+
+    @field_validator("webhook")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.match(r"^https?://[^\s/]+(/\S*)?$", url):
+                # not echoed whole: a webhook's URL may carry a token
+                raise ValueError(f"a webhook is an http:// or https:// URL (got one starting {url[:8]!r})")
+        return value
+
+
+class Smtp(_Strict):
+    host: str = ""
+    port: int = Port
+    sender: str = "bay@localhost"
+    starttls: bool = False
+    user: str = ""
+    #: a file on the master holding the password (the password never travels in pillar reports)
+    password_file: str = ""
+
+
+class Alerts(_Strict):
+    """Alerts (docs/alerts.md): evaluated on the master (the ``bay_alerts``
+    engine), routed to services' owners and to the platform team."""
+
+    enabled: bool = True
+    #: seconds between evaluation rounds
+    interval: float = Field(gt=0)
+    #: Alertmanager's timing: wait this long to group a new alert with others ...
+    group_wait: float = Field(ge=0)
+    #: ... tell a group again at most this often when what fires in it changed ...
+    group_interval: float = Field(gt=0)
+    #: ... and remind of alerts that keep firing this often
+    repeat_interval: float = Field(gt=0)
+    send_attempts: int = Field(ge=1)
+    send_backoff_max: float = Field(gt=0)
+    webhook_timeout: float = Field(gt=0)
+    #: CA of https webhooks (empty: the system's)
+    webhook_ca_file: str = ""
+    #: contact names who get platform and server alerts
+    platform_team: list[str] = []
+    contacts: dict[str, Contact] = {}
+    smtp: Smtp = Field(default_factory=Smtp)
+    #: rule name -> changes to a default rule, or a rule of the site's own
+    rules: dict[str, Any] = {}
+
+    _d = field_validator("interval", "group_wait", "group_interval", "repeat_interval", "send_backoff_max",
+                         mode="before")(classmethod(lambda cls, v: seconds(v)))
+
+    @model_validator(mode="after")
+    def _known(self) -> Alerts:
+        from bay_salt.alerts.rules import effective
+
+        for name in self.platform_team:
+            if name not in self.contacts:
+                raise ValueError(f"platform_team: {name!r} has no entry in bay:alerts:contacts")
+        try:
+            effective(self.rules, {})
+        except ValueError as err:
+            raise ValueError(str(err).replace("bay:alerts:", "")) from None
+        return self
+
+
 class Settings(_Strict):
     cluster: str
     nodes: dict[str, Node]
@@ -395,6 +471,7 @@ class Settings(_Strict):
     registry: Registry
     controller: Controller
     monitoring: Monitoring
+    alerts: Alerts
     # validated by bay_salt.services (errors name service.group and field)
     services: dict[str, Any] = {}
     #: the platform team: may deploy every service and do everything in the registry

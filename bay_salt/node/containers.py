@@ -237,6 +237,19 @@ def start_many(group: GroupSpec, instances: list[str], address: str, log_max_siz
         return list(pool.map(probe, started))
 
 
+def output(name: str, lines: int = 20, limit: int = 4096) -> str:
+    """The last ``lines`` of a Bay container's output, at most ``limit`` bytes
+    ("" if there is no such container, or it is not Bay's)."""
+    try:
+        c = client().containers.get(name)
+        if names.LABEL_SERVICE not in (c.labels or {}):
+            return ""
+        text = c.logs(stdout=True, stderr=True, tail=lines).decode("utf-8", "replace")
+    except docker.errors.DockerException:
+        return ""
+    return text[-limit:]
+
+
 def stop_many(names: list[str], timeout: int = 10) -> dict[str, bool]:
     """Stop and remove the named containers (in parallel); name -> whether it was there."""
     dc = client()

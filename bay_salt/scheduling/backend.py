@@ -45,3 +45,6 @@ class Backend(Protocol):
 
     def busy(self, node: str) -> bool:
         """True while a container start job runs on ``node``."""
+
+    def output(self, node: str, container: str, lines: int) -> str:
+        """The last ``lines`` of a container's output ("" if there is none to be had)."""

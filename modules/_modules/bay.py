@@ -93,6 +93,9 @@ def node_report():
         "teams": cfg["teams"],
         "cadvisor_port": cfg["cadvisor"]["port"],
         "monitoring": nodefiles.report(cfg),
+        # the alert evaluator's settings (no secret: the SMTP password is a file on the master)
+        "alerts": cfg["alerts"],
+        "registry_storage": cfg["registry"]["storage"],
         "consul": {"servers": cfg["consul"]["server_addresses"], "http_port": cfg["consul"]["http_port"]},
         "containers": __salt__["bay_docker.instances"](),
     }

@@ -63,6 +63,20 @@ def stop(names, timeout=10):
     return containers.stop_many(list(names), timeout)
 
 
+def output(name, lines=20):
+    """
+    The last ``lines`` of a service container's output (stdout and stderr;
+    "" for a container that is not there).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt node1 bay_docker.output bay-web-api-a1b2c3d4 20
+    """
+    return containers.output(name, int(lines))
+
+
 def instances():
     """
     Bay service containers on this node with their labels, state and host port.

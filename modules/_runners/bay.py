@@ -9,6 +9,7 @@ from salt.exceptions import SaltInvocationError
 
 try:
     from bay_salt import saltloader
+    from bay_salt.alerts import operations as alert_ops
     from bay_salt.control import operations, saltbackend
     from bay_salt.kv.store import TxnError, Unavailable
     from bay_salt.metrics import dashboards as bay_dashboards
@@ -166,3 +167,61 @@ def dashboards():
     if not m.get("web"):
         raise SaltInvocationError("no graphite-web: no node has role monitoring and bay:monitoring:web is empty")
     return bay_dashboards.urls(m["web"], m["cluster"], backend.services())
+
+
+def alerts():
+    """
+    The alerts you may see (pending, firing, resolved but not yet told), the
+    silences, and (the platform team) deliveries that gave up.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.alerts
+    """
+    return _run(alert_ops.alerts)
+
+
+def silence(duration=None, reason=None, **matchers):
+    """
+    Silence the alerts whose labels match every ``LABEL=VALUE`` (``*`` and
+    ``?`` allowed) for ``duration`` (``30m``, ``2h``), with a ``reason``. An
+    owner names one of their services (``service=NAME``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.silence service=demo group=web duration=2h reason="moving the database"
+    """
+    given = [f"{k}={v}" for k, v in matchers.items() if not k.startswith("__")]
+    if not given or not duration:
+        raise SaltInvocationError("usage: bay.silence LABEL=VALUE... duration=2h reason=WHY")
+    return _run(alert_ops.silence, given, str(duration), str(reason or ""))
+
+
+def silences():
+    """
+    The silences you may see, active and ended in the last day.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.silences
+    """
+    return _run(alert_ops.silences)
+
+
+def unsilence(silence_id):
+    """
+    End a silence now.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.unsilence 3f2a9c0d1e2b
+    """
+    return _run(alert_ops.unsilence, str(silence_id))

@@ -216,5 +216,6 @@ def test_carbon_away_for_a_minute_loses_no_agent_no_request_no_point(cluster, re
                                   "--no-pager", "-o", "short-unix"]).output.decode()[-3000:]
         got = render.series([f"bay.{cluster.name}.nodes.node2.agent.{w}" for w in ("points", "dropped", "sent")],
                             since=f"{int(stopped) - 30}")
+        haproxy = monitor.exec_run(["journalctl", "-u", "haproxy", "-n", "20", "--no-pager"]).output.decode()
         raise AssertionError(f"{err}; carbon stopped at {stopped:.0f}; node2's agent: {got}; its journal: {journal}; "
-                             f"the monitoring node's haproxy: {monitor.exec_run(['journalctl', '-u', 'haproxy', '-n', '20', '--no-pager']).output.decode()[-2000:]}") from None
+                             f"the monitoring node's haproxy: {haproxy[-2000:]}") from None

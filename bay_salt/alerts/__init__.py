@@ -1,0 +1,1 @@
+"""Alerts: rules, evaluation, routing and notifications (docs/alerts.md)."""
