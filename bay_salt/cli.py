@@ -220,7 +220,7 @@ def silence_add(matchers: Annotated[list[str], typer.Argument(help="LABEL=VALUE 
 @silence_app.command("list")
 def silence_list() -> None:
     """The silences, active and ended in the last day (salt-run bay.silences)."""
-    rows = _runner("bay.silences")
+    rows = list(_runner("bay.silences").values())
     _silence_table(rows) if rows else console.print("no silences")
 
 

@@ -16,10 +16,11 @@ import dataclasses
 import logging
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
 
 from bay_salt.alerts import notify, route, rules, sources
-from bay_salt.alerts.evaluate import FIRING, PENDING, RESOLVED, Alert, observe, step
+from bay_salt.alerts.evaluate import FIRING, PENDING, RESOLVED, Alert, numbers, observe, step
 from bay_salt.kv import store as kvstore
 from bay_salt.kv.store import Store
 from bay_salt.metrics import dashboards
@@ -101,10 +102,15 @@ class Evaluator:
     def evaluate(self, cfg: Config, inputs: Inputs, now: float) -> list[Alert]:
         """Move every rule's alerts one round on; the alerts whose state changed."""
         changed: list[Alert] = []
+        state_all, series = numbers(cfg.cluster, inputs.state), numbers(cfg.cluster, inputs.series)
+        by_rule: dict[str, dict[str, Alert]] = defaultdict(dict)  # each rule moves only its own alerts
+        for fp, a in self.alerts.items():
+            by_rule[a.name][fp] = a
         for rule in cfg.rules:
-            state = inputs.state if inputs.state_ok or rule.metric.startswith("platform.consul.") else None
-            changed += step(self.alerts, rule, observe(rule, cfg.per_service, cfg.cluster, state, inputs.series, now),
+            state = state_all if inputs.state_ok or rule.metric.startswith("platform.consul.") else None
+            changed += step(by_rule[rule.name], rule, observe(rule, cfg.per_service, cfg.cluster, state, series, now),
                             now)
+        self.alerts = {fp: a for mine in by_rule.values() for fp, a in mine.items()}
         in_force = {r.name for r in cfg.rules}
         for fp, a in list(self.alerts.items()):
             if a.name in in_force:

@@ -9,6 +9,7 @@ alerts of its rules keep their state (no numbers is not "all is well").
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -60,34 +61,72 @@ def reduce(points: Iterable[tuple[float, float | None]], how: str, since: float)
     return sum(vals) / len(vals)
 
 
-def values(metric: str, rule: Rule, cluster: str, state: dict[str, float] | None,
-           series: dict[str, list] | None, now: float) -> dict[Labels, float] | None:
+class Numbers:
+    """One source's numbers (``{path: value}`` or ``{path: [(ts, value), ...]}``)
+    by their first one and two parts under ``bay.CLUSTER.``: a rule looks only
+    at the names that can match it (a service's own rule at that service's)."""
+
+    def __init__(self, cluster: str, data: dict):
+        prefix = f"bay.{cluster}."
+        self.one: dict[str, list] = defaultdict(list)
+        self.two: dict[tuple[str, str], list] = defaultdict(list)
+        for path, v in data.items():
+            if not path.startswith(prefix):
+                continue
+            rest = path[len(prefix):]
+            a, _, tail = rest.partition(".")
+            self.one[a].append((rest, v))
+            self.two[(a, tail.partition(".")[0])].append((rest, v))
+
+    def candidates(self, metric: str, only_service: str = "") -> list:
+        parts = metric.split(".")
+        if PART_RE.fullmatch(parts[0]) or parts[0] == "*":
+            return [x for items in self.one.values() for x in items]
+        if len(parts) > 1:
+            second = parts[1] if not (PART_RE.fullmatch(parts[1]) or parts[1] == "*") else \
+                only_service if parts[1] == "{service}" and only_service else None
+            if second is not None:
+                return self.two.get((parts[0], second), [])
+        return self.one.get(parts[0], [])
+
+
+def numbers(cluster: str, data) -> Numbers | None:
+    if data is None or isinstance(data, Numbers):
+        return data
+    return Numbers(cluster, data)
+
+
+def values(metric: str, rule: Rule, cluster: str, state, series, now: float,
+           how: str | None = None) -> dict[Labels, float] | None:
     """``metric``'s value per captured label set (series sharing labels are
     combined: summed, or min/max/avg as the rule reduces); None when the
-    rule's source gave nothing this round."""
-    prefix = f"bay.{cluster}."
+    rule's source gave nothing this round. ``state`` and ``series``: dicts
+    or :class:`Numbers` of them."""
     pat = regex(metric)
+    how = how or rule.reduce
     per: dict[Labels, list[float]] = defaultdict(list)
     if rule.source == "state":
-        if state is None:
+        source = numbers(cluster, state)
+        if source is None:
             return None
-        items = ((p, v) for p, v in state.items())
+        items = source.candidates(metric, rule.only_service)
     else:
-        if series is None:
+        source = numbers(cluster, series)
+        if source is None:
             return None
         since = now - rule.window
-        items = ((p, reduce(pts, rule.reduce, since)) for p, pts in series.items())
+        items = ((p, reduce(pts, how, since)) for p, pts in source.candidates(metric, rule.only_service))
     for path, value in items:
-        if value is None or not path.startswith(prefix):
+        if value is None:
             continue
-        m = pat.match(path, len(prefix))
+        m = pat.match(path)
         if not m:
             continue
         labels = tuple(sorted(m.groupdict().items()))
         if rule.only_service and dict(labels).get("service") != rule.only_service:
             continue
         per[labels].append(float(value))
-    combine = {"min": min, "max": max, "avg": lambda v: sum(v) / len(v)}.get(rule.reduce, sum)
+    combine = {"min": min, "max": max, "avg": lambda v: sum(v) / len(v)}.get(how, sum)
     return {k: combine(v) for k, v in per.items()}
 
 
@@ -119,8 +158,14 @@ class Alert:
         return cls(**json.loads(text))
 
 
+@functools.lru_cache(maxsize=65536)
+def _fingerprint(items: tuple[tuple[str, str], ...]) -> str:
+    return hashlib.sha256(json.dumps(dict(items), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def fingerprint(labels: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()[:16]
+    """The alert's identity: a hash of its labels (the same on every evaluator, across restarts)."""
+    return _fingerprint(tuple(sorted(labels.items())))
 
 
 def rule_for(rule: Rule, labels: dict[str, str], per_service: dict[str, dict[str, Rule]]) -> Rule:
@@ -128,14 +173,15 @@ def rule_for(rule: Rule, labels: dict[str, str], per_service: dict[str, dict[str
     return per_service.get(labels.get("service", ""), {}).get(rule.name, rule) if rule.scope == "service" else rule
 
 
-def observe(rule: Rule, per_service: dict[str, dict[str, Rule]], cluster: str, state: dict[str, float] | None,
-            series: dict[str, list] | None, now: float) -> dict[Labels, tuple[float, bool, Rule]] | None:
+def observe(rule: Rule, per_service: dict[str, dict[str, Rule]], cluster: str, state, series,
+            now: float) -> dict[Labels, tuple[float, bool, Rule]] | None:
     """Per label set: ``(value, condition holds, the rule as it applies there)``; None: no numbers."""
+    state, series = numbers(cluster, state), numbers(cluster, series)
     base = values(rule.metric, rule, cluster, state, series, now)
     if base is None:
         return None
     if rule.divide_by:
-        divisor = values(rule.divide_by, rule, cluster, state, series, now) or {}
+        divisor = values(rule.divide_by, rule, cluster, state, series, now, rule.divide_reduce) or {}
     extra = [values(c.metric, rule, cluster, state, series, now) or {} for c in rule.and_]
     out = {}
     for labels, value in base.items():

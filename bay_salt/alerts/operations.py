@@ -85,8 +85,8 @@ def silence(backend, matchers: list[str], duration: str, reason: str, user: str 
                    "reason": s.reason, "by": s.by}}
 
 
-def silences(backend, user: str | None = None) -> list[dict]:
-    return alerts(backend, user)["silences"]
+def silences(backend, user: str | None = None) -> dict[str, dict]:
+    return {s["id"]: s for s in alerts(backend, user)["silences"]}
 
 
 def unsilence(backend, silence_id: str, user: str | None = None) -> dict:

@@ -85,6 +85,8 @@ class Rule(_Strict):
     reduce: Literal["last", "avg", "min", "max", "sum"] = "last"
     window: float = Field(60.0, gt=0)
     divide_by: str = ""
+    #: how the divisor's series are reduced over the window (default: as ``reduce``)
+    divide_reduce: Literal["last", "avg", "min", "max", "sum"] | None = None
     min_divisor: float = 0.0
     and_: list[Condition] = Field(default_factory=list, alias="and")
     labels: dict[str, str] = {}
@@ -193,10 +195,12 @@ DEFAULTS: dict[str, Rule] = {r.name: r for r in (
              "for": 300}, severity="warning",
           summary="{service}.{group} uses {value} of its CPU at its autoscale maximum",
           action="raise autoscale:max of {service}.{group} (the cluster has room?) or make it cheaper"),
+    # per instance: single containers dying here and there are the controller's business, not people's
     _rule("RestartsHigh", scope="service", source="graphite", metric="groups.{service}.{group}.restarts",
-          reduce="sum", window=600, op=">", threshold=5, severity="warning",
-          summary="{service}.{group} restarted {value} times in 10 minutes",
-          action="a container that keeps dying: its output (bay logs) and its memory limit (OOM?)"),
+          reduce="sum", window=600, divide_by="groups.{service}.{group}.desired", divide_reduce="last",
+          min_divisor=1, op=">", threshold=5, severity="warning",
+          summary="{service}.{group}: {value} restarts per instance in 10 minutes",
+          action="its containers keep dying: their output and their memory limit (OOM?)"),
     # --- the platform: to the platform team ---
     _rule("NodeLost", scope="platform", source="state", metric="nodes.{node}.alive", op="<", threshold=1,
           severity="critical", summary="node {node} is lost (Consul: not alive); its instances run elsewhere",

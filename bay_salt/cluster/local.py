@@ -371,7 +371,10 @@ class LocalCluster:
         for n in self.nodes():
             self.client.containers.get(n.container).put_archive("/", images.tar_files(
                 self._tls_files(authority, n.id, [n.address], MONITORING_TLS)))
-        storage = self._start_hdfs(net, [addresses[n] for n in ordered[:REGISTRY_NODES]])
+        master.reload()
+        master_ip = master.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"]
+        # the registry nodes use it; the master's alert evaluator checks that it answers
+        storage = self._start_hdfs(net, [addresses[n] for n in ordered[:REGISTRY_NODES]] + [master_ip])
         (pillar_dir / "bay.sls").write_text(
             yaml.safe_dump(cluster_pillar(self.name, addresses, gossip_key, registry_storage=storage), sort_keys=False)
         )
@@ -584,8 +587,8 @@ class LocalCluster:
         """A real HDFS for the cluster's registry: Hadoop's MiniDFSCluster on
         this machine, listening on the cluster network's gateway only (the
         DataNodes too, so WebHDFS redirects reach them from the nodes), and
-        reachable only from the ``registries`` addresses (host firewall: WebHDFS
-        believes any user name). Returns the registry's storage URL."""
+        reachable only from the ``registries`` addresses and the master's (host
+        firewall: WebHDFS believes any user name). Returns the registry's storage URL."""
         net.reload()
         gateway = net.attrs["IPAM"]["Config"][0]["Gateway"]
         with self.progress.step("HDFS (MiniDFSCluster) for the registry"):

@@ -279,3 +279,17 @@ def test_a_webhook_url_is_never_shown_whole():
 
 def test_backoff_grows_to_its_cap():
     assert [notify.backoff(n, cap=30) for n in (1, 2, 3, 4, 5, 6)] == [2, 4, 8, 16, 30, 30]
+
+
+def test_restarts_are_counted_per_instance():
+    c = cfg()
+    rule = next(r for r in c.rules if r.name == "RestartsHigh")
+    now = 50_000.0
+    series = {f"bay.{C}.groups.demo.web.restarts": [(now - 590 + 10 * k, 1.0 if k % 3 == 0 else 0.0)
+                                                   for k in range(59)],  # 20 in 10 minutes
+              f"bay.{C}.groups.demo.web.desired": [(now - 10, 10.0)]}
+    ((_, (value, holds, _)),) = evaluate.observe(rule, c.per_service, C, None, series, now).items()
+    assert value == 2.0 and not holds  # 10 instances: 2 each, the controller's business
+    series[f"bay.{C}.groups.demo.web.desired"] = [(now - 10, 2.0)]
+    ((_, (value, holds, _)),) = evaluate.observe(rule, c.per_service, C, None, series, now).items()
+    assert value == 10.0 and holds

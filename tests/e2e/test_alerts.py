@@ -1,0 +1,156 @@
+"""Alerts in the `bay up` cluster: the bay_alerts engine on the master tells
+a real SMTP server (aiosmtpd) and a real HTTP receiver on this machine,
+reached on the cluster network's gateway.
+
+* a single container kill sends nothing;
+* every instance of a group killed and kept down past ``for`` sends its
+  owners exactly one firing and one resolved notification, and the platform
+  team nothing, though the salt-master (the alert process) restarts meanwhile;
+* a stopped node component tells the platform team once;
+* a silence holds.
+"""
+
+import copy
+import threading
+import time
+
+import pytest
+
+from bay_salt.model import names
+from tests.e2e.helpers import converges, eventually
+from tests.support.receivers import Receivers, gateway
+
+SERVICE, GROUP, LISTEN = "alarm", "web", 10090
+#: the silence test's own group: its restarts do not add to web's crash-loop count
+QUIET = "quiet"
+FOR = 15
+OWNER = "owner-a"
+
+
+@pytest.fixture(scope="module")
+def inbox(cluster):
+    with Receivers(gateway(cluster)) as r:
+        cluster.set_alerts(r.settings([OWNER]))
+        try:
+            yield r.inbox
+        finally:
+            cluster.set_alerts({})
+
+
+@pytest.fixture(scope="module")
+def alarm(cluster, inbox):
+    """A service of the demo's image owned by OWNER: alerted after FOR seconds
+    below all of its instances (and not for its restarts: the tests make them)."""
+    original = cluster.services_pillar()
+    pillar = copy.deepcopy(original)
+    demo = pillar["bay"]["services"]["demo"]
+    pillar["bay"]["services"][SERVICE] = {
+        **{k: demo[k] for k in ("image", "health", "liveness")}, "owners": [OWNER],
+        "alerts": {"GroupUnhealthy": {"for": FOR, "threshold": 1}, "RestartsHigh": {"threshold": 1000}},
+        "groups": {GROUP: {"instances": 2, "cpu": 0.1, "memory": "32Mi", "port": 8000, "listen": LISTEN},
+                   QUIET: {"instances": 1, "cpu": 0.1, "memory": "32Mi", "port": 8000, "listen": LISTEN + 1}}}
+    cluster.set_services(pillar)
+    cluster.runner("bay.deploy", SERVICE)
+    converges(cluster, 90, services=("demo", SERVICE))
+    try:
+        yield f"{SERVICE}.{GROUP}"
+    finally:
+        for g in (GROUP, QUIET):  # Bay removes a service by scaling it to 0 first
+            cluster.runner("bay.scale", f"{SERVICE}.{g}", "0")
+        cluster.set_services(original)
+
+
+def kill(cluster, group=GROUP, everything=True):
+    """Kill the group's running containers (all, or the first found)."""
+    for n in cluster.nodes():
+        node = cluster.client.containers.get(n.container)
+        ids = node.exec_run(["docker", "ps", "-q", "--filter", f"label={names.LABEL_SERVICE}={SERVICE}",
+                             "--filter", f"label={names.LABEL_GROUP}={group}"]).output.split()
+        for cid in ids if everything else ids[:1]:
+            node.exec_run(["docker", "kill", cid.decode()])
+            if not everything:
+                return
+
+
+class Killer:
+    """Keeps every instance of the group down (kills what comes up) until stopped."""
+
+    def __init__(self, cluster, group=GROUP):
+        self.cluster, self.group, self.stop = cluster, group, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stop.is_set():
+            kill(self.cluster, self.group)
+            self.stop.wait(0.5)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(30)
+
+
+def test_a_single_container_kill_sends_nothing(cluster, inbox, alarm):
+    began = time.time()
+    kill(cluster, everything=False)
+    converges(cluster, 60, services=("demo", SERVICE))
+    time.sleep(FOR + 15)  # past `for`, the group wait and a round
+    assert inbox.about(since=began, service=SERVICE) == []
+
+
+def test_a_group_kept_down_tells_its_owners_once_and_a_restart_repeats_nothing(cluster, inbox, alarm):
+    began = time.time()
+    master = cluster.master()
+    with Killer(cluster):
+        eventually(lambda: inbox.about(since=began, receiver=OWNER, channel="webhook", status="firing"), FOR + 60,
+                   f"{SERVICE}'s owners told it fires")
+        told = time.time()
+        # the alert process restarts while the alert fires (it is a salt-master engine)
+        assert master.exec_run(["systemctl", "restart", "salt-master"]).exit_code == 0
+        time.sleep(10)
+    took = told - began
+    eventually(lambda: inbox.about(since=began, receiver=OWNER, channel="webhook", status="resolved"), 180,
+               f"{SERVICE}'s owners told it is resolved")
+    converges(cluster, 90, services=("demo", SERVICE))
+    time.sleep(10)  # a late duplicate would be here by now
+    got = [(r["channel"], r["alertname"], r["status"]) for r in inbox.about(since=began, receiver=OWNER)]
+    assert sorted(got) == [("email", "GroupUnhealthy", "firing"), ("email", "GroupUnhealthy", "resolved"),
+                           ("webhook", "GroupUnhealthy", "firing"), ("webhook", "GroupUnhealthy", "resolved")], got
+    assert inbox.about(since=began, receiver="platform", service=SERVICE) == []
+    assert took < FOR + 2 + 30, f"told {took:.0f} s after the kills began"
+
+
+def test_a_stopped_component_tells_the_platform_team_once(cluster, inbox):
+    node3 = cluster.client.containers.get(cluster.nodes()[2].container)
+    began = time.time()
+    assert node3.exec_run(["systemctl", "stop", "cadvisor"]).exit_code == 0
+    try:
+        eventually(lambda: inbox.about(since=began, receiver="platform", alertname="ComponentDown", status="firing",
+                                       channel="webhook"), 150, "the platform team told cadvisor is down")
+        time.sleep(20)  # a round or ten later: still once
+    finally:
+        assert node3.exec_run(["systemctl", "start", "cadvisor"]).exit_code == 0
+    eventually(lambda: inbox.about(since=began, receiver="platform", alertname="ComponentDown", status="resolved",
+                                   channel="webhook"), 150, "the platform team told cadvisor is back")
+    firing = inbox.about(since=began, alertname="ComponentDown", status="firing")
+    assert sorted((r["channel"], r["receiver"]) for r in firing) == [("email", "platform"), ("webhook", "platform")]
+
+
+def test_a_silence_holds(cluster, inbox, alarm):
+    out = cluster.runner("bay.silence", f"service={SERVICE}", f"group={QUIET}", "duration=10m",
+                         "reason=moving the database")
+    (sid,) = out
+    began = time.time()
+    try:
+        with Killer(cluster, QUIET):
+            time.sleep(FOR + 20)
+        converges(cluster, 120, services=("demo", SERVICE))
+        time.sleep(20)
+        assert inbox.about(since=began, service=SERVICE) == []
+        shown = cluster.runner("bay.alerts")
+        assert any(s["id"] == sid and s["active"] for s in shown["silences"])
+    finally:
+        cluster.runner("bay.unsilence", sid)
