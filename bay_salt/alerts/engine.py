@@ -386,6 +386,7 @@ def run(opts: dict, graphite_user: str = "", graphite_password_file: str = "",
     threading.Thread(target=courier.run, name="bay-alerts-courier", daemon=True).start()
     graphite_password = _read(graphite_password_file)
     cfg: Config | None = None
+    last_error = ""
     log.info("bay alerts started")
     while True:
         began = time.monotonic()
@@ -408,6 +409,11 @@ def run(opts: dict, graphite_user: str = "", graphite_password_file: str = "",
                 _changed, out = one_round(ev, cfg, store, inputs, time.time(), hold=courier.hold)
                 if out:
                     courier.wake.set()
+            if last_error:
+                log.info("alerts: rounds work again")
+            last_error = ""
         except Exception as err:  # noqa: BLE001 - the next round tries again
-            log.warning("alerts: round failed (the next one tries again): %s", err)
+            if str(err) != last_error:  # once per trouble, not every 5 s
+                log.warning("alerts: round failed (the next ones try again): %s", err)
+            last_error = str(err)
         time.sleep(max(0.0, interval - (time.monotonic() - began)))
