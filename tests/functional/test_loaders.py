@@ -95,7 +95,10 @@ def test_runner_and_engine_load_in_the_master(master_opts):
         runners["bay.scale"]("demo", "x")
     utils = salt.loader.utils(master_opts)
     engines = salt.loader.engines(master_opts, {}, runners, utils)
-    assert "bay_controller.start" in engines
+    assert "bay_controller.start" in engines and "bay_alerts.start" in engines
+    assert {"bay.alerts", "bay.silence", "bay.silences", "bay.unsilence"} <= set(runners)
+    with pytest.raises(SaltInvocationError, match=r"usage: bay.silence LABEL=VALUE"):
+        runners["bay.silence"](duration="2h")
 
 
 def test_grain_reports_capacity(minion_opts):

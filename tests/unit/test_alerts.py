@@ -4,9 +4,11 @@ import json
 
 import pytest
 
-from bay_salt.alerts import engine, evaluate, notify, route, rules
+from bay_salt.alerts import engine, evaluate, notify, route, rules, sources
 from bay_salt.alerts.evaluate import FIRING, PENDING, RESOLVED
-from bay_salt.model import settings
+from bay_salt.kv import store as kvstore
+from bay_salt.kv.records import Accepted, Instance
+from bay_salt.model import names, settings
 from bay_salt.model.services import SpecError, parse
 from tests.helpers import CHECKOUT
 from tests.support.fakes import MemoryStore
@@ -293,3 +295,28 @@ def test_restarts_are_counted_per_instance():
     series[f"bay.{C}.groups.demo.web.desired"] = [(now - 10, 2.0)]
     ((_, (value, holds, _)),) = evaluate.observe(rule, c.per_service, C, None, series, now).items()
     assert value == 10.0 and holds
+
+
+# --- Bay's state as the evaluator reads it ----------------------------------------------------
+def test_state_from_kv_names_groups_nodes_and_probes():
+    store = MemoryStore()
+    base = {"image": "x", "owners": ["bob"], "groups": {"web": {"instances": 2, "cpu": 0.1, "memory": "64Mi",
+                                                                "port": 80, "listen": 8000}}}
+    spec = parse({"demo": base})["demo"].groups()["web"]
+    store.apply([kvstore.op_put(Accepted(spec, at=1.0))] + kvstore.register_ops([
+        Instance("demo", "web", "a", "node1", "10.0.0.1", 31000, "passing", container="c-a"),
+        Instance("demo", "web", "b", "node2", "10.0.0.2", 31000, "critical", container="c-b"),
+        Instance(names.REGISTRY_SERVICE, names.REGISTRY_GROUP, "node1", "node1", "10.0.0.1", 5001, "passing")]))
+    store.apply([kvstore.op_set(names.kv_failed_output("demo", "web"), "panic: boom")])
+    got, nodes_of = sources.state(C, store, {"node1", "node2"}, {"node1"}, 100.0, consul_leader=True,
+                                  probe=lambda address, port: port == 5001)
+    assert got[f"bay.{C}.groups.demo.web.healthy_ratio"] == 0.5
+    assert got[f"bay.{C}.nodes.node2.alive"] == 0.0 and got[f"bay.{C}.nodes.node1.alive"] == 1.0
+    assert got[f"bay.{C}.platform.registry.answering"] == 1.0 and got[f"bay.{C}.platform.consul.leader"] == 1.0
+    assert nodes_of == {("demo", "web"): {"node2"}}
+    # a failed group's alert carries the dead container's last lines and the service's dashboard
+    c = cfg()
+    a = evaluate.Alert("GroupFailed", {"alertname": "GroupFailed", "scope": "service", "service": "demo",
+                                       "group": "web"}, FIRING, 0)
+    extra = engine.extras_for(c, store)(a)
+    assert extra == {"dashboard": "https://g:8088/dashboard/bay-c-service-demo", "output": "panic: boom"}

@@ -111,6 +111,8 @@ def test_crash_loop_marks_the_group_failed_until_the_next_deploy(store):
     assert fired[-1][0] == names.TAG_GROUP_FAILED and "crash loop" in fired[-1][1]["reason"]
     assert keys(store, "bay/instances/") == [] and keys(store, "bay/placements/") == []
     assert "crash loop" in store.failed("demo", "web")
+    # its last lines are kept for the group's alert (the container itself is removed)
+    assert store.get(names.kv_failed_output("demo", "web")) == f"last words of {backend.stopped[-1][1][0]}".encode()
     # a restarted controller does not bring it back ...
     loop.backend = loop.executor.backend = NodeRecorder()
     loop.resume({"node1", "node2"})
