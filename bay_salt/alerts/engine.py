@@ -13,6 +13,7 @@ tells nobody anything twice.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 import time
@@ -375,7 +376,14 @@ def _read(path: str) -> str:
 
 def run(opts: dict, graphite_user: str = "", graphite_password_file: str = "",
         ca_file: str = "/etc/bay/ca.pem") -> None:
-    """The ``bay_alerts`` engine's body: rounds until the master stops."""
+    """The ``bay_alerts`` engine's body: rounds until the master stops.
+
+    Rounds fall on multiples of the interval and each uses that instant as
+    its clock, so ``for`` and ``group_wait`` are counted in whole rounds
+    (a 30 s ``for`` fires on the sixth round after the condition was first
+    seen, not the seventh because a round ran a little early). What the
+    nodes report (pillar) is asked for in a thread of its own every 30 s: a
+    slow node never delays a round."""
     from bay_salt.control.engine import NodeReports
 
     reports = NodeReports(opts, ttl=30.0)
@@ -384,29 +392,37 @@ def run(opts: dict, graphite_user: str = "", graphite_password_file: str = "",
     courier = Courier(lambda: reports.store, settings,
                       lambda: _read((settings().get("smtp") or {}).get("password_file", "")))
     threading.Thread(target=courier.run, name="bay-alerts-courier", daemon=True).start()
+    threading.Thread(target=_refresh_reports, args=(reports,), name="bay-alerts-reports", daemon=True).start()
     graphite_password = _read(graphite_password_file)
     cfg: Config | None = None
+    cfg_key = ""
     last_error = ""
     log.info("bay alerts started")
     while True:
-        began = time.monotonic()
         interval = float(settings().get("interval") or 5.0)
+        now = (time.time() // interval + 1) * interval
+        time.sleep(max(0.0, now - time.time()))
+        if reports.store is None or reports.settings is None:
+            continue  # the nodes have not reported yet
         try:
-            reports.refresh()
             m = reports.monitoring
-            try:
-                cfg = Config.from_settings(m.get("cluster") or "default", settings(), reports.services,
-                                           reports.alerting.get("teams") or {}, m.get("web") or "")
-            except (rules.RuleError, KeyError, ValueError) as err:
-                log.error("alerts: the rules in pillar cannot be used (the last good ones stay): %s", err)
+            key = json.dumps([settings(), reports.services, reports.alerting.get("teams"), m.get("web")],
+                             sort_keys=True, default=str)
+            if key != cfg_key:
+                try:
+                    cfg = Config.from_settings(m.get("cluster") or "default", settings(), reports.services,
+                                               reports.alerting.get("teams") or {}, m.get("web") or "")
+                except (rules.RuleError, KeyError, ValueError) as err:
+                    log.error("alerts: the rules in pillar cannot be used (the last good ones stay): %s", err)
+                cfg_key = key
             if cfg is not None and settings().get("enabled", True):
                 render = (RenderClient(m["web"], graphite_user, graphite_password, ca_file if m.get("tls") else "")
                           if m.get("enabled") and m.get("web") else None)
                 store = reports.store
                 leader, known, alive = consul_view(store)
                 inputs = gather(cfg, store, leader, known | set(reports.addresses), alive, render,
-                                reports.alerting.get("registry_storage") or "", time.time())
-                _changed, out = one_round(ev, cfg, store, inputs, time.time(), hold=courier.hold)
+                                reports.alerting.get("registry_storage") or "", now)
+                _changed, out = one_round(ev, cfg, store, inputs, now, hold=courier.hold)
                 if out:
                     courier.wake.set()
             if last_error:
@@ -416,4 +432,16 @@ def run(opts: dict, graphite_user: str = "", graphite_password_file: str = "",
             if str(err) != last_error:  # once per trouble, not every 5 s
                 log.warning("alerts: round failed (the next ones try again): %s", err)
             last_error = str(err)
-        time.sleep(max(0.0, interval - (time.monotonic() - began)))
+
+
+def _refresh_reports(reports, every: float = 30.0) -> None:
+    last = ""
+    while True:
+        try:
+            reports.refresh(force=True)
+            last = ""
+        except Exception as err:  # noqa: BLE001 - the next look tries again
+            if str(err) != last:
+                log.warning("alerts: the nodes' reports: %s (asking again)", err)
+            last = str(err)
+        time.sleep(every if reports.settings is not None else 2.0)

@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from bay_salt.alerts.rules import PART_RE, Rule
 
 PENDING, FIRING, RESOLVED = "pending", "firing", "resolved"
+#: durations are compared with this much slack (rounds fall on multiples of the interval)
+EPSILON = 1e-3
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -219,7 +221,7 @@ def step(alerts: dict[str, Alert], rule: Rule, observed: dict[Labels, tuple[floa
                 a = alerts[fp] = Alert(rule.name, full, PENDING, now)
                 changed.append(a)
             a.value, a.summary, a.action = value, r.text(full, value), r.action.format_map(_Fill(full))
-            if a.state == PENDING and now - a.since >= r.for_:
+            if a.state == PENDING and now - a.since >= r.for_ - EPSILON:
                 a.state, a.fired_at = FIRING, now
                 if a not in changed:
                     changed.append(a)

@@ -27,7 +27,7 @@ import hashlib
 import json
 import time
 
-from bay_salt.alerts.evaluate import FIRING, RESOLVED, Alert
+from bay_salt.alerts.evaluate import EPSILON, FIRING, RESOLVED, Alert
 
 #: the alert that inhibits the others about its node
 NODE_LOST = "NodeLost"
@@ -207,11 +207,11 @@ def plan(alerts: list[Alert], log: dict[str, Sent], directory: Directory, silenc
         n = Notification(g["receiver"], g["labels"], firing, resolved, g["note"])
         if sent is None:
             oldest = min(a.fired_at or now for a in firing)
-            due = now - oldest >= timing.group_wait
+            due = now - oldest >= timing.group_wait - EPSILON
         elif set(fps) != told - g["quiet"] or resolved:
-            due = now - sent.at >= timing.group_interval
+            due = now - sent.at >= timing.group_interval - EPSILON
         else:
-            due = now - sent.at >= timing.repeat_interval
+            due = now - sent.at >= timing.repeat_interval - EPSILON
         if due:
             out.append(n)
             changes[key] = Sent(sorted(fps + kept), now, sent.first if sent else now) if fps or kept else None

@@ -599,7 +599,7 @@ class LocalCluster:
         except (firewall.FirewallError, OSError, subprocess.CalledProcessError) as err:
             raise BayError(f"HDFS for cluster {self.name}: cannot limit it to the registry nodes ({err}); "
                            "bay up needs root and iptables") from None
-        self.progress.note(f"HDFS ports {', '.join(map(str, ports))}: registry nodes only")
+        self.progress.note(f"HDFS ports {', '.join(map(str, ports))}: registry nodes and the master only")
         return f"hdfs://{gateway}:{http}/bay-registry"
 
     def _stop_hdfs(self) -> str | None:
