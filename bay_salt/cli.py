@@ -212,7 +212,8 @@ def silence_add(matchers: Annotated[list[str], typer.Argument(help="LABEL=VALUE 
                 duration: Annotated[str, typer.Option("--for", help="how long: 30m, 2h")],
                 reason: Annotated[str, typer.Option(help="why (shown with the silence)")]) -> None:
     """Hold back the alerts matching every LABEL=VALUE until it ends (salt-run bay.silence)."""
-    got = _runner("bay.silence", *matchers, f"duration={duration}", f"reason={reason}")
+    # quoted: Salt reads key=value arguments as YAML ("reason=db: moving" would be a mapping)
+    got = _runner("bay.silence", *matchers, f"duration={duration}", f"reason={json.dumps(reason)}")
     for sid, s in got.items():
         console.print(f"silence {sid}: {' '.join(f'{k}={v}' for k, v in s['matchers'].items())} until {s['ends']}")
 
