@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import logging
 import pickle
+import select
 import socket
 import ssl
 import struct
@@ -178,8 +179,33 @@ class Shipper:
             self.dropped += len(batch) - len(keep)
             self.queue.extendleft(reversed(keep))
 
+    def _peer_closed(self) -> bool:
+        """Whether carbon (or the proxy in front of it) has closed the
+        connection. Carbon never writes to its clients, so a readable socket
+        means end of file or a reset: what would be sent into it now is lost
+        without an error (no acks in the pickle protocol), so look first."""
+        sock = self._sock
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        if not readable:
+            return False
+        sock.setblocking(False)
+        try:
+            return sock.recv(1) == b""
+        except (ssl.SSLWantReadError, BlockingIOError):
+            return False  # part of a TLS record, nothing to read yet
+        except OSError:
+            return True
+        finally:
+            sock.settimeout(self.timeout)
+
     def send_now(self, batch: list[Point]) -> None:
         """One batch, synchronously (the thread's step; raises OSError)."""
+        if self._sock is not None and self._peer_closed():
+            log.info("carbon at %s closed the connection; connecting again", self.target)
+            self._close()
         if self._sock is None:
             self._sock = self._connect()
             if not self.connected:
