@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import argparse
 import base64
-import copy
 import json
 import random
 import statistics
 import time
 
-from common import LocalCluster, pct
+from common import demo_image_service, pct, up_cluster
 from rich.console import Console
 from rich.table import Table
 
 from bay_salt.model import names
-from tests.e2e.helpers import converges, kv_get
+from tests.e2e.helpers import kv_get
 from tests.support.receivers import Receivers, gateway
 
 SERVICE, GROUP, OWNER, LISTEN = "alertbench", "web", "bench-owner", 10095
@@ -59,52 +58,40 @@ def main() -> int:
     ap.add_argument("--for", dest="for_", type=float, default=30.0)
     args = ap.parse_args()
     console = Console()
-    cluster = LocalCluster(args.cluster)
-    if not cluster.nodes():
-        raise SystemExit(f"cluster {args.cluster!r} is not up: `bay up` first")
-    original = cluster.services_pillar()
-    pillar = copy.deepcopy(original)
-    demo = pillar["bay"]["services"]["demo"]
-    pillar["bay"]["services"][SERVICE] = {
-        "image": demo["image"], "health": demo["health"], "owners": [OWNER],
-        "alerts": {"GroupUnhealthy": {"for": args.for_}},
-        "groups": {GROUP: {"instances": 2, "cpu": 0.05, "memory": "32Mi", "port": 8000, "listen": LISTEN}}}
+    cluster = up_cluster(args.cluster)
+    body = {"health": "demo", "owners": [OWNER], "alerts": {"GroupUnhealthy": {"for": args.for_}},
+            "groups": {GROUP: {"instances": 2, "cpu": 0.05, "memory": "32Mi", "port": 8000, "listen": LISTEN}}}
     from_kv, from_failure = [], []
     with Receivers(gateway(cluster)) as r:
         cluster.set_alerts(r.settings([OWNER], interval=5, group_wait=5, group_interval=10))
         try:
-            cluster.set_services(pillar)
-            with console.status(f"deploying {SERVICE}"):
-                cluster.runner("bay.deploy", SERVICE)
-                converges(cluster, 120, services=("demo", SERVICE))
-            for k in range(args.trials):
-                time.sleep(random.uniform(0, 5))  # no phase lock with the evaluator's rounds
-                began = time.time()
-                for node, cid in containers(cluster):
-                    node.exec_run(["docker", "exec", cid, "rm", "-f", "/www/healthz"])
-                failed = time.time()
-                true_at = None
-                while not r.inbox.about(since=began, receiver=OWNER, channel="webhook", status="firing"):
-                    if true_at is None and failing(cluster) >= 2:
-                        true_at = time.time()
-                    if time.time() - began > args.for_ + 120:
-                        raise SystemExit(f"trial {k + 1}: no notification within {args.for_ + 120:.0f} s")
-                    time.sleep(0.2)
-                got = r.inbox.about(since=began, receiver=OWNER, channel="webhook", status="firing")[0]["at"]
-                from_kv.append(got - (true_at or got))
-                from_failure.append(got - failed)
-                console.print(f"trial {k + 1}: {from_kv[-1]:.1f} s from the condition, {from_failure[-1]:.1f} s "
-                              "from the failure")
-                for node, cid in containers(cluster):
-                    node.exec_run(["docker", "exec", cid, "sh", "-c", "echo ok > /www/healthz"])
-                deadline = time.time() + 120
-                while not r.inbox.about(since=began, receiver=OWNER, channel="webhook", status="resolved"):
-                    if time.time() > deadline:
-                        raise SystemExit(f"trial {k + 1}: not resolved within 120 s")
-                    time.sleep(0.5)
+            with demo_image_service(cluster, SERVICE, body, console.status, timeout=120):
+                for k in range(args.trials):
+                    time.sleep(random.uniform(0, 5))  # no phase lock with the evaluator's rounds
+                    began = time.time()
+                    for node, cid in containers(cluster):
+                        node.exec_run(["docker", "exec", cid, "rm", "-f", "/www/healthz"])
+                    failed = time.time()
+                    true_at = None
+                    while not r.inbox.about(since=began, receiver=OWNER, channel="webhook", status="firing"):
+                        if true_at is None and failing(cluster) >= 2:
+                            true_at = time.time()
+                        if time.time() - began > args.for_ + 120:
+                            raise SystemExit(f"trial {k + 1}: no notification within {args.for_ + 120:.0f} s")
+                        time.sleep(0.2)
+                    got = r.inbox.about(since=began, receiver=OWNER, channel="webhook", status="firing")[0]["at"]
+                    from_kv.append(got - (true_at or got))
+                    from_failure.append(got - failed)
+                    console.print(f"trial {k + 1}: {from_kv[-1]:.1f} s from the condition, {from_failure[-1]:.1f} s "
+                                  "from the failure")
+                    for node, cid in containers(cluster):
+                        node.exec_run(["docker", "exec", cid, "sh", "-c", "echo ok > /www/healthz"])
+                    deadline = time.time() + 120
+                    while not r.inbox.about(since=began, receiver=OWNER, channel="webhook", status="resolved"):
+                        if time.time() > deadline:
+                            raise SystemExit(f"trial {k + 1}: not resolved within 120 s")
+                        time.sleep(0.5)
         finally:
-            cluster.runner("bay.scale", f"{SERVICE}.{GROUP}", "0")
-            cluster.set_services(original)
             cluster.set_alerts({})
     target = args.for_ + SLACK
     t = Table(title=f"Alert latency, {args.trials} trials (GroupUnhealthy, for {args.for_:.0f} s; "

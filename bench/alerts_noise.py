@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import copy
 import random
 import threading
 import time
 import urllib.request
 
-from common import LocalCluster
+from common import demo_image_service, up_cluster
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -74,45 +73,34 @@ def main() -> int:
     ap.add_argument("--kills", type=int, default=100)
     args = ap.parse_args()
     console = Console()
-    cluster = LocalCluster(args.cluster)
-    if not cluster.nodes():
-        raise SystemExit(f"cluster {args.cluster!r} is not up: `bay up` first")
-    original = cluster.services_pillar()
-    pillar = copy.deepcopy(original)
-    demo = pillar["bay"]["services"]["demo"]
-    pillar["bay"]["services"][SERVICE] = {
-        "image": demo["image"], "health": demo["health"], "liveness": demo["liveness"], "owners": [OWNER],
-        "groups": {g: {"instances": 8, "cpu": 0.02, "memory": "16Mi", "port": 8000, "listen": LISTEN + k}
-                   for k, g in enumerate(GROUPS)}}
+    cluster = up_cluster(args.cluster)
+    body = {"health": "demo", "liveness": "demo", "owners": [OWNER],
+            "groups": {g: {"instances": 8, "cpu": 0.02, "memory": "16Mi", "port": 8000, "listen": LISTEN + k}
+                       for k, g in enumerate(GROUPS)}}
     with Receivers(gateway(cluster)) as r:
         # Bay's default timing (a round every 5 s, group_wait 5 s, group_interval 60 s)
         cluster.set_alerts(r.settings([OWNER], interval=5, group_wait=5, group_interval=60))
         load = Load(cluster)
         try:
-            cluster.set_services(pillar)
-            with console.status(f"deploying {SERVICE}"):
-                cluster.runner("bay.deploy", SERVICE)
-                converges(cluster, 180, services=("demo", SERVICE))
-            load.thread.start()
-            began = time.time()
-            took = []
-            with Progress(console=console) as progress:
-                task = progress.add_task("single-container kills", total=args.kills)
-                for k in range(args.kills):
-                    group = GROUPS[k % len(GROUPS)]
-                    node, cid = random.choice(running(cluster, group))
-                    node.exec_run(["docker", "kill", cid])
-                    took.append(converges(cluster, 120, services=("demo", SERVICE)))
-                    progress.advance(task)
-                    time.sleep(random.uniform(2, 5))
-            ended = time.time()
-            time.sleep(90)  # what a `for` of 60 s and a group_wait would still send
-            got = r.inbox.about(since=began)
+            with demo_image_service(cluster, SERVICE, body, console.status):
+                load.thread.start()
+                began = time.time()
+                took = []
+                with Progress(console=console) as progress:
+                    task = progress.add_task("single-container kills", total=args.kills)
+                    for k in range(args.kills):
+                        group = GROUPS[k % len(GROUPS)]
+                        node, cid = random.choice(running(cluster, group))
+                        node.exec_run(["docker", "kill", cid])
+                        took.append(converges(cluster, 120, services=("demo", SERVICE)))
+                        progress.advance(task)
+                        time.sleep(random.uniform(2, 5))
+                ended = time.time()
+                time.sleep(90)  # what a `for` of 60 s and a group_wait would still send
+                got = r.inbox.about(since=began)
+                load.stop.set()  # before the service goes
         finally:
             load.stop.set()
-            for g in GROUPS:
-                cluster.runner("bay.scale", f"{SERVICE}.{g}", "0")
-            cluster.set_services(original)
             cluster.set_alerts({})
     by = collections.Counter((x["receiver"], x["alertname"], x["status"]) for x in got)
     t = Table(title=f"Noise: {args.kills} single-container kills in {ended - began:.0f} s under load "

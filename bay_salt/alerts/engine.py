@@ -223,21 +223,19 @@ class Courier:
         return notify.Smtp(s.get("host", ""), int(s.get("port", 25)), s.get("sender", "bay@localhost"),
                            bool(s.get("starttls")), s.get("user", ""), self.password() if s.get("user") else "")
 
-    def once(self, now: float) -> int:
-        """Every delivery that is due: tried once. How many were sent."""
+    def once(self, now: float) -> float | None:
+        """Every delivery that is due: tried once. When the next retry is due (None: nothing waits)."""
         cfg = self.settings()
-        sent = 0
         with self.lock:
             held, self.held = self.held, []
         for d in held:
             result = self._attempt(d, self.smtp(), cfg, now) if d.next_try <= now else "retry"
-            sent += result == "sent"
             if result == "retry":
                 with self.lock:
                     self.held.append(d)
         store = self.store()
         if store is None:
-            return sent
+            return min((d.next_try for d in self.held), default=None)
         items = sorted(((k, notify.Delivery.from_json(v)) for k, v in store.items(names.KV_ALERTS_OUTBOX).items()),
                        key=lambda kv: kv[1].created)
         smtp = self.smtp() if items else None
@@ -247,7 +245,6 @@ class Courier:
             result = self._attempt(d, smtp, cfg, now)
             if result == "sent":
                 store.apply([kvstore.op_delete(key)])
-                sent += 1
             elif result == "retry":
                 store.apply([kvstore.op_set(key, d.to_json())])
             else:
@@ -257,16 +254,22 @@ class Courier:
                if now - notify.Delivery.from_json(v).created > FAILED_KEPT]
         if old:
             store.apply([kvstore.op_delete(k) for k in old])
-        return sent
+        waiting = [d.next_try for _k, d in items if d.next_try > now] + [d.next_try for d in self.held]
+        return min(waiting, default=None)
 
-    def run(self, interval: float = 1.0) -> None:
+    def run(self, idle: float = 30.0) -> None:
+        """Send when a round wrote deliveries (it wakes this) or a retry is due;
+        otherwise look at the outbox every ``idle`` seconds (what a restart left)."""
+        wait = 0.0
         while True:
-            self.wake.wait(interval)
+            self.wake.wait(wait)
             self.wake.clear()
             try:
-                self.once(time.time())
+                due = self.once(time.time())
+                wait = idle if due is None else min(idle, max(0.0, due - time.time()))
             except Exception as err:  # noqa: BLE001 - the next turn tries again
                 log.warning("alerts: sending: %s (trying again)", err)
+                wait = 1.0
 
 
 def extras_for(cfg: Config, store: Store) -> Callable[[Alert], dict[str, str]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from bay_salt.alerts import notify, route
+from bay_salt.alerts import engine, notify, route
 from bay_salt.alerts.evaluate import Alert
 from bay_salt.control.operations import NotOwner, may_operate
 from bay_salt.kv import store as kvstore
@@ -44,7 +44,7 @@ def alerts(backend, user: str | None = None) -> dict:
         if _sees(user, a.labels, owners, admins, teams):
             out["alerts"].append({"alert": a.name, "state": a.state, "labels": a.labels, "summary": a.summary,
                                   "since": a.fired_at or a.since})
-    for s in _silences(store):
+    for s in sorted(engine.silences(store, now), key=lambda s: s.ends):
         if _sees(user, s.matchers, owners, admins, teams):
             out["silences"].append({**s.__dict__, "active": s.active(now)})
     if user is None or user in admins or user == "root":
@@ -54,11 +54,6 @@ def alerts(backend, user: str | None = None) -> dict:
                                              "subject": d.subject, "attempts": d.attempts, "error": d.last_error})
     out["alerts"].sort(key=lambda a: (a["state"] != "firing", a["alert"], sorted(a["labels"].items())))
     return out
-
-
-def _silences(store) -> list[route.Silence]:
-    return sorted((route.Silence.from_json(v) for v in store.items(names.KV_ALERTS_SILENCES).values()),
-                  key=lambda s: s.ends)
 
 
 def silence(backend, matchers: list[str], duration: str, reason: str, user: str | None = None) -> dict:

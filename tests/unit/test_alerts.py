@@ -1,6 +1,9 @@
 """Alert rules, evaluation, routing, grouping, inhibition and silences, over recorded series."""
 
+import http.server
 import json
+import threading
+import time
 
 import pytest
 
@@ -320,3 +323,40 @@ def test_state_from_kv_names_groups_nodes_and_probes():
                                        "group": "web"}, FIRING, 0)
     extra = engine.extras_for(c, store)(a)
     assert extra == {"dashboard": "https://g:8088/dashboard/bay-c-service-demo", "output": "panic: boom"}
+
+
+def test_the_courier_sends_when_woken_and_retries_when_due_without_polling():
+    got = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            got.append(time.time())
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    store = MemoryStore()
+    courier = engine.Courier(lambda: store, lambda: {"send_attempts": 3}, lambda: "")
+    threading.Thread(target=courier.run, daemon=True).start()
+    try:
+        time.sleep(0.3)  # its first look found nothing: it now waits up to 30 s unless woken
+        t0 = time.time()
+        ok = notify.Delivery("d1", "bob", notify.WEBHOOK, f"http://127.0.0.1:{srv.server_port}/h", "s", "{}", t0)
+        store.apply([kvstore.op_set(names.KV_ALERTS_OUTBOX + ok.id, ok.to_json())])
+        courier.wake.set()
+        time.sleep(1)
+        assert len(got) == 1 and got[0] - t0 < 1 and store.items(names.KV_ALERTS_OUTBOX) == {}
+        bad = notify.Delivery("d2", "bob", notify.WEBHOOK, "http://127.0.0.1:1/h", "s", "{}", time.time())
+        store.apply([kvstore.op_set(names.KV_ALERTS_OUTBOX + bad.id, bad.to_json())])
+        courier.wake.set()
+        time.sleep(8)  # tries at 0, 2 and 6 s: the retries come when due, not at the next 30 s look
+        failed = [notify.Delivery.from_json(v) for v in store.items(names.KV_ALERTS_FAILED).values()]
+        assert [d.attempts for d in failed] == [3] and store.items(names.KV_ALERTS_OUTBOX) == {}
+    finally:
+        srv.shutdown()
+        srv.server_close()
