@@ -232,6 +232,86 @@ def silence_expire(silence_id: str) -> None:
     console.print(f"silence {silence_id} ended")
 
 
+def _print_records(records: list[dict]) -> None:
+    for r in records:
+        extra = {k: v for k, v in r.items() if k not in ("time", "level", "message", "service", "group", "instance",
+                                                          "node", "partition", "offset")}
+        tail = f" [dim]{json.dumps(extra)}[/]" if extra else ""
+        console.print(f"{r.get('time', '?')} [cyan]{r.get('group')}/{r.get('instance')}[/]@{r.get('node')} "
+                      f"{str(r.get('level', '')).upper()} {r.get('message', '')}{tail}", markup=True, highlight=False)
+
+
+@app.command()
+def logs(target: Annotated[str, typer.Argument(help="SERVICE.GROUP or SERVICE.GROUP/INSTANCE (with --archive: "
+                                                     "SERVICE)")],
+         previous: Annotated[bool, typer.Option("--previous", "-p",
+                                                help="the newest removed container (replaced, crashed)")] = False,
+         follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing, across replacements")] = False,
+         tail: Annotated[int | None, typer.Option("--tail", "-n", help="the last N lines")] = None,
+         since: Annotated[str | None, typer.Option(help="from this time on (10m, 2h, RFC 3339)")] = None,
+         timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Docker's time of each line")] = False,
+         archive: Annotated[bool, typer.Option(help="the service's log records archived in HDFS")] = False,
+         grep: Annotated[str | None, typer.Option(help="with --archive: records matching this regular "
+                                                       "expression")] = None,
+         limit: Annotated[int, typer.Option(help="with --archive: at most this many (the newest)")] = 1000,
+         ca: Annotated[str | None, typer.Option(help="CA of the nodes' certificates (default: the local "
+                                                     "cluster's)")] = None) -> None:
+    """A container's output, live or kept after it was removed (salt-run bay.logs, then each node's
+    HTTPS endpoint); or with --archive, a service's log records from HDFS (salt-run bay.archived_logs)."""
+    import threading
+
+    from bay_salt.logs import client
+
+    if archive:
+        args = [target, f"since={json.dumps(since or '1h')}", f"limit={limit}"]
+        if grep:
+            args.append(f"grep={json.dumps(grep)}")
+        got = _runner("bay.archived_logs", *args)
+        _print_records(got["records"])
+        if not got["records"]:
+            console.print(f"[dim]nothing archived for {target} since {_when(got['since'])} UTC[/]")
+        return
+    ca = ca or str(_local().state_dir / "pki" / "ca.pem")
+
+    def locate() -> dict:
+        return _runner("bay.logs", target, *(["previous=True"] if previous else []))
+
+    found = locate()
+    lock = threading.Lock()
+    many = len(found["entries"]) > 1 or (follow and "/" not in target)
+    out = sys.stdout.buffer
+
+    def write(instance: str, line: bytes) -> None:
+        with lock:
+            out.write((f"[{instance}] ".encode() if many else b"") + line)
+            out.flush()
+
+    def note(text: str) -> None:
+        with lock:
+            console.print(f"[dim]-- {text}[/]", highlight=False)
+
+    if follow and not previous:
+        f = client.Follower(locate, write, ca, tail, since, timestamps, note)
+        if "/" in target:  # one instance: until it ends
+            f.step(first=True)
+            for t in list(f.streams.values()):
+                t.join()
+            return
+        f.run()
+        return
+    for e in found["entries"]:
+        if e["state"] == "kept":
+            note(f"{e['instance']} on {e['node']}: removed, exit {e['exit_code']}"
+                 + (" (OOM killed)" if e.get("oom_killed") else "") + f", finished {e['finished_at']}")
+        try:
+            for line in client.fetch(e["url"], found["token"], ca, tail, since, False, timestamps):
+                write(e["instance"], line)
+        except client.FetchError as err:
+            from bay_salt.cluster.local import BayError
+
+            raise BayError(str(err)) from None
+
+
 def _graphite(web: str | None, user: str | None, ca: str | None):
     """A render client for the local cluster's graphite-web, or the one named."""
     import os

@@ -277,3 +277,49 @@ bay:
       cert_file: /etc/bay/tls/node.pem
       key_file: /etc/bay/tls/node-key.pem
       ca_file: /etc/bay/ca.pem
+  # Logs (docs/logs.md). Every node keeps a removed container's output (its
+  # last container_max_size, exit code, OOM kill, times) for `retention`, at
+  # most node_max_size in all (the oldest go first), and serves containers'
+  # output, live and kept, on `port` (HTTPS with the node's certificate,
+  # bay:monitoring:tls; a bearer token the master signs: salt-run bay.logs).
+  logs:
+    enabled: true
+    dir: /var/lib/bay/logs
+    retention: 7d
+    node_max_size: 1Gi
+    container_max_size: 10Mi
+    gc_interval: 60                  # seconds between two clean-ups
+    port: 8095
+    # services write log lines here (TCP, Docker's bridge gateway; containers
+    # get BAY_LOG_HOST/BAY_LOG_PORT); the relay writes them into Kafka
+    relay_port: 5140
+    relay_buffer: 100000             # lines held while Kafka does not answer (then new ones are dropped)
+    # the public half of the master's signing key (/etc/bay/logs-token.key on the master)
+    token_public_key: |
+      -----BEGIN PUBLIC KEY-----
+      MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEexampleexampleexampleexampleexample
+      exampleexampleexampleexampleexampleexampleexampleexampleexampl==
+      -----END PUBLIC KEY-----
+    token_ttl: 600                   # seconds a token from bay.logs is good for
+    # the archive: every log topic into HDFS, an hour per directory
+    # (/PATH/SERVICE/DATE/HOUR/part-PARTITION-FIRST-LAST.jsonl), by the
+    # archiver on the nodes with role kafka
+    archive:
+      hdfs: hdfs://namenode.example.com:9870/bay-logs
+      user: bay
+      roll_seconds: 300              # a file is closed (and its offsets committed) this often ...
+      roll_size: 64Mi                # ... or at this size
+  # Apache Kafka for services' logs: Bay's broker (KRaft) on the nodes with
+  # role kafka, or a site's own (bootstrap, and no node with role kafka)
+  kafka:
+    bootstrap: ""                    # HOST:PORT[,HOST:PORT]: a site's own Kafka
+    port: 9092                       # clients: SASL SCRAM-SHA-512 on the node's address
+    controller_port: 9093            # KRaft's controller: loopback only
+    user: bay
+    password: change-me              # a secret: every node (its relay writes with it)
+    lib_dir: /opt/bay/kafka/lib      # fetched with Maven when not there
+    java_package: openjdk-17-jre-headless
+    data_dir: /var/lib/bay/kafka
+    heap: 256m
+    partitions: 3                    # a service's topic, unless its spec's logs says otherwise
+    retention: 7d

@@ -29,6 +29,7 @@ from bay_salt.cluster import demo, firewall, images, keys, pki
 from bay_salt.cluster.processes import start_minidfs
 from bay_salt.cluster.progress import Progress
 from bay_salt.cluster.saltout import summarize_apply
+from bay_salt.logs.operations import KEY_FILE as LOGS_KEY_FILE
 from bay_salt.metrics.platform import MASTER_TLS
 from bay_salt.model import names, settings
 from bay_salt.model import services as service_specs
@@ -38,12 +39,16 @@ from bay_salt.util import retry
 STATE_ROOT = Path("/var/lib/bay/clusters")
 SRV = "/srv/bay"
 NODE_SERVICES = ("salt-minion", "docker", "bay-events", "consul", "haproxy", "bay-lb-sync", "cadvisor", "bay-metrics",
-                 "bay-statsd")
+                 "bay-statsd", "bay-logs")
 REGISTRY_PORT = 5000
 #: graphite-web through the monitoring node's HAProxy (bay:monitoring:web_port's default)
 GRAPHITE_WEB_PORT = 8088
 #: how many nodes run a registry instance
 REGISTRY_NODES = 2
+#: the node that runs Kafka and the log archiver (role kafka): the first, which no e2e test takes away
+KAFKA_NODES = 1
+#: where the kafka node finds Kafka's jars (`bay up` lends it this machine's Maven cache, scripts/kafka.sh)
+KAFKA_LIB = "/opt/bay/kafka/lib"
 
 
 class BayError(RuntimeError):
@@ -137,7 +142,7 @@ GRAPHITE_PASSWORD_FILE = "/etc/bay/graphite-web.password"
 #: PAM groups on the master: service owners, and the platform team
 OWNERS_GROUP, ADMINS_GROUP = "bay-owners", "bay-admins"
 #: what an owner may run (the runner checks the service is theirs)
-OWNER_RUNNERS = [r"bay\.(deploy|plan|scale|status|alerts|silence|silences|unsilence)"]
+OWNER_RUNNERS = [r"bay\.(deploy|plan|scale|status|alerts|silence|silences|unsilence|logs|archived_logs)"]
 #: the registry's admin account `bay up` makes (it pushes the demo; its password stays in the state dir)
 REGISTRY_ADMIN = "bay-admin"
 #: where `bay up` puts the registry's TLS files, and the cluster's CA, on the nodes
@@ -156,12 +161,19 @@ class Secrets:
     admin_password: str
     graphite_password: str = ""
     graphite_secret_key: str = ""
+    kafka_password: str = ""
+    #: the master signs log tokens with the private key; the nodes check them with the public one
+    logs_private_key: str = ""
+    logs_public_key: str = ""
 
     @classmethod
     def new(cls) -> Secrets:
+        from bay_salt.logs.tokens import new_key_pair
+
+        private, public = new_key_pair()
         return cls({role: str(uuid.uuid4()) for role in settings.ACL_ROLES}, secrets.token_hex(32),
                    secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(24),
-                   secrets.token_urlsafe(40))
+                   secrets.token_urlsafe(40), secrets.token_urlsafe(24), private, public)
 
 
 def crypt_sha512(password: str) -> str:
@@ -181,6 +193,8 @@ def secret_pillars(s: Secrets, servers: list[str], registries: list[str],
         return {"acl": {"tokens": {r: s.tokens[r] for r in roles}}}
 
     node = {"bay": {"consul": tokens(["agent", "reader"]), "registry": {"auth": {"node_password": s.node_password}}}}
+    if s.kafka_password:  # every node's log relay writes to Kafka
+        node["bay"]["kafka"] = {"password": s.kafka_password}
     server = {"bay": {"consul": tokens(settings.ACL_ROLES)}}  # the servers create every role's token
     registry = {"bay": {"consul": tokens(["registry"]), "registry": {"auth": {
         "secret": s.registry_secret,
@@ -198,21 +212,24 @@ def secret_pillars(s: Secrets, servers: list[str], registries: list[str],
 
 
 def cluster_pillar(cluster: str, nodes: dict[str, str], gossip_key: str, consul_servers: int = 3,
-                   registry_storage: str | None = None) -> dict:
+                   registry_storage: str | None = None, logs_public_key: str = "", logs_archive: str = "") -> dict:
     """The generated topology pillar of a local cluster (``nodes``: id -> address).
     The first two nodes run Bay's registry over ``registry_storage`` (the
-    cluster's HDFS); every node pulls through its own HAProxy (127.0.0.1:5000)."""
+    cluster's HDFS); every node pulls through its own HAProxy (127.0.0.1:5000).
+    The first runs Kafka and archives the logs into ``logs_archive`` (the same HDFS)."""
     ids = sorted(nodes, key=lambda n: (len(n), n))
     pillar = {
         "bay": {
             "cluster": cluster,
             "nodes": {n: {"address": nodes[n], "roles": ["worker"] + (["registry"] if k < REGISTRY_NODES else [])
-                          + (["monitoring"] if k < MONITORING_NODES else [])}
+                          + (["monitoring"] if k < MONITORING_NODES else []) + (["kafka"] if k < KAFKA_NODES else [])}
                       for k, n in enumerate(ids)},
             "python": {"find_links": [images.WHEELHOUSE], "no_index": True},
             "consul": {"source": "debian-bullseye", "servers": ids[:consul_servers], "encrypt": gossip_key,
                        "tls": CONSUL_TLS},
             "monitoring": {"tls": MONITORING_TLS},
+            "kafka": {"lib_dir": KAFKA_LIB},
+            "logs": {"token_public_key": logs_public_key, "archive": {"hdfs": logs_archive}},
         }
     }
     if ids:
@@ -223,6 +240,30 @@ def cluster_pillar(cluster: str, nodes: dict[str, str], gossip_key: str, consul_
         # each registry instance serves the blobs it has read from HDFS from its own disk
         pillar["bay"].setdefault("registry", {}).update({"storage": registry_storage, "cache_size": "2Gi"})
     return pillar
+
+
+def java_home() -> str:
+    """This machine's Java (the one HDFS runs on): the kafka node borrows it."""
+    java = shutil.which("java")
+    if not java:
+        raise BayError("no java on this machine (apt install openjdk-17-jre-headless): HDFS and Kafka need it")
+    return str(Path(java).resolve().parents[1])
+
+
+def kafka_binds() -> dict:
+    """What the kafka node borrows from this machine, read-only: Kafka's jars
+    (fetched once by scripts/kafka.sh) and Java with its configuration, so
+    its state installs neither."""
+    lib = subprocess.run(["bash", str(images.checkout_root() / "scripts" / "kafka.sh")], capture_output=True,
+                         text=True)
+    if lib.returncode != 0:
+        raise BayError(f"Kafka's jars: {lib.stderr.strip()[-500:]}")
+    home = java_home()
+    binds = {lib.stdout.strip(): {"bind": KAFKA_LIB, "mode": "ro"}, home: {"bind": home, "mode": "ro"}}
+    conf = Path("/etc") / Path(home).name
+    if conf.is_dir():  # Debian's JRE keeps its configuration in /etc/java-NN-openjdk
+        binds[str(conf)] = {"bind": str(conf), "mode": "ro"}
+    return binds
 
 
 def _runner_error(text: str) -> str:
@@ -318,7 +359,8 @@ class LocalCluster:
         (self.state_dir / "pki" / "registry-admin").chmod(0o600)
         (self.state_dir / "pki" / "graphite-web").write_text(made.graphite_password)
         (self.state_dir / "pki" / "graphite-web").chmod(0o600)
-        (pillar_dir / "bay.sls").write_text(yaml.safe_dump(cluster_pillar(self.name, {}, gossip_key)))
+        (pillar_dir / "bay.sls").write_text(yaml.safe_dump(cluster_pillar(self.name, {}, gossip_key,
+                                                                           logs_public_key=made.logs_public_key)))
         (pillar_dir / "bay.sls").chmod(0o600)
         net = self.client.networks.create(names.network_name(self.name), driver="bridge", labels=self.labels)
 
@@ -330,6 +372,8 @@ class LocalCluster:
             "/etc/bay/consul.token": (tokens["controller"] + "\n", 0o600),
             # the alert evaluator reads graphite-web's render API with it
             GRAPHITE_PASSWORD_FILE: (made.graphite_password + "\n", 0o600),
+            # bay.logs signs the tokens that let people read containers' output with it
+            LOGS_KEY_FILE: (made.logs_private_key, 0o600),
             "/etc/salt/pki/master/master.pem": (master_keys.private_pem, 0o400),
             "/etc/salt/pki/master/master.pub": (master_keys.public_pem, 0o644),
             **self._tls_files(authority, "master", [], MASTER_TLS),
@@ -353,6 +397,8 @@ class LocalCluster:
                 "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
                 vol.name: {"bind": "/var/lib/docker", "mode": "rw"},
             }
+            if i <= KAFKA_NODES:
+                node_binds.update(kafka_binds())
             # /dev/kmsg: cAdvisor reads OOM kills from the kernel log
             c = self._create_container(
                 image, names.node_container(self.name, i), "node", m, node_binds, net, devices=["/dev/kmsg:/dev/kmsg:r"]
@@ -366,6 +412,8 @@ class LocalCluster:
                 **self._consul_tls_files(authority),
             }))
             c.start()
+            if i <= KAFKA_NODES:  # the lent Java where bay.kafka looks for one
+                c.exec_run(["ln", "-sf", f"{java_home()}/bin/java", "/usr/bin/java"])
         addresses = {n.id: n.address for n in self.nodes()}
         self._registry_tls(authority, net, addresses)
         for n in self.nodes():
@@ -374,9 +422,13 @@ class LocalCluster:
         master.reload()
         master_ip = master.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"]
         # the registry nodes use it; the master's alert evaluator checks that it answers
+        # the kafka node (the first) is a registry node too: its archiver reaches HDFS
         storage = self._start_hdfs(net, [addresses[n] for n in ordered[:REGISTRY_NODES]] + [master_ip])
+        archive = storage.rsplit("/", 1)[0] + "/bay-logs"
         (pillar_dir / "bay.sls").write_text(
-            yaml.safe_dump(cluster_pillar(self.name, addresses, gossip_key, registry_storage=storage), sort_keys=False)
+            yaml.safe_dump(cluster_pillar(self.name, addresses, gossip_key, registry_storage=storage,
+                                          logs_public_key=made.logs_public_key, logs_archive=archive),
+                           sort_keys=False)
         )
 
     def _ca(self) -> pki.Pair:

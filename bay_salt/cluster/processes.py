@@ -1,5 +1,6 @@
-"""Daemons `bay up` runs on this machine beside the cluster (HDFS), each in
-its own process group, stopped by that id only."""
+"""Daemons `bay up` runs on this machine beside the cluster (HDFS), and the
+real components tests and benches start here (Kafka, Graphite), each in its
+own process group, stopped by that id only."""
 
 from __future__ import annotations
 
@@ -83,6 +84,90 @@ def start_minidfs(workdir: Path, checkout: Path, datanodes: int = 1, bind: str =
         daemon.stop()
         raise
     return daemon, http
+
+
+def kafka_lib(checkout: Path) -> str:
+    """Kafka's jars (fetched once by scripts/kafka.sh)."""
+    return subprocess.run(["bash", str(checkout / "scripts" / "kafka.sh")], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+class Kafka:
+    """A real Kafka broker (KRaft, broker and controller in one JVM) with the
+    configuration bay.kafka writes on a kafka node: SASL SCRAM-SHA-512 for
+    clients on ``address``, the controller on loopback; for tests and
+    benchmarks. ``restart()`` keeps its data (a broker restarted under its clients)."""
+
+    def __init__(self, workdir: Path, checkout: Path, address: str = "127.0.0.1", user: str = "bay",
+                 password: str | None = None, heap: str = "256m"):
+        from bay_salt.logs import kafka, nodefiles
+
+        self.workdir, self.address, self.user = workdir, address, user
+        self.password = password or os.urandom(12).hex()
+        self.port, self.controller_port = free_port(), free_port()
+        self.lib = kafka_lib(checkout)
+        self.heap = heap
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config = workdir / "server.properties"
+        self.config.write_text(kafka.broker_properties(1, address, self.port, self.controller_port, str(workdir), user,
+                                                       self.password, 3, 86400))
+        (workdir / "log4j2.properties").write_text(nodefiles.LOG4J)
+        fmt = self._java("kafka.tools.StorageTool", "format", "--ignore-formatted", "-t",
+                         nodefiles.cluster_id(workdir.name), "-c", str(self.config), "--add-scram",
+                         kafka.scram_argument(user, self.password))
+        subprocess.run(fmt, check=True, capture_output=True)
+        self.daemon: Daemon | None = None
+        self.starts = 0
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        from bay_salt.logs import kafka
+
+        return ["java", f"-Xmx{self.heap}", *kafka.JVM_OPTS,
+                f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}", "-cp", f"{self.lib}/*", main, *args]
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    def client(self):
+        from bay_salt.logs.kafka import Client
+
+        return Client(self.bootstrap, self.user, self.password)
+
+    def start(self) -> Kafka:
+        self.starts += 1
+        self.daemon = Daemon(self._java("kafka.Kafka", str(self.config)), self.workdir / f"kafka-{self.starts}.log")
+
+        def ready():
+            self.daemon.alive()
+            with socket.create_connection((self.address, self.port), timeout=1):
+                return True
+
+        try:
+            retry.until(ready, "Kafka broker", timeout=120, interval=0.2, on=(OSError,))
+        except BaseException:
+            self.daemon.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop()
+            self.daemon = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def tool(self, main: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        """One of Kafka's own tools (``org.apache.kafka.tools.ConsumerPerformance``...) as Bay's user."""
+        props = self.workdir / "client.properties"
+        props.write_text("security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\n"
+                         "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+                         f'username="{self.user}" password="{self.password}";\n')
+        props.chmod(0o600)
+        cmd = [a.replace("{client.properties}", str(props)) for a in self._java(main, *args)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
 class Graphite:

@@ -66,6 +66,8 @@ class NodeReports:
         self.monitoring: dict = {}
         #: what the alert evaluator reads (:meth:`SaltBackend.alerting`)
         self.alerting: dict = {}
+        #: where nodes serve containers' output (:func:`bay_salt.logs.nodefiles.report`)
+        self.logs: dict = {}
         self.store: ConsulStore | None = None
         self.alive: set[str] | None = None
 
@@ -97,6 +99,7 @@ class NodeReports:
             self.addresses = {**self.addresses, **b.node_addresses()}
             self.monitoring = b.monitoring()
             self.alerting = b.alerting()
+            self.logs = b.logs_report()
             self.cadvisor_port, self.at = b.cadvisor_port(), time.monotonic()
         finally:
             self.lock.release()
@@ -117,6 +120,13 @@ class NodeReports:
             return bool(store.client.status.leader())
         except Exception:  # noqa: BLE001 - any failure: find another server
             return False
+
+    def output_url(self, inst: Instance) -> str | None:
+        """Where the node of ``inst`` serves its output (kept once it is removed)."""
+        if not self.logs.get("enabled"):
+            return None
+        return names.log_url(self.addresses.get(inst.node) or inst.address, self.logs["port"], inst.service,
+                             inst.group, inst.instance)
 
     def current_settings(self) -> Settings:
         if self.settings is None:
@@ -146,7 +156,8 @@ class Engine:
             self.reports.refresh(force=True)  # first use: settings and a Consul client
         store = self.reports.store
         return ControlLoop(store, self.reports.backend(), self.fire, accepted_spec(store),
-                           self.reports.current_settings, hands=self.hands, dispatch=self.dispatch)
+                           self.reports.current_settings, hands=self.hands, dispatch=self.dispatch,
+                           output_url=self.reports.output_url)
 
     def submit(self, what: str, fn: Callable[[], object], attempts: int = 1) -> None:
         def guarded():

@@ -46,10 +46,12 @@ class Executor:
     def __init__(self, store: Store, backend: Backend, fire: Fire,
                  group_spec: Callable[[str, str], GroupSpec | None], clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep,
-                 replace: Callable[[Instance, str], None] | None = None, hands=None):
+                 replace: Callable[[Instance, str], None] | None = None, hands=None,
+                 output_url: Callable[[Instance], str | None] | None = None):
         """``group_spec(service, group)``: the spec a group is restored to (None:
         gone); ``replace(instance, reason)``: hands a :class:`~recovery.Replace`
-        to a handler; ``hands``: what handlers hold (a restore holds its group)."""
+        to a handler; ``hands``: what handlers hold (a restore holds its group);
+        ``output_url(instance)``: where its node serves a removed instance's output."""
         self.store = store
         self.backend = backend
         self._fire = fire
@@ -58,6 +60,7 @@ class Executor:
         self.sleep = sleep
         self.replace = replace
         self.hands = hands
+        self.output_url = output_url or (lambda inst: None)
 
     def fire(self, tag: str, data: dict) -> None:
         log.info("%s %s", tag, data)
@@ -85,7 +88,8 @@ class Executor:
                                  + ([kvstore.op_delete(a.placement.key)] if a.placement else []))
                 self.backend.stop(dead.node, [dead.container])
                 self.fire(names.TAG_CONTAINER_REPLACED, {"group": dead.group_name, "old": dead.instance, "new": None,
-                                                         "node": dead.node, "reason": a.reason})
+                                                         "node": dead.node, "reason": a.reason,
+                                                         "output": self.output_url(dead)})
             elif isinstance(a, r.FailGroup):
                 dead = a.instance
                 # its last lines, for the group's alert, before the container goes
@@ -95,7 +99,7 @@ class Executor:
                                     kvstore.op_set(names.kv_failed_output(dead.service, dead.group), output)])
                 self.backend.stop(dead.node, [dead.container])
                 self.fire(names.TAG_GROUP_FAILED, {"group": dead.group_name, "instance": dead.instance,
-                                                   "reason": a.reason})
+                                                   "reason": a.reason, "output": self.output_url(dead)})
             elif isinstance(a, r.BackOff):
                 self.fire(names.TAG_CONTAINER_BACKOFF, {"group": a.instance.group_name,
                                                         "instance": a.instance.instance, "seconds": a.seconds})
@@ -138,13 +142,14 @@ class Executor:
             self.backend.stop(dead.node, [dead.container])
             self.fire(names.TAG_CONTAINER_REPLACED, {"group": g.name, "old": dead.instance, "new": placed.instance,
                                                      "node": dead.node, "reason": a.reason,
-                                                     "seconds_after_death": timings})
+                                                     "seconds_after_death": timings, "output": self.output_url(dead)})
             return new
         self.backend.stop(dead.node, [c for c in (res.get("container"),) if c])
         self.store.apply([kvstore.op_delete(placed.key)])
         why = res.get("error") or "failed its health check"
         self.fire(names.TAG_CONTAINER_REPLACED, {"group": g.name, "old": dead.instance, "new": None, "node": dead.node,
-                                                 "reason": f"{a.reason}; replacement {placed.instance}: {why}"})
+                                                 "reason": f"{a.reason}; replacement {placed.instance}: {why}",
+                                                 "output": self.output_url(dead)})
         return None
 
     def _restore(self, a: r.Restore) -> list[str]:

@@ -95,9 +95,12 @@ class ControlLoop:
                  group_spec: Callable[[str, str], GroupSpec | None] | None,
                  settings: Callable[[], Settings], clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, hands: Hands | None = None,
-                 dispatch: Callable[[Instance, str], None] | None = None):
+                 dispatch: Callable[[Instance, str], None] | None = None,
+                 output_url: Callable[[Instance], str | None] | None = None):
         """``group_spec(service, group)``: the group's accepted spec (None: from
         the store); ``settings()``: the ``bay:controller`` settings now;
+        ``output_url(instance)``: where its node serves its output (the replaced
+        and failed events carry it);
         ``hands``: shared by every handler of one controller; ``dispatch(instance,
         reason)``: runs a replacement found by reconciliation (default: here, now)."""
         self.store = store
@@ -109,7 +112,7 @@ class ControlLoop:
         self.hands = hands or Hands()
         self.dispatch = dispatch or (lambda inst, reason: self.take_over(inst, reason))
         self.executor = Executor(store, backend, fire, self.group_spec, clock=clock, sleep=sleep,
-                                 replace=self.dispatch, hands=self.hands)
+                                 replace=self.dispatch, hands=self.hands, output_url=output_url)
 
     # --- events from the nodes -----------------------------------------------------------
     def handle(self, tag: str, event: dict) -> bool:

@@ -110,6 +110,9 @@ def deploy(backend: SaltBackend, name: str, groups: dict[str, int] | None = None
         unknown = set(groups) - set(spec.model.groups)
         if unknown:
             raise ValueError(f"{name}: no group {sorted(unknown)[0]!r} (have: {', '.join(spec.model.groups)})")
+    from bay_salt.logs.operations import ensure_topic  # (it imports this module)
+
+    ensure_topic(backend, spec)  # its containers log into it: made before one starts
     d = Deployer(backend, store, log_event=event)
     out = {}
     for gname, g in spec.groups().items():

@@ -166,6 +166,39 @@ class SaltBackend:
         return {"alerts": r.get("alerts") or {}, "teams": r.get("teams") or {},
                 "registry_storage": r.get("registry_storage") or ""}
 
+    def logs_report(self) -> dict:
+        """Where nodes serve output, how long log tokens last, where Kafka is (no secret)."""
+        return self._any().get("logs") or {}
+
+    def kept_all(self, service: str, group: str | None = None, timeout: int = 15) -> dict[str, list[dict]]:
+        """What each node keeps of removed containers of ``service`` (``group``)."""
+        ret = self.local.cmd(self.target, "bay_logs.kept_output", [service, group], timeout=timeout,
+                             tgt_type=self.tgt_type)
+        return {n: r for n, r in ret.items() if isinstance(r, list)}
+
+    def _one_of(self, nodes: list[str], fun: str, args: list, what: str, timeout: int = 60, kwarg=None):
+        """``fun`` on the first of ``nodes`` that answers (any node when none is named); its error, one line."""
+        errors = []
+        for node in nodes or sorted(self.reports()):
+            ret = self.local.cmd(node, fun, args, kwarg=kwarg, timeout=timeout).get(node)
+            if ret is None:
+                errors.append(f"{node}: no answer")
+                continue
+            if isinstance(ret, str):  # these functions answer a dict or a list; a string is Salt's error
+                raise DeployError(f"{what}: {ret.strip().splitlines()[-1].removeprefix('ERROR: ')[:400]}")
+            return ret
+        raise DeployError(f"{what}: {'; '.join(errors) or 'no node to ask'}")
+
+    def ensure_log_topic(self, nodes: list[str], service: str, partitions: int, retention: float) -> dict:
+        return self._one_of(nodes, "bay_logs.ensure_topic", [service, partitions, retention],
+                            f"{service}: its log topic")
+
+    def archived(self, nodes: list[str], service: str, since: float, until: float | None, grep: str | None,
+                 limit: int) -> list[dict]:
+        return self._one_of(nodes, "bay_logs.archived", [service, since],
+                            f"{service}: its archived logs", timeout=120,
+                            kwarg={"until": until, "grep": grep, "limit": limit})
+
     def cadvisor_port(self) -> int:
         return int(self._any()["cadvisor_port"])
 

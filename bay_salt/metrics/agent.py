@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from bay_salt.metrics import carbon, collect
 from bay_salt.model import names
+from bay_salt.node.containers import ContainerSources
 
 log = logging.getLogger("bay.metrics")
 
@@ -228,37 +229,6 @@ def prefix_statsd(packet: bytes, owner: tuple[str, ...]) -> bytes:
         clean = ".".join(names.metric_part(p) for p in name.split(".") if p)
         out.append(prefix + clean + ":" + rest)
     return "\n".join(out).encode()
-
-
-class ContainerSources:
-    """Which Bay container (service, group) has a bridge address, from the
-    Docker API; looked up again on a miss, at most every ``refresh`` seconds."""
-
-    def __init__(self, refresh: float = 5.0):
-        import docker
-
-        self.client = docker.from_env(timeout=10)
-        self.refresh = refresh
-        self.by_ip: dict[str, tuple[str, str]] = {}
-        self.loaded = 0.0
-
-    def gateway(self) -> str:
-        return self.client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
-
-    def lookup(self, ip: str) -> tuple[str, str] | None:
-        if ip not in self.by_ip and time.monotonic() - self.loaded > self.refresh:
-            self.load()
-        return self.by_ip.get(ip)
-
-    def load(self) -> None:
-        self.loaded = time.monotonic()
-        found = {}
-        for c in self.client.containers.list(filters={"label": names.LABEL_SERVICE}):
-            lab = c.labels
-            for net in (c.attrs.get("NetworkSettings", {}).get("Networks") or {}).values():
-                if net.get("IPAddress"):
-                    found[net["IPAddress"]] = (lab[names.LABEL_SERVICE], lab.get(names.LABEL_GROUP, "_"))
-        self.by_ip = found
 
 
 def _rss_bytes() -> float:

@@ -242,6 +242,44 @@ def metric_services_prefix(cluster: str) -> str:
     return metric_path(cluster, "services")
 
 
+# --- Logs (docs/logs.md) ----------------------------------------------------
+#: a service's log topic in Kafka (one per service; the relay writes, the archiver reads)
+LOG_TOPIC_PREFIX = "bay.logs."
+#: the archiver's consumer group (its committed offsets say what is in HDFS)
+LOG_ARCHIVER_GROUP = "bay-log-archiver"
+#: what each record carries (the node's relay sets them from the sender; a service cannot forge them)
+LOG_LABELS = ("service", "group", "instance", "node")
+#: a node's log endpoint: the output of one instance (live or kept), and the list of a group's
+LOG_URL_PREFIX = "/v1/logs"
+#: the environment every container gets: the node's relay (line protocol) and, for its own consumers, Kafka
+ENV_LOG_HOST, ENV_LOG_PORT = "BAY_LOG_HOST", "BAY_LOG_PORT"
+ENV_LOG_TOPIC, ENV_KAFKA_BOOTSTRAP = "BAY_LOG_TOPIC", "KAFKA_BOOTSTRAP_SERVERS"
+
+
+def log_topic(service: str) -> str:
+    return f"{LOG_TOPIC_PREFIX}{service}"
+
+
+def log_topic_service(topic: str) -> str | None:
+    """The service a log topic is of (None: not a Bay log topic)."""
+    return topic[len(LOG_TOPIC_PREFIX):] if topic.startswith(LOG_TOPIC_PREFIX) else None
+
+
+def log_path(service: str, group: str, instance: str | None = None) -> str:
+    """The path (on a node's log endpoint) of a group's list, or of one instance's output."""
+    return f"{LOG_URL_PREFIX}/{service}/{group}" + (f"/{instance}" if instance else "")
+
+
+def log_url(address: str, port: int, service: str, group: str, instance: str) -> str:
+    """Where a node serves an instance's output (HTTPS; a bearer token from ``bay.logs``)."""
+    return f"https://{address}:{port}{log_path(service, group, instance)}"
+
+
+def archive_dir(service: str, date: str | None = None, hour: str | None = None) -> str:
+    """A service's archived logs in HDFS, under the archive's root: ``SERVICE/DATE/HOUR``."""
+    return "/".join(p for p in (service, date, hour) if p)
+
+
 # --- Local cluster (`bay up`) ----------------------------------------------
 DEFAULT_CLUSTER = "default"
 

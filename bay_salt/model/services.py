@@ -145,6 +145,23 @@ class Group(_Strict):
         return self
 
 
+class ServiceLogs(_Strict):
+    """The service's log topic in Kafka (unset: ``bay:kafka:partitions`` and ``retention``)."""
+
+    partitions: int | None = Field(None, ge=1, le=1024)
+    retention: float | None = None
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _retention(cls, value):
+        if value is None:
+            return None
+        out = _duration(value)
+        if out < 60:
+            raise ValueError(f"{value!r}: at least 1m")
+        return out
+
+
 class Service(_Strict):
     image: str | None = None
     command: list[str] | None = None
@@ -160,6 +177,8 @@ class Service(_Strict):
     groups: dict[str, Group] = Field(min_length=1)
     #: alert rule name -> this service's changes to a default rule, or a rule of its own (docs/alerts.md)
     alerts: dict[str, dict] = {}
+    #: its log topic: partitions and retention (docs/logs.md)
+    logs: ServiceLogs = Field(default_factory=ServiceLogs)
 
     @field_validator("alerts")
     @classmethod

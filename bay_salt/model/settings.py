@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bay_salt.model.units import seconds, size_bytes
 
-ROLES = ("worker", "registry", "mesos-agent", "monitoring")
+ROLES = ("worker", "registry", "mesos-agent", "monitoring", "kafka")
 _SIZE_RE = re.compile(r"^([1-9][0-9]*)([kmg]?)$")
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,62}[a-z0-9])?$")
 
@@ -459,6 +459,110 @@ class Alerts(_Strict):
         return self
 
 
+class LogsArchive(_Strict):
+    """The archive of services' logs: a consumer group on the nodes with role
+    ``kafka`` writing each log topic into HDFS, an hour per directory."""
+
+    #: where it goes: ``hdfs://NAMENODE:WEBHDFS_PORT[,...]/PATH`` (empty: no archive)
+    hdfs: str = ""
+    #: the HDFS user the files belong to
+    user: str = "bay"
+    #: a file is closed (and its records' offsets committed) after this long or this size
+    roll_seconds: float = Field(gt=0)
+    roll_size: str = "64Mi"
+
+    _d = field_validator("roll_seconds", mode="before")(classmethod(lambda cls, v: seconds(v)))
+
+    @field_validator("hdfs")
+    @classmethod
+    def _hdfs(cls, value: str) -> str:
+        if value and not re.match(r"^hdfs://[A-Za-z0-9.:,\[\]-]+/[A-Za-z0-9._/-]*$", value):
+            raise ValueError(f"{value!r}: expected hdfs://NAMENODE:WEBHDFS_PORT/PATH")
+        return value
+
+    @field_validator("roll_size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        size_bytes(value)
+        return value
+
+
+class Logs(_Strict):
+    """Containers' output on their node (kept after the container is gone,
+    served over HTTPS) and services' logs through the node's relay into Kafka
+    (docs/logs.md)."""
+
+    enabled: bool = True
+    #: kept output of removed containers, on each node
+    dir: str = "/var/lib/bay/logs"
+    #: kept output is removed after this long ...
+    retention: float = Field(gt=0)
+    #: ... and the oldest first while a node keeps more than this in all
+    node_max_size: str = "1Gi"
+    #: the last this much of each container's output is kept
+    container_max_size: str = "10Mi"
+    #: seconds between two clean-ups
+    gc_interval: float = Field(gt=0)
+    #: the node's log endpoint (HTTPS with the node's certificate, bearer tokens from the master)
+    port: int = Port
+    #: the relay: containers write log lines here (TCP, on the address containers reach their node at)
+    relay_port: int = Port
+    #: lines the relay holds while Kafka does not answer (the oldest are dropped beyond)
+    relay_buffer: int = Field(ge=1000)
+    #: the public key (PEM) the nodes check tokens with; the master signs with its private key
+    token_public_key: str = ""
+    #: how long a token from ``bay.logs`` is good for (seconds)
+    token_ttl: float = Field(gt=0)
+    archive: LogsArchive = Field(default_factory=LogsArchive)
+
+    _d = field_validator("retention", "gc_interval", "token_ttl", mode="before")(
+        classmethod(lambda cls, v: seconds(v)))
+
+    @field_validator("node_max_size", "container_max_size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if size_bytes(value) <= 0:
+            raise ValueError(f"{value!r}: a size above 0, like 10Mi or 1Gi")
+        return value
+
+    @field_validator("token_public_key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if value and "BEGIN PUBLIC KEY" not in value:
+            raise ValueError("expected a PEM public key (-----BEGIN PUBLIC KEY-----)")
+        return value
+
+
+class Kafka(_Strict):
+    """Apache Kafka (KRaft) on the nodes with role ``kafka``, or a site's own."""
+
+    #: a site's own Kafka (HOST:PORT,...); empty: Bay's, on the nodes with role kafka
+    bootstrap: str = ""
+    #: Bay's broker: clients (SASL SCRAM) on the node's address; its controller on loopback
+    port: int = Port
+    controller_port: int = Port
+    #: the one user Bay's components authenticate as (SCRAM-SHA-512), and its password (a secret)
+    user: str = "bay"
+    password: str = Field("", repr=False)
+    #: where the jars are (the state fetches them with Maven when they are not there)
+    lib_dir: str = "/opt/bay/kafka/lib"
+    java_package: str = "openjdk-17-jre-headless"
+    data_dir: str = "/var/lib/bay/kafka"
+    heap: str = "256m"
+    #: a new service's topic, unless its spec says otherwise
+    partitions: int = Field(ge=1)
+    retention: float = Field(gt=0)
+
+    _d = field_validator("retention", mode="before")(classmethod(lambda cls, v: seconds(v)))
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _bootstrap(cls, value: str) -> str:
+        if value and not re.match(r"^[A-Za-z0-9.-]+:[0-9]{1,5}(,[A-Za-z0-9.-]+:[0-9]{1,5})*$", value):
+            raise ValueError(f"{value!r}: expected HOST:PORT[,HOST:PORT...]")
+        return value
+
+
 class Settings(_Strict):
     cluster: str
     nodes: dict[str, Node]
@@ -472,6 +576,8 @@ class Settings(_Strict):
     controller: Controller
     monitoring: Monitoring
     alerts: Alerts
+    logs: Logs
+    kafka: Kafka
     # validated by bay_salt.services (errors name service.group and field)
     services: dict[str, Any] = {}
     #: the platform team: may deploy every service and do everything in the registry
@@ -554,6 +660,9 @@ def redacted(data: dict) -> dict:
         for holder in [svc] + [g for g in (svc.get("groups") or {}).values() if isinstance(g, dict)]:
             if isinstance(holder.get("secret_env"), dict):
                 holder["secret_env"] = {k: REDACTED for k in holder["secret_env"]}
+    k = out.get("kafka", {})
+    if k.get("password"):
+        k["password"] = REDACTED
     m = out.get("monitoring", {})
     if m.get("secret_key"):
         m["secret_key"] = REDACTED
@@ -596,6 +705,14 @@ def load(defaults: dict, pillar: dict | None, minion_id: str | None = None, own_
     m["web_url"] = m["web"] or (
         f"https://{data['nodes'][m['nodes'][0]]['address']}:{m['web_port']}" if m["nodes"] and
         data["nodes"][m["nodes"][0]]["address"] else "")
+    k = data["kafka"]
+    k["nodes"] = sorted(n for n, v in data["nodes"].items() if "kafka" in v["roles"])
+    k["bootstrap_servers"] = k["bootstrap"] or ",".join(
+        f"{data['nodes'][n]['address']}:{k['port']}" for n in k["nodes"] if data["nodes"][n]["address"])
+    lg = data["logs"]
+    lg["node_max_bytes"] = size_bytes(lg["node_max_size"])
+    lg["container_max_bytes"] = size_bytes(lg["container_max_size"])
+    lg["archive"]["roll_bytes"] = size_bytes(lg["archive"]["roll_size"])
     if not data["consul"]["servers"] and data["nodes"]:
         data["consul"]["servers"] = [sorted(data["nodes"])[0]]
     data["consul"]["server_addresses"] = [
@@ -628,4 +745,7 @@ def load(defaults: dict, pillar: dict | None, minion_id: str | None = None, own_
             if data["docker"]["registry"] and not ra["node_password"]:
                 raise SettingsError(f"invalid pillar: bay:registry:auth:node_password: missing on {minion_id} "
                                     "(its Docker pulls from the registry with it)")
+        if data["logs"]["enabled"] and k["bootstrap_servers"] and not k["password"]:
+            raise SettingsError(f"invalid pillar: bay:kafka:password: missing on {minion_id} "
+                                "(its log relay writes to Kafka with it)")
     return data

@@ -7,7 +7,7 @@ import re
 
 _MEM_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*(ki|mi|gi|k|m|g)?b?$", re.IGNORECASE)
 _MEM_FACTOR = {None: 1 / (1024 * 1024), "k": 1 / 1024, "ki": 1 / 1024, "m": 1, "mi": 1, "g": 1024, "gi": 1024}
-_DUR_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
+_DUR_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)$")
 
 
 def memory_mb(value: int | float | str) -> int:
@@ -25,13 +25,13 @@ def memory_mb(value: int | float | str) -> int:
 
 
 def seconds(value: int | float | str) -> float:
-    """``500ms``, ``2s``, ``5m``, ``1h`` or a number of seconds -> seconds."""
+    """``500ms``, ``2s``, ``5m``, ``1h``, ``7d`` or a number of seconds -> seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     m = _DUR_RE.match(str(value).strip())
     if not m:
-        raise ValueError(f"{value!r} is not a duration like 500ms, 2s or 1m")
-    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+        raise ValueError(f"{value!r} is not a duration like 500ms, 2s, 1m or 7d")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
 def size_bytes(size: str | int) -> int:

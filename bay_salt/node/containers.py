@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
+import logging
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +22,8 @@ import docker.errors
 
 from bay_salt.model import names
 from bay_salt.model.services import GroupSpec, Health
+
+log = logging.getLogger("bay.containers")
 
 
 def _host_port(container, port: int) -> int:
@@ -77,11 +81,22 @@ def ensure_image(client: docker.DockerClient, image: str) -> None:
         client.images.pull(image)
 
 
-def statsd_env(client: docker.DockerClient, port: int) -> dict[str, str]:
-    """Where a container sends statsd: its node's metrics agent, on Docker's
-    bridge gateway (the address containers reach their node at)."""
+def platform_env(client: docker.DockerClient, service: str, statsd_port: int | None = None,
+                 log_relay_port: int | None = None, kafka_bootstrap: str = "") -> dict[str, str]:
+    """What the platform tells a container: where it sends statsd (its node's
+    metrics agent) and log lines (its node's log relay), both on Docker's
+    bridge gateway (the address containers reach their node at), and its log
+    topic in Kafka."""
+    if not (statsd_port or log_relay_port):
+        return {}
     gateway = client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
-    return {"STATSD_HOST": gateway, "STATSD_PORT": str(port)}
+    env = {"STATSD_HOST": gateway, "STATSD_PORT": str(statsd_port)} if statsd_port else {}
+    if log_relay_port:
+        env.update({names.ENV_LOG_HOST: gateway, names.ENV_LOG_PORT: str(log_relay_port),
+                    names.ENV_LOG_TOPIC: names.log_topic(service)})
+        if kafka_bootstrap:
+            env[names.ENV_KAFKA_BOOTSTRAP] = kafka_bootstrap
+    return env
 
 
 def run(client: docker.DockerClient, group: GroupSpec, instance: str, log_max_size: str = "10m",
@@ -126,8 +141,9 @@ def run(client: docker.DockerClient, group: GroupSpec, instance: str, log_max_si
     return describe(container)
 
 
-def stop(client: docker.DockerClient, container: str, timeout: int = 10) -> bool:
-    """Stop and remove; False if it was not there."""
+def stop(client: docker.DockerClient, container: str, timeout: int = 10, keep: Keep | None = None) -> bool:
+    """Stop and remove; False if it was not there. With ``keep``, its output
+    and end are kept on this node first (:mod:`bay_salt.logs.kept`)."""
     try:
         c = client.containers.get(container)
     except docker.errors.NotFound:
@@ -136,8 +152,26 @@ def stop(client: docker.DockerClient, container: str, timeout: int = 10) -> bool
         c.stop(timeout=timeout)
     except docker.errors.APIError:
         pass
+    if keep is not None:
+        keep(c)
     c.remove(force=True)
     return True
+
+
+class Keep:
+    """Keeps a container's output before it is removed (never in the removal's way)."""
+
+    def __init__(self, root: str, node: str, max_bytes: int):
+        self.root, self.node, self.max_bytes = root, node, max_bytes
+
+    def __call__(self, container) -> None:
+        from bay_salt.logs import kept
+
+        try:
+            container.reload()
+            kept.keep(container, self.root, self.node, self.max_bytes)
+        except (OSError, ValueError, docker.errors.DockerException) as err:
+            log.warning("output of %s not kept: %s", container.name, err)
 
 
 def check(address: str, port: int, health: Health | None, timeout: float = 1.0) -> bool:
@@ -209,7 +243,8 @@ def docker_problem(err: Exception, image: str) -> str:
 
 def start_many(group: GroupSpec, instances: list[str], address: str, log_max_size: str = "10m",
                log_max_file: int = 3, wait: bool = True, secrets: dict[str, str] | None = None,
-               statsd_port: int | None = None) -> list[dict]:
+               statsd_port: int | None = None, log_relay_port: int | None = None, kafka_bootstrap: str = "",
+               keep: Keep | None = None) -> list[dict]:
     """Start ``instances`` of ``group`` here and, with ``wait``, probe each on
     this node's ``address`` (in parallel) until healthy or its start period ends.
     If the image cannot be had (missing, registry unreachable) or Docker refuses
@@ -218,12 +253,12 @@ def start_many(group: GroupSpec, instances: list[str], address: str, log_max_siz
     dc = client()
     started = []
     try:
-        penv = statsd_env(dc, statsd_port) if statsd_port else {}
+        penv = platform_env(dc, group.service, statsd_port, log_relay_port, kafka_bootstrap)
         for i in instances:
             started.append(run(dc, group, i, log_max_size, log_max_file, secrets, penv))
     except docker.errors.DockerException as err:
         for c in started:
-            stop(dc, c["container"], timeout=1)
+            stop(dc, c["container"], timeout=1, keep=keep)
         why = docker_problem(err, group.image)
         return [{"instance": i, "container": names.service_container(group.service, group.group, i),
                  "host_port": None, "healthy": False, "address": address, "error": why} for i in instances]
@@ -250,8 +285,48 @@ def output(name: str, lines: int = 20, limit: int = 4096) -> str:
     return text[-limit:]
 
 
-def stop_many(names: list[str], timeout: int = 10) -> dict[str, bool]:
-    """Stop and remove the named containers (in parallel); name -> whether it was there."""
+def stop_many(names: list[str], timeout: int = 10, keep: Keep | None = None) -> dict[str, bool]:
+    """Stop and remove the named containers (in parallel, each one's output
+    kept first with ``keep``); name -> whether it was there."""
     dc = client()
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-        return dict(zip(names, pool.map(lambda n: stop(dc, n, timeout), names)))
+        return dict(zip(names, pool.map(lambda n: stop(dc, n, timeout, keep), names)))
+
+
+class ContainerSources:
+    """Which Bay container (service, group, instance) has a bridge address,
+    from the Docker API; looked up again on a miss, at most every ``refresh``
+    seconds. The metrics agent's statsd relay and the log relay name senders by it."""
+
+    def __init__(self, refresh: float = 5.0):
+        self.client = docker.from_env(timeout=10)
+        self.refresh = refresh
+        self.by_ip: dict[str, tuple[str, str, str]] = {}
+        self.loaded = 0.0
+        self._lock = threading.Lock()
+
+    def gateway(self) -> str:
+        return self.client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+
+    def owner(self, ip: str, fresh: bool = False) -> tuple[str, str, str] | None:
+        """(service, group, instance) of the container at ``ip`` (``fresh``:
+        ask Docker again on a miss even if it was asked a moment ago)."""
+        with self._lock:
+            if ip not in self.by_ip and (fresh or time.monotonic() - self.loaded > self.refresh):
+                self.load()
+            return self.by_ip.get(ip)
+
+    def lookup(self, ip: str) -> tuple[str, str] | None:
+        found = self.owner(ip)
+        return found[:2] if found else None
+
+    def load(self) -> None:
+        self.loaded = time.monotonic()
+        found = {}
+        for c in self.client.containers.list(filters={"label": names.LABEL_SERVICE}):
+            lab = c.labels
+            for net in (c.attrs.get("NetworkSettings", {}).get("Networks") or {}).values():
+                if net.get("IPAddress"):
+                    found[net["IPAddress"]] = (lab[names.LABEL_SERVICE], lab.get(names.LABEL_GROUP, "_"),
+                                               lab.get(names.LABEL_INSTANCE, "_"))
+        self.by_ip = found

@@ -9,6 +9,7 @@ from salt.exceptions import CommandExecutionError
 
 try:
     from bay_salt import saltloader
+    from bay_salt.logs import nodefiles as log_nodefiles
     from bay_salt.metrics import dashboards, nodefiles
     from bay_salt.model import settings as bay_settings
     from bay_salt.node import aptsources
@@ -93,6 +94,7 @@ def node_report():
         "teams": cfg["teams"],
         "cadvisor_port": cfg["cadvisor"]["port"],
         "monitoring": nodefiles.report(cfg),
+        "logs": log_nodefiles.report(cfg),
         # the alert evaluator's settings (no secret: the SMTP password is a file on the master)
         "alerts": cfg["alerts"],
         "registry_storage": cfg["registry"]["storage"],

@@ -44,15 +44,27 @@ def run(group, instances, wait=True):
         return [{"instance": i, "container": "", "host_port": None, "healthy": False, "address": "",
                  "error": f"secret {', '.join(missing)} of {spec.name} is not in this node's pillar"}
                 for i in instances]
+    logs = cfg["logs"]
     return containers.start_many(spec, list(instances), cfg["node"]["address"], cfg["docker"]["log_max_size"],
                                  cfg["docker"]["log_max_file"], wait=wait,
                                  secrets={k: secrets[k] for k in spec.secret_env},
-                                 statsd_port=cfg["monitoring"]["statsd_port"] if cfg["monitoring"]["enabled"] else None)
+                                 statsd_port=cfg["monitoring"]["statsd_port"] if cfg["monitoring"]["enabled"] else None,
+                                 log_relay_port=logs["relay_port"] if logs["enabled"] and cfg["kafka"]["bootstrap_servers"]
+                                 else None, kafka_bootstrap=cfg["kafka"]["bootstrap_servers"], keep=_keep(cfg))
+
+
+def _keep(cfg):
+    """Where this node keeps removed containers' output (None: bay:logs:enabled is false)."""
+    logs = cfg["logs"]
+    if not logs["enabled"]:
+        return None
+    return containers.Keep(logs["dir"], cfg["node"]["id"], logs["container_max_bytes"])
 
 
 def stop(names, timeout=10):
     """
-    Stop and remove the named service containers.
+    Stop and remove the named service containers, each one's output kept on
+    this node first (``bay:logs``).
 
     CLI Example:
 
@@ -60,7 +72,7 @@ def stop(names, timeout=10):
 
         salt node1 bay_docker.stop '["bay-web-api-a1b2c3d4"]'
     """
-    return containers.stop_many(list(names), timeout)
+    return containers.stop_many(list(names), timeout, keep=_keep(__salt__["bay.settings"](redact=False)))
 
 
 def output(name, lines=20):

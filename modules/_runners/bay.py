@@ -12,6 +12,7 @@ try:
     from bay_salt.alerts import operations as alert_ops
     from bay_salt.control import operations, saltbackend
     from bay_salt.kv.store import TxnError, Unavailable
+    from bay_salt.logs import operations as log_ops
     from bay_salt.metrics import dashboards as bay_dashboards
     from bay_salt.model.services import SpecError
     from bay_salt.scheduling.backend import DeployError
@@ -225,3 +226,46 @@ def unsilence(silence_id):
         salt-run bay.unsilence 3f2a9c0d1e2b
     """
     return _run(alert_ops.unsilence, str(silence_id))
+
+
+def _signing_key():
+    path = __opts__.get("bay_logs_key_file", log_ops.KEY_FILE)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise SaltInvocationError(f"the master cannot sign log tokens: {path}: {exc.strerror}") from None
+
+
+def logs(target, previous=False):
+    """
+    Where the output of ``SERVICE.GROUP`` (or ``SERVICE.GROUP/INSTANCE``) is:
+    its live instances and what the nodes keep of removed ones (``previous``:
+    only the newest removed one), each with the URL its node serves it at,
+    and a token that lets you read that service's output for a while
+    (``bay logs`` reads the URLs with it).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.logs demo.web previous=True
+    """
+    return _run(log_ops.locate, str(target), previous=bool(previous), signing_key=_signing_key())
+
+
+def archived_logs(service, since="1h", grep=None, limit=1000, until=None):
+    """
+    Archived log records of ``service`` from HDFS since ``since`` (``10m``,
+    ``2h``, an RFC 3339 time), matching the regular expression ``grep``,
+    oldest first, the last ``limit``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.archived_logs demo since=2h grep=error
+    """
+    return _run(log_ops.archived, str(service), str(since), grep=str(grep) if grep else None, limit=int(limit),
+                until=str(until) if until else None)
+

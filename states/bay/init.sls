@@ -8,4 +8,6 @@ include:
   - bay.registry
   - bay.metrics
   - bay.monitoring
+  - bay.kafka
+  - bay.logs
   - bay.mesos

@@ -1,0 +1,177 @@
+"""The files ``bay.logs`` (every node) and ``bay.kafka`` (nodes with role
+``kafka``) put in place, from the validated settings: decided here, so they
+are unit tested and the same everywhere."""
+
+from __future__ import annotations
+
+import json
+
+from bay_salt.logs import kafka
+
+LOGS_CONFIG = "/etc/bay/logs.json"
+ARCHIVER_CONFIG = "/etc/bay/log-archiver.json"
+KAFKA_CONFIG = "/etc/bay/kafka/server.properties"
+KAFKA_POM = "/etc/bay/kafka/pom.xml"
+#: formats the broker's storage once (root only: it carries the password, never a command line Salt logs)
+KAFKA_FORMAT = "/etc/bay/kafka/format.sh"
+KAFKA_USER = "bay-kafka"
+UNITS = "/etc/systemd/system"
+
+
+def _kafka_client(cfg: dict) -> dict:
+    k = cfg["kafka"]
+    return {"bootstrap": k["bootstrap_servers"], "user": k["user"], "password": k["password"]}
+
+
+def logs_config(cfg: dict) -> dict:
+    lg = cfg["logs"]
+    tls = cfg["monitoring"]["tls"]
+    return {"node": cfg["node"]["id"], "dir": lg["dir"], "retention": lg["retention"],
+            "node_max_bytes": lg["node_max_bytes"], "gc_interval": lg["gc_interval"],
+            "address": cfg["node"]["address"] or "127.0.0.1", "port": lg["port"],
+            "cert_file": tls["cert_file"], "key_file": tls["key_file"],
+            "token_public_key": lg["token_public_key"],
+            "relay_port": lg["relay_port"] if cfg["kafka"]["bootstrap_servers"] else 0,
+            "relay_buffer": lg["relay_buffer"], "kafka": _kafka_client(cfg)}
+
+
+def logs_unit(cfg: dict) -> str:
+    venv = cfg["python"]["bin_env"]
+    return f"""[Unit]
+Description=Bay logs (containers' output, live and kept, over HTTPS; the services' log relay into Kafka)
+After=docker.service
+
+[Service]
+Type=simple
+ExecStart={venv}/bin/bay-logs --config {LOGS_CONFIG}
+Restart=always
+RestartSec=2
+Nice=10
+MemoryMax=512M
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def files(cfg: dict) -> dict[str, dict]:
+    """Every file of ``bay.logs``: ``{path: {contents, mode}}`` (the
+    configuration holds Kafka's password: root only)."""
+    return {LOGS_CONFIG: {"contents": json.dumps(logs_config(cfg), indent=2) + "\n", "mode": "0600"},
+            f"{UNITS}/bay-logs.service": {"contents": logs_unit(cfg), "mode": "0644"}}
+
+
+def kafka_layout(cfg: dict) -> dict:
+    k = cfg["kafka"]
+    return {"lib_dir": k["lib_dir"], "data_dir": k["data_dir"], "java_package": k["java_package"],
+            "config": KAFKA_CONFIG, "pom": KAFKA_POM, "user": KAFKA_USER,
+            "archive": bool(cfg["logs"]["archive"]["hdfs"]), "format": KAFKA_FORMAT,
+            "formatted": f"{k['data_dir']}/data/meta.properties"}
+
+
+def java_command(cfg: dict, main: str, *args: str) -> str:
+    k = cfg["kafka"]
+    return " ".join(["java", f"-Xmx{k['heap']}", *kafka.JVM_OPTS, "-cp", f"'{k['lib_dir']}/*'", main, *args])
+
+
+def format_command(cfg: dict) -> str:
+    """Formats the broker's storage once (a cluster id from the node's name
+    hash, Bay's user made before the broker first starts)."""
+    k = cfg["kafka"]
+    return java_command(cfg, "kafka.tools.StorageTool", "format", "--ignore-formatted", "-t",
+                        cluster_id(cfg["cluster"]), "-c", KAFKA_CONFIG, "--add-scram",
+                        f"'{kafka.scram_argument(k['user'], k['password'])}'")
+
+
+def cluster_id(cluster: str) -> str:
+    """A KRaft cluster id (22 characters of URL-safe base64) from Bay's cluster name."""
+    import base64
+    import hashlib
+
+    return base64.urlsafe_b64encode(hashlib.sha256(f"bay-{cluster}".encode()).digest()[:16]).decode().rstrip("=")
+
+
+def kafka_unit(cfg: dict) -> str:
+    k = cfg["kafka"]
+    cmd = " ".join(["/usr/bin/java", f"-Xmx{k['heap']}", f"-Xms{k['heap']}", *kafka.JVM_OPTS,
+                    f"-Dlog4j2.configurationFile={k['data_dir']}/log4j2.properties",
+                    "-cp", f"{k['lib_dir']}/*", "kafka.Kafka", KAFKA_CONFIG])
+    return f"""[Unit]
+Description=Apache Kafka for Bay's logs (KRaft: broker and controller; clients with SASL SCRAM)
+After=network-online.target
+
+[Service]
+Type=simple
+User={KAFKA_USER}
+ExecStart={cmd}
+Restart=always
+RestartSec=2
+LimitNOFILE=100000
+TimeoutStopSec=60
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+LOG4J = """status = error
+appender.console.type = Console
+appender.console.name = console
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.console.ref = console
+logger.kafka.name = kafka
+logger.kafka.level = warn
+logger.apache.name = org.apache.kafka
+logger.apache.level = warn
+"""
+
+
+def archiver_config(cfg: dict) -> dict:
+    a = cfg["logs"]["archive"]
+    return {"node": cfg["node"]["id"], "kafka": _kafka_client(cfg), "hdfs": a["hdfs"], "user": a["user"],
+            "roll_seconds": a["roll_seconds"], "roll_bytes": a["roll_bytes"]}
+
+
+def archiver_unit(cfg: dict) -> str:
+    venv = cfg["python"]["bin_env"]
+    return f"""[Unit]
+Description=Bay log archiver (Kafka's log topics into HDFS; offsets committed after each file is closed)
+After=bay-kafka.service
+
+[Service]
+Type=simple
+ExecStart={venv}/bin/bay-log-archiver --config {ARCHIVER_CONFIG}
+Restart=always
+RestartSec=2
+TimeoutStopSec=60
+MemoryMax=1G
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def kafka_files(cfg: dict) -> dict[str, dict]:
+    """The broker's (and the archiver's, when ``bay:logs:archive:hdfs`` is set) files."""
+    k = cfg["kafka"]
+    props = kafka.broker_properties(1, cfg["node"]["address"], k["port"], k["controller_port"], k["data_dir"],
+                                    k["user"], k["password"], k["partitions"], k["retention"])
+    out = {KAFKA_CONFIG: {"contents": props, "mode": "0640"},
+           KAFKA_FORMAT: {"contents": f"#!/bin/sh\nset -e\nexec {format_command(cfg)}\n", "mode": "0700"},
+           f"{k['data_dir']}/log4j2.properties": {"contents": LOG4J, "mode": "0644"},
+           f"{UNITS}/bay-kafka.service": {"contents": kafka_unit(cfg), "mode": "0644"}}
+    if cfg["logs"]["archive"]["hdfs"]:
+        out[ARCHIVER_CONFIG] = {"contents": json.dumps(archiver_config(cfg), indent=2) + "\n", "mode": "0600"}
+        out[f"{UNITS}/bay-log-archiver.service"] = {"contents": archiver_unit(cfg), "mode": "0644"}
+    return out
+
+
+def report(cfg: dict) -> dict:
+    """What the master needs (no secret): where nodes serve output, for how long tokens are good, where Kafka is."""
+    lg = cfg["logs"]
+    return {"enabled": lg["enabled"], "port": lg["port"], "token_ttl": lg["token_ttl"],
+            "kafka": cfg["kafka"]["bootstrap_servers"], "kafka_nodes": cfg["kafka"]["nodes"],
+            "partitions": cfg["kafka"]["partitions"], "retention": cfg["kafka"]["retention"],
+            "archive": bool(lg["archive"]["hdfs"])}

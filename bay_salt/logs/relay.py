@@ -1,0 +1,113 @@
+"""The log relay on every node: services write log lines to it over TCP
+(the line protocol, docs/logs.md), it writes them into their service's
+Kafka topic.
+
+A line is a JSON object (``{"message": ..., "level": ..., any other
+field}``) or plain text (it becomes the message). The relay adds ``time``
+when the line has none, and always sets ``service``, ``group``,
+``instance`` and ``node`` itself from the container that connected (by its
+bridge address), so a service cannot write into another's topic nor claim
+to be another. Connections from an address that is no Bay container are
+closed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import socketserver
+import threading
+import time
+from collections.abc import Callable
+
+from bay_salt.model import names
+
+log = logging.getLogger("bay.logs")
+
+#: a longer line is cut here (and marked)
+MAX_LINE = 64 * 1024
+#: an unknown sender is looked up again this many times, this far apart
+LOOKUPS, LOOKUP_WAIT = 4, 0.25
+
+
+def now_iso(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def record(line: bytes, owner: tuple[str, str, str], node: str, now: float) -> dict | None:
+    """The record of one line (None for an empty line)."""
+    cut = len(line) > MAX_LINE
+    text = line[:MAX_LINE].rstrip(b"\r\n").decode("utf-8", "replace")
+    if not text.strip():
+        return None
+    obj = None
+    if text.lstrip().startswith("{"):
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            obj = None
+    if not isinstance(obj, dict):
+        obj = {"message": text}
+    obj.setdefault("time", now_iso(now))
+    obj.setdefault("level", "info")
+    if cut:
+        obj["truncated"] = True
+    svc, grp, inst = owner
+    obj.update({"service": svc, "group": grp, "instance": inst, "node": node})
+    return obj
+
+
+class Relay:
+    """``put(topic, key, value)`` is the Kafka sink; ``owner(ip)`` names the container at an address."""
+
+    def __init__(self, node: str, put: Callable[[str, bytes, bytes], bool],
+                 owner: Callable[..., tuple[str, str, str] | None], clock: Callable[[], float]):
+        """``owner(ip, fresh=False)``: the container at ``ip`` (``fresh``: ask Docker again)."""
+        self.node, self.put, self.owner, self.clock = node, put, owner, clock
+        self.lines = self.refused = 0
+        self._lock = threading.Lock()
+
+    def take(self, line: bytes, who: tuple[str, str, str]) -> None:
+        rec = record(line, who, self.node, self.clock())
+        if rec is None:
+            return
+        self.put(names.log_topic(who[0]), who[2].encode(), json.dumps(rec, separators=(",", ":")).encode())
+        with self._lock:
+            self.lines += 1
+
+    def serve(self, host: str, port: int) -> socketserver.ThreadingTCPServer:
+        relay = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                who = relay.owner(self.client_address[0])
+                for _ in range(LOOKUPS):
+                    if who is not None:
+                        break
+                    # a container that writes at once can be here before Docker lists it as running
+                    time.sleep(LOOKUP_WAIT)
+                    who = relay.owner(self.client_address[0], fresh=True)
+                if who is None:
+                    with relay._lock:
+                        relay.refused += 1
+                    log.warning("log relay: %s is no Bay container; connection closed", self.client_address[0])
+                    return
+                while True:
+                    line = self.rfile.readline(MAX_LINE + 1)
+                    if not line:
+                        return
+                    if len(line) > MAX_LINE and not line.endswith(b"\n"):
+                        # the rest of an over-long line is dropped
+                        while (more := self.rfile.readline(MAX_LINE)) and not more.endswith(b"\n"):
+                            pass
+                    relay.take(line, who)
+
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+        server = Server((host, port), Handler)
+        threading.Thread(target=server.serve_forever, name="log-relay", daemon=True).start()
+        log.info("log relay on %s:%d (TCP, one line per record)", host, port)
+        return server

@@ -1,0 +1,265 @@
+"""bay-logs: every node's log daemon.
+
+* its HTTPS endpoint serves the output of the node's Bay containers, live
+  (from Docker) or kept after the container was removed
+  (:mod:`.kept`), with ``tail``, ``since`` and ``follow``; a bearer token
+  the master signed must cover the service (:mod:`.tokens`);
+* it removes kept output by age and by the node's cap (every ``gc_interval``);
+* its relay (:mod:`.relay`) takes services' log lines and writes them to Kafka.
+
+    GET /v1/logs/SERVICE/GROUP              the group's containers here: live and kept (JSON)
+    GET /v1/logs/SERVICE/GROUP/INSTANCE     one instance's output (text)
+        ?tail=N&since=T&follow=1&timestamps=1
+
+    bay-logs [--config /etc/bay/logs.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import ssl
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from bay_salt.logs import kept, tokens
+from bay_salt.model import names
+
+log = logging.getLogger("bay.logs")
+
+
+@dataclass
+class Config:
+    node: str
+    dir: str
+    retention: float
+    node_max_bytes: int
+    gc_interval: float = 60.0
+    #: the endpoint: HTTPS on ``address`` with the node's certificate (no certificate: loopback, plain HTTP)
+    address: str = "127.0.0.1"
+    port: int = 8095
+    cert_file: str = ""
+    key_file: str = ""
+    token_public_key: str = ""
+    #: the relay (port 0: none): on ``relay_host`` (empty: Docker's bridge gateway)
+    relay_port: int = 0
+    relay_host: str = ""
+    relay_buffer: int = 100_000
+    kafka: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str) -> Config:
+        with open(path, encoding="utf-8") as fh:
+            return cls(**json.load(fh))
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "bay-logs"
+    protocol_version = "HTTP/1.0"  # the body ends when the connection does: follow streams as long as it likes
+    cfg: Config
+    docker_client = None
+
+    def log_message(self, fmt, *args):  # requests go to the journal at debug only (no tokens in logs)
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+    def _json(self, code: int, body) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        url = urllib.parse.urlsplit(self.path)
+        parts = [p for p in url.path.split("/") if p]
+        prefix = [p for p in names.LOG_URL_PREFIX.split("/") if p]
+        if parts[: len(prefix)] != prefix or len(parts) not in (len(prefix) + 2, len(prefix) + 3):
+            return self._json(404, {"error": f"no such path {url.path}; GET {names.LOG_URL_PREFIX}/SERVICE/GROUP"
+                                             "[/INSTANCE]"})
+        rest = parts[len(prefix):]
+        try:
+            kept.check_name(*rest)
+        except ValueError as err:
+            return self._json(400, {"error": str(err)})
+        try:
+            tokens.check(self.cfg.token_public_key, self.headers.get("Authorization"), rest[0])
+        except tokens.Refused as err:
+            return self._json(err.status, {"error": str(err)})
+        q = urllib.parse.parse_qs(url.query)
+        try:
+            tail = int(q["tail"][0]) if q.get("tail") and q["tail"][0] not in ("", "all") else None
+            since = kept.parse_since(q["since"][0]) if q.get("since") else None
+        except ValueError as err:
+            return self._json(400, {"error": str(err)})
+        follow = q.get("follow", ["0"])[0] in ("1", "true", "yes")
+        stamps = q.get("timestamps", ["0"])[0] in ("1", "true", "yes")
+        if len(rest) == 2:
+            return self._json(200, self.listing(*rest))
+        return self.output(*rest, tail=tail, since=since, follow=follow, timestamps=stamps)
+
+    def _docker(self):
+        import docker
+
+        if Handler.docker_client is None:
+            Handler.docker_client = docker.from_env(timeout=30)
+        return Handler.docker_client
+
+    def _live(self, service: str, group: str, instance: str | None = None) -> list:
+        import docker
+
+        try:
+            return self._docker().containers.list(all=True, filters={"label": [
+                f"{names.LABEL_SERVICE}={service}", f"{names.LABEL_GROUP}={group}",
+                *([f"{names.LABEL_INSTANCE}={instance}"] if instance else [])]})
+        except docker.errors.DockerException as err:
+            log.warning("docker: %s", err)
+            return []
+
+    def listing(self, service: str, group: str) -> dict:
+        live = [{"instance": c.labels.get(names.LABEL_INSTANCE), "container": c.name, "status": c.status}
+                for c in self._live(service, group)]
+        return {"node": self.cfg.node, "live": live,
+                "kept": [k.to_dict() for k in kept.entries(self.cfg.dir, service, group)]}
+
+    def output(self, service: str, group: str, instance: str, tail: int | None, since: float | None,
+               follow: bool, timestamps: bool) -> None:
+        live = self._live(service, group, instance)
+        if live:
+            return self._stream(live[0], tail, since, follow, timestamps)
+        lines = kept.read(self.cfg.dir, service, group, instance, tail, since, timestamps)
+        if lines is None:
+            return self._json(404, {"error": f"{service}.{group}/{instance}: no container and no kept output on "
+                                             f"{self.cfg.node}"})
+        meta = kept.find(self.cfg.dir, service, group, instance)
+        self._head("kept", meta)
+        for line in lines:
+            self.wfile.write(line)
+
+    def _head(self, source: str, meta: kept.Kept | None = None) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("X-Bay-Source", source)
+        self.send_header("X-Bay-Node", self.cfg.node)
+        if meta is not None:
+            self.send_header("X-Bay-Exit-Code", str(meta.exit_code))
+            self.send_header("X-Bay-OOM-Killed", str(meta.oom_killed).lower())
+            self.send_header("X-Bay-Finished-At", meta.finished_at)
+        self.end_headers()
+
+    def _stream(self, container, tail, since, follow, timestamps) -> None:
+        import docker
+
+        kwargs = {"stdout": True, "stderr": True, "timestamps": True, "tail": tail if tail is not None else "all"}
+        if since is not None:
+            kwargs["since"] = since
+        try:
+            chunks = container.logs(stream=True, follow=follow, **kwargs)
+        except docker.errors.DockerException as err:
+            return self._json(502, {"error": f"docker: {err}"})
+        self._head("live")
+        pending = b""
+        try:
+            for chunk in chunks:
+                pending += chunk
+                *whole, pending = pending.split(b"\n")
+                if whole:
+                    out = [ln + b"\n" for ln in whole]
+                    self.wfile.write(b"".join(out if timestamps else (kept.strip_time(ln) for ln in out)))
+                    self.wfile.flush()
+            if pending:
+                self.wfile.write(pending if timestamps else kept.strip_time(pending))
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            pass  # the reader went away
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                close()
+
+
+def serve(cfg: Config) -> ThreadingHTTPServer:
+    handler = type("BoundHandler", (Handler,), {"cfg": cfg})
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+    tls = bool(cfg.cert_file and cfg.key_file)
+    address = cfg.address if tls else "127.0.0.1"
+    server = Server((address, cfg.port), handler)
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    else:
+        log.warning("no certificate (bay:monitoring:tls): the log endpoint listens on loopback only")
+    threading.Thread(target=server.serve_forever, name="log-endpoint", daemon=True).start()
+    log.info("log endpoint on %s://%s:%d%s", "https" if tls else "http", address, cfg.port, names.LOG_URL_PREFIX)
+    return server
+
+
+def collect_forever(cfg: Config, stop: threading.Event) -> None:
+    while not stop.wait(cfg.gc_interval):
+        try:
+            kept.collect(cfg.dir, cfg.retention, cfg.node_max_bytes)
+        except OSError as err:
+            log.warning("kept output not cleaned up: %s", err)
+
+
+def start_relay(cfg: Config):
+    """The relay into Kafka (None when this node has no Kafka to write to)."""
+    if not (cfg.relay_port and cfg.kafka.get("bootstrap")):
+        return None, None
+    from bay_salt.logs.kafka import Client, Sink
+    from bay_salt.logs.relay import Relay
+    from bay_salt.node.containers import ContainerSources
+
+    sink = Sink(Client(cfg.kafka["bootstrap"], cfg.kafka.get("user", "bay"), cfg.kafka.get("password", "")),
+                cfg.relay_buffer)
+    while True:  # Docker's bridge may not be there yet at boot
+        try:
+            sources = ContainerSources()
+            host = cfg.relay_host or sources.gateway()
+            break
+        except Exception as err:  # noqa: BLE001 - Docker not up yet
+            log.warning("log relay not started yet: %s", err)
+            time.sleep(5)
+    relay = Relay(cfg.node, sink.put, sources.owner, time.time)
+    return relay.serve(host, cfg.relay_port), (relay, sink)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="bay-logs", description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="/etc/bay/logs.json")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        cfg = Config.load(args.config)
+    except (OSError, ValueError, TypeError) as err:
+        raise SystemExit(f"bay-logs: {args.config}: {err}") from None
+    os.makedirs(cfg.dir, mode=0o700, exist_ok=True)
+    kept.collect(cfg.dir, cfg.retention, cfg.node_max_bytes)
+    serve(cfg)
+    stop = threading.Event()
+    threading.Thread(target=collect_forever, args=(cfg, stop), name="log-gc", daemon=True).start()
+    _, relaying = start_relay(cfg)
+    last = (0, 0, 0)
+    while True:
+        time.sleep(60)
+        if relaying:
+            relay, sink = relaying
+            now = (relay.lines, sink.dropped, relay.refused)
+            if now != last:
+                log.info("log relay: %d lines, %d dropped, %d connections refused, %d waiting for Kafka",
+                         *now, sink.waiting())
+                last = now
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

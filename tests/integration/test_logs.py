@@ -1,0 +1,357 @@
+"""Logs with real components: Docker containers whose output is kept and
+served over HTTPS, a real Kafka broker (KRaft, SASL SCRAM) the relay writes
+into, and the real MiniDFS the archiver writes to, while it is SIGKILLed and
+the broker restarts under it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import docker
+import pytest
+from confluent_kafka import Consumer
+
+from bay_salt.cluster import pki
+from bay_salt.cluster.demo import BUSYBOX_IMAGE, ensure_busybox
+from bay_salt.cluster.processes import Kafka
+from bay_salt.cluster.progress import Progress
+from bay_salt.logs import archive, client, kept, server, tokens
+from bay_salt.logs import kafka as bay_kafka
+from bay_salt.logs.handler import BayLogHandler
+from bay_salt.logs.relay import Relay
+from bay_salt.model import names
+from bay_salt.node import containers
+from tests.helpers import CHECKOUT
+from tests.support.daemons import free_port, wait_for
+
+
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory):
+    broker = Kafka(tmp_path_factory.mktemp("kafka"), CHECKOUT).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="module")
+def dc():
+    c = docker.from_env(timeout=60)
+    ensure_busybox(c, Progress())
+    return c
+
+
+def _labels(service, group, instance):
+    return {names.LABEL_SERVICE: service, names.LABEL_GROUP: group, names.LABEL_INSTANCE: instance}
+
+
+@pytest.fixture
+def run_box(dc):
+    """Busybox containers labelled like Bay's; each removed at the end."""
+    made = []
+
+    def run(script, instance=None, service="logtest", group="web", **kw):
+        instance = instance or uuid.uuid4().hex[:8]
+        c = dc.containers.run(BUSYBOX_IMAGE, ["sh", "-c", script], name=f"bay-{service}-{group}-{instance}",
+                              labels=_labels(service, group, instance), detach=True, **kw)
+        made.append(c.name)
+        return c, instance
+
+    yield run
+    for name in made:
+        try:
+            dc.containers.get(name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+@pytest.fixture
+def endpoint(tmp_path):
+    """A node's log endpoint on loopback with a certificate from a test CA, and the master's signing key."""
+    ca = pki.ca("test CA")
+    leaf = pki.leaf(ca, "node", ["localhost"], ["127.0.0.1"])
+    (tmp_path / "ca.pem").write_text(ca.cert_pem)
+    (tmp_path / "node.pem").write_text(leaf.cert_pem)
+    (tmp_path / "node-key.pem").write_text(leaf.key_pem)
+    private, public = tokens.new_key_pair()
+    cfg = server.Config(node="host", dir=str(tmp_path / "kept"), retention=3600, node_max_bytes=1 << 30,
+                        address="127.0.0.1", port=free_port(), cert_file=str(tmp_path / "node.pem"),
+                        key_file=str(tmp_path / "node-key.pem"), token_public_key=public)
+    httpd = server.serve(cfg)
+    try:
+        yield {"cfg": cfg, "ca": str(tmp_path / "ca.pem"), "key": private,
+               "url": lambda s, g, i: names.log_url("127.0.0.1", cfg.port, s, g, i)}
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_removed_containers_output_is_kept_and_served_with_a_token(dc, run_box, endpoint):
+    c, inst = run_box("for i in 1 2 3 4 5; do echo line $i; done; sleep 0.2; echo oops >&2; exit 3")
+    c.wait(timeout=30)
+    keep = containers.Keep(endpoint["cfg"].dir, "host", 1 << 20)
+    assert containers.stop(dc, c.name, timeout=1, keep=keep)
+    with pytest.raises(docker.errors.NotFound):
+        dc.containers.get(c.name)
+    meta = kept.find(endpoint["cfg"].dir, "logtest", "web", inst)
+    assert meta.exit_code == 3 and not meta.oom_killed and meta.container == c.name and meta.finished_at
+    token = tokens.issue(endpoint["key"], "alice", ["logtest"], 60)
+    url = endpoint["url"]("logtest", "web", inst)
+    lines = list(client.fetch(url, token, endpoint["ca"], tail=3))
+    assert lines == [b"line 4\n", b"line 5\n", b"oops\n"]
+    assert len(list(client.fetch(url, token, endpoint["ca"], timestamps=True))) == 6
+    # no token, a token for another service, a forged token, a path out of the directory
+    with pytest.raises(client.FetchError, match="401"):
+        list(client.fetch(url, "", endpoint["ca"]))
+    other = tokens.issue(endpoint["key"], "bob", ["other"], 60)
+    with pytest.raises(client.FetchError, match="403.*does not cover service logtest"):
+        list(client.fetch(url, other, endpoint["ca"]))
+    forged = tokens.issue(tokens.new_key_pair()[0], "mallory", ["*"], 60)
+    with pytest.raises(client.FetchError, match="401.*not valid"):
+        list(client.fetch(url, forged, endpoint["ca"]))
+    for bad in ("/v1/logs/logtest/web/..%2F..%2Fetc", "/v1/logs/logtest/../../etc/passwd"):
+        with pytest.raises(client.FetchError, match="40[04]"):
+            list(client.fetch(f"https://127.0.0.1:{endpoint['cfg'].port}{bad}", token, endpoint["ca"]))
+    # the group's list names it, with its end
+    import requests
+
+    listing = requests.get(f"https://127.0.0.1:{endpoint['cfg'].port}{names.log_path('logtest', 'web')}",
+                           headers={"Authorization": f"Bearer {token}"}, verify=endpoint["ca"], timeout=10).json()
+    assert [k["instance"] for k in listing["kept"]] == [inst] and listing["kept"][0]["exit_code"] == 3
+
+
+def test_follow_streams_a_live_container_until_it_ends(run_box, endpoint):
+    c, inst = run_box("i=0; while [ $i -lt 6 ]; do echo tick $i; i=$((i+1)); sleep 0.3; done")
+    token = tokens.issue(endpoint["key"], "alice", ["logtest"], 60)
+    got = list(client.fetch(endpoint["url"]("logtest", "web", inst), token, endpoint["ca"], follow=True))
+    assert got == [f"tick {i}\n".encode() for i in range(6)]
+
+
+def test_kept_output_goes_by_age_and_by_the_nodes_cap(dc, run_box, tmp_path):
+    root = tmp_path / "kept"
+    keep = containers.Keep(str(root), "host", 4096)
+    made = []
+    for k in range(3):
+        c, inst = run_box(f"seq 1 2000; echo last {k}")  # ~9 KB: the last 4 KiB kept
+        c.wait(timeout=30)
+        containers.stop(dc, c.name, timeout=1, keep=keep)
+        made.append(inst)
+    entries = kept.entries(root)
+    assert [e.instance for e in entries] == made[::-1]
+    assert all(e.truncated and e.bytes <= 4096 for e in entries)
+    last = list(kept.read(root, "logtest", "web", made[2], tail=1))
+    assert last == [b"last 2\n"]
+    # the node's cap: the oldest go until what is kept fits
+    removed = kept.collect(root, retention=3600, max_bytes=2 * 4096)
+    assert len(removed) == 1 and made[0] in removed[0]
+    # age: everything older than the retention
+    removed = kept.collect(root, retention=3600, max_bytes=1 << 30, now=time.time() + 7200)
+    assert len(removed) == 2 and kept.entries(root) == []
+    assert not any(root.iterdir()) or [p.name for p in root.iterdir()] == [".tmp"]
+
+
+def _consume(kafka, topic, count, timeout=60):
+    c = Consumer(kafka.client().conf(**{"group.id": f"t-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"}))
+    c.subscribe([topic])
+    out, deadline = [], time.monotonic() + timeout
+    while len(out) < count and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            out.append(json.loads(m.value()))
+    c.close()
+    return out
+
+
+def test_container_lines_reach_kafka_with_labels_it_cannot_forge(kafka, dc, run_box):
+    bay_kafka.ensure_topic(kafka.client(), "logtest", 2, 3600)
+    sink = bay_kafka.Sink(kafka.client())
+    sources = containers.ContainerSources(refresh=0.2)
+    port = free_port()
+    relay = Relay("host", sink.put, sources.owner, time.time)
+    srv = relay.serve(sources.gateway(), port)
+    try:
+        gw = sources.gateway()
+        # it writes as soon as it starts (before Docker lists it as running)
+        script = (f'printf \'%s\\n%s\\n\' \'{{"message":"paid","level":"warning","order":7,"service":"other"}}\' '
+                  f'"plain words" | nc {gw} {port}')
+        c, inst = run_box(script)
+        assert c.wait(timeout=30)["StatusCode"] == 0
+        got = _consume(kafka, names.log_topic("logtest"), 2)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        sink.close()
+    assert [g["message"] for g in got] == ["paid", "plain words"]
+    first = got[0]
+    assert (first["service"], first["group"], first["instance"], first["node"]) == ("logtest", "web", inst, "host")
+    assert first["level"] == "warning" and first["order"] == 7 and got[1]["level"] == "info" and got[1]["time"]
+
+
+def test_the_python_handler_writes_through_the_relay(kafka):
+    bay_kafka.ensure_topic(kafka.client(), "handlertest", 1, 3600)
+    sink = bay_kafka.Sink(kafka.client())
+    port = free_port()
+    relay = Relay("host", sink.put, lambda ip, fresh=False: ("handlertest", "api", "i1") if ip == "127.0.0.1" else None,
+                  time.time)
+    srv = relay.serve("127.0.0.1", port)
+    import logging
+
+    logger = logging.getLogger("orders-test")
+    handler = BayLogHandler("127.0.0.1", port)
+    logger.addHandler(handler)
+    try:
+        # (a plain record with an extra field: this process's logging is Salt's, which keeps no extras)
+        rec = logging.LogRecord("orders-test", logging.WARNING, __file__, 1, "paid %s", (12,), None)
+        rec.order = 12
+        handler.handle(rec)
+        try:
+            raise ValueError("no stock")
+        except ValueError:
+            logger.exception("failed")
+        handler.flush()
+        got = _consume(kafka, names.log_topic("handlertest"), 2)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        srv.shutdown()
+        srv.server_close()
+        sink.close()
+    assert got[0]["message"] == "paid 12" and got[0]["order"] == 12 and got[0]["logger"] == "orders-test"
+    assert got[1]["level"] == "error" and "ValueError: no stock" in got[1]["exception"]
+    assert got[1]["instance"] == "i1"
+
+
+def test_deploy_time_topic_is_made_grown_and_its_retention_changed(kafka):
+    c = kafka.client()
+    made = bay_kafka.ensure_topic(c, "topictest", 2, 3600)
+    assert made["created"] and made["partitions"] == 2
+    again = bay_kafka.ensure_topic(c, "topictest", 4, 7200)
+    assert not again["created"] and again["grown_from"] == 2 and again.get("retention_changed")
+    bad = bay_kafka.Client(kafka.bootstrap, "bay", "wrong")
+    with pytest.raises(bay_kafka.KafkaError, match=f"Kafka at {kafka.bootstrap}: topic bay.logs.topictest"):
+        bay_kafka.ensure_topic(bad, "topictest", 4, 7200, timeout=5)
+
+
+# --- the archive ------------------------------------------------------------------------
+
+
+class Producer(threading.Thread):
+    """A steady stream of numbered records into a service's topic; ``acked``: the numbers Kafka acknowledged."""
+
+    def __init__(self, kafka, service, rate=300):
+        super().__init__(daemon=True)
+        from confluent_kafka import Producer as P
+
+        self.p = P(kafka.client().conf(**{"enable.idempotence": True, "acks": "all", "linger.ms": 10,
+                                            "message.timeout.ms": 300000}))
+        self.topic, self.rate = names.log_topic(service), rate
+        self.acked: set[int] = set()
+        self.failed = 0
+        self.stop = threading.Event()
+        self.n = 0
+
+    def _done(self, err, msg):
+        if err is None:
+            self.acked.add(json.loads(msg.value())["seq"])
+        else:
+            self.failed += 1
+
+    def run(self):
+        while not self.stop.is_set():
+            for _ in range(self.rate // 10):
+                rec = {"seq": self.n, "message": f"record {self.n}", "time": archive_time(),
+                       "service": "archtest", "group": "web", "instance": "i", "node": "host"}
+                self.p.produce(self.topic, json.dumps(rec).encode(), key=str(self.n % 7).encode(),
+                               on_delivery=self._done)
+                self.n += 1
+            self.p.poll(0)
+            time.sleep(0.1)
+        self.p.flush(120)
+
+
+def archive_time():
+    from bay_salt.logs.relay import now_iso
+
+    return now_iso(time.time())
+
+
+def _archiver(tmp_path, kafka, hdfs_url, node="t1"):
+    cfg = tmp_path / "archiver.json"
+    cfg.write_text(json.dumps({"node": node, "kafka": {"bootstrap": kafka.bootstrap, "user": kafka.user,
+                                                       "password": kafka.password},
+                               "hdfs": hdfs_url, "user": "bay", "roll_seconds": 1.0, "roll_bytes": 1 << 20}))
+    cfg.chmod(0o600)
+    log = open(tmp_path / "archiver.log", "ab")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen([sys.executable, "-m", "bay_salt.logs.archive", "--config", str(cfg)], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _archived_seqs(storage, service):
+    """Every record in the archive's files, duplicates included: seq -> times it is there."""
+    from bay_salt.registry.storage import NotFound
+
+    counts: dict[int, int] = {}
+    try:
+        dates = storage.list(service)
+    except NotFound:
+        return counts
+    for d in dates:
+        for h in storage.list(f"{service}/{d}"):
+            for f in storage.list(f"{service}/{d}/{h}"):
+                for line in storage.read(f"{service}/{d}/{h}/{f}").splitlines():
+                    seq = json.loads(line)["seq"]
+                    counts[seq] = counts.get(seq, 0) + 1
+    return counts
+
+
+def test_archiver_killed_ten_times_and_a_broker_restart_lose_no_record(kafka, hdfs, tmp_path):
+    service = "archtest"
+    bay_kafka.ensure_topic(kafka.client(), service, 3, 86400)
+    url = hdfs.storage_url(f"bay-logs-{uuid.uuid4().hex[:6]}")
+    storage = archive.storage_for(url, "bay")
+    producer = Producer(kafka, service)
+    producer.start()
+    proc = _archiver(tmp_path, kafka, url)
+    kills = 0
+    try:
+        for k in range(10):
+            time.sleep(2.0 + (k % 3))
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            if k == 5:
+                kafka.restart()  # the broker goes away under producer and archiver, and comes back
+            proc = _archiver(tmp_path, kafka, url)
+        time.sleep(3)
+        producer.stop.set()
+        producer.join(180)
+        assert producer.failed == 0 and len(producer.acked) == producer.n
+        want = set(producer.acked)
+
+        def all_there():
+            assert proc.poll() is None, (tmp_path / "archiver.log").read_text()[-3000:]
+            return want <= set(_archived_seqs(storage, service))
+
+        wait_for(all_there, 120, "every acknowledged record in HDFS")
+    finally:
+        producer.stop.set()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(60)
+    counts = _archived_seqs(storage, service)
+    duplicates = sum(n - 1 for n in counts.values())
+    print(f"\n{len(want)} records, {kills} archiver kills and a broker restart: 0 lost, {duplicates} duplicates "
+          f"({duplicates / kills:.1f} per kill)")
+    assert want <= set(counts)
+    # each archived line names its partition and offset: a reader drops duplicates
+    read_back = archive.read(storage, service, since=time.time() - 3600, limit=0)
+    assert len(read_back) == len(counts) and {r["seq"] for r in read_back} == set(counts)
+    assert len(list(tmp_path.glob("archiver.log"))) == 1
+    assert "stopped: every record read is in HDFS" in (tmp_path / "archiver.log").read_text()
