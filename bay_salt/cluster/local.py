@@ -199,7 +199,7 @@ def secret_pillars(s: Secrets, servers: list[str], registries: list[str],
     registry = {"bay": {"consul": tokens(["registry"]), "registry": {"auth": {
         "secret": s.registry_secret,
         "users": {"node": hash_password(s.node_password), REGISTRY_ADMIN: hash_password(s.admin_password)}}}}}
-    top = {"base": {"*": ["bay", "services", "alerts", "bay-secrets-node"],
+    top = {"base": {"*": ["bay", "services", "alerts", "site", "bay-secrets-node"],
                     ",".join(servers): [{"match": "list"}, "bay-secrets-server"],
                     ",".join(registries): [{"match": "list"}, "bay-secrets-registry"]}}
     out = {"bay-secrets-node.sls": yaml.safe_dump(node), "bay-secrets-server.sls": yaml.safe_dump(server),
@@ -229,7 +229,8 @@ def cluster_pillar(cluster: str, nodes: dict[str, str], gossip_key: str, consul_
                        "tls": CONSUL_TLS},
             "monitoring": {"tls": MONITORING_TLS},
             "kafka": {"lib_dir": KAFKA_LIB},
-            "logs": {"token_public_key": logs_public_key, "archive": {"hdfs": logs_archive}},
+            # a local cluster's archive closes its files often, so what is logged is there in seconds
+            "logs": {"token_public_key": logs_public_key, "archive": {"hdfs": logs_archive, "roll_seconds": 15}},
         }
     }
     if ids:
@@ -345,6 +346,7 @@ class LocalCluster:
         pillar_dir.mkdir(exist_ok=True)
         (pillar_dir / "services.sls").write_text("# services: `bay up` writes the demo here; see pillar/services.sls\n")
         (pillar_dir / "alerts.sls").write_text("# bay:alerts (contacts, rules): see pillar/bay.sls and docs/alerts.md\n")
+        (pillar_dir / "site.sls").write_text("# the site's own changes to any bay: key (over bay.sls): see pillar/bay.sls\n")
         gossip_key = base64.b64encode(secrets.token_bytes(32)).decode()
         minion_ids = [names.node_id(i) for i in range(1, count + 1)]
         made = Secrets.new()
@@ -576,6 +578,12 @@ class LocalCluster:
         """Replace the cluster's ``bay:alerts`` pillar (contacts, rules) and give it to every node."""
         (self.state_dir / "pillar" / "alerts.sls").write_text(yaml.safe_dump({"bay": {"alerts": alerts}},
                                                                             sort_keys=False))
+        self.salt("*", "saltutil.refresh_pillar", "wait=True")
+
+    def set_site(self, bay: dict) -> None:
+        """Replace the cluster's own changes to ``bay:`` (merged over the generated pillar) and give them to every node."""
+        (self.state_dir / "pillar" / "site.sls").write_text(yaml.safe_dump({"bay": bay} if bay else {},
+                                                                          sort_keys=False))
         self.salt("*", "saltutil.refresh_pillar", "wait=True")
 
     def services_pillar(self) -> dict:

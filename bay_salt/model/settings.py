@@ -19,7 +19,7 @@ import salt.utils.dictupdate
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bay_salt.model.units import seconds, size_bytes
+from bay_salt.model.units import data_bytes, seconds, size_bytes
 
 ROLES = ("worker", "registry", "mesos-agent", "monitoring", "kafka")
 _SIZE_RE = re.compile(r"^([1-9][0-9]*)([kmg]?)$")
@@ -483,7 +483,8 @@ class LogsArchive(_Strict):
     @field_validator("roll_size")
     @classmethod
     def _size(cls, value: str) -> str:
-        size_bytes(value)
+        if data_bytes(value) <= 0:
+            raise ValueError(f"{value!r}: a size above 0, like 64Mi")
         return value
 
 
@@ -521,7 +522,7 @@ class Logs(_Strict):
     @field_validator("node_max_size", "container_max_size")
     @classmethod
     def _size(cls, value: str) -> str:
-        if size_bytes(value) <= 0:
+        if data_bytes(value) <= 0:
             raise ValueError(f"{value!r}: a size above 0, like 10Mi or 1Gi")
         return value
 
@@ -710,9 +711,9 @@ def load(defaults: dict, pillar: dict | None, minion_id: str | None = None, own_
     k["bootstrap_servers"] = k["bootstrap"] or ",".join(
         f"{data['nodes'][n]['address']}:{k['port']}" for n in k["nodes"] if data["nodes"][n]["address"])
     lg = data["logs"]
-    lg["node_max_bytes"] = size_bytes(lg["node_max_size"])
-    lg["container_max_bytes"] = size_bytes(lg["container_max_size"])
-    lg["archive"]["roll_bytes"] = size_bytes(lg["archive"]["roll_size"])
+    lg["node_max_bytes"] = data_bytes(lg["node_max_size"])
+    lg["container_max_bytes"] = data_bytes(lg["container_max_size"])
+    lg["archive"]["roll_bytes"] = data_bytes(lg["archive"]["roll_size"])
     if not data["consul"]["servers"] and data["nodes"]:
         data["consul"]["servers"] = [sorted(data["nodes"])[0]]
     data["consul"]["server_addresses"] = [

@@ -37,3 +37,18 @@ def seconds(value: int | float | str) -> float:
 def size_bytes(size: str | int) -> int:
     """A disk size (``10Gi``, ``512Mi``; 0: none) in bytes."""
     return 0 if size in (0, "0") else memory_mb(size) << 20
+
+
+_BYTES_RE = re.compile(r"^([0-9]+)\s*(ki|mi|gi|k|m|g)?b?$", re.IGNORECASE)
+
+
+def data_bytes(value: int | str) -> int:
+    """A size of data (``512Ki``, ``10Mi``, ``1Gi``, or a number of bytes) in bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    m = _BYTES_RE.match(str(value).strip())
+    if not m:
+        raise ValueError(f"{value!r} is not a size like 512Ki, 10Mi or 1Gi")
+    unit = (m.group(2) or "").lower().rstrip("i")
+    return int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30}[unit]
+

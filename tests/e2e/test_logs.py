@@ -1,0 +1,177 @@
+"""Logs in the `bay up` cluster: a killed container's last lines through
+``bay logs --previous`` and through the URL in the controller's replaced
+event, after the controller replaced and removed it; a follow session that
+goes on across a replacement; kept output removed by age and by the node's
+cap (times and sizes made small for the test); the demo's log records in
+Kafka and in the HDFS archive, with their labels."""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from bay_salt.logs import client
+from bay_salt.model import names
+from tests.e2e.helpers import converges, eventually, master_log_lines, master_log_since
+
+SERVICE, GROUP, LISTEN = "logdemo", "web", 10130  # its own frontend (other e2e services hold 10090-10121)
+#: what it prints before it serves: "hello from INSTANCE", then three numbered lines
+SCRIPT = ("echo hello from $BAY_INSTANCE; for i in 1 2 3; do echo line $i of $BAY_INSTANCE; done; "
+          "mkdir -p /www; echo ok > /www/healthz; exec httpd -f -p 8000 -h /www")
+
+
+@pytest.fixture(scope="module")
+def logdemo(cluster):
+    original = cluster.services_pillar()
+    pillar = copy.deepcopy(original)
+    demo = pillar["bay"]["services"]["demo"]
+    pillar["bay"]["services"][SERVICE] = {
+        **{k: demo[k] for k in ("image", "health")}, "owners": ["platform-team"],
+        "command": ["sh", "-c", SCRIPT], "logs": {"partitions": 1, "retention": "1h"},
+        "groups": {GROUP: {"instances": 1, "cpu": 0.1, "memory": "32Mi", "port": 8000, "listen": LISTEN}}}
+    cluster.set_services(pillar)
+    cluster.runner("bay.deploy", SERVICE)
+    converges(cluster, 90, services=("demo", SERVICE))
+    try:
+        yield f"{SERVICE}.{GROUP}"
+    finally:
+        cluster.runner("bay.scale", f"{SERVICE}.{GROUP}", "0")  # Bay removes a service by scaling it to 0 first
+        cluster.set_services(original)
+
+
+def bay(cluster, *args, timeout=90) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bay_salt.cli", "--cluster", cluster.name, *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def current(cluster) -> tuple[str, str]:
+    """(instance, node) of the group's one registered instance."""
+    (line,) = cluster.runner("bay.status", SERVICE)[f"{SERVICE}.{GROUP}"]["instances"]
+    inst, _, rest = line.partition("@")
+    return inst, rest.split(":")[0]
+
+
+def kill(cluster, inst: str, node_id: str) -> str:
+    """Kill the instance inside its node; returns the instance that replaced it."""
+    node = next(n for n in cluster.nodes() if n.id == node_id)
+    cluster.client.containers.get(node.container).exec_run(["docker", "kill", names.service_container(
+        SERVICE, GROUP, inst)])
+
+    def replaced():
+        st = cluster.runner("bay.status", SERVICE)[f"{SERVICE}.{GROUP}"]
+        now = [i.split("@")[0] for i in st["instances"]]
+        return now[0] if len(now) == 1 and now[0] != inst and st["passing"] == 1 else None
+
+    return eventually(replaced, 60, f"{inst} replaced")
+
+
+def kept_on(cluster, node_id: str) -> list[str]:
+    ret = cluster.salt(node_id, "bay_logs.kept_output", SERVICE, GROUP, timeout=30)
+    return [k["instance"] for k in ret.get(node_id) or []]
+
+
+def test_a_killed_containers_last_lines_by_previous_and_by_the_url_in_its_event(cluster, logdemo):
+    victim, node_id = current(cluster)
+    since = master_log_lines(cluster)
+    new = kill(cluster, victim, node_id)
+    # the controller removed it: its output is what the node kept
+    node = next(n for n in cluster.nodes() if n.id == node_id)
+    names_there = cluster.client.containers.get(node.container).exec_run(
+        ["docker", "ps", "-a", "--format", "{{.Names}}"]).output.decode().split()
+    assert names.service_container(SERVICE, GROUP, victim) not in names_there
+    out = bay(cluster, "logs", logdemo, "--previous", "--tail", "2")
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert f"line 2 of {victim}\nline 3 of {victim}\n" in out.stdout
+    assert f"{victim} on {node_id}: removed, exit 137" in out.stdout
+    # the replaced event names where the dead instance's output is
+    events = eventually(lambda: [ln for ln in master_log_since(cluster, since, names.TAG_CONTAINER_REPLACED)
+                                 if f"'old': '{victim}'" in ln], 30, "the replaced event in the master's log")
+    url = re.search(r"'output': '(https://[^']+)'", events[0]).group(1)
+    assert url == names.log_url(node.address, 8095, SERVICE, GROUP, victim)
+    token = cluster.runner("bay.logs", f"{logdemo}/{victim}")["token"]
+    ca = str(cluster.state_dir / "pki" / "ca.pem")
+    lines = list(client.fetch(url, token, ca, tail=100))
+    assert lines[0] == f"hello from {victim}\n".encode() and lines[3] == f"line 3 of {victim}\n".encode()
+    # without a token the node says no
+    with pytest.raises(client.FetchError, match="401"):
+        list(client.fetch(url, "", ca))
+    # the new instance's live output
+    live = bay(cluster, "logs", f"{logdemo}/{new}")
+    assert f"hello from {new}" in live.stdout, live.stderr + live.stdout
+
+
+def test_a_follow_session_goes_on_across_a_replacement(cluster, logdemo):
+    inst, node_id = current(cluster)
+    proc = subprocess.Popen([sys.executable, "-m", "bay_salt.cli", "--cluster", cluster.name, "logs", logdemo,
+                             "--follow"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        eventually(lambda: any(f"hello from {inst}" in ln for ln in seen), 60, f"{inst}'s output followed")
+        new = kill(cluster, inst, node_id)
+        eventually(lambda: any(f"line 3 of {new}" in ln for ln in seen), 60,
+                   f"the follow session goes on with {new}: {seen[-5:]}")
+        assert proc.poll() is None, "the follow session ended"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_kept_output_goes_by_age_and_by_the_nodes_cap(cluster, logdemo):
+    try:
+        # two dead containers kept on the instance's node (a replacement stays where it is healthy)
+        for _ in range(2):
+            inst, node_id = current(cluster)
+            kill(cluster, inst, node_id)
+        held = kept_on(cluster, node_id)
+        assert len(held) >= 2, held
+        # the node's cap: room for one small output only; the oldest go
+        cluster.set_site({"logs": {"node_max_size": "600", "gc_interval": 1}})
+        assert apply_logs(cluster, node_id)
+        eventually(lambda: kept_on(cluster, node_id) == held[:1], 30,
+                   f"only the newest ({held[0]}) kept under the cap: {kept_on(cluster, node_id)}")
+        # age: a retention of seconds
+        cluster.set_site({"logs": {"retention": "5s", "gc_interval": 1}})
+        assert apply_logs(cluster, node_id)
+        eventually(lambda: kept_on(cluster, node_id) == [], 30, "kept output gone after the retention")
+    finally:
+        cluster.set_site({})
+        assert apply_logs(cluster, "*")
+
+
+def apply_logs(cluster, target: str) -> bool:
+    ret = cluster.salt(target, "state.sls", "bay.logs", timeout=180)
+    return bool(ret) and all(isinstance(r, dict) and all(v.get("result") for v in r.values()) for r in ret.values())
+
+
+def test_the_demos_log_records_reach_kafka_and_the_archive(cluster):
+    def archived():
+        got = cluster.runner("bay.archived_logs", "demo", "since=3h", "limit=100")["records"]
+        return [r for r in got if r.get("message", "").startswith("started v")] or None
+
+    records = eventually(archived, 120, "the demo's start records in the HDFS archive")
+    groups = {r["group"] for r in records}
+    assert groups <= {"web", "api"} and all(r["service"] == "demo" for r in records)
+    assert all(r["instance"] and r["node"].startswith("node") and r["port"] == 8000 for r in records)
+    out = bay(cluster, "logs", "demo", "--archive", "--since", "3h", "--grep", "started")
+    assert out.returncode == 0 and "started v" in out.stdout, out.stderr + out.stdout
+    # a reader the archive does not know of a service is told so, in one line
+    bad = bay(cluster, "logs", "nosuch", "--archive")
+    assert bad.returncode == 1 and "no service 'nosuch'" in bad.stdout and "Traceback" not in bad.stdout
+
+
+def test_a_token_for_one_service_reads_no_other(cluster, logdemo):
+    """A token from bay.logs for one service does not read another's output."""
+    inst, node_id = current(cluster)
+    node = next(n for n in cluster.nodes() if n.id == node_id)
+    token = cluster.runner("bay.logs", f"{logdemo}")["token"]
+    ca = str(cluster.state_dir / "pki" / "ca.pem")
+    demo_url = names.log_url(node.address, 8095, "demo", "web", "anything")
+    with pytest.raises(client.FetchError, match="403"):
+        list(client.fetch(demo_url, token, ca))
