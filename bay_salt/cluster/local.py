@@ -261,9 +261,11 @@ def kafka_binds() -> dict:
         raise BayError(f"Kafka's jars: {lib.stderr.strip()[-500:]}")
     home = java_home()
     binds = {lib.stdout.strip(): {"bind": KAFKA_LIB, "mode": "ro"}, home: {"bind": home, "mode": "ro"}}
-    conf = Path("/etc") / Path(home).name
-    if conf.is_dir():  # Debian's JRE keeps its configuration in /etc/java-NN-openjdk
-        binds[str(conf)] = {"bind": str(conf), "mode": "ro"}
+    # Debian's JRE keeps its configuration in /etc/java-NN-openjdk (conf/ links there)
+    security = (Path(home) / "conf" / "security" / "java.security").resolve()
+    if not str(security).startswith(home):
+        conf = str(security.parents[1])
+        binds[conf] = {"bind": conf, "mode": "ro"}
     return binds
 
 

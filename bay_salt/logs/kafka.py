@@ -18,6 +18,31 @@ from bay_salt.model import names
 log = logging.getLogger("bay.logs")
 klog = logging.getLogger("bay.kafka")
 
+
+class _Once(logging.Filter):
+    """librdkafka says the same thing on every reconnect attempt while a
+    broker is away: each message once per ``every`` seconds."""
+
+    def __init__(self, every: float = 60.0):
+        super().__init__()
+        self.every, self.last = every, {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import time
+
+        text = record.getMessage()
+        key = text.split("(after", 1)[0]
+        now = time.monotonic()
+        if now - self.last.get(key, -self.every) < self.every:
+            return False
+        if len(self.last) > 1000:
+            self.last.clear()
+        self.last[key] = now
+        return True
+
+
+klog.addFilter(_Once())
+
 MECHANISM = "SCRAM-SHA-512"
 #: JVM options: a log broker needs little heap; C1 only starts it in ~4 s
 JVM_OPTS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
@@ -42,7 +67,8 @@ class Client:
     def conf(self, **extra) -> dict:
         """librdkafka's configuration (SASL when a password is given)."""
         # librdkafka's own messages go to Python's logging (the journal), not to stderr
-        out = {"bootstrap.servers": self.bootstrap, "client.id": "bay", "log_level": 4, "logger": klog}
+        out = {"bootstrap.servers": self.bootstrap, "client.id": "bay", "log_level": 4, "logger": klog,
+               "reconnect.backoff.ms": 200, "reconnect.backoff.max.ms": 10000}
         if self.password:
             out.update({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": MECHANISM,
                         "sasl.username": self.user, "sasl.password": self.password})

@@ -60,7 +60,8 @@ class Config:
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "bay-logs"
-    protocol_version = "HTTP/1.0"  # the body ends when the connection does: follow streams as long as it likes
+    # output goes in chunks (HTTP/1.1 chunked encoding): a follower gets each line as it comes
+    protocol_version = "HTTP/1.1"
     cfg: Config
     docker_client = None
 
@@ -72,8 +73,16 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
+        self.close_connection = True
+
+    def _chunk(self, data: bytes) -> None:
+        """One chunk of the body (an empty one ends it)."""
+        if data or not getattr(self, "_ended", False):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self._ended = not data
 
     def do_GET(self):  # noqa: N802 - http.server's name
         url = urllib.parse.urlsplit(self.path)
@@ -138,8 +147,14 @@ class Handler(BaseHTTPRequestHandler):
                                              f"{self.cfg.node}"})
         meta = kept.find(self.cfg.dir, service, group, instance)
         self._head("kept", meta)
+        batch: list[bytes] = []
         for line in lines:
-            self.wfile.write(line)
+            batch.append(line)
+            if len(batch) >= 1000:
+                self._chunk(b"".join(batch))
+                batch = []
+        self._chunk(b"".join(batch))
+        self._chunk(b"")
 
     def _head(self, source: str, meta: kept.Kept | None = None) -> None:
         self.send_response(200)
@@ -150,7 +165,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("X-Bay-Exit-Code", str(meta.exit_code))
             self.send_header("X-Bay-OOM-Killed", str(meta.oom_killed).lower())
             self.send_header("X-Bay-Finished-At", meta.finished_at)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
         self.end_headers()
+        self.close_connection = True
 
     def _stream(self, container, tail, since, follow, timestamps) -> None:
         import docker
@@ -170,10 +188,10 @@ class Handler(BaseHTTPRequestHandler):
                 *whole, pending = pending.split(b"\n")
                 if whole:
                     out = [ln + b"\n" for ln in whole]
-                    self.wfile.write(b"".join(out if timestamps else (kept.strip_time(ln) for ln in out)))
-                    self.wfile.flush()
+                    self._chunk(b"".join(out if timestamps else (kept.strip_time(ln) for ln in out)))
             if pending:
-                self.wfile.write(pending if timestamps else kept.strip_time(pending))
+                self._chunk(pending if timestamps else kept.strip_time(pending))
+            self._chunk(b"")
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             pass  # the reader went away
         finally:

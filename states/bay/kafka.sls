@@ -103,8 +103,7 @@ bay-kafka-service:
 # the broker answers before anything that needs it goes on
 bay-kafka-ready:
   cmd.run:
-    - name: timeout 120 sh -c 'until (echo > /dev/tcp/{{ bay.node.address }}/{{ bay.kafka.port }}) 2>/dev/null; do sleep 0.5; done'
-    - shell: /bin/bash
+    - name: timeout 120 bash -c 'until (echo > /dev/tcp/{{ bay.node.address }}/{{ bay.kafka.port }}) 2>/dev/null; do sleep 0.5; done'
     - onchanges:
       - service: bay-kafka-service
 {%- if k.archive %}

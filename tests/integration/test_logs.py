@@ -130,8 +130,11 @@ def test_a_removed_containers_output_is_kept_and_served_with_a_token(dc, run_box
 def test_follow_streams_a_live_container_until_it_ends(run_box, endpoint):
     c, inst = run_box("i=0; while [ $i -lt 6 ]; do echo tick $i; i=$((i+1)); sleep 0.3; done")
     token = tokens.issue(endpoint["key"], "alice", ["logtest"], 60)
-    got = list(client.fetch(endpoint["url"]("logtest", "web", inst), token, endpoint["ca"], follow=True))
-    assert got == [f"tick {i}\n".encode() for i in range(6)]
+    lines = client.fetch(endpoint["url"]("logtest", "web", inst), token, endpoint["ca"], follow=True)
+    assert next(lines) == b"tick 0\n"
+    c.reload()
+    assert c.status == "running"  # each line comes as it is written, not when the container ends
+    assert list(lines) == [f"tick {i}\n".encode() for i in range(1, 6)]
 
 
 def test_kept_output_goes_by_age_and_by_the_nodes_cap(dc, run_box, tmp_path):
