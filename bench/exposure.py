@@ -127,6 +127,8 @@ KNOWN = {  # what each of Bay's ports is, and why it is there
     8300: "Consul server RPC (mutual TLS)",
     8301: "Consul LAN gossip (encrypted with the gossip key)",
     8500: "Consul HTTP API, servers only (ACLs, default deny)",
+    8095: "bay-logs: containers' output (TLS + a token the master signs)",
+    9092: "Kafka, kafka nodes only (SASL SCRAM-SHA-512)",
 }
 
 

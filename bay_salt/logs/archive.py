@@ -53,7 +53,10 @@ def hour_of(ts: float) -> tuple[str, str]:
 def archived_line(value: bytes | None, partition: int, offset: int) -> bytes:
     """One line of the archive: the record (a JSON object) with its partition and offset first."""
     head = b'{"partition":%d,"offset":%d' % (partition, offset)
-    v = (value or b"").strip()
+    v = value or b""
+    if v[:2] == b'{"' and v[-1:] == b"}" and b"\n" not in v:  # the relay's records: as they are
+        return head + b"," + v[1:] + b"\n"
+    v = v.strip()
     if v.startswith(b"{") and v.endswith(b"}"):
         inner = v[1:-1].strip()
         return head + (b"," + inner if inner else b"") + b"}\n"
@@ -87,6 +90,8 @@ class Archiver:
         self.open: dict[tuple[str, int], OpenFile] = {}
         self.records = self.files = self.skipped = 0
         self.failing_since: float | None = None
+        self._services: dict[str, str] = {}  # topic -> service ("": not a log topic)
+        self._hours: dict[int, tuple[str, str]] = {}  # epoch hour -> (date, hour)
 
     # --- the group -------------------------------------------------------
     def subscribe(self) -> None:
@@ -143,7 +148,8 @@ class Archiver:
         if not self.close_due():
             time.sleep(min(5.0, timeout))
             return 0
-        msgs = self.consumer.consume(num_messages=2000, timeout=timeout)
+        msgs = self.consumer.consume(num_messages=5000, timeout=timeout)
+        add = self.add
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -151,23 +157,27 @@ class Archiver:
                     raise RuntimeError(f"Kafka: {err.str()}")
                 log.debug("Kafka: %s", err.str())
                 continue
-            self.add(m.topic(), m.partition(), m.offset(), m.value(), m.timestamp())
+            add(m.topic(), m.partition(), m.offset(), m.value(), m.timestamp())
         return len(msgs)
 
     def add(self, topic: str, partition: int, offset: int, value: bytes | None, timestamp: tuple[int, int]) -> None:
-        service = names.log_topic_service(topic)
+        service = self._services.get(topic)
         if service is None:
+            service = self._services[topic] = names.log_topic_service(topic) or ""
+        if not service:
             self.skipped += 1
             return
-        ts = timestamp[1] / 1000.0 if timestamp and timestamp[0] and timestamp[1] > 0 else self.wall()
-        date, hour = hour_of(ts)
+        ms = timestamp[1] if timestamp and timestamp[0] and timestamp[1] > 0 else int(self.wall() * 1000)
+        hour = self._hours.get(ms // 3_600_000)
+        if hour is None:
+            hour = self._hours[ms // 3_600_000] = hour_of(ms / 1000.0)
         key = (topic, partition)
         f = self.open.get(key)
-        if f is not None and (f.date, f.hour) != (date, hour):
+        if f is not None and (f.date, f.hour) != hour:
             self.close(key)
             f = None
         if f is None:
-            f = self.open[key] = OpenFile(service, date, hour, offset, self.clock())
+            f = self.open[key] = OpenFile(service, hour[0], hour[1], offset, self.clock())
         line = archived_line(value, partition, offset)
         f.lines.append(line)
         f.size += len(line)

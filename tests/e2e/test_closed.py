@@ -224,3 +224,31 @@ def test_graphite_takes_no_points_and_shows_nothing_to_a_stranger(cluster, attac
     url, user, password, ca = cluster.graphite()
     time.sleep(12)  # a flush interval
     assert not any(non_null(s) for s in RenderClient(url, user, password, str(ca)).series("bay.evil.x").values())
+
+
+def test_logs_and_kafka_show_nothing_to_a_stranger(cluster, attacker):
+    """Every node's log endpoint wants a token the master signed; Kafka wants
+    Bay's password; the relay is not reachable from outside a node."""
+    node1 = cluster.nodes()[0]
+    for n in cluster.nodes():
+        code, body = curl(attacker, f"https://{n.address}:8095{names.log_path('demo', 'web')}")
+        assert code == 401 and "bearer token" in body, (n.id, code, body)
+        assert curl(attacker, f"http://{n.address}:5140/")[0] == 0  # the relay: Docker's bridge inside the node
+    forged = ("import jwt,time\nfrom cryptography.hazmat.primitives.asymmetric import ec\n"
+              "k=ec.generate_private_key(ec.SECP256R1())\n"
+              "print(jwt.encode({'iss':'bay-master','aud':'bay-logs','sub':'x','exp':int(time.time())+60,"
+              "'services':['*']},k,algorithm='ES256'))")
+    token = attacker.exec_run([f"{images.VENV}/bin/python", "-c", forged]).output.decode().strip()
+    code, _ = curl(attacker, "-H", f"Authorization: Bearer {token}",
+                   f"https://{node1.address}:8095{names.log_path('demo', 'web')}")
+    assert code == 401
+    probe = ("import sys\nfrom confluent_kafka.admin import AdminClient\n"
+             "for extra in ({}, {'security.protocol':'SASL_PLAINTEXT','sasl.mechanism':'SCRAM-SHA-512',"
+             "'sasl.username':'bay','sasl.password':'guess'}):\n"
+             "  try:\n"
+             "    md=AdminClient({'bootstrap.servers':sys.argv[1],'log_level':0,**extra}).list_topics(timeout=8)\n"
+             "    print('answered', sorted(md.topics))\n"
+             "  except Exception as e: print('refused', type(e).__name__)\n")
+    res = attacker.exec_run([f"{images.VENV}/bin/python", "-c", probe, f"{node1.address}:9092"])
+    assert res.output.decode().count("refused") == 2, res.output.decode()
+

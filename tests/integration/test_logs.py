@@ -8,9 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 import uuid
 
@@ -30,6 +27,7 @@ from bay_salt.model import names
 from bay_salt.node import containers
 from tests.helpers import CHECKOUT
 from tests.support.daemons import free_port, wait_for
+from tests.support.logstream import Producer, archived_seqs, start_archiver
 
 
 @pytest.fixture(scope="module")
@@ -245,75 +243,6 @@ def test_deploy_time_topic_is_made_grown_and_its_retention_changed(kafka):
 # --- the archive ------------------------------------------------------------------------
 
 
-class Producer(threading.Thread):
-    """A steady stream of numbered records into a service's topic; ``acked``: the numbers Kafka acknowledged."""
-
-    def __init__(self, kafka, service, rate=300):
-        super().__init__(daemon=True)
-        from confluent_kafka import Producer as P
-
-        self.p = P(kafka.client().conf(**{"enable.idempotence": True, "acks": "all", "linger.ms": 10,
-                                            "message.timeout.ms": 300000}))
-        self.topic, self.rate = names.log_topic(service), rate
-        self.acked: set[int] = set()
-        self.failed = 0
-        self.stop = threading.Event()
-        self.n = 0
-
-    def _done(self, err, msg):
-        if err is None:
-            self.acked.add(json.loads(msg.value())["seq"])
-        else:
-            self.failed += 1
-
-    def run(self):
-        while not self.stop.is_set():
-            for _ in range(self.rate // 10):
-                rec = {"seq": self.n, "message": f"record {self.n}", "time": archive_time(),
-                       "service": "archtest", "group": "web", "instance": "i", "node": "host"}
-                self.p.produce(self.topic, json.dumps(rec).encode(), key=str(self.n % 7).encode(),
-                               on_delivery=self._done)
-                self.n += 1
-            self.p.poll(0)
-            time.sleep(0.1)
-        self.p.flush(120)
-
-
-def archive_time():
-    from bay_salt.logs.relay import now_iso
-
-    return now_iso(time.time())
-
-
-def _archiver(tmp_path, kafka, hdfs_url, node="t1"):
-    cfg = tmp_path / "archiver.json"
-    cfg.write_text(json.dumps({"node": node, "kafka": {"bootstrap": kafka.bootstrap, "user": kafka.user,
-                                                       "password": kafka.password},
-                               "hdfs": hdfs_url, "user": "bay", "roll_seconds": 1.0, "roll_bytes": 1 << 20}))
-    cfg.chmod(0o600)
-    log = open(tmp_path / "archiver.log", "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "bay_salt.logs.archive", "--config", str(cfg)], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _archived_seqs(storage, service):
-    """Every record in the archive's files, duplicates included: seq -> times it is there."""
-    from bay_salt.registry.storage import NotFound
-
-    counts: dict[int, int] = {}
-    try:
-        dates = storage.list(service)
-    except NotFound:
-        return counts
-    for d in dates:
-        for h in storage.list(f"{service}/{d}"):
-            for f in storage.list(f"{service}/{d}/{h}"):
-                for line in storage.read(f"{service}/{d}/{h}/{f}").splitlines():
-                    seq = json.loads(line)["seq"]
-                    counts[seq] = counts.get(seq, 0) + 1
-    return counts
-
-
 def test_archiver_killed_ten_times_and_a_broker_restart_lose_no_record(kafka, hdfs, tmp_path):
     service = "archtest"
     bay_kafka.ensure_topic(kafka.client(), service, 3, 86400)
@@ -321,7 +250,7 @@ def test_archiver_killed_ten_times_and_a_broker_restart_lose_no_record(kafka, hd
     storage = archive.storage_for(url, "bay")
     producer = Producer(kafka, service)
     producer.start()
-    proc = _archiver(tmp_path, kafka, url)
+    proc = start_archiver(tmp_path, kafka, url)
     kills = 0
     try:
         for k in range(10):
@@ -331,7 +260,7 @@ def test_archiver_killed_ten_times_and_a_broker_restart_lose_no_record(kafka, hd
             kills += 1
             if k == 5:
                 kafka.restart()  # the broker goes away under producer and archiver, and comes back
-            proc = _archiver(tmp_path, kafka, url)
+            proc = start_archiver(tmp_path, kafka, url)
         time.sleep(3)
         producer.stop.set()
         producer.join(180)
@@ -340,7 +269,7 @@ def test_archiver_killed_ten_times_and_a_broker_restart_lose_no_record(kafka, hd
 
         def all_there():
             assert proc.poll() is None, (tmp_path / "archiver.log").read_text()[-3000:]
-            return want <= set(_archived_seqs(storage, service))
+            return want <= set(archived_seqs(storage, service))
 
         wait_for(all_there, 120, "every acknowledged record in HDFS")
     finally:
@@ -348,7 +277,7 @@ def test_archiver_killed_ten_times_and_a_broker_restart_lose_no_record(kafka, hd
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(60)
-    counts = _archived_seqs(storage, service)
+    counts = archived_seqs(storage, service)
     duplicates = sum(n - 1 for n in counts.values())
     print(f"\n{len(want)} records, {kills} archiver kills and a broker restart: 0 lost, {duplicates} duplicates "
           f"({duplicates / kills:.1f} per kill)")
