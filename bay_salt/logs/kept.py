@@ -230,6 +230,11 @@ def collect(root: str | Path, retention: float, max_bytes: int, now: float | Non
         shutil.rmtree(where(root, k.service, k.group, k.instance), ignore_errors=True)
         total -= k.bytes
         removed.append(f"{k.service}.{k.group}/{k.instance} ({why})")
+    for tmp in Path(root).glob(".tmp/*"):  # what a keep cut short (a crash, a full disk) left
+        with contextlib.suppress(OSError):
+            if now - tmp.stat().st_mtime > 3600:
+                shutil.rmtree(tmp)
+                removed.append(f"{tmp.name} (a keep cut short)")
     for group_dir in Path(root).glob("*/*"):
         with contextlib.suppress(OSError):
             group_dir.rmdir()  # empty directories of groups and services go too
