@@ -60,6 +60,7 @@ def test_collect_removes_by_age_then_oldest_first_down_to_the_cap(tmp_path):
     assert not (tmp_path / "demo" / "web").exists()  # an empty group's directory goes too
     # what a keep cut short left behind goes once it is an hour old
     (tmp_path / ".tmp" / "a5.x1").mkdir(parents=True)
+    (tmp_path / ".tmp" / "a5.x1" / kept.OUTPUT).write_bytes(b"half")
     assert kept.collect(tmp_path, retention=1e12, max_bytes=1 << 30, now=time.time()) == []
     assert kept.collect(tmp_path, retention=1e12, max_bytes=1 << 30, now=time.time() + 7200) == [
         "a5.x1 (a keep cut short)"]
