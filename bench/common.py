@@ -3,8 +3,6 @@ the real daemons the tests start too (tests/support/daemons.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import re
 import sys
 from pathlib import Path
@@ -14,6 +12,7 @@ if str(CHECKOUT) not in sys.path:  # benches run as `python bench/NAME.py`: the 
     sys.path.insert(0, str(CHECKOUT))
 
 from bay_salt.cluster.local import LocalCluster  # noqa: E402
+from tests.e2e.helpers import demo_image_service  # noqa: E402
 from tests.support.daemons import Daemon, free_port, start_consul, start_minidfs, wait_for  # noqa: E402
 
 __all__ = ["CHECKOUT", "Daemon", "LocalCluster", "bench_cluster", "demo_image_service", "free_port", "hey_counts", "pct",
@@ -42,31 +41,6 @@ def hey_counts(text: str) -> tuple[int, int]:
     errors = sum(int(n) for n in re.findall(r"\[(\d+)\]\s+Get ", text))
     ok = sum(n for c, n in codes.items() if 200 <= c < 400)
     return sum(codes.values()) + errors, sum(codes.values()) - ok + errors
-
-
-@contextlib.contextmanager
-def demo_image_service(cluster: LocalCluster, name: str, body: dict, status, timeout: float = 180):
-    """Service ``name`` (``body``: its spec without the image) of the demo's
-    image, deployed for a bench and converged; scaled to 0 and taken out of
-    the pillar after (Bay removes a service by scaling it to 0 first).
-    ``body`` may name the demo's ``health`` and ``liveness`` as ``"demo"``."""
-    original = cluster.services_pillar()
-    pillar = copy.deepcopy(original)
-    demo = pillar["bay"]["services"]["demo"]
-    spec = {k: (demo[k] if v == "demo" else v) for k, v in body.items()}
-    pillar["bay"]["services"][name] = {"image": demo["image"], **spec}
-    try:
-        cluster.set_services(pillar)
-        with status(f"deploying {name}"):
-            cluster.runner("bay.deploy", name)
-            from tests.e2e.helpers import converges
-
-            converges(cluster, timeout, services=("demo", name))
-        yield
-    finally:
-        for g in spec["groups"]:
-            cluster.runner("bay.scale", f"{name}.{g}", "0")
-        cluster.set_services(original)
 
 
 def up_cluster(name: str) -> LocalCluster:

@@ -26,7 +26,7 @@ import docker.errors
 import yaml
 
 from bay_salt.cluster import demo, firewall, images, keys, pki
-from bay_salt.cluster.processes import start_minidfs
+from bay_salt.cluster.processes import kafka_lib, start_minidfs
 from bay_salt.cluster.progress import Progress
 from bay_salt.cluster.saltout import summarize_apply
 from bay_salt.logs.operations import KEY_FILE as LOGS_KEY_FILE
@@ -255,12 +255,12 @@ def kafka_binds() -> dict:
     """What the kafka node borrows from this machine, read-only: Kafka's jars
     (fetched once by scripts/kafka.sh) and Java with its configuration, so
     its state installs neither."""
-    lib = subprocess.run(["bash", str(images.checkout_root() / "scripts" / "kafka.sh")], capture_output=True,
-                         text=True)
-    if lib.returncode != 0:
-        raise BayError(f"Kafka's jars: {lib.stderr.strip()[-500:]}")
+    try:
+        lib = kafka_lib(images.checkout_root())
+    except subprocess.CalledProcessError as err:
+        raise BayError(f"Kafka's jars: {(err.stderr or '').strip()[-500:]}") from None
     home = java_home()
-    binds = {lib.stdout.strip(): {"bind": KAFKA_LIB, "mode": "ro"}, home: {"bind": home, "mode": "ro"}}
+    binds = {lib: {"bind": KAFKA_LIB, "mode": "ro"}, home: {"bind": home, "mode": "ro"}}
     # Debian's JRE keeps its configuration in /etc/java-NN-openjdk (conf/ links there)
     security = (Path(home) / "conf" / "security" / "java.security").resolve()
     if not str(security).startswith(home):

@@ -122,8 +122,7 @@ class Kafka:
     def _java(self, main: str, *args: str) -> list[str]:
         from bay_salt.logs import kafka
 
-        return ["java", f"-Xmx{self.heap}", *kafka.JVM_OPTS,
-                f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}", "-cp", f"{self.lib}/*", main, *args]
+        return kafka.java_command(self.heap, self.lib, str(self.workdir / "log4j2.properties"), main, *args)
 
     @property
     def bootstrap(self) -> str:

@@ -308,7 +308,6 @@ def main(argv: list[str] | None = None) -> None:
     from confluent_kafka import Consumer
 
     from bay_salt.logs.kafka import Client
-    from bay_salt.registry.storage import StorageError
 
     ap = argparse.ArgumentParser(prog="bay-log-archiver", description="Bay's log topics in Kafka into HDFS")
     ap.add_argument("--config", default="/etc/bay/log-archiver.json")
@@ -325,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             storage = storage_for(cfg["hdfs"], cfg.get("user", "bay"))
             break
-        except (StorageError, OSError, Exception) as err:  # noqa: BLE001 - the hdfs package raises its own
+        except Exception as err:  # noqa: BLE001 - the hdfs package raises its own, and requests' too
             log.warning("HDFS %s does not answer yet: %s", cfg["hdfs"], str(err)[:200])
             time.sleep(5)
     consumer = Consumer(client.conf(**consumer_conf(cfg["node"])))

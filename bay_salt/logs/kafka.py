@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from bay_salt.model import names
@@ -28,8 +29,6 @@ class _Once(logging.Filter):
         self.every, self.last = every, {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        import time
-
         text = record.getMessage()
         key = text.split("(after", 1)[0]
         now = time.monotonic()
@@ -46,6 +45,13 @@ klog.addFilter(_Once())
 MECHANISM = "SCRAM-SHA-512"
 #: JVM options: a log broker needs little heap; C1 only starts it in ~4 s
 JVM_OPTS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
+
+
+def java_command(heap: str, lib_dir: str, log4j: str | None, main: str, *args: str, java: str = "java",
+                 fixed_heap: bool = False) -> list[str]:
+    """A JVM running ``main`` from Kafka's jars (the broker, its storage tool, its perf tools)."""
+    return [java, f"-Xmx{heap}", *([f"-Xms{heap}"] if fixed_heap else []), *JVM_OPTS,
+            *([f"-Dlog4j2.configurationFile={log4j}"] if log4j else []), "-cp", f"{lib_dir}/*", main, *args]
 
 
 class KafkaError(RuntimeError):

@@ -5,6 +5,7 @@ are unit tested and the same everywhere."""
 from __future__ import annotations
 
 import json
+import shlex
 
 from bay_salt.logs import kafka
 
@@ -35,23 +36,31 @@ def logs_config(cfg: dict) -> dict:
             "relay_buffer": lg["relay_buffer"], "kafka": _kafka_client(cfg)}
 
 
-def logs_unit(cfg: dict) -> str:
-    venv = cfg["python"]["bin_env"]
+def unit(description: str, after: str, exec_start: str, before: tuple[str, ...] = (), after_exec: tuple[str, ...] = ()
+         ) -> str:
+    """A systemd unit of a long-running daemon, restarted when it dies
+    (``before``/``after_exec``: more [Service] lines, around ExecStart and its restart policy)."""
+    head = "".join(f"{x}\n" for x in before)
+    tail = "".join(f"{x}\n" for x in after_exec)
     return f"""[Unit]
-Description=Bay logs (containers' output, live and kept, over HTTPS; the services' log relay into Kafka)
-After=docker.service
+Description={description}
+After={after}
 
 [Service]
 Type=simple
-ExecStart={venv}/bin/bay-logs --config {LOGS_CONFIG}
+{head}ExecStart={exec_start}
 Restart=always
 RestartSec=2
-Nice=10
-MemoryMax=512M
-
+{tail}
 [Install]
 WantedBy=multi-user.target
 """
+
+
+def logs_unit(cfg: dict) -> str:
+    return unit("Bay logs (containers' output, live and kept, over HTTPS; the services' log relay into Kafka)",
+                "docker.service", f"{cfg['python']['bin_env']}/bin/bay-logs --config {LOGS_CONFIG}",
+                after_exec=("Nice=10", "MemoryMax=512M"))
 
 
 def files(cfg: dict) -> dict[str, dict]:
@@ -69,18 +78,14 @@ def kafka_layout(cfg: dict) -> dict:
             "formatted": f"{k['data_dir']}/data/meta.properties"}
 
 
-def java_command(cfg: dict, main: str, *args: str) -> str:
-    k = cfg["kafka"]
-    return " ".join(["java", f"-Xmx{k['heap']}", *kafka.JVM_OPTS, "-cp", f"'{k['lib_dir']}/*'", main, *args])
-
-
 def format_command(cfg: dict) -> str:
     """Formats the broker's storage once (a cluster id from the node's name
     hash, Bay's user made before the broker first starts)."""
     k = cfg["kafka"]
-    return java_command(cfg, "kafka.tools.StorageTool", "format", "--ignore-formatted", "-t",
-                        cluster_id(cfg["cluster"]), "-c", KAFKA_CONFIG, "--add-scram",
-                        f"'{kafka.scram_argument(k['user'], k['password'])}'")
+    cmd = kafka.java_command(k["heap"], k["lib_dir"], None, "kafka.tools.StorageTool", "format",
+                             "--ignore-formatted", "-t", cluster_id(cfg["cluster"]), "-c", KAFKA_CONFIG, "--add-scram",
+                             kafka.scram_argument(k["user"], k["password"]))
+    return " ".join(shlex.quote(a) for a in cmd)
 
 
 def cluster_id(cluster: str) -> str:
@@ -93,25 +98,11 @@ def cluster_id(cluster: str) -> str:
 
 def kafka_unit(cfg: dict) -> str:
     k = cfg["kafka"]
-    cmd = " ".join(["/usr/bin/java", f"-Xmx{k['heap']}", f"-Xms{k['heap']}", *kafka.JVM_OPTS,
-                    f"-Dlog4j2.configurationFile={k['data_dir']}/log4j2.properties",
-                    "-cp", f"{k['lib_dir']}/*", "kafka.Kafka", KAFKA_CONFIG])
-    return f"""[Unit]
-Description=Apache Kafka for Bay's logs (KRaft: broker and controller; clients with SASL SCRAM)
-After=network-online.target
-
-[Service]
-Type=simple
-User={KAFKA_USER}
-ExecStart={cmd}
-Restart=always
-RestartSec=2
-LimitNOFILE=100000
-TimeoutStopSec=60
-
-[Install]
-WantedBy=multi-user.target
-"""
+    cmd = kafka.java_command(k["heap"], k["lib_dir"], f"{k['data_dir']}/log4j2.properties", "kafka.Kafka", KAFKA_CONFIG,
+                             java="/usr/bin/java", fixed_heap=True)
+    return unit("Apache Kafka for Bay's logs (KRaft: broker and controller; clients with SASL SCRAM)",
+                "network-online.target", " ".join(cmd), before=(f"User={KAFKA_USER}",),
+                after_exec=("LimitNOFILE=100000", "TimeoutStopSec=60"))
 
 
 LOG4J = """status = error
@@ -135,22 +126,9 @@ def archiver_config(cfg: dict) -> dict:
 
 
 def archiver_unit(cfg: dict) -> str:
-    venv = cfg["python"]["bin_env"]
-    return f"""[Unit]
-Description=Bay log archiver (Kafka's log topics into HDFS; offsets committed after each file is closed)
-After=bay-kafka.service
-
-[Service]
-Type=simple
-ExecStart={venv}/bin/bay-log-archiver --config {ARCHIVER_CONFIG}
-Restart=always
-RestartSec=2
-TimeoutStopSec=60
-MemoryMax=1G
-
-[Install]
-WantedBy=multi-user.target
-"""
+    return unit("Bay log archiver (Kafka's log topics into HDFS; offsets committed after each file is closed)",
+                "bay-kafka.service", f"{cfg['python']['bin_env']}/bin/bay-log-archiver --config {ARCHIVER_CONFIG}",
+                after_exec=("TimeoutStopSec=60", "MemoryMax=1G"))
 
 
 def kafka_files(cfg: dict) -> dict[str, dict]:
@@ -158,8 +136,10 @@ def kafka_files(cfg: dict) -> dict[str, dict]:
     k = cfg["kafka"]
     props = kafka.broker_properties(1, cfg["node"]["address"], k["port"], k["controller_port"], k["data_dir"],
                                     k["user"], k["password"], k["partitions"], k["retention"])
-    out = {KAFKA_CONFIG: {"contents": props, "mode": "0640"},
-           KAFKA_FORMAT: {"contents": f"#!/bin/sh\nset -e\nexec {format_command(cfg)}\n", "mode": "0700"},
+    # the broker's configuration and the format script are the broker user's (they hold the password)
+    out = {KAFKA_CONFIG: {"contents": props, "mode": "0640", "user": KAFKA_USER},
+           KAFKA_FORMAT: {"contents": f"#!/bin/sh\nset -e\nexec {format_command(cfg)}\n", "mode": "0700",
+                          "user": KAFKA_USER},
            f"{k['data_dir']}/log4j2.properties": {"contents": LOG4J, "mode": "0644"},
            f"{UNITS}/bay-kafka.service": {"contents": kafka_unit(cfg), "mode": "0644"}}
     if cfg["logs"]["archive"]["hdfs"]:

@@ -93,8 +93,7 @@ def locate(backend, target: str, previous: bool = False, user: str | None = None
     if not signing_key:
         raise ValueError(f"the master has no key to sign log tokens with ({KEY_FILE})")
     token = tokens.issue(signing_key, user or "root", [service], ttl, now)
-    return {"service": service, "group": group, "token": token, "expires": now + ttl, "entries": entries,
-            "kept": kept}
+    return {"service": service, "group": group, "token": token, "expires": now + ttl, "entries": entries}
 
 
 def archived(backend, service: str, since: str, grep: str | None = None, limit: int = 1000,

@@ -60,9 +60,7 @@ bay-kafka-file-{{ path }}:
     - name: {{ path }}
     - contents: {{ f.contents | json }}
     - mode: '{{ f.mode }}'
-{%- if path in (k.config, k.format) %}
-    - user: {{ k.user }}
-{%- endif %}
+    - user: {{ f.user | default('root') }}
     - makedirs: True
     - show_changes: False
     - require:

@@ -3,6 +3,8 @@ containers on every node, every node's HAProxy) and waiting on conditions."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import time
 import urllib.error
@@ -210,3 +212,27 @@ def converges(cluster, timeout=60, services=("demo",)) -> float:
     except retry.GaveUp:
         raise AssertionError(f"not converged in {timeout} s: " + "; ".join(last)) from None
     return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def demo_image_service(cluster, name: str, body: dict, status=None, timeout: float = 180):
+    """Service ``name`` (``body``: its spec without the image) of the demo's
+    image, deployed for a test or a bench and converged (``status(text)``: a
+    context to show the wait in); scaled to 0 and taken out of
+    the pillar after (Bay removes a service by scaling it to 0 first).
+    ``body`` may name the demo's ``health`` and ``liveness`` as ``"demo"``."""
+    original = cluster.services_pillar()
+    pillar = copy.deepcopy(original)
+    demo = pillar["bay"]["services"]["demo"]
+    spec = {k: (demo[k] if v == "demo" else v) for k, v in body.items()}
+    pillar["bay"]["services"][name] = {"image": demo["image"], **spec}
+    try:
+        cluster.set_services(pillar)
+        with (status or (lambda _: contextlib.nullcontext()))(f"deploying {name}"):
+            cluster.runner("bay.deploy", name)
+            converges(cluster, timeout, services=("demo", name))
+        yield
+    finally:
+        for g in spec["groups"]:
+            cluster.runner("bay.scale", f"{name}.{g}", "0")
+        cluster.set_services(original)

@@ -10,14 +10,13 @@ reached on the cluster network's gateway.
 * a silence holds.
 """
 
-import copy
 import threading
 import time
 
 import pytest
 
 from bay_salt.model import names
-from tests.e2e.helpers import converges, eventually
+from tests.e2e.helpers import converges, demo_image_service, eventually
 from tests.support.receivers import Receivers, gateway
 
 SERVICE, GROUP, LISTEN = "alarm", "web", 10120  # its own frontends (other e2e services hold 10090, 10095)
@@ -41,23 +40,12 @@ def inbox(cluster):
 def alarm(cluster, inbox):
     """A service of the demo's image owned by OWNER: alerted after FOR seconds
     below all of its instances (and not for its restarts: the tests make them)."""
-    original = cluster.services_pillar()
-    pillar = copy.deepcopy(original)
-    demo = pillar["bay"]["services"]["demo"]
-    pillar["bay"]["services"][SERVICE] = {
-        **{k: demo[k] for k in ("image", "health", "liveness")}, "owners": [OWNER],
-        "alerts": {"GroupUnhealthy": {"for": FOR, "threshold": 1}, "RestartsHigh": {"threshold": 1000}},
-        "groups": {GROUP: {"instances": 2, "cpu": 0.1, "memory": "32Mi", "port": 8000, "listen": LISTEN},
-                   QUIET: {"instances": 1, "cpu": 0.1, "memory": "32Mi", "port": 8000, "listen": LISTEN + 1}}}
-    cluster.set_services(pillar)
-    cluster.runner("bay.deploy", SERVICE)
-    converges(cluster, 90, services=("demo", SERVICE))
-    try:
+    body = {"health": "demo", "liveness": "demo", "owners": [OWNER],
+            "alerts": {"GroupUnhealthy": {"for": FOR, "threshold": 1}, "RestartsHigh": {"threshold": 1000}},
+            "groups": {GROUP: {"instances": 2, "cpu": 0.1, "memory": "32Mi", "port": 8000, "listen": LISTEN},
+                       QUIET: {"instances": 1, "cpu": 0.1, "memory": "32Mi", "port": 8000, "listen": LISTEN + 1}}}
+    with demo_image_service(cluster, SERVICE, body, timeout=90):
         yield f"{SERVICE}.{GROUP}"
-    finally:
-        for g in (GROUP, QUIET):  # Bay removes a service by scaling it to 0 first
-            cluster.runner("bay.scale", f"{SERVICE}.{g}", "0")
-        cluster.set_services(original)
 
 
 def kill(cluster, group=GROUP, everything=True):

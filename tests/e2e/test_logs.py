@@ -7,7 +7,6 @@ Kafka and in the HDFS archive, with their labels."""
 
 from __future__ import annotations
 
-import copy
 import re
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 
 from bay_salt.logs import client
 from bay_salt.model import names
-from tests.e2e.helpers import converges, eventually, master_log_lines, master_log_since
+from tests.e2e.helpers import demo_image_service, eventually, master_log_lines, master_log_since
 
 SERVICE, GROUP, LISTEN = "logdemo", "web", 10130  # its own frontend (other e2e services hold 10090-10121)
 #: what it prints before it serves: "hello from INSTANCE", then three numbered lines
@@ -27,21 +26,11 @@ SCRIPT = ("echo hello from $BAY_INSTANCE; for i in 1 2 3; do echo line $i of $BA
 
 @pytest.fixture(scope="module")
 def logdemo(cluster):
-    original = cluster.services_pillar()
-    pillar = copy.deepcopy(original)
-    demo = pillar["bay"]["services"]["demo"]
-    pillar["bay"]["services"][SERVICE] = {
-        **{k: demo[k] for k in ("image", "health")}, "owners": ["platform-team"],
-        "command": ["sh", "-c", SCRIPT], "logs": {"partitions": 1, "retention": "1h"},
-        "groups": {GROUP: {"instances": 1, "cpu": 0.1, "memory": "32Mi", "port": 8000, "listen": LISTEN}}}
-    cluster.set_services(pillar)
-    cluster.runner("bay.deploy", SERVICE)
-    converges(cluster, 90, services=("demo", SERVICE))
-    try:
+    body = {"health": "demo", "owners": ["platform-team"], "command": ["sh", "-c", SCRIPT],
+            "logs": {"partitions": 1, "retention": "1h"},
+            "groups": {GROUP: {"instances": 1, "cpu": 0.1, "memory": "32Mi", "port": 8000, "listen": LISTEN}}}
+    with demo_image_service(cluster, SERVICE, body, timeout=90):
         yield f"{SERVICE}.{GROUP}"
-    finally:
-        cluster.runner("bay.scale", f"{SERVICE}.{GROUP}", "0")  # Bay removes a service by scaling it to 0 first
-        cluster.set_services(original)
 
 
 def bay(cluster, *args, timeout=90) -> subprocess.CompletedProcess:
