@@ -150,10 +150,14 @@ REGISTRY_TLS = {"cert_file": "/etc/bay/registry/tls.pem", "key_file": "/etc/bay/
                 "ca_file": "/etc/bay/ca.pem"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Secrets:
     """What `bay up` makes secret for a cluster: Consul's tokens, the
-    registry's token secret and passwords (the admin's and the nodes')."""
+    registry's token secret and passwords (the admin's and the nodes').
+    Its repr names no value (it may end up in a traceback or a test report)."""
+
+    def __repr__(self) -> str:
+        return "Secrets(<hidden>)"
 
     tokens: dict[str, str]
     registry_secret: str

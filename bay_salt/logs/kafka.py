@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bay_salt.model import names
 
@@ -62,7 +62,7 @@ class KafkaError(RuntimeError):
 class Client:
     bootstrap: str
     user: str
-    password: str
+    password: str = field(repr=False)
 
     @classmethod
     def of(cls, cfg: dict) -> Client:

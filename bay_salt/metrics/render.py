@@ -8,7 +8,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bay_salt.model import names
 
@@ -21,7 +21,7 @@ class RenderError(OSError):
 class RenderClient:
     url: str
     user: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # never in a repr (tracebacks, test reports)
     ca_file: str = ""
     timeout: float = 10.0
 

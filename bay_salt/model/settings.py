@@ -350,7 +350,7 @@ class Monitoring(_Strict):
     #: who may look: name -> SHA-512 crypt hash (``openssl passwd -6``); a secret
     web_users: dict[str, str] = {}
     #: graphite-web's Django secret key (a secret; the monitoring node only)
-    secret_key: str = ""
+    secret_key: str = Field("", repr=False)
     #: points an agent keeps while carbon does not answer (the oldest go first)
     buffer_points: int = Field(ge=1000)
     #: statsd for services: UDP on the address containers reach their node at

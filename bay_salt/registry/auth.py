@@ -56,10 +56,10 @@ class Policy:
     """The registry's access policy (from its auth file, written from pillar)."""
 
     mode: str = "none"  # token | basic | none
-    secret: str = ""
+    secret: str = field(default="", repr=False)
     token_ttl: int = 300
     anonymous_pull: bool = False
-    users: dict[str, str] = field(default_factory=dict)  # name -> bcrypt hash
+    users: dict[str, str] = field(default_factory=dict, repr=False)  # name -> bcrypt hash
     grants: dict[str, list[Grant]] = field(default_factory=dict)  # name -> grants
     # credentials verified recently (bcrypt costs ~50 ms of CPU; a node pull asks a token each time):
     # HMACs under a key of this process, never a password; a changed hash is a new key
