@@ -305,7 +305,7 @@ bay:
     # (/PATH/SERVICE/DATE/HOUR/part-PARTITION-FIRST-LAST.jsonl), by the
     # archiver on the nodes with role kafka
     archive:
-      hdfs: hdfs://namenode.example.com:9870/bay-logs
+      hdfs: hdfs://namenode.example.com:9870/bay/logs
       user: bay
       roll_seconds: 300              # a file is closed (and its offsets committed) this often ...
       roll_size: 64Mi                # ... or at this size

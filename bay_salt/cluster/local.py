@@ -432,7 +432,7 @@ class LocalCluster:
         # the registry nodes use it; the master's alert evaluator checks that it answers
         # the kafka node (the first) is a registry node too: its archiver reaches HDFS
         storage = self._start_hdfs(net, [addresses[n] for n in ordered[:REGISTRY_NODES]] + [master_ip])
-        archive = storage.rsplit("/", 1)[0] + "/bay-logs"
+        archive = storage.rsplit("/", 1)[0] + "/bay/logs"
         (pillar_dir / "bay.sls").write_text(
             yaml.safe_dump(cluster_pillar(self.name, addresses, gossip_key, registry_storage=storage,
                                           logs_public_key=made.logs_public_key, logs_archive=archive),
