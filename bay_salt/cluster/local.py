@@ -156,9 +156,6 @@ class Secrets:
     registry's token secret and passwords (the admin's and the nodes').
     Its repr names no value (it may end up in a traceback or a test report)."""
 
-    def __repr__(self) -> str:
-        return "Secrets(<hidden>)"
-
     tokens: dict[str, str]
     registry_secret: str
     node_password: str
@@ -169,6 +166,9 @@ class Secrets:
     #: the master signs log tokens with the private key; the nodes check them with the public one
     logs_private_key: str = ""
     logs_public_key: str = ""
+
+    def __repr__(self) -> str:
+        return "Secrets(<hidden>)"
 
     @classmethod
     def new(cls) -> Secrets:

@@ -286,12 +286,9 @@ def record_time(rec: dict) -> float | None:
 
 def storage_for(url: str, user: str):
     """The archive's storage: ``hdfs://NAMENODE:PORT[,...]/PATH`` (or a local directory, for tests)."""
-    from bay_salt.registry.storage import HDFSDriver, LocalDriver
+    from bay_salt.registry.storage import from_url
 
-    if url.startswith("hdfs://"):
-        hosts, _, root = url[len("hdfs://"):].partition("/")
-        return HDFSDriver([f"http://{h}" for h in hosts.split(",")], "/" + root, user=user)
-    return LocalDriver(url.removeprefix("file://"))
+    return from_url(url, user)
 
 
 def consumer_conf(node: str) -> dict:

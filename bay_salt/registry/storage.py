@@ -350,13 +350,14 @@ class _Counting(io.RawIOBase):
         return k
 
 
-def from_url(url: str) -> Driver:
-    """``file:///var/lib/bay-registry`` or ``hdfs://nn1:9870,nn2:9870/bay-registry`` (WebHDFS ports)."""
+def from_url(url: str, user: str | None = None) -> Driver:
+    """``file:///var/lib/bay-registry`` or ``hdfs://nn1:9870,nn2:9870/bay-registry``
+    (WebHDFS ports; ``user``: the HDFS user, default $USER)."""
     if url.startswith("file://"):
         return LocalDriver(url[len("file://"):])
     if url.startswith("hdfs://"):
         hosts, _, root = url[len("hdfs://"):].partition("/")
-        return HDFSDriver([f"http://{h}" for h in hosts.split(",")], "/" + root)
+        return HDFSDriver([f"http://{h}" for h in hosts.split(",")], "/" + root, user=user)
     if url.startswith("/"):
         return LocalDriver(url)
     raise StorageError(f"storage {url!r}: expected file:///PATH or hdfs://NAMENODE:PORT[,...]/PATH")
