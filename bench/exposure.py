@@ -31,6 +31,7 @@ from rich.table import Table
 
 from bay_salt.cluster import images
 from bay_salt.model import names
+from bay_salt.node.containers import network_gateway
 
 SCANNER = r'''
 import asyncio, json, socket, ssl, sys, urllib.request, urllib.error
@@ -139,7 +140,7 @@ def main() -> None:
     args = p.parse_args()
     cluster = bench_cluster(args.cluster)
     net = cluster.client.networks.get(names.network_name(cluster.name))
-    gateway = net.attrs["IPAM"]["Config"][0]["Gateway"]
+    gateway = network_gateway(net)
     master = cluster.master()
     master.reload()
     master_ip = master.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"]

@@ -34,6 +34,7 @@ from bay_salt.metrics.platform import MASTER_TLS
 from bay_salt.model import names, settings
 from bay_salt.model import services as service_specs
 from bay_salt.node import minion
+from bay_salt.node.containers import network_gateway
 from bay_salt.util import retry
 
 STATE_ROOT = Path("/var/lib/bay/clusters")
@@ -331,7 +332,10 @@ class LocalCluster:
             raise BayError(f"salt {' '.join(args)} failed (exit {res.exit_code}): {out[-2000:]}{err[-2000:]}") from None
 
     # --- up ---------------------------------------------------------------
-    def up(self, count: int = 3, demo: bool = True) -> None:
+    def up(self, count: int = 3, demo: bool = True, site: dict | None = None) -> None:
+        """A new cluster of ``count`` nodes (``demo``: with the demo service;
+        ``site``: the site's own changes to ``bay:`` in pillar, in force from
+        the first ``state.apply``, as :meth:`set_site` writes them later)."""
         if count < 1:
             raise BayError("--nodes must be at least 1")
         existing = [n for n in self.nodes()]
@@ -339,20 +343,22 @@ class LocalCluster:
             raise BayError(f"cluster {self.name!r} already exists ({len(existing)} nodes); `bay down` first or `bay status`")
         image = images.ensure_node_image(self.client, self.progress)
         with self.progress.step(f"master and {count} node containers"):
-            self._create(image, count)
+            self._create(image, count, site)
         self._wait_for_minions([names.node_id(i) for i in range(1, count + 1)])
         self.provision()
         if demo:
             self.deploy_demo()
 
-    def _create(self, image: str, count: int) -> None:
+    def _create(self, image: str, count: int, site: dict | None = None) -> None:
         root = images.checkout_root()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         pillar_dir = self.state_dir / "pillar"
         pillar_dir.mkdir(exist_ok=True)
         (pillar_dir / "services.sls").write_text("# services: `bay up` writes the demo here; see pillar/services.sls\n")
         (pillar_dir / "alerts.sls").write_text("# bay:alerts (contacts, rules): see pillar/bay.sls and docs/alerts.md\n")
-        (pillar_dir / "site.sls").write_text("# the site's own changes to any bay: key (over bay.sls): see pillar/bay.sls\n")
+        (pillar_dir / "site.sls").write_text(
+            yaml.safe_dump({"bay": site}, sort_keys=False) if site
+            else "# the site's own changes to any bay: key (over bay.sls): see pillar/bay.sls\n")
         gossip_key = base64.b64encode(secrets.token_bytes(32)).decode()
         minion_ids = [names.node_id(i) for i in range(1, count + 1)]
         made = Secrets.new()
@@ -480,7 +486,7 @@ class LocalCluster:
         """The registry's certificate (every address it is reached at: each
         node's, loopback, the network's gateway) on every node, and the CA."""
         net.reload()
-        gateway = net.attrs["IPAM"]["Config"][0]["Gateway"]
+        gateway = network_gateway(net)
         cert = pki.leaf(authority, "bay-registry", ["localhost"], ["127.0.0.1", gateway, *addresses.values()])
         (self.state_dir / "pki" / "ca.crt").write_text(authority.cert_pem)  # skopeo's --cert-dir layout
         files = {REGISTRY_TLS["ca_file"]: (authority.cert_pem, 0o644), REGISTRY_TLS["cert_file"]: (cert.cert_pem, 0o644),
@@ -656,7 +662,7 @@ class LocalCluster:
         reachable only from the ``registries`` addresses and the master's (host
         firewall: WebHDFS believes any user name). Returns the registry's storage URL."""
         net.reload()
-        gateway = net.attrs["IPAM"]["Config"][0]["Gateway"]
+        gateway = network_gateway(net)
         with self.progress.step("HDFS (MiniDFSCluster) for the registry"):
             daemon, http = start_minidfs(self.state_dir / "hdfs", images.checkout_root(), bind=gateway)
         (self.state_dir / "hdfs.pid").write_text(str(daemon.pid))

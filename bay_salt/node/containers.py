@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
+import ipaddress
 import logging
 import socket
 import threading
@@ -81,6 +82,22 @@ def ensure_image(client: docker.DockerClient, image: str) -> None:
         client.images.pull(image)
 
 
+def network_gateway(network) -> str:
+    """The gateway address of a Docker network (``network``: the SDK's
+    Network or its ``attrs``): the one its IPAM config names, or, where the
+    engine names none (a fresh engine's default ``bridge``), the first
+    address of its subnet, which Docker gives the bridge itself."""
+    attrs = network if isinstance(network, dict) else network.attrs
+    configs = (attrs.get("IPAM") or {}).get("Config") or []
+    for conf in configs:
+        if conf.get("Gateway"):
+            return conf["Gateway"].split("/")[0]
+    for conf in configs:
+        if conf.get("Subnet"):
+            return str(next(ipaddress.ip_network(conf["Subnet"], strict=False).hosts()))
+    raise ValueError(f"Docker network {attrs.get('Name', '?')} has no gateway and no subnet in its IPAM config")
+
+
 def platform_env(client: docker.DockerClient, service: str, statsd_port: int | None = None,
                  log_relay_port: int | None = None, kafka_bootstrap: str = "") -> dict[str, str]:
     """What the platform tells a container: where it sends statsd (its node's
@@ -89,7 +106,7 @@ def platform_env(client: docker.DockerClient, service: str, statsd_port: int | N
     topic in Kafka."""
     if not (statsd_port or log_relay_port):
         return {}
-    gateway = client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    gateway = network_gateway(client.networks.get("bridge"))
     env = {"STATSD_HOST": gateway, "STATSD_PORT": str(statsd_port)} if statsd_port else {}
     if log_relay_port:
         env.update({names.ENV_LOG_HOST: gateway, names.ENV_LOG_PORT: str(log_relay_port),
@@ -306,7 +323,7 @@ class ContainerSources:
         self._lock = threading.Lock()
 
     def gateway(self) -> str:
-        return self.client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+        return network_gateway(self.client.networks.get("bridge"))
 
     def owner(self, ip: str, fresh: bool = False) -> tuple[str, str, str] | None:
         """(service, group, instance) of the container at ``ip`` (``fresh``:

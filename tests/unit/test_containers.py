@@ -39,3 +39,12 @@ def test_rise_counts_successes_at_the_starting_cadence(probes):
     assert containers.wait_healthy("127.0.0.1", 8000, HEALTH.model_copy(update={"rise": 2}))
     # a success waits the cap before the next probe of its streak; a failure restarts it
     assert probes["sleeps"] == [0.02, 0.25, 0.25, 0.25]
+
+
+def test_network_gateway_from_ipam_or_the_first_address_of_the_subnet():
+    assert containers.network_gateway({"IPAM": {"Config": [{"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"}]}}) \
+        == "172.18.0.1"
+    # a fresh engine's default bridge names no gateway: Docker gives the bridge the subnet's first address
+    assert containers.network_gateway({"IPAM": {"Config": [{"Subnet": "172.17.0.0/16"}]}}) == "172.17.0.1"
+    with pytest.raises(ValueError, match="bridge has no gateway"):
+        containers.network_gateway({"Name": "bridge", "IPAM": {"Config": None}})
