@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prepare this machine (Debian 12, as root) for Bay: system packages, a running
 # Docker engine, and a venv with bay-salt installed from this checkout.
-# Idempotent: run it again any time. Progress goes to stderr.
+# `--test` adds what only the test suite and the benches use (scripts/test.sh
+# passes it): Chromium, Debian's docker-registry, libcairo2, and the Go-built OCI
+# clients and conformance suite. Idempotent: run it again any time. Progress goes to stderr.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -9,16 +11,27 @@ venv="${BAY_VENV:-$here/.venv}"
 log_dir=/var/log/bay
 mkdir -p "$log_dir"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+tests=false
+for arg in "$@"; do
+  case "$arg" in
+    --test) tests=true ;;
+    *) echo "setup.sh: unknown argument $arg (only --test: also what the tests need)" >&2; exit 2 ;;
+  esac
+done
 
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (it installs packages and starts dockerd)" >&2; exit 1; }
 
 export DEBIAN_FRONTEND=noninteractive
-# maven: Hadoop's MiniDFSCluster jars (scripts/hdfs.sh); docker-registry: the reference the
-# registry benchmark compares with (its service is not started); libcairo2: graphite-web
-# renders graphs with it (functional tests); chromium: the dashboards' browser test;
-# openssl: graphite-web's password hash (`bay up`)
+# what `bay up` needs: maven and a JDK (Hadoop's MiniDFSCluster and Kafka's jars, scripts/hdfs.sh
+# and scripts/kafka.sh), debootstrap and busybox-static (the node and demo images), skopeo (pushes
+# the demo), haproxy and consul (also run on the host by the integration tests), openssl
+# (graphite-web's password hash)
 packages=(docker.io debootstrap busybox-static skopeo python3-venv python3-pip haproxy iproute2 curl git tar
-          maven docker-registry libcairo2 chromium openssl)
+          maven openssl)
+# what only the tests and benches need: docker-registry (the registry benchmark's reference; its
+# service is not started), libcairo2 (graphite-web renders graphs with it: functional tests),
+# chromium (the dashboards' browser test)
+$tests && packages+=(docker-registry libcairo2 chromium)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 # HDFS (MiniDFSCluster): scripts/hdfs/BayMiniDFS.java runs in source-file mode, which needs the JDK
@@ -65,8 +78,15 @@ if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
   say "pip install -e .[test,monitoring] (salt==3008.4, Graphite and friends; about 2 minutes the first time)"
   "$venv/bin/pip" install -q --upgrade pip >/dev/null
   # Graphite's source packages stay inside the venv only with GRAPHITE_NO_PREFIX
-  GRAPHITE_NO_PREFIX=True "$venv/bin/pip" install -q -e "$here[test,monitoring]"
+  GRAPHITE_NO_PREFIX=True "$venv/bin/pip" install -q -e "$here[test,monitoring]" >"$log_dir/pip-install.log" 2>&1 \
+    || { tail -20 "$log_dir/pip-install.log" >&2; echo "setup.sh: pip install failed; log: $log_dir/pip-install.log" >&2; exit 1; }
   touch "$stamp"
 fi
 ln -sf "$venv/bin/bay" /usr/local/bin/bay
+if $tests; then
+  # the Go-built test tools, once (cached in /var/cache/bay; a few minutes on 2 cores the first time)
+  say "OCI clients and the conformance suite (built once)"
+  bash "$here/scripts/oci-clients.sh" >/dev/null
+  bash "$here/scripts/conformance.sh" >/dev/null
+fi
 say "ready: docker $(docker version --format '{{.Server.Version}}'), $("$venv/bin/python" -c 'import salt.version; print("salt", salt.version.__version__)')"

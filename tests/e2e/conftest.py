@@ -5,7 +5,7 @@ Tests that restart or remove part of the shared cluster carry
 ``@pytest.mark.disruptive(order=N)``: they run after all the others, in that
 order, whatever their file names."""
 
-import copy
+import logging
 import os
 
 import pytest
@@ -13,9 +13,10 @@ import testinfra
 
 from bay_salt.cluster.local import LocalCluster
 from bay_salt.cluster.progress import Progress
+from tests.e2e.helpers import restoring
+from tests.e2e.prebuild import CLUSTER, NODES, STATUS_ENV, build, prebuilt
 
-CLUSTER = os.environ.get("BAY_E2E_CLUSTER", "e2e")
-NODES = 3
+log = logging.getLogger(__name__)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -31,9 +32,14 @@ def cluster():
     c = LocalCluster(CLUSTER, progress=Progress())
     keep = bool(os.environ.get("BAY_E2E_KEEP"))
     try:
-        if not (keep and c.nodes()):  # BAY_E2E_KEEP=1 reuses a kept cluster (for development)
-            c.down()  # leftovers of an interrupted run of this same cluster
-            c.up(NODES)
+        if keep and c.nodes():  # BAY_E2E_KEEP=1 reuses a kept cluster (for development)
+            pass
+        elif (why := prebuilt(c, os.environ.get(STATUS_ENV))) is None:
+            log.info("e2e: using cluster %s, built in the background by scripts/test.sh", c.name)
+        else:
+            if os.environ.get(STATUS_ENV):
+                log.warning("e2e: building the cluster here: %s", why)
+            build(c)
         yield c
     finally:
         if not keep:
@@ -57,7 +63,5 @@ def node(request, cluster):
 @pytest.fixture
 def pillar(cluster):
     """The demo services pillar, restored (and redeployed) after the test."""
-    original = cluster.services_pillar()
-    yield copy.deepcopy(original)
-    cluster.set_services(original)
-    cluster.runner("bay.deploy", "demo")
+    with restoring(cluster, "demo") as services:
+        yield services

@@ -56,12 +56,12 @@ def placements(cluster, group, service="demo"):
     return {line.split("@")[0]: line.split("@")[1].split(":")[0] for line in st["instances"]}
 
 
-def wait_routed(cluster, port, group, expect_count, version="v1", timeout=30):
+def wait_routed(cluster, port, group, expect_count, version="v1", timeout=30, service="demo"):
     """Every node's HAProxy routes exactly the registered instances."""
     state = {}
 
     def routed():
-        state["want"] = registered(cluster, group)
+        state["want"] = registered(cluster, group, service)
         state["got"] = {n.id: ids_via(n.address, port) for n in cluster.nodes()}
         return len(state["want"]) == expect_count and all(
             {i for i, _ in g} == state["want"] and {v for _, v in g} == {version} for g in state["got"].values())
@@ -74,13 +74,14 @@ def wait_routed(cluster, port, group, expect_count, version="v1", timeout=30):
     return state["want"]
 
 
-def containers(cluster, group, status_filter=("status=running",)):
+def containers(cluster, group, status_filter=("status=running",), service="demo"):
     """Instance ids of the group's containers on every node (running ones by default)."""
     out = set()
     filters = [f for s in status_filter for f in ("--filter", s)]
     for n in cluster.nodes():
         res = cluster.client.containers.get(n.container).exec_run(
-            ["docker", "ps", "-a", *filters, "--filter", f"label=io.bay.group={group}",
+            ["docker", "ps", "-a", *filters, "--filter", f"label=io.bay.service={service}",
+             "--filter", f"label=io.bay.group={group}",
              "--format", "{{.Label \"io.bay.instance\"}}"])
         out |= set(res.output.decode().split())
     return out
@@ -212,6 +213,19 @@ def converges(cluster, timeout=60, services=("demo",)) -> float:
     except retry.GaveUp:
         raise AssertionError(f"not converged in {timeout} s: " + "; ".join(last)) from None
     return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def restoring(cluster, service="demo"):
+    """A copy of the services pillar to change; afterwards the pillar as it
+    was, and ``service`` deployed from it again (a no-op when the test left
+    the deployed spec as it was)."""
+    original = cluster.services_pillar()
+    try:
+        yield copy.deepcopy(original)
+    finally:
+        cluster.set_services(original)
+        cluster.runner("bay.deploy", service)
 
 
 @contextlib.contextmanager

@@ -23,13 +23,15 @@ SERVICE, GROUP, LISTEN = "alarm", "web", 10120  # its own frontends (other e2e s
 #: the silence test's own group: its restarts do not add to web's crash-loop count
 QUIET = "quiet"
 FOR = 15
+#: the rounds and the group wait of the alerts settings the tests give the cluster (Receivers.settings)
+INTERVAL, GROUP_WAIT = 2, 2
 OWNER = "owner-a"
 
 
 @pytest.fixture(scope="module")
 def inbox(cluster):
     with Receivers(gateway(cluster)) as r:
-        cluster.set_alerts(r.settings([OWNER]))
+        cluster.set_alerts(r.settings([OWNER], interval=INTERVAL, group_wait=GROUP_WAIT))
         try:
             yield r.inbox
         finally:
@@ -85,7 +87,9 @@ def test_a_single_container_kill_sends_nothing(cluster, inbox, alarm):
     began = time.time()
     kill(cluster, everything=False)
     converges(cluster, 60, services=("demo", SERVICE))
-    time.sleep(FOR + 15)  # past `for`, the group wait and a round
+    # had the kill kept the group down past `for`, its owners would be told by now: `for`, the group
+    # wait and three rounds after the kill (the replacement is routed long before `for`)
+    time.sleep(max(0.0, began + FOR + GROUP_WAIT + 3 * INTERVAL - time.time()))
     assert inbox.about(since=began, service=SERVICE) == []
 
 

@@ -125,7 +125,7 @@ def test_crash_loop_backs_off_then_fails_the_group(cluster, pillar):
         # group with its deployed count) it still runs nothing
         passes = reconcile_passes(cluster)
         eventually(lambda: reconcile_passes(cluster) >= passes + 2, 30, "two reconciliation passes")
-        assert containers(cluster, "loop") == set()
+        assert containers(cluster, "loop", service="crashy") == set()
         assert cluster.runner("bay.status", "crashy")["crashy.loop"]["registered"] == 0
         # a deploy starts it afresh (clears the failed mark and the back-off)
         cluster.runner("bay.deploy", "crashy")

@@ -19,6 +19,7 @@ from bay_salt.logs import client
 from bay_salt.logs.archive import storage_for
 from bay_salt.model import names
 from tests.e2e.helpers import demo_image_service, eventually, master_log_lines, master_log_since
+from tests.e2e.prebuild import site
 
 SERVICE, GROUP, LISTEN = "logdemo", "web", 10130  # its own frontend (other e2e services hold 10090-10121)
 #: what it prints before it serves: "hello from INSTANCE", then three numbered lines
@@ -125,16 +126,16 @@ def test_kept_output_goes_by_age_and_by_the_nodes_cap(cluster, logdemo):
         assert len(held) >= 2, held
         # the node's cap: room for the newest output only; the older go
         newest = cluster.salt(node_id, "bay_logs.kept_output", SERVICE, GROUP, timeout=30)[node_id][0]
-        cluster.set_site({"logs": {"node_max_size": str(newest["bytes"] + 10), "gc_interval": 1}})
+        site(cluster, {"logs": {"node_max_size": str(newest["bytes"] + 10), "gc_interval": 1}})
         assert apply_logs(cluster, node_id)
         eventually(lambda: kept_on(cluster, node_id) == held[:1], 30,
                    f"only the newest ({held[0]}) kept under the cap: {kept_on(cluster, node_id)}")
         # age: a retention of seconds
-        cluster.set_site({"logs": {"retention": "5s", "gc_interval": 1}})
+        site(cluster, {"logs": {"retention": "5s", "gc_interval": 1}})
         assert apply_logs(cluster, node_id)
         eventually(lambda: kept_on(cluster, node_id) == [], 30, "kept output gone after the retention")
     finally:
-        cluster.set_site({})
+        site(cluster)
         assert apply_logs(cluster, "*")
 
 

@@ -66,8 +66,8 @@ def test_carbon_down_then_back_loses_nothing_within_the_bound(graphite):
         graphite.stop_carbon()
         now = int(time.time())
         s.put([("bay.it.outage.x", (now - 29 + i, 1.0)) for i in range(30)])
-        time.sleep(2)
-        assert s.pending() == 30 and s.errors >= 1  # kept, not lost, while carbon is away
+        wait_for(lambda: s.errors >= 1, 20, "the shipper tried carbon and failed")
+        assert s.pending() == 30  # kept, not lost, while carbon is away
         graphite.start_carbon()
         assert len(read_back(graphite, "bay.it.outage.x", 30, timeout=60)) == 30
         assert s.dropped == 0
@@ -86,10 +86,9 @@ def test_points_after_carbon_closed_the_connection_are_kept_not_sent_into_it(gra
         s.put([("bay.it.closed.x", (now - 60, 1.0))])
         wait_for(lambda: s.connected and s.pending() == 0, 20, "the shipper connected and sent")
         graphite.stop_carbon()
-        time.sleep(1)
         s.put([("bay.it.closed.x", (now - 50 + i, 2.0)) for i in range(5)])
-        time.sleep(2)
-        assert s.pending() == 5 and s.errors >= 1  # kept, not sent into the closed connection
+        wait_for(lambda: s.errors >= 1, 20, "the shipper found carbon gone")
+        assert s.pending() == 5  # kept, not sent into the closed connection
         graphite.start_carbon()
         # the five kept (the first point may have gone with carbon's cache when it was stopped)
         assert read_back(graphite, "bay.it.closed.x", 5, timeout=60).count(2.0) == 5
@@ -150,12 +149,13 @@ def test_statsd_from_a_service_reaches_graphite_under_its_name(graphite, statsd_
     agent.line_receiver()
     agent.statsd_relay(OneSender())
     try:
-        wait_for(statsd.alive, 5)
-        time.sleep(1)
+        # statsd is ready once its management port answers (it opens it with its UDP port)
+        wait_for(lambda: statsd.alive() and socket.create_connection(("127.0.0.1", conf["mgmt_port"]), 1).close() is None,
+                 20, "statsd's management port")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
             for _ in range(20):
                 out.sendto(b"orders:1|c\nqueue_depth:7|g", ("127.0.0.1", cfg.statsd_listen_port))
-                time.sleep(0.1)
+        wait_for(lambda: agent.relayed >= 20, 20, "the agent relayed 20 packets")
         assert agent.relayed == 20
         read_back(graphite, "bay.it.services.demo.web.host.orders.count", 1, timeout=30, total=20)
         assert read_back(graphite, "bay.it.services.demo.web.host.queue_depth", 1, timeout=30)[-1] == 7

@@ -13,6 +13,7 @@ from bay_salt.kv import store as kvstore
 from bay_salt.kv.records import Accepted, Instance
 from bay_salt.model import names, settings
 from bay_salt.model.services import SpecError, parse
+from bay_salt.util import retry
 from tests.helpers import CHECKOUT
 from tests.support.fakes import MemoryStore
 
@@ -340,23 +341,35 @@ def test_the_courier_sends_when_woken_and_retries_when_due_without_polling():
 
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    store = MemoryStore()
-    courier = engine.Courier(lambda: store, lambda: {"send_attempts": 3}, lambda: "")
+    looked = threading.Event()
+
+    class Store(MemoryStore):
+        def items(self, prefix):
+            looked.set()
+            return super().items(prefix)
+
+    store = Store()
+    # retries 0.2 s apart at most (the default cap is 300 s): "when due" is then well inside the 30 s idle look
+    courier = engine.Courier(lambda: store, lambda: {"send_attempts": 3, "send_backoff_max": 0.2}, lambda: "")
     threading.Thread(target=courier.run, daemon=True).start()
     try:
-        time.sleep(0.3)  # its first look found nothing: it now waits up to 30 s unless woken
+        assert looked.wait(5)  # its first look found nothing: it now waits up to 30 s unless woken
         t0 = time.time()
         ok = notify.Delivery("d1", "bob", notify.WEBHOOK, f"http://127.0.0.1:{srv.server_port}/h", "s", "{}", t0)
         store.apply([kvstore.op_set(names.KV_ALERTS_OUTBOX + ok.id, ok.to_json())])
         courier.wake.set()
-        time.sleep(1)
-        assert len(got) == 1 and got[0] - t0 < 1 and store.items(names.KV_ALERTS_OUTBOX) == {}
+        retry.until(lambda: got and store.items(names.KV_ALERTS_OUTBOX) == {}, "the woken courier sent d1", timeout=5,
+                    interval=0.02)
+        assert len(got) == 1 and got[0] - t0 < 1
         bad = notify.Delivery("d2", "bob", notify.WEBHOOK, "http://127.0.0.1:1/h", "s", "{}", time.time())
+        t1 = time.time()
         store.apply([kvstore.op_set(names.KV_ALERTS_OUTBOX + bad.id, bad.to_json())])
         courier.wake.set()
-        time.sleep(8)  # tries at 0, 2 and 6 s: the retries come when due, not at the next 30 s look
-        failed = [notify.Delivery.from_json(v) for v in store.items(names.KV_ALERTS_FAILED).values()]
+        # tries at 0, 0.2 and 0.4 s: the retries come when due, not at the next 30 s look
+        failed = retry.until(lambda: [notify.Delivery.from_json(v) for v in store.items(names.KV_ALERTS_FAILED).values()],
+                             "d2 given up after 3 tries", timeout=10, interval=0.02)
         assert [d.attempts for d in failed] == [3] and store.items(names.KV_ALERTS_OUTBOX) == {}
+        assert time.time() - t1 < 5
     finally:
         srv.shutdown()
         srv.server_close()
