@@ -126,7 +126,8 @@ def test_one_fill_per_blob_and_every_request_follows_it_as_it_grows(tmp_path):
         assert await first.available(0) == 1000  # sent before the fill is done
         assert cache.fill(digest, len(data), chunks, run) is first
         followers = [asyncio.ensure_future(follow(cache, digest, len(data), chunks)) for _ in range(5)]
-        await asyncio.sleep(0.05)
+        for _ in range(20):  # the followers run up to their wait for what storage has not sent (the gate holds it)
+            await asyncio.sleep(0)
         assert not any(f.done() for f in followers)
         gate.set()
         return await asyncio.gather(*followers)
