@@ -27,7 +27,8 @@ def controller_token(opts: dict) -> str | None:
 class SaltBackend:
     def __init__(self, local, target: str | list[str] = "*", timeout: int = 300, report_timeout: int = 60,
                  refresh_pillar: bool = True, token: str | None = None,
-                 connected: Callable[[], set[str]] | None = None, connect_wait: float = 30.0):
+                 connected: Callable[[], set[str]] | None = None, connect_wait: float = 30.0,
+                 site: Callable[[], dict] | None = None):
         """``target``: a glob, or the list of minions to use (the controller
         passes the nodes Consul sees alive, so no call waits on a dead one).
         ``report_timeout``: for the node reports (the controller asks again
@@ -42,7 +43,9 @@ class SaltBackend:
         ``connected``: the minions connected to the master now; a start on a
         node whose minion is not (restarting, cut off) waits up to
         ``connect_wait`` seconds for it, since a job published meanwhile
-        never reaches it and would be waited for in vain."""
+        never reaches it and would be waited for in vain.
+        ``site``: the site's settings (:func:`bay_salt.control.site.report`)
+        from the master's own pillar; without it, from the first node's report."""
         self.local = local
         self.connected = connected
         self.connect_wait = connect_wait
@@ -53,6 +56,8 @@ class SaltBackend:
         self.timeout = timeout
         self.token = token
         self._reports: dict | None = None
+        self.site = site
+        self._site: dict | None = None
 
     def reports(self, refresh: bool = False) -> dict[str, dict]:
         if self._reports is None and self.refresh_pillar:
@@ -67,7 +72,11 @@ class SaltBackend:
         return self._reports
 
     def _any(self) -> dict:
-        return next(iter(self.reports().values()))
+        """The site's settings (:func:`bay_salt.control.site.report`): read once per backend,
+        from the master's pillar when it was given one, else as the first node reports them."""
+        if self._site is None:
+            self._site = self.site() if self.site is not None else next(iter(self.reports().values()))
+        return self._site
 
     def nodes(self) -> list[NodeState]:
         out = []
@@ -132,23 +141,23 @@ class SaltBackend:
         return usage, errors
 
     def services(self) -> dict:
-        """The ``bay:services`` pillar as the nodes hold it (validated by the caller)."""
+        """The ``bay:services`` pillar (validated by the caller)."""
         return self._any().get("services", {})
 
     def access(self) -> tuple[list[str], dict[str, list[str]]]:
-        """The platform team and the teams of owners (``bay:admins``, ``bay:teams``), as the nodes see them."""
+        """The platform team and the teams of owners (``bay:admins``, ``bay:teams``)."""
         report = self._any()
         return list(report.get("admins") or []), dict(report.get("teams") or {})
 
     def controller_settings(self) -> dict:
-        """The ``bay:controller`` pillar (back-off, strays), as the nodes see it."""
+        """The ``bay:controller`` pillar (back-off, strays)."""
         return self._any()["controller"]
 
     def node_addresses(self) -> dict[str, str]:
         return {m: r["node"]["address"] for m, r in self.reports().items()}
 
     def monitoring(self) -> dict:
-        """Where metrics go, as the nodes know it (:func:`bay_salt.metrics.nodefiles.report`)."""
+        """Where metrics go (:func:`bay_salt.metrics.nodefiles.report`)."""
         return self._any().get("monitoring") or {}
 
     def provision_dashboards(self) -> dict[str, list[str] | str]:
@@ -161,7 +170,7 @@ class SaltBackend:
         return {n: ret.get(n, "no answer") for n in nodes}
 
     def alerting(self) -> dict:
-        """What the alert evaluator needs from the nodes' pillar: ``bay:alerts``, the teams, the registry's storage."""
+        """What the alert evaluator needs from pillar: ``bay:alerts``, the teams, the registry's storage."""
         r = self._any()
         return {"alerts": r.get("alerts") or {}, "teams": r.get("teams") or {},
                 "registry_storage": r.get("registry_storage") or ""}
@@ -203,8 +212,11 @@ class SaltBackend:
         return int(self._any()["cadvisor_port"])
 
     def consul_servers(self) -> tuple[list[str], int]:
-        """The Consul servers' addresses and HTTP port, as the nodes know them."""
+        """The Consul servers' addresses and HTTP port (a site whose pillar gives no server's
+        address: as the nodes report them, each knowing its own)."""
         info = self._any()["consul"]
+        if not info["servers"] and self.site is not None:
+            info = {**info, "servers": sorted({a for r in self.reports().values() for a in r["consul"]["servers"]})}
         return info["servers"], info["http_port"]
 
     def store(self) -> ConsulStore:
@@ -220,8 +232,24 @@ def for_master(opts: dict, targets: list[str] | None = None, **kwargs) -> SaltBa
     import salt.client
     import salt.utils.minions
 
+    from bay_salt.control import site
+
     if targets is None:
         targets = sorted(salt.utils.minions.CkMinions(opts).connected_ids())
     kwargs.setdefault("token", controller_token(opts))
+    # the site's settings from the master's own pillar (compiled as for a node the top file names),
+    # so a command needs no node to answer and no node chooses them
+    pillar_id = sorted(targets)[0] if targets else _first_accepted(opts)
+    if pillar_id:
+        kwargs.setdefault("site", lambda: site.master_view(opts, pillar_id))
     kwargs.setdefault("connected", lambda: salt.utils.minions.CkMinions(opts).connected_ids())
     return SaltBackend(salt.client.get_local_client(opts["conf_file"]), sorted(targets) or "*", **kwargs)
+
+
+def _first_accepted(opts: dict) -> str | None:
+    """The first minion whose key the master accepted (None: none yet)."""
+    import salt.key
+
+    with salt.key.get_key(opts) as keys:
+        accepted = keys.list_status("accepted").get("minions") or []
+    return sorted(accepted)[0] if accepted else None

@@ -152,6 +152,10 @@ def run(client: docker.DockerClient, group: GroupSpec, instance: str, log_max_si
         log_config=docker.types.LogConfig(type="json-file", config={"max-size": log_max_size,
                                                                      "max-file": str(log_max_file)}),
         restart_policy={"Name": "no"},
+        # Docker's init as PID 1: it passes the stop signal on and reaps orphans, so a service
+        # whose process ignores SIGTERM as PID 1 (a shell, busybox httpd) stops at once on a
+        # scale-down or roll instead of after the kill timeout
+        init=True,
         **kwargs,
     )
     container.reload()

@@ -9,7 +9,7 @@ from salt.exceptions import CommandExecutionError
 
 try:
     from bay_salt import saltloader
-    from bay_salt.logs import nodefiles as log_nodefiles
+    from bay_salt.control import site
     from bay_salt.metrics import dashboards, nodefiles
     from bay_salt.model import settings as bay_settings
     from bay_salt.node import aptsources
@@ -84,21 +84,10 @@ def node_report():
         salt '*' bay.node_report
     """
     cfg = settings(redact=False)
-    shown = bay_settings.redacted(cfg)  # what goes to the master: no secret (services' secret_env values neither)
     return {
+        **site.report(cfg),  # no secret: what goes to the master is redacted
         "node": cfg["node"],
         "capacity": __grains__.get("bay_capacity", {}),
-        "services": shown.get("services", {}),
-        "controller": cfg["controller"],
-        "admins": cfg["admins"],
-        "teams": cfg["teams"],
-        "cadvisor_port": cfg["cadvisor"]["port"],
-        "monitoring": nodefiles.report(cfg),
-        "logs": log_nodefiles.report(cfg),
-        # the alert evaluator's settings (no secret: the SMTP password is a file on the master)
-        "alerts": cfg["alerts"],
-        "registry_storage": cfg["registry"]["storage"],
-        "consul": {"servers": cfg["consul"]["server_addresses"], "http_port": cfg["consul"]["http_port"]},
         "containers": __salt__["bay_docker.instances"](),
     }
 

@@ -34,3 +34,40 @@ def test_a_start_on_a_node_whose_minion_stays_away_fails_in_one_line_without_pub
     with pytest.raises(DeployError, match=r"^demo.web on node1: its minion is not connected to the master"):
         b.start("node1", GROUP, ["i1"])
     assert local.calls == []
+
+
+class Reporting(Local):
+    """Nodes that answer bay.node_report (a node's root chooses what its report says)."""
+
+    def __init__(self, report):
+        super().__init__()
+        self.report = report
+
+    def cmd(self, tgt, fun, arg=(), timeout=None, **kwargs):
+        self.calls.append((tgt, fun, timeout))
+        return {n: self.report for n in tgt.split(",")} if fun == "bay.node_report" else {}
+
+
+def test_the_site_comes_from_the_masters_view_not_from_a_nodes_report():
+    forged = {"admins": ["mallory"], "teams": {}, "services": {"evil": {}}, "controller": {},
+              "consul": {"servers": ["10.9.9.9"], "http_port": 8500}}
+    local, looked = Reporting(forged), []
+
+    def view():
+        looked.append(1)
+        return {"admins": ["platform"], "teams": {"shop": ["alice"]}, "services": {"demo": {}}, "controller": {},
+                "consul": {"servers": ["10.0.0.2"], "http_port": 8500}}
+
+    b = SaltBackend(local, ["node1", "node2"], site=view)
+    assert b.access() == (["platform"], {"shop": ["alice"]})
+    assert set(b.services()) == {"demo"} and b.consul_servers() == (["10.0.0.2"], 8500)
+    assert local.calls == [] and looked == [1]  # no node asked; the master's pillar read once per backend
+
+
+def test_without_a_masters_view_the_first_report_and_servers_without_addresses_from_the_nodes():
+    report = {"admins": ["a"], "teams": {}, "consul": {"servers": ["10.0.0.3"], "http_port": 8501}}
+    b = SaltBackend(Reporting(report), ["node1"], refresh_pillar=False)
+    assert b.access() == (["a"], {})
+    b = SaltBackend(Reporting(report), ["node1"], refresh_pillar=False,
+                    site=lambda: {"consul": {"servers": [], "http_port": 8501}})
+    assert b.consul_servers() == (["10.0.0.3"], 8501)

@@ -1,0 +1,37 @@
+"""A service container as the node starts it, on the host's real Docker: the
+service's process is not PID 1 (Docker's init is), so a stop reaches it even
+when it would ignore SIGTERM as PID 1 (a shell script, busybox httpd)."""
+
+import uuid
+
+import docker
+import pytest
+
+from bay_salt.cluster.demo import BUSYBOX_IMAGE, ensure_busybox
+from bay_salt.cluster.progress import Progress
+from bay_salt.model.services import parse
+from bay_salt.node import containers
+
+
+@pytest.fixture(scope="module")
+def dc():
+    c = docker.from_env(timeout=60)
+    ensure_busybox(c, Progress())
+    return c
+
+
+def test_a_stop_reaches_a_service_that_ignores_sigterm_as_pid_1(dc):
+    service = f"init{uuid.uuid4().hex[:6]}"
+    group = parse({service: {"image": BUSYBOX_IMAGE, "owners": ["t"], "command": ["sh", "-c", "sleep 600"],
+                             "groups": {"web": {"instances": 1, "cpu": 0.1, "memory": 32, "port": 8000,
+                                                "listen": 10999}}}})[service].groups()["web"]
+    made = containers.run(dc, group, "i1")
+    c = dc.containers.get(made["container"])
+    try:
+        assert c.attrs["HostConfig"]["Init"] is True
+        c.stop(timeout=30)
+        c.reload()
+        # 143: the shell died of the SIGTERM passed on by init; 137 would be the kill after the timeout
+        assert c.attrs["State"]["ExitCode"] == 143, c.attrs["State"]
+    finally:
+        c.remove(force=True)
