@@ -1,6 +1,7 @@
 """Autoscaling in a real `bay up` cluster: a CPU-burning group (busybox
 httpd with a CGI that spins the CPU, 0.1 CPU per instance) under load from
-hey inside node1 scales up from cAdvisor's figures; after the load stops it
+a small load generator inside node1 (LOAD: 6 clients in a loop, the
+node's own Python, nothing to install) scales up from cAdvisor's figures; after the load stops it
 scales back down once the window has passed, and every decision is in KV."""
 
 import base64
@@ -27,6 +28,23 @@ BURN = {"image": None, "owners": ["platform-team"], "command": ["/bin/sh", "-c",
                                          "scale_down_step": 0.5}}}}
 
 
+#: inside node1: 6 clients requesting URL in a loop for 60 s (ended early with pkill -f bay-e2e-load)
+LOAD = """
+import sys, threading, time, urllib.request
+def client(url, until):
+    while time.monotonic() < until:
+        try:
+            urllib.request.urlopen(url, timeout=5).read()
+        except OSError:
+            time.sleep(0.1)
+until = time.monotonic() + 60
+threads = [threading.Thread(target=client, args=(sys.argv[-1], until)) for _ in range(6)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+"""
+STOP_LOAD = ["pkill", "-f", "bay-e2e-load"]
+
+
 def count(cluster):
     return cluster.runner("bay.status", "burn")["burn.cpu"]["registered"]
 
@@ -45,11 +63,11 @@ def test_cpu_load_scales_up_then_down_after_the_window(cluster, pillar):
     master = cluster.master()
     since = int(master.exec_run(["sh", "-c", "wc -l < /var/log/salt/master"]).output.decode().strip())
     node1 = cluster.client.containers.get(cluster.nodes()[0].container)
-    node1.exec_run(["sh", "-c", "command -v hey || apt-get install -y -q hey"])
     try:
         cluster.runner("bay.deploy", "burn")
         assert count(cluster) == 1
-        node1.exec_run(["hey", "-z", "60s", "-c", "6", f"http://127.0.0.1:{PORT}/cgi-bin/burn"], detach=True)
+        node1.exec_run(["/opt/bay/venv/bin/python", "-c", LOAD, "bay-e2e-load",
+                        f"http://127.0.0.1:{PORT}/cgi-bin/burn"], detach=True)
         eventually(lambda: count(cluster) >= 3, 75, "scaled up to 3 under load", interval=2)
         ups = [d for d in decisions(cluster, since) if "'reason': 'up'" in d]
         assert ups, decisions(cluster, since)
@@ -60,7 +78,7 @@ def test_cpu_load_scales_up_then_down_after_the_window(cluster, pillar):
             return {i for i, _ in ids_via(cluster.nodes()[1].address, PORT, 30)} == want
 
         eventually(routed, 30, "node2's HAProxy serves every burn.cpu instance", interval=0)
-        node1.exec_run(["pkill", "hey"])
+        node1.exec_run(STOP_LOAD)
         stopped = time.monotonic()
         eventually(lambda: count(cluster) <= 1, 150, "scaled down to 1 after the window", interval=2)
         assert time.monotonic() - stopped >= 20  # not before the 20 s window had passed
@@ -69,5 +87,5 @@ def test_cpu_load_scales_up_then_down_after_the_window(cluster, pillar):
         state = json.loads(base64.b64decode(kv_get(cluster, names.kv_scale("burn", "cpu"))[0]["Value"]))
         assert state["state"]["desired"] == 1 and state["last"]["desired"] == 1
     finally:
-        node1.exec_run(["pkill", "hey"])
+        node1.exec_run(STOP_LOAD)
         cluster.runner("bay.scale", "burn.cpu", "0")
