@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 
-import yaml
-
 from bay_salt.logs import nodefiles as log_nodefiles
 from bay_salt.metrics import nodefiles
 from bay_salt.model import settings as bay_settings
@@ -46,8 +44,7 @@ def formula_defaults(file_roots: list[str]) -> dict:
     for root in file_roots:
         path = os.path.join(root, "bay", "defaults.yaml")
         if os.path.isfile(path):
-            with open(path, encoding="utf-8") as fh:
-                return yaml.safe_load(fh)["bay"]
+            return bay_settings.read_defaults(path)
     raise SiteError(f"bay/defaults.yaml is in none of the master's file_roots ({', '.join(file_roots) or 'none'})")
 
 

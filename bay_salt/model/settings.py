@@ -604,7 +604,12 @@ class Settings(_Strict):
 
 def formula_defaults(root) -> dict:
     """The ``bay`` key of the formula's ``states/bay/defaults.yaml`` under checkout ``root``."""
-    with open(f"{root}/states/bay/defaults.yaml", encoding="utf-8") as fh:
+    return read_defaults(f"{root}/states/bay/defaults.yaml")
+
+
+def read_defaults(path) -> dict:
+    """The ``bay`` key of a formula defaults file (``bay/defaults.yaml``)."""
+    with open(path, encoding="utf-8") as fh:
         return yaml.safe_load(fh)["bay"]
 
 
