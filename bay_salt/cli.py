@@ -55,7 +55,15 @@ def _local():
 
 def _status_table(st: dict) -> None:
     m = st["master"]
-    console.print(f"[bold]Bay cluster {st['cluster']}[/]  master [cyan]{m['container']}[/] {m['address']} ({m['state']})")
+    console.print(f"[bold]Bay cluster {st['cluster']}[/]")
+    for mm in st.get("masters") or [dict(m, leads=[])]:
+        leads = f"  leads the {' and the '.join(mm['leads'])}" if mm.get("leads") else "  standing by"
+        console.print(f"  master [cyan]{mm['container']}[/] {mm['address']} ({mm['state']}){leads}")
+    for role, h in (st.get("leaders") or {}).items():
+        if not h.get("master"):
+            console.print(f"  [red]{role}: no master leads[/]" + (f" ({h['error']})" if h.get("error") else ""))
+        elif h.get("beat_age", 0) > 10:
+            console.print(f"  [yellow]{role}: {h['master']} last beat {h['beat_age']:.0f} s ago[/]")
     table = Table(show_lines=False)
     for col in ("node", "address", "roles", "state", "services", "HAProxy stats", "cAdvisor"):
         table.add_column(col)
@@ -76,11 +84,13 @@ def _status_table(st: dict) -> None:
 
 @app.command()
 def up(nodes: Annotated[int, typer.Option(help="number of nodes")] = 3,
+       masters: Annotated[int, typer.Option(help="number of salt-masters (one leads the controller, the others "
+                                                 "stand by)")] = 2,
        demo: Annotated[bool, typer.Option(help="deploy the demo service")] = True) -> None:
-    """Build what is missing and start a local Bay cluster (a salt-master and N nodes)."""
+    """Build what is missing and start a local Bay cluster (salt-masters and N nodes)."""
     started = time.monotonic()
     cluster = _local()
-    cluster.up(nodes, demo=demo)
+    cluster.up(nodes, demo=demo, masters=masters)
     _status_table(cluster.status())
     console.print(f"[bold green]bay up[/] took {time.monotonic() - started:.0f}s")
 

@@ -177,7 +177,7 @@ def kills(cluster: LocalCluster, count: int, progress: Progress) -> dict:
     n1 = cluster.client.containers.get(nodes[0].container)
     load = Load(n1.name)
     load.start()
-    bus = Bus(cluster.master().name)
+    bus = Bus(cluster.leading_master().name)
     bus.start()
     time.sleep(2)
     out_ms, routed_ms, victims = [], [], []
@@ -217,7 +217,7 @@ def kills(cluster: LocalCluster, count: int, progress: Progress) -> dict:
 def node_losses(cluster: LocalCluster, trials: int, progress: Progress) -> dict:
     times, moved, seen = [], [], []
     task = progress.add_task("node losses", total=trials)
-    bus = Bus(cluster.master().name)
+    bus = Bus(cluster.leading_master().name)
     bus.start()
     for k in range(trials):
         nodes = cluster.nodes()

@@ -387,9 +387,11 @@ def run(opts: dict, graphite_user: str = "", graphite_password_file: str = "",
     seen, not the seventh because a round ran a little early). What the
     nodes report (pillar) is asked for in a thread of its own every 30 s: a
     slow node never delays a round."""
+    from bay_salt.control import leader
     from bay_salt.control.engine import NodeReports
 
     reports = NodeReports(opts, ttl=30.0)
+    leader.lead(opts, "alerts", reports)  # stands by while another master evaluates
     ev = Evaluator()
     settings = lambda: reports.alerting.get("alerts") or {}  # noqa: E731
     courier = Courier(lambda: reports.store, settings,

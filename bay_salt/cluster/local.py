@@ -84,9 +84,13 @@ def systemd_host_config(client, **extra):
     )
 
 
-def master_config(cluster: str) -> dict:
+def master_config(cluster: str, index: int = 1) -> dict:
+    """The ``index``-th master's configuration: every master the same (hot/hot
+    multi-master) but its id and where the nodes reach it (``bay_advertise``:
+    the lock of the role it leads names it, and the nodes' agents send it their events)."""
     return {
-        "id": names.MASTER_ID,
+        "id": names.master_id(index),
+        "bay_advertise": names.master_container(cluster, index),
         "interface": "0.0.0.0",
         "auto_accept": False,
         "open_mode": False,
@@ -114,9 +118,11 @@ def master_config(cluster: str) -> dict:
     }
 
 
-def minion_config(cluster: str, minion_id: str) -> dict:
+def minion_config(cluster: str, minion_id: str, masters: int = 1) -> dict:
+    """A node's minion: connected to every master (hot/hot: a job or an event reaches a live one)."""
+    hosts = [names.master_container(cluster, i) for i in range(1, masters + 1)]
     return {
-        **minion.config(minion_id, names.master_container(cluster)),
+        **minion.config(minion_id, hosts[0] if masters == 1 else hosts),
         "log_level_logfile": "info",
         "acceptance_wait_time": 2,
         "random_reauth_delay": 0,
@@ -307,8 +313,26 @@ class LocalCluster:
     def containers(self):
         return self.client.containers.list(all=True, filters={"label": f"{names.LABEL_CLUSTER}={self.name}"})
 
+    def masters(self) -> list:
+        """The master containers, first master first."""
+        found = [c for c in self.containers() if c.labels.get(names.LABEL_ROLE) == "master"]
+        return sorted(found, key=lambda c: (len(c.name), c.name))
+
+    def leading_master(self, role: str = "controller"):
+        """The container of the master that leads ``role`` now (its lock in KV);
+        BayError if none does."""
+        held = self.leaders()[role].get("master")
+        found = [m for m in self.masters() if held and m.labels.get("io.bay.minion") == held]
+        if not found:
+            raise BayError(f"no master of cluster {self.name!r} leads the {role} now: {self.leaders()[role]}")
+        return found[0]
+
     def master(self):
-        return self.client.containers.get(names.master_container(self.name))
+        """A master to run commands on: the first one running (any master takes any command)."""
+        found = self.masters()
+        if not found:
+            raise docker.errors.NotFound(f"no master container of cluster {self.name!r}")
+        return next((c for c in found if c.status == "running"), found[0])
 
     def nodes(self) -> list[NodeInfo]:
         out = []
@@ -332,24 +356,27 @@ class LocalCluster:
             raise BayError(f"salt {' '.join(args)} failed (exit {res.exit_code}): {out[-2000:]}{err[-2000:]}") from None
 
     # --- up ---------------------------------------------------------------
-    def up(self, count: int = 3, demo: bool = True, site: dict | None = None) -> None:
-        """A new cluster of ``count`` nodes (``demo``: with the demo service;
-        ``site``: the site's own changes to ``bay:`` in pillar, in force from
-        the first ``state.apply``, as :meth:`set_site` writes them later)."""
+    def up(self, count: int = 3, demo: bool = True, site: dict | None = None, masters: int = 2) -> None:
+        """A new cluster of ``count`` nodes and ``masters`` salt-masters
+        (``demo``: with the demo service; ``site``: the site's own changes to
+        ``bay:`` in pillar, in force from the first ``state.apply``, as
+        :meth:`set_site` writes them later)."""
         if count < 1:
             raise BayError("--nodes must be at least 1")
+        if masters < 1:
+            raise BayError("--masters must be at least 1")
         existing = [n for n in self.nodes()]
         if existing:
             raise BayError(f"cluster {self.name!r} already exists ({len(existing)} nodes); `bay down` first or `bay status`")
         image = images.ensure_node_image(self.client, self.progress)
-        with self.progress.step(f"master and {count} node containers"):
-            self._create(image, count, site)
+        with self.progress.step(f"{masters} master{'s' if masters > 1 else ''} and {count} node containers"):
+            self._create(image, count, site, masters)
         self._wait_for_minions([names.node_id(i) for i in range(1, count + 1)])
         self.provision()
         if demo:
             self.deploy_demo()
 
-    def _create(self, image: str, count: int, site: dict | None = None) -> None:
+    def _create(self, image: str, count: int, site: dict | None = None, masters: int = 1) -> None:
         root = images.checkout_root()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         pillar_dir = self.state_dir / "pillar"
@@ -380,8 +407,7 @@ class LocalCluster:
 
         master_keys = keys.generate()
         minion_keys = {m: keys.generate() for m in minion_ids}
-        master_files = {
-            "/etc/salt/master.d/bay.conf": (yaml.safe_dump(master_config(self.name)), 0o644),
+        shared = {
             # the controller's Consul token: the runner and the engine read it, root only
             "/etc/bay/consul.token": (tokens["controller"] + "\n", 0o600),
             # the alert evaluator reads graphite-web's render API with it
@@ -390,20 +416,24 @@ class LocalCluster:
             LOGS_KEY_FILE: (made.logs_private_key, 0o600),
             "/etc/salt/pki/master/master.pem": (master_keys.private_pem, 0o400),
             "/etc/salt/pki/master/master.pub": (master_keys.public_pem, 0o644),
-            **self._tls_files(authority, "master", [], MASTER_TLS),
         }
+        # every master accepts the same minion keys (hot/hot: nothing to accept twice)
         for m, kp in minion_keys.items():
-            master_files[f"/etc/salt/pki/master/minions/{m}"] = (kp.public_pem, 0o644)
+            shared[f"/etc/salt/pki/master/minions/{m}"] = (kp.public_pem, 0o644)
         binds = {
             str(root / "states"): {"bind": f"{SRV}/states", "mode": "ro"},
             str(pillar_dir): {"bind": f"{SRV}/pillar", "mode": "ro"},
             "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
         }
-        master = self._create_container(
-            image, names.master_container(self.name), "master", names.MASTER_ID, binds, net
-        )
-        master.put_archive("/", images.tar_files(master_files))
-        master.start()
+        master_containers = []
+        for k in range(1, masters + 1):
+            c = self._create_container(image, names.master_container(self.name, k), "master", names.master_id(k),
+                                       binds, net)
+            c.put_archive("/", images.tar_files({
+                **shared, "/etc/salt/master.d/bay.conf": (yaml.safe_dump(master_config(self.name, k)), 0o644),
+                **self._tls_files(authority, names.master_id(k), [], MASTER_TLS)}))
+            c.start()
+            master_containers.append(c)
 
         for i, m in enumerate(minion_ids, start=1):
             vol = self.client.volumes.create(f"{names.node_container(self.name, i)}-docker", labels=self.labels)
@@ -418,7 +448,7 @@ class LocalCluster:
                 image, names.node_container(self.name, i), "node", m, node_binds, net, devices=["/dev/kmsg:/dev/kmsg:r"]
             )
             c.put_archive("/", images.tar_files({
-                "/etc/salt/minion.d/bay.conf": (yaml.safe_dump(minion_config(self.name, m)), 0o644),
+                "/etc/salt/minion.d/bay.conf": (yaml.safe_dump(minion_config(self.name, m, masters)), 0o644),
                 "/etc/salt/pki/minion/minion.pem": (minion_keys[m].private_pem, 0o400),
                 "/etc/salt/pki/minion/minion.pub": (minion_keys[m].public_pem, 0o644),
                 "/etc/salt/pki/minion/minion_master.pub": (master_keys.public_pem, 0o644),
@@ -433,11 +463,13 @@ class LocalCluster:
         for n in self.nodes():
             self.client.containers.get(n.container).put_archive("/", images.tar_files(
                 self._tls_files(authority, n.id, [n.address], MONITORING_TLS)))
-        master.reload()
-        master_ip = master.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"]
-        # the registry nodes use it; the master's alert evaluator checks that it answers
+        master_ips = []
+        for c in master_containers:
+            c.reload()
+            master_ips.append(c.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"])
+        # the registry nodes use it; the masters' alert evaluator checks that it answers
         # the kafka node (the first) is a registry node too: its archiver reaches HDFS
-        storage = self._start_hdfs(net, [addresses[n] for n in ordered[:REGISTRY_NODES]] + [master_ip])
+        storage = self._start_hdfs(net, [addresses[n] for n in ordered[:REGISTRY_NODES]] + master_ips)
         archive = storage.rsplit("/", 1)[0] + "/bay/logs"
         (pillar_dir / "bay.sls").write_text(
             yaml.safe_dump(cluster_pillar(self.name, addresses, gossip_key, registry_storage=storage,
@@ -722,6 +754,25 @@ class LocalCluster:
         return removed
 
     # --- status -----------------------------------------------------------
+    def leaders(self) -> dict[str, dict]:
+        """Which master leads each role (the Consul locks, read from here in
+        about a second at most), with how long ago it last beat; a role whose
+        lock cannot be read says why."""
+        from bay_salt.kv import store as kvstore
+        from bay_salt.kv.records import read_leader
+
+        out: dict[str, dict] = {}
+        try:
+            store = kvstore.first_answering([n.address for n in self.nodes() if n.address], 8500, timeout=1.0,
+                                            token=self.consul_token())
+            for role in names.LEADER_ROLES:
+                h = read_leader(store, role)
+                out[role] = ({"master": h.master, "address": h.address, "since": h.since,
+                              "beat_age": round(max(0.0, time.time() - h.beat), 1)} if h else {"master": None})
+        except (kvstore.Unavailable, OSError) as err:
+            out = {role: {"master": None, "error": str(err)} for role in names.LEADER_ROLES}
+        return out
+
     def status(self) -> dict:
         """Nodes, roles, their services' states, and how to reach things."""
         try:
@@ -732,6 +783,12 @@ class LocalCluster:
         cfg = settings.load(settings.formula_defaults(images.checkout_root()), pillar)
         net = names.network_name(self.name)
         master_ip = master.attrs["NetworkSettings"]["Networks"].get(net, {}).get("IPAddress", "")
+        leads = self.leaders()
+        masters = [{"container": c.name, "id": c.labels.get("io.bay.minion", c.name),
+                    "address": c.attrs["NetworkSettings"]["Networks"].get(net, {}).get("IPAddress", ""),
+                    "state": c.status,
+                    "leads": [r for r, h in leads.items() if h.get("master") == c.labels.get("io.bay.minion")]}
+                   for c in self.masters()]
         rows = []
         for n in self.nodes():
             services = {}
@@ -757,6 +814,8 @@ class LocalCluster:
             "frontends": frontends,
             "master": {"container": master.name, "address": master_ip, "state": master.status,
                        "salt": f"docker exec -it {master.name} salt '*' test.ping"},
+            "masters": masters,
+            "leaders": leads,
             "nodes": rows,
         }
 

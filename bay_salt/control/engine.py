@@ -18,8 +18,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from bay_salt.control import leader, recovery
 from bay_salt.control import nodes as node_health
-from bay_salt.control import recovery
 from bay_salt.control.autoscaler import Autoscaler, salt_measure
 from bay_salt.control.loop import ControlLoop, Hands, accepted_spec
 from bay_salt.control.saltbackend import SaltBackend, controller_token, for_master
@@ -69,6 +69,8 @@ class NodeReports:
         #: where nodes serve containers' output (:func:`bay_salt.logs.nodefiles.report`)
         self.logs: dict = {}
         self.store: ConsulStore | None = None
+        #: the lease's check that this master still leads (:func:`bay_salt.control.leader.lead`): every store made here carries it
+        self.fence: Callable[[], list[dict]] | None = None
         self.alive: set[str] | None = None
 
     def backend(self) -> SaltBackend:
@@ -89,7 +91,7 @@ class NodeReports:
             b = self.backend()
             servers, port = b.consul_servers()
             if self.store is None or self.store.client.http.host not in servers or not self._answers(self.store):
-                self.store = first_answering(servers, port, token=controller_token(self.opts))  # a kept one keeps its cache
+                self.store = self.connect(servers, port)  # a kept one keeps its cache
             # a node that did not answer this time keeps the address it had
             self.services, self.servers, self.port = b.services(), servers, port
             try:
@@ -110,9 +112,13 @@ class NodeReports:
         if self.store is not None and address and self.store.client.http.host == address:
             others = [a for a in self.servers if a != address]
             try:
-                self.store = first_answering(others, self.port, token=controller_token(self.opts))
+                self.store = self.connect(others, self.port)
             except Exception as err:  # noqa: BLE001 - the store fails over by itself on its next call
                 log.warning("bay controller: no other Consul server answers yet: %s", err)
+
+    def connect(self, servers: list[str], port: int) -> ConsulStore:
+        """A store on the first of ``servers`` that answers, with the controller's token and this engine's fence."""
+        return first_answering(servers, port, token=controller_token(self.opts), fence=self.fence)
 
     @staticmethod
     def _answers(store: ConsulStore) -> bool:
@@ -135,8 +141,9 @@ class NodeReports:
 
 
 class Engine:
-    def __init__(self, opts: dict, fire: Callable[[str, dict], None], workers: int = 8):
-        self.reports = NodeReports(opts)
+    def __init__(self, opts: dict, fire: Callable[[str, dict], None], workers: int = 8,
+                 reports: NodeReports | None = None):
+        self.reports = reports or NodeReports(opts)
         self.recorder = platform.Recorder()
 
         def fire_and_count(tag: str, data: dict) -> None:
@@ -184,8 +191,7 @@ class Engine:
                     # lost would make one wait out its timeout)
                     if not self.reports.servers:
                         self.pool.submit(self.reports.refresh, True).result(timeout=25)
-                    store = first_answering(self.reports.servers, self.reports.port,
-                                            token=controller_token(self.reports.opts))
+                    store = self.reports.connect(self.reports.servers, self.reports.port)
                     client = store.client
                     self.reports.store = store  # the handlers use a server known to answer
                 index, checks = client.health.state("any", index=index, wait="30s")
@@ -304,9 +310,12 @@ class Engine:
 
 
 def run(opts: dict, workers: int = 8) -> None:
-    """The ``bay_controller`` engine's body, on the master's event bus."""
+    """The ``bay_controller`` engine's body, on the master's event bus, once
+    this master leads the controller (:mod:`bay_salt.control.leader`)."""
     import salt.utils.event
 
+    reports = NodeReports(opts)
+    leader.lead(opts, "controller", reports)  # stands by while another master leads
     bus = salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True)
-    engine = Engine(opts, lambda tag, data: bus.fire_event(data, tag), workers)
+    engine = Engine(opts, lambda tag, data: bus.fire_event(data, tag), workers, reports=reports)
     engine.run(lambda: bus.get_event(full=True, wait=1, tag=f"{names.EVENT_PREFIX}/", match_type="startswith"))

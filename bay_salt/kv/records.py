@@ -5,7 +5,8 @@
 * :class:`Route` under ``bay/routes/SERVICE/GROUP``: how every node's HAProxy
   reaches the group (frontend port, health check);
 * :class:`Placement` under ``bay/placements/SERVICE/GROUP/ID``: a replacement
-  decided but not yet registered (a restarted controller resumes it).
+  decided but not yet registered (a restarted controller resumes it);
+* :class:`Leader` under ``bay/leader/ROLE``: which master acts for a role.
 """
 
 from __future__ import annotations
@@ -194,3 +195,32 @@ class Placement:
         service, group, instance = names.parse_kv_placement(key)
         d = json.loads(data or b"{}")
         return cls(service, group, instance, d.get("node", ""), d.get("replaces", ""), d.get("container", ""))
+
+
+@dataclass(frozen=True)
+class Leader:
+    """The value of a leader lock (``bay/leader/ROLE``, :mod:`bay_salt.control.leader`):
+    which master leads, where the nodes reach it (its address for Salt),
+    since when and its last beat (wall clock, for people)."""
+
+    master: str
+    address: str
+    since: float
+    beat: float
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str | None) -> Leader | None:
+        """The holder in a lock's value, or None if it names none (a value nobody can read is nobody)."""
+        try:
+            d = json.loads(raw) if raw else None
+            return cls(str(d["master"]), str(d["address"]), float(d["since"]), float(d["beat"])) if d else None
+        except (ValueError, TypeError, KeyError):
+            return None
+
+
+def read_leader(store, role: str) -> Leader | None:
+    """Who leads ``role`` (one of :data:`bay_salt.model.names.LEADER_ROLES`) as its lock says; None: nobody yet."""
+    return Leader.from_json(store.get(names.kv_leader(role)))

@@ -14,7 +14,7 @@ import base64
 import json
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import consul
 import requests
@@ -68,7 +68,12 @@ def chunks(ops: list[dict], size: int = TXN_LIMIT) -> Iterator[list[dict]]:
 
 
 class Store(ABC):
-    """Bay's records in a KV store: three primitives, and the reads built on them."""
+    """Bay's records in a KV store: three primitives, and the reads built on them.
+    ``fence``: operations every transaction starts with (the acting
+    controller's check that it still holds its lock, :mod:`bay_salt.control.leader`),
+    so that a write made after the lock is lost is rolled back whole."""
+
+    fence: Callable[[], list[dict]] | None = None
 
     @abstractmethod
     def get(self, key: str) -> bytes | None:
@@ -86,8 +91,9 @@ class Store(ABC):
         """Apply ``ops`` in transactions of at most 64; returns how many were
         sent. A rolled-back chunk raises :class:`TxnError` (earlier chunks stay)."""
         sent = 0
-        for chunk in chunks(ops):
-            self.txn(chunk)
+        fence = self.fence() if self.fence else []
+        for chunk in chunks(ops, TXN_LIMIT - len(fence)):
+            self.txn(fence + chunk)
             sent += 1
         return sent
 
@@ -186,9 +192,11 @@ class ConsulStore(Store):
 
     _ERRORS = (consul.ConsulException, requests.exceptions.RequestException, OSError)
 
-    def __init__(self, client: consul.Consul, servers: list[str] | None = None):
+    def __init__(self, client: consul.Consul, servers: list[str] | None = None,
+                 fence: Callable[[], list[dict]] | None = None):
         self.client = client
         self.servers = list(servers or [])
+        self.fence = fence
         self._parsed: dict[str, tuple[int, Instance]] = {}
         self._lock = threading.Lock()
 
@@ -273,16 +281,17 @@ def client(host: str, port: int, timeout: float = TIMEOUT, token: str | None = N
     return consul.Consul(host=host, port=port, token=token, connections_timeout=timeout)
 
 
-def first_answering(servers: list[str], port: int, timeout: float = 2.0, token: str | None = None) -> ConsulStore:
+def first_answering(servers: list[str], port: int, timeout: float = 2.0, token: str | None = None,
+                    fence: Callable[[], list[dict]] | None = None) -> ConsulStore:
     """A store on the first Consul server in ``servers`` that has a leader
-    (the others kept to fail over to); :class:`Unavailable` says how many
-    answered and whether any had a leader."""
+    (the others kept to fail over to; ``fence``: see :class:`Store`);
+    :class:`Unavailable` says how many answered and whether any had a leader."""
     problems = []
     for addr in servers:
         c = client(addr, port, timeout, token)
         try:
             if c.status.leader():
-                return ConsulStore(client(addr, port, TIMEOUT, token), servers)
+                return ConsulStore(client(addr, port, TIMEOUT, token), servers, fence)
             problems.append(f"{addr}: no leader")
         except (consul.ConsulException, requests.exceptions.RequestException, OSError) as err:
             problems.append(f"{addr}: {str(err).splitlines()[0][:80] if str(err) else type(err).__name__}")

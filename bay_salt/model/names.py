@@ -122,6 +122,16 @@ def kv_scale_prefix() -> str:
 #: what the control loop's last reconciliation pass found and when it ran
 KV_RECONCILE = f"{KV_PREFIX}/controller/reconcile"
 
+#: the masters' engines that act alone: one of each leads, the others stand by (bay_salt.control.leader)
+LEADER_ROLES = ("controller", "alerts")
+
+
+def kv_leader(role: str) -> str:
+    """The Consul session lock of ``role`` (one of :data:`LEADER_ROLES`): who leads, since when."""
+    if role not in LEADER_ROLES:
+        raise ValueError(f"no leader role {role!r} (one of {', '.join(LEADER_ROLES)})")
+    return f"{KV_PREFIX}/leader/{role}"
+
 
 def kv_failed_output(service: str, group: str) -> str:
     """The last lines of the container whose crash loop failed the group (its alert shows them)."""
@@ -288,8 +298,9 @@ def network_name(cluster: str) -> str:
     return f"bay-{cluster}"
 
 
-def master_container(cluster: str) -> str:
-    return f"bay-{cluster}-master"
+def master_container(cluster: str, index: int = 1) -> str:
+    """The ``index``-th master's container (the first keeps the name a one-master cluster had)."""
+    return f"bay-{cluster}-master" if index == 1 else f"bay-{cluster}-master{index}"
 
 
 def node_container(cluster: str, index: int) -> str:
@@ -302,3 +313,8 @@ def node_id(index: int) -> str:
 
 
 MASTER_ID = "master"
+
+
+def master_id(index: int) -> str:
+    """Salt id of the ``index``-th local master."""
+    return MASTER_ID if index == 1 else f"{MASTER_ID}{index}"

@@ -5,10 +5,10 @@
 * the instances registered on this node are checked here, separately from
   HAProxy and Docker (:mod:`.checks`): readiness changes and hung instances
   (liveness) go to the master;
-* every event goes through :class:`.sender.Sender`: kept until the master has
-  acknowledged it, sent again until then, over Salt's request channel as the
-  node's own minion (the master knows which node sent it; a forged sender is
-  rejected there).
+* every event goes through :class:`.sender.Sender`: kept until the master
+  whose controller leads (the lock in KV names it) has acknowledged it, sent
+  again until then, over Salt's request channel as the node's own minion (the
+  master knows which node sent it; a forged sender is rejected there).
 
     bay-events [--config /etc/salt/minion] [--consul http://127.0.0.1:8500]
 """
@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 import docker
 
 from bay_salt.kv import store as kvstore
-from bay_salt.kv.records import Instance, Route
+from bay_salt.kv.records import Instance, Route, read_leader
 from bay_salt.kv.store import Store
 from bay_salt.model import names
 from bay_salt.node import checks, docker_events
@@ -156,10 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--consul", default="http://127.0.0.1:8500")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    node, send = salt_master_sender(args.config)
-    sender = Sender(send)
     u = urlparse(args.consul)
     store = kvstore.ConsulStore(kvstore.client(u.hostname, u.port or 8500))
+
+    def controller() -> str | None:
+        held = read_leader(store, "controller")
+        return held.address if held else None
+
+    node, send = salt_master_sender(args.config, leader=controller)
+    sender = Sender(send)
     stop = threading.Event()
     for target, name in ((lambda: sender.drain(stop), "sender"), (lambda: follow_docker(node, sender.put, stop),
                                                                    "docker-events"),

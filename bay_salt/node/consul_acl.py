@@ -5,8 +5,9 @@ token is known where it is needed without ever being read back from Consul.
     agent       every node's agent: its own node, read services
     reader      bay-lb-sync and bay-events: read what Bay keeps under bay/
     registry    bay-registry's own registration: bay/instances|routes/bay-registry/
-    controller  the master (runner, engine): write bay/, read nodes, services,
-                agents and the operator (Raft, autopilot) state
+    controller  the masters (runner, engines): write bay/, read nodes, services,
+                agents and the operator (Raft, autopilot) state, sessions
+                (the leader locks)
 
 Anonymous requests get nothing (default deny). :func:`ensure` creates or
 updates policies and tokens through the HTTP API with the management token;
@@ -34,7 +35,9 @@ POLICIES = {
                  f'key_prefix "{PREFIX}/routes/{names.REGISTRY_SERVICE}/" {{ policy = "write" }}\n'),
     "controller": (f'key_prefix "{PREFIX}/" {{ policy = "write" }}\nnode_prefix "" {{ policy = "read" }}\n'
                    'service_prefix "" { policy = "read" }\nagent_prefix "" { policy = "read" }\n'
-                   'operator = "read"\n'),
+                   'operator = "read"\n'
+                   # the masters' leader locks (bay_salt.control.leader) are sessions
+                   'session_prefix "" { policy = "write" }\n'),
 }
 #: Consul's answers while a new cluster's ACL system is not ready yet
 _NOT_YET = ("legacy mode", "No cluster leader")

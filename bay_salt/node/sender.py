@@ -66,10 +66,44 @@ class Sender:
             self.sent += 1
 
 
-def salt_master_sender(config: str, timeout: float = 5.0) -> tuple[str, Callable[[str, dict], None]]:
-    """``(minion id, send)``: ``send`` delivers an event to the master as the
-    node's minion (its own key: the master knows which node sent it) over
-    Salt's request channel, and returns only once the master has taken it."""
+class NoLeader(RuntimeError):
+    """No master can be named as the acting controller now; the event is kept and sent again."""
+
+
+def leader_of(masters: list[str], read: Callable[[], str | None] | None) -> Callable[[], str]:
+    """Which of ``masters`` to send an event to: the only one, or the one whose
+    controller leads (``read()``: the address in the controller's lock, None
+    if nobody holds it; the last one read stays in use while KV cannot be
+    read). An address that is not one of the minion's own masters is refused."""
+    known: list[str | None] = [None]
+
+    def target() -> str:
+        if len(masters) == 1:
+            return masters[0]
+        try:
+            known[0] = read() if read else None
+        except Exception as err:  # noqa: BLE001 - Consul away: the last leader known
+            if known[0] is None:
+                raise NoLeader(f"cannot read which master leads ({err})") from None
+        if known[0] is None:
+            raise NoLeader("no master leads the controller now")
+        if known[0] not in masters:
+            raise NoLeader(f"the controller's lock names {known[0]!r}, not one of this node's masters "
+                           f"({', '.join(masters)})")
+        return known[0]
+
+    return target
+
+
+def salt_master_sender(config: str, timeout: float = 5.0, leader: Callable[[], str | None] | None = None
+                       ) -> tuple[str, Callable[[str, dict], None]]:
+    """``(minion id, send)``: ``send`` delivers an event as the node's minion
+    (its own key: the master knows which node sent it) over Salt's request
+    channel to the master whose controller leads (``leader()``: its address
+    from the lock, needed only with several masters), and returns only once
+    that master has taken it. One channel per master is kept open (a new one
+    after a failure): a new channel's connection and authentication would cost
+    more than the event."""
     import salt.channel.client
     import salt.config
     import salt.minion
@@ -79,14 +113,26 @@ def salt_master_sender(config: str, timeout: float = 5.0) -> tuple[str, Callable
     # (the minion daemon's own settings are not touched)
     opts.update(auth_timeout=max(1, int(timeout)), auth_tries=1, retry_dns=0, request_channel_timeout=timeout,
                 request_channel_tries=1)
-    state = {"resolved": False}
+    masters = opts["master"] if isinstance(opts["master"], list) else [opts["master"]]
+    target = leader_of([str(m) for m in masters], leader)
+    channels: dict = {}
 
     def send(tag: str, data: dict) -> None:
-        if not state["resolved"]:  # the master's address, as the minion resolves it
-            opts.update(salt.minion.resolve_dns(opts, fallback=False))
-            state["resolved"] = True
+        master = target()
+        channel = channels.get(master)
+        if channel is None:
+            mopts = dict(opts, master=master)
+            mopts.update(salt.minion.resolve_dns(mopts, fallback=False))  # its address, as the minion resolves it
+            channel = channels[master] = salt.channel.client.ReqChannel.factory(mopts)
         load = {"id": opts["id"], "tag": tag, "data": data, "cmd": "_minion_event"}
-        with salt.channel.client.ReqChannel.factory(opts) as channel:
+        try:
             channel.send(load, tries=1, timeout=timeout)
+        except BaseException:
+            channels.pop(master, None)
+            try:
+                channel.close()
+            except Exception:  # noqa: BLE001 - a broken channel may not close cleanly: it is dropped anyway
+                pass
+            raise
 
     return opts["id"], send

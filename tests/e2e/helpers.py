@@ -100,14 +100,26 @@ def kv_get(cluster, key, recurse=False):
         raise
 
 
-def master_log_lines(cluster) -> int:
-    """How many lines the master's log has now (read what follows with :func:`master_log_since`)."""
-    return int(cluster.master().exec_run(["sh", "-c", "wc -l < /var/log/salt/master"]).output.decode().strip())
+def master_log_lines(cluster) -> dict[str, int]:
+    """How many lines each running master's log has now (read what follows with :func:`master_log_since`)."""
+    return {m.name: int(m.exec_run(["sh", "-c", "wc -l < /var/log/salt/master"]).output.decode().strip() or 0)
+            for m in cluster.masters() if m.status == "running"}
 
 
-def master_log_since(cluster, since: int, grep: str) -> list[str]:
-    out = cluster.master().exec_run(["sh", "-c", f"tail -n +{since + 1} /var/log/salt/master | grep -F '{grep}'"])
-    return out.output.decode().splitlines()
+def master_log_since(cluster, since: dict[str, int], grep: str) -> list[str]:
+    """The lines with ``grep`` that every running master logged after ``since``
+    (whichever master leads the controller logs what it does)."""
+    out = []
+    for m in cluster.masters():
+        if m.status == "running":
+            res = m.exec_run(["sh", "-c", f"tail -n +{since.get(m.name, 0) + 1} /var/log/salt/master | grep -F '{grep}'"])
+            out += res.output.decode().splitlines()
+    return out
+
+
+def leading_master(cluster, role: str = "controller"):
+    """The container of the master that leads ``role`` now (its lock in KV)."""
+    return cluster.leading_master(role)
 
 
 def now() -> float:

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from bay_salt.model import names
-from tests.e2e.helpers import converges, demo_image_service, eventually
+from tests.e2e.helpers import converges, demo_image_service, eventually, leading_master
 from tests.support.receivers import Receivers, gateway
 
 SERVICE, GROUP, LISTEN = "alarm", "web", 10120  # its own frontends (other e2e services hold 10090, 10095)
@@ -95,7 +95,7 @@ def test_a_single_container_kill_sends_nothing(cluster, inbox, alarm):
 
 def test_a_group_kept_down_tells_its_owners_once_and_a_restart_repeats_nothing(cluster, inbox, alarm):
     began = time.time()
-    master = cluster.master()
+    master = leading_master(cluster, "alerts")
     with Killer(cluster):
         eventually(lambda: inbox.about(since=began, receiver=OWNER, channel="webhook", status="firing"), FOR + 60,
                    f"{SERVICE}'s owners told it fires")

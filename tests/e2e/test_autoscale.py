@@ -10,7 +10,7 @@ import json
 import time
 
 from bay_salt.model import names
-from tests.e2e.helpers import eventually, ids_via, kv_get
+from tests.e2e.helpers import eventually, ids_via, kv_get, master_log_lines, master_log_since
 
 PORT = 10095
 SCRIPT = (
@@ -50,9 +50,7 @@ def count(cluster):
 
 
 def decisions(cluster, since):
-    log = cluster.master().exec_run(["sh", "-c", f"tail -n +{since + 1} /var/log/salt/master | "
-                                                 f"grep '{names.TAG_SCALE_DECIDED}'"]).output.decode()
-    return [line for line in log.splitlines() if "burn.cpu" in line]
+    return [line for line in master_log_since(cluster, since, names.TAG_SCALE_DECIDED) if "burn.cpu" in line]
 
 
 def test_cpu_load_scales_up_then_down_after_the_window(cluster, pillar):
@@ -60,8 +58,7 @@ def test_cpu_load_scales_up_then_down_after_the_window(cluster, pillar):
     spec["bay"]["services"]["burn"] = dict(BURN, image=spec["bay"]["services"]["demo"]["image"])
     spec["bay"]["controller"] = {"autoscale_interval": 2.0, "scale_down_drain": 1.0}
     cluster.set_services(spec)
-    master = cluster.master()
-    since = int(master.exec_run(["sh", "-c", "wc -l < /var/log/salt/master"]).output.decode().strip())
+    since = master_log_lines(cluster)
     node1 = cluster.client.containers.get(cluster.nodes()[0].container)
     try:
         cluster.runner("bay.deploy", "burn")

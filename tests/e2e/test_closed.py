@@ -207,7 +207,7 @@ def test_a_secret_in_a_spec_reaches_the_container_and_nothing_else(cluster, spec
     assert "DEMO_PASSWORD" in "".join(__import__("base64").b64decode(e["Value"] or "").decode() for e in specs)
     # Salt's job cache and logs (the pillar itself, and Salt's copy of each
     # minion's pillar, hold it by design: that copy is root's only)
-    for c in [cluster.master()] + [cluster.client.containers.get(n.container) for n in cluster.nodes()]:
+    for c in cluster.masters() + [cluster.client.containers.get(n.container) for n in cluster.nodes()]:
         res = c.exec_run(["sh", "-c", f"grep -rl -- '{value}' /var/cache/salt /var/log /var/lib/bay 2>/dev/null "
                                       "| grep -Ev '/master/(pillar/[^/]+|minions/.*/data)\\.p$' || true"])
         assert res.output.decode().strip() == "", (c.name, res.output.decode())

@@ -13,6 +13,7 @@ from tests.e2e.helpers import (
     containers,
     eventually,
     kv_get,
+    leading_master,
     master_log_lines,
     master_log_since,
     reconcile_passes,
@@ -70,7 +71,8 @@ def test_master_restarted_mid_recovery_resumes_without_duplicates(cluster):
     before = web_instances(cluster)
     victim, node_id = sorted(before.items())[-1]
     node = next(n for n in cluster.nodes() if n.id == node_id)
-    master = cluster.master()
+    master = leading_master(cluster)
+    since = master_log_lines(cluster)
     cluster.client.containers.get(node.container).exec_run(["docker", "kill", f"bay-demo-web-{victim}"])
     eventually(lambda: kv_get(cluster, names.kv_placements_prefix(), recurse=True), 10,
                "the controller recorded a placement", interval=0.02)
@@ -94,8 +96,8 @@ def test_master_restarted_mid_recovery_resumes_without_duplicates(cluster):
         ps = cluster.client.containers.get(n.container).exec_run(
             ["docker", "ps", "-a", "--filter", "label=io.bay.group=web", "--format", "{{.Names}} {{.Status}}"])
         assert all(" Up " in f" {line} " for line in ps.output.decode().splitlines()), (n.id, ps.output)
-    log = master.exec_run(["grep", "-c", names.TAG_CONTROLLER_RESUMED, "/var/log/salt/master"]).output.decode()
-    assert int(log.strip() or 0) >= 1
+    # the restarted master took its lock back at once, or the other one took over: either resumed
+    assert master_log_since(cluster, since, names.TAG_CONTROLLER_RESUMED)
 
 
 CRASHY = {"image": None, "owners": ["platform-team"],

@@ -82,10 +82,11 @@ def test_cadvisor_answers_on_its_node_only(cluster, nodes):
 
 
 def test_master_never_auto_accepts(cluster):
-    conf = yaml.safe_load(cluster.master().exec_run(["cat", "/etc/salt/master.d/bay.conf"]).output)
-    assert conf["auto_accept"] is False and conf["open_mode"] is False
-    keys = json.loads(cluster.master().exec_run(["salt-key", "-L", "--out=json"]).output)
-    assert keys["minions_pre"] == [] and sorted(keys["minions"]) == ["node1", "node2", "node3"]
+    for master in cluster.masters():
+        conf = yaml.safe_load(master.exec_run(["cat", "/etc/salt/master.d/bay.conf"]).output)
+        assert conf["auto_accept"] is False and conf["open_mode"] is False
+        keys = json.loads(master.exec_run(["salt-key", "-L", "--out=json"]).output)
+        assert keys["minions_pre"] == [] and sorted(keys["minions"]) == ["node1", "node2", "node3"], master.name
 
 
 def test_second_apply_changes_nothing(cluster):

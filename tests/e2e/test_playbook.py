@@ -4,6 +4,7 @@ The playbook runs for real (apt, pip, keys, systemd) inside a plain base-image
 container through playbooks/connection_plugins/bay_docker.py (docker exec), as
 it would over ssh on a real server."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -24,7 +25,8 @@ def test_bootstrap_playbook_joins_a_plain_server(cluster, tmp_path):
     statsd_tar = shutil.make_archive(str(tmp_path / "statsd"), "tar", images.ensure_statsd(cluster.progress))
     inventory = {"all": {"children": {
         "bay_new": {"hosts": {"node4": {"ansible_connection": "bay_docker", "ansible_host": server.name}}},
-        "bay_master": {"hosts": {"master": {"ansible_connection": "bay_docker", "ansible_host": cluster.master().name}}},
+        "bay_master": {"hosts": {m.labels["io.bay.minion"]: {"ansible_connection": "bay_docker", "ansible_host": m.name}
+                                 for m in cluster.masters()}},
     }}}
     (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
     res = subprocess.run(
@@ -35,9 +37,11 @@ def test_bootstrap_playbook_joins_a_plain_server(cluster, tmp_path):
     )
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
 
-    master = cluster.master()
-    keys = yaml.safe_load(master.exec_run(["salt-key", "-L", "--out=yaml"]).output)
-    assert "node4" in keys["minions"] and keys["minions_pre"] == []
+    for master in cluster.masters():  # accepted on every master, and connected to each
+        keys = yaml.safe_load(master.exec_run(["salt-key", "-L", "--out=yaml"]).output)
+        assert "node4" in keys["minions"] and keys["minions_pre"] == [], master.name
+        ping = master.exec_run(["salt", "node4", "test.ping", "--out=json", "--static", "-t", "10"]).output
+        assert json.loads(ping) == {"node4": True}, (master.name, ping)
     out = server.exec_run(["consul", "members"], environment={"CONSUL_HTTP_TOKEN": cluster.consul_token()}).output.decode()
     alive = sorted(line.split()[0] for line in out.splitlines()[1:] if " alive " in line)
     assert alive == ["node1", "node2", "node3", "node4"], out

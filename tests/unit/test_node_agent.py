@@ -117,3 +117,28 @@ def test_the_sender_keeps_events_until_the_master_takes_them():
     s.drain(once=True)
     assert got == ["t2", "t3", "t4"]  # the two oldest went when the queue was full (counted)
     assert s.dropped == 2 and s.resent == 3 and slept == [0.25, 0.5, 1.0]
+
+
+def test_events_go_to_the_master_whose_controller_leads():
+    from bay_salt.node.sender import NoLeader, leader_of
+
+    assert leader_of(["m1"], None)() == "m1"  # one master: no lock to read
+    held = ["m2"]
+
+    def read():
+        if held[0] == "consul away":
+            raise ConnectionError("no Consul")
+        return held[0]
+
+    target = leader_of(["m1", "m2"], read)
+    assert target() == "m2"
+    held[0] = "consul away"
+    assert target() == "m2"  # the last leader known while KV cannot be read
+    held[0] = None
+    with pytest.raises(NoLeader, match="no master leads"):
+        target()
+    held[0] = "10.9.9.9"  # not one of this node's masters: never sent there
+    with pytest.raises(NoLeader, match="not one of this node's masters"):
+        target()
+    with pytest.raises(NoLeader, match="cannot read"):
+        leader_of(["m1", "m2"], lambda: (_ for _ in ()).throw(ConnectionError("x")))()

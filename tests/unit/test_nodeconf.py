@@ -189,3 +189,19 @@ def test_minion_config_notices_a_dead_master_connection_in_seconds(capsys):
     conf = yaml.safe_load(capsys.readouterr().out)
     assert conf["id"] == "node7" and conf["master"] == "10.0.0.1"
     assert conf["tcp_keepalive"] and conf["tcp_keepalive_idle"] + conf["tcp_keepalive_cnt"] * conf["tcp_keepalive_intvl"] < 60
+
+
+def test_minion_config_names_every_master_of_a_multi_master_site(capsys):
+    import yaml
+
+    from bay_salt.cluster.local import master_config, minion_config
+    from bay_salt.node import minion
+
+    minion.main(["node7", "10.0.0.1, 10.0.0.2"])
+    assert yaml.safe_load(capsys.readouterr().out)["master"] == ["10.0.0.1", "10.0.0.2"]
+    assert minion_config("c", "node1", masters=2)["master"] == ["bay-c-master", "bay-c-master2"]
+    assert minion_config("c", "node1")["master"] == "bay-c-master"
+    two = master_config("c", 2)
+    assert two["id"] == "master2" and two["bay_advertise"] == "bay-c-master2"
+    assert {k: v for k, v in two.items() if k not in ("id", "bay_advertise")} == \
+        {k: v for k, v in master_config("c").items() if k not in ("id", "bay_advertise")}
