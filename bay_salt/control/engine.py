@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from bay_salt.control.saltbackend import SaltBackend, controller_token, for_mast
 from bay_salt.kv.records import Instance
 from bay_salt.kv.store import ConsulStore, first_answering
 from bay_salt.metrics import carbon, platform
-from bay_salt.model import names
+from bay_salt.model import envelope, names
 from bay_salt.model.settings import Controller as Settings
 from bay_salt.scheduling.deployer import desired
 from bay_salt.util import retry
@@ -140,6 +141,37 @@ class NodeReports:
         return self.settings
 
 
+class NodeKeys:
+    """The minion keys this master accepted (``pki_dir/minions/ID``), read
+    again when a file changes: an event is authentic only if signed by the
+    node whose id it carries (:mod:`bay_salt.model.envelope`)."""
+
+    def __init__(self, pki_dir: str):
+        self.dir = os.path.join(pki_dir, "minions")
+        self._keys: dict[str, tuple[int, bytes]] = {}
+
+    def key(self, minion_id: str) -> bytes | None:
+        if not envelope.valid_id(minion_id):
+            return None
+        path = os.path.join(self.dir, minion_id)
+        try:
+            changed = os.stat(path).st_mtime_ns
+            hit = self._keys.get(minion_id)
+            if hit and hit[0] == changed:
+                return hit[1]
+            with open(path, "rb") as fh:
+                pem = fh.read()
+        except OSError:
+            return None
+        self._keys[minion_id] = (changed, pem)
+        return pem
+
+    def authentic(self, tag: str, event: dict) -> tuple[bool, str]:
+        sender = event.get("id")
+        return envelope.verify(self.key(sender) if isinstance(sender, str) else None, sender, tag,
+                               event.get("data") or {}, event.get(envelope.FIELD))
+
+
 class Engine:
     def __init__(self, opts: dict, fire: Callable[[str, dict], None], workers: int = 8,
                  reports: NodeReports | None = None):
@@ -156,6 +188,7 @@ class Engine:
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bay-handler")
         self.passes = 0
         self.resumed = threading.Event()
+        self.keys = NodeKeys(opts.get("pki_dir") or "/etc/salt/pki/master")
 
     def loop(self) -> ControlLoop:
         """A control loop for one handler: its own LocalClient, aimed at the nodes alive now."""
@@ -164,7 +197,7 @@ class Engine:
         store = self.reports.store
         return ControlLoop(store, self.reports.backend(), self.fire, accepted_spec(store),
                            self.reports.current_settings, hands=self.hands, dispatch=self.dispatch,
-                           output_url=self.reports.output_url)
+                           output_url=self.reports.output_url, authentic=self.keys.authentic)
 
     def submit(self, what: str, fn: Callable[[], object], attempts: int = 1) -> None:
         def guarded():

@@ -96,11 +96,14 @@ class ControlLoop:
                  settings: Callable[[], Settings], clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, hands: Hands | None = None,
                  dispatch: Callable[[Instance, str], None] | None = None,
-                 output_url: Callable[[Instance], str | None] | None = None):
+                 output_url: Callable[[Instance], str | None] | None = None,
+                 authentic: Callable[[str, dict], tuple[bool, str]] | None = None):
         """``group_spec(service, group)``: the group's accepted spec (None: from
         the store); ``settings()``: the ``bay:controller`` settings now;
         ``output_url(instance)``: where its node serves its output (the replaced
-        and failed events carry it);
+        and failed events carry it); ``authentic(tag, event)``: whether the
+        event was signed by the node it names (:class:`bay_salt.control.engine.NodeKeys`;
+        None: the sender's id is taken as it is, as in tests of the decisions);
         ``hands``: shared by every handler of one controller; ``dispatch(instance,
         reason)``: runs a replacement found by reconciliation (default: here, now)."""
         self.store = store
@@ -111,6 +114,7 @@ class ControlLoop:
         self.sleep = sleep
         self.hands = hands or Hands()
         self.dispatch = dispatch or (lambda inst, reason: self.take_over(inst, reason))
+        self.authentic = authentic
         self.executor = Executor(store, backend, fire, self.group_spec, clock=clock, sleep=sleep,
                                  replace=self.dispatch, hands=self.hands, output_url=output_url)
 
@@ -122,6 +126,12 @@ class ControlLoop:
         if tag not in recovery.HANDLED:
             return False
         source, payload = event.get("id"), event.get("data") or {}
+        ok, why = self.authentic(tag, event) if self.authentic else (True, "")
+        if not ok:
+            log.warning("%s rejected: %s", tag, why)
+            self.executor.apply([recovery.Announce(names.TAG_EVENT_REJECTED,
+                                                   {"source": source, "reason": why, "payload": payload})])
+            return False
         svc, grp, inst = payload.get("service"), payload.get("group"), payload.get("instance")
         record = self.store.instance(svc, grp, inst) if svc and grp and inst else None
         verdict = recovery.container_event(tag, source, payload, record)

@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         return held.address if held else None
 
     node, send = salt_master_sender(args.config, leader=controller)
-    sender = Sender(send)
+    # tried again at least every 2 s: a master that took over gets what its predecessor missed at once
+    sender = Sender(send, retry_max=2.0)
     stop = threading.Event()
     for target, name in ((lambda: sender.drain(stop), "sender"), (lambda: follow_docker(node, sender.put, stop),
                                                                    "docker-events"),

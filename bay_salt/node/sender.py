@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
+
+from bay_salt.model import envelope
 
 log = logging.getLogger("bay.events")
 
@@ -97,8 +100,8 @@ def leader_of(masters: list[str], read: Callable[[], str | None] | None) -> Call
 
 def salt_master_sender(config: str, timeout: float = 5.0, leader: Callable[[], str | None] | None = None
                        ) -> tuple[str, Callable[[str, dict], None]]:
-    """``(minion id, send)``: ``send`` delivers an event as the node's minion
-    (its own key: the master knows which node sent it) over Salt's request
+    """``(minion id, send)``: ``send`` delivers an event as the node's minion,
+    signed with its key (:mod:`bay_salt.model.envelope`), over Salt's request
     channel to the master whose controller leads (``leader()``: its address
     from the lock, needed only with several masters), and returns only once
     that master has taken it. One channel per master is kept open (a new one
@@ -116,6 +119,8 @@ def salt_master_sender(config: str, timeout: float = 5.0, leader: Callable[[], s
     masters = opts["master"] if isinstance(opts["master"], list) else [opts["master"]]
     target = leader_of([str(m) for m in masters], leader)
     channels: dict = {}
+    with open(os.path.join(opts["pki_dir"], "minion.pem"), "rb") as fh:  # root only, as the minion's
+        key = envelope.load_private(fh.read())
 
     def send(tag: str, data: dict) -> None:
         master = target()
@@ -124,7 +129,8 @@ def salt_master_sender(config: str, timeout: float = 5.0, leader: Callable[[], s
             mopts = dict(opts, master=master)
             mopts.update(salt.minion.resolve_dns(mopts, fallback=False))  # its address, as the minion resolves it
             channel = channels[master] = salt.channel.client.ReqChannel.factory(mopts)
-        load = {"id": opts["id"], "tag": tag, "data": data, "cmd": "_minion_event"}
+        load = {"id": opts["id"], "tag": tag, "data": data, "cmd": "_minion_event",
+                envelope.FIELD: envelope.sign(key, opts["id"], tag, data)}
         try:
             channel.send(load, tries=1, timeout=timeout)
         except BaseException:

@@ -47,18 +47,39 @@ def test_killed_container_is_replaced_and_routed(cluster):
     assert containers(cluster, "web") == set(now)
 
 
+#: root on a node sends an ``events`` list through its own minion's channel: Salt fires each item with
+#: the id the item claims (here another node's), not the sender's
+FORGE_LIST = r"""
+import json, sys
+import salt.channel.client, salt.config, salt.minion
+opts = salt.config.minion_config("/etc/salt/minion")
+opts["master"] = sys.argv[1]
+opts.update(salt.minion.resolve_dns(opts, fallback=False))
+with salt.channel.client.ReqChannel.factory(opts) as channel:
+    channel.send({"id": opts["id"], "cmd": "_minion_event", "events": [json.loads(sys.argv[2])]}, tries=1, timeout=10)
+"""
+
+
 def test_event_forged_by_another_node_changes_nothing(cluster):
     before = web_instances(cluster)
     victim, owner = sorted(before.items())[0]
-    forger = next(n.id for n in cluster.nodes() if n.id != owner)
+    forger = next(n for n in cluster.nodes() if n.id != owner)
     since = master_log_lines(cluster)
-    for claimed in (owner, forger):  # naming the real owner, and naming itself
+    for claimed in (owner, forger.id):  # naming the real owner, and naming itself
         payload = json.dumps({"node": claimed, "service": "demo", "group": "web", "instance": victim, "exit_code": 137})
-        ret = cluster.salt(forger, "event.send", names.TAG_CONTAINER_DIED, payload)
-        assert ret.get(forger) is True
-    # both were handled (and rejected): only then is "nothing changed" a finding
-    eventually(lambda: len(master_log_since(cluster, since, names.TAG_EVENT_REJECTED)) >= 2, 30,
-               "both forged events rejected")
+        ret = cluster.salt(forger.id, "event.send", names.TAG_CONTAINER_DIED, payload)
+        assert ret.get(forger.id) is True
+    # an events list whose item claims to come from the owner itself
+    data = {"node": owner, "service": "demo", "group": "web", "instance": victim, "exit_code": 137}
+    item = {"tag": names.TAG_CONTAINER_DIED, "data": {"id": owner, "tag": names.TAG_CONTAINER_DIED, "data": data,
+                                                     "cmd": "_minion_event"}}
+    res = cluster.client.containers.get(forger.container).exec_run(
+        ["/opt/bay/venv/bin/python", "-c", FORGE_LIST, cluster.leading_master().name, json.dumps(item)])
+    assert res.exit_code == 0, res.output.decode()[-500:]
+    # all three were handled (and rejected): only then is "nothing changed" a finding
+    eventually(lambda: len(master_log_since(cluster, since, names.TAG_EVENT_REJECTED)) >= 3, 30,
+               "the three forged events rejected")
+    assert any("not signed" in line for line in master_log_since(cluster, since, f"claiming to be from {owner}"))
     assert web_instances(cluster) == before
     assert registered(cluster, "web") == set(before)
 

@@ -69,9 +69,12 @@ def test_a_paused_leader_loses_its_lease_and_its_late_writes_do_not_land(cluster
         eventually(healed(cluster, before, victim), 45, f"{victim} replaced by {taken}")
     finally:
         old.unpause()
-    # resumed: both of its engines learn within a beat or two that they lost, and end
+    # resumed: its engines learn within a beat or two that they lost, and end; the
+    # salt-master starts them again (within its 10 s check), standing by
     eventually(lambda: len(master_log_since(cluster, since, "this engine stops acting now")) >= 1, 20,
                f"{old_id}'s controller stops acting")
+    eventually(lambda: master_log_since(cluster, since, f"bay controller: standing by; {taken} leads"), 40,
+               f"{old_id}'s controller standing by")
     assert leader_id(cluster) == taken
     eventually(lambda: leader_id(cluster, "alerts") not in (None,), 30, "someone leads the alerts")
     wait_routed(cluster, WEB, "web", len(before))
