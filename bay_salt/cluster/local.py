@@ -118,9 +118,14 @@ def master_config(cluster: str, index: int = 1) -> dict:
     }
 
 
-def minion_config(cluster: str, minion_id: str, masters: int = 1) -> dict:
-    """A node's minion: connected to every master (hot/hot: a job or an event reaches a live one)."""
-    hosts = [names.master_container(cluster, i) for i in range(1, masters + 1)]
+def minion_config(cluster: str, minion_id: str, masters: int = 1, addresses: list[str] | None = None) -> dict:
+    """A node's minion: connected to every master (hot/hot: a job or an event
+    reaches a live one). Several masters are named by ``addresses``: a
+    container's name leaves Docker's DNS when it dies, and Salt's minion then
+    retries the name with a blocking sleep (``retry_dns``, 30 s) that stalls
+    its connections to every other master too."""
+    hosts = ([names.master_container(cluster, i) for i in range(1, masters + 1)] if masters == 1 or not addresses
+             else list(addresses))
     return {
         **minion.config(minion_id, hosts[0] if masters == 1 else hosts),
         "log_level_logfile": "info",
@@ -434,6 +439,10 @@ class LocalCluster:
                 **self._tls_files(authority, names.master_id(k), [], MASTER_TLS)}))
             c.start()
             master_containers.append(c)
+        master_ips = []
+        for c in master_containers:
+            c.reload()
+            master_ips.append(c.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"])
 
         for i, m in enumerate(minion_ids, start=1):
             vol = self.client.volumes.create(f"{names.node_container(self.name, i)}-docker", labels=self.labels)
@@ -448,7 +457,7 @@ class LocalCluster:
                 image, names.node_container(self.name, i), "node", m, node_binds, net, devices=["/dev/kmsg:/dev/kmsg:r"]
             )
             c.put_archive("/", images.tar_files({
-                "/etc/salt/minion.d/bay.conf": (yaml.safe_dump(minion_config(self.name, m, masters)), 0o644),
+                "/etc/salt/minion.d/bay.conf": (yaml.safe_dump(minion_config(self.name, m, masters, master_ips)), 0o644),
                 "/etc/salt/pki/minion/minion.pem": (minion_keys[m].private_pem, 0o400),
                 "/etc/salt/pki/minion/minion.pub": (minion_keys[m].public_pem, 0o644),
                 "/etc/salt/pki/minion/minion_master.pub": (master_keys.public_pem, 0o644),
@@ -463,10 +472,6 @@ class LocalCluster:
         for n in self.nodes():
             self.client.containers.get(n.container).put_archive("/", images.tar_files(
                 self._tls_files(authority, n.id, [n.address], MONITORING_TLS)))
-        master_ips = []
-        for c in master_containers:
-            c.reload()
-            master_ips.append(c.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"])
         # the registry nodes use it; the masters' alert evaluator checks that it answers
         # the kafka node (the first) is a registry node too: its archiver reaches HDFS
         storage = self._start_hdfs(net, [addresses[n] for n in ordered[:REGISTRY_NODES]] + master_ips)

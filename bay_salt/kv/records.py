@@ -12,12 +12,18 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
+import re
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
-from bay_salt.model import names
-from bay_salt.model.services import GroupSpec
+from bay_salt.model import envelope, names
+from bay_salt.model.services import NAME_RE, GroupSpec
+
+#: an instance id (a container's short id, or a host service's node)
+_INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_CONTAINER_ID = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,127})?$")  # an id or a name, or none
 
 
 class Health(StrEnum):
@@ -224,3 +230,54 @@ class Leader:
 def read_leader(store, role: str) -> Leader | None:
     """Who leads ``role`` (one of :data:`bay_salt.model.names.LEADER_ROLES`) as its lock says; None: nobody yet."""
     return Leader.from_json(store.get(names.kv_leader(role)))
+
+
+# --- records read from KV are data: checked against their key and their types -------------
+def _port(value: object, what: str) -> int:
+    if type(value) is not int or not 0 < value < 65536:
+        raise ValueError(f"{what} {value!r} is not a TCP port")
+    return value
+
+
+def _names(service: object, group: object) -> None:
+    for what, value in (("service", service), ("group", group)):
+        if not isinstance(value, str) or not NAME_RE.match(value):
+            raise ValueError(f"{what} {value!r} is not a service or group name")
+
+
+def instance_at(key: str, raw: bytes | str) -> Instance:
+    """The instance record stored at ``key``: ValueError (naming what is wrong)
+    unless its service, group and id are those of the key, its node a minion
+    id, its address an IP address, its port a port and its container an id.
+    Every reader acts on these records (HAProxy servers, checks, the
+    controller), and a token that may write some keys must not speak for others."""
+    inst = Instance.from_json(raw)
+    _names(inst.service, inst.group)
+    if not isinstance(inst.instance, str) or not _INSTANCE_ID.match(inst.instance):
+        raise ValueError(f"instance id {inst.instance!r} is not an instance id")
+    if inst.key != key:
+        raise ValueError(f"record for {inst.key} stored at {key}")
+    if not envelope.valid_id(inst.node):
+        raise ValueError(f"node {inst.node!r} is not a minion id")
+    try:
+        ipaddress.ip_address(inst.address)
+    except (ValueError, TypeError):
+        raise ValueError(f"address {inst.address!r} is not an IP address") from None
+    _port(inst.port, "port")
+    if not isinstance(inst.container, str) or not _CONTAINER_ID.match(inst.container):
+        raise ValueError(f"container {inst.container!r} is not a container id")
+    return inst
+
+
+def route_at(key: str, raw: bytes | str) -> Route:
+    """The route stored at ``key``: ValueError unless its service and group
+    are those of the key and its frontend port a port."""
+    route = Route.from_json(raw)
+    _names(route.service, route.group)
+    if route.key != key:
+        raise ValueError(f"route for {route.key} stored at {key}")
+    _port(route.listen, "frontend port")
+    for what, check in (("health", route.health), ("liveness", route.liveness)):
+        if check is not None and not isinstance(check, dict):
+            raise ValueError(f"{what} check {check!r} is not a mapping")
+    return route

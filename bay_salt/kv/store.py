@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -20,8 +21,10 @@ import consul
 import requests
 from consul.callback import CB
 
-from bay_salt.kv.records import Accepted, Instance, Placement, Route
+from bay_salt.kv.records import Accepted, Instance, Placement, Route, instance_at, route_at
 from bay_salt.model import names
+
+log = logging.getLogger("bay.kv")
 
 TXN_LIMIT = 64
 #: seconds a Consul request may take before the caller hears that Consul is not answering
@@ -99,15 +102,26 @@ class Store(ABC):
 
     # --- reads -----------------------------------------------------------------------
     def instances(self, service: str | None = None, group: str | None = None) -> list[Instance]:
-        """Instance records (all, one service's, or one group's)."""
-        return [Instance.from_json(v) for v in self.items(names.kv_instances_prefix(service, group)).values() if v]
+        """Instance records (all, one service's, or one group's); a record that
+        is not what its key says is ignored (and logged once)."""
+        out = []
+        for k, v in self.items(names.kv_instances_prefix(service, group)).items():
+            inst = _valid(instance_at, k, v)
+            if inst is not None:
+                out.append(inst)
+        return out
 
     def instance(self, service: str, group: str, instance: str) -> Instance | None:
-        value = self.get(names.kv_instance(service, group, instance))
-        return Instance.from_json(value) if value else None
+        key = names.kv_instance(service, group, instance)
+        return _valid(instance_at, key, self.get(key))
 
     def routes(self) -> list[Route]:
-        return [Route.from_json(v) for v in self.items(names.kv_routes_prefix()).values() if v]
+        out = []
+        for k, v in self.items(names.kv_routes_prefix()).items():
+            route = _valid(route_at, k, v)
+            if route is not None:
+                out.append(route)
+        return out
 
     def placements(self) -> list[Placement]:
         return [Placement.from_kv(k, v) for k, v in self.items(names.kv_placements_prefix()).items()]
@@ -173,6 +187,26 @@ class Store(ABC):
         return True
 
 
+_ignored: set[tuple[str, int]] = set()
+
+
+def _valid(parse, key: str, value: bytes | None):
+    """``parse(key, value)``, or None (no value, or a record that is not
+    what its key says: logged once per key and value, then ignored)."""
+    if not value:
+        return None
+    try:
+        return parse(key, value)
+    except (ValueError, KeyError, TypeError) as err:
+        mark = (key, hash(value))
+        if mark not in _ignored:
+            if len(_ignored) > 10_000:
+                _ignored.clear()
+            _ignored.add(mark)
+            log.warning("ignoring the record at %s: %s", key, err)
+        return None
+
+
 def _consul_error(err: Exception, where: str) -> Exception:
     text = str(err) or type(err).__name__
     if "No cluster leader" in text:
@@ -235,7 +269,9 @@ class ConsulStore(Store):
                 continue
             key, index = item["Key"], item["ModifyIndex"]
             hit = cache.get(key)
-            inst = hit[1] if hit and hit[0] == index else Instance.from_json(base64.b64decode(item["Value"]))
+            inst = hit[1] if hit and hit[0] == index else _valid(instance_at, key, base64.b64decode(item["Value"]))
+            if inst is None:
+                continue
             seen[key] = (index, inst)
             out.append(inst)
         with self._lock:

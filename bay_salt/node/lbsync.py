@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 import consul
 
-from bay_salt.kv.records import Instance, Route
+from bay_salt.kv.records import Instance, Route, instance_at, route_at
 from bay_salt.model import names
 from bay_salt.node import routing as lb
 from bay_salt.node.haproxy_runtime import RuntimeAPI, RuntimeAPIError
@@ -44,11 +44,11 @@ def parse_kv(items: list[dict] | None) -> tuple[list[Route], list[Instance]]:
     for item in items or []:
         if not item.get("Value"):
             continue
-        try:
+        try:  # records are data: each must be what its key says (a registry token writes only its own keys)
             if item["Key"].startswith(route_prefix):
-                routes.append(Route.from_json(item["Value"]))
+                routes.append(route_at(item["Key"], item["Value"]))
             elif item["Key"].startswith(inst_prefix):
-                instances.append(Instance.from_json(item["Value"]))
+                instances.append(instance_at(item["Key"], item["Value"]))
         except (ValueError, KeyError, TypeError) as err:
             log.warning("ignoring malformed KV entry %s: %s", item["Key"], err)
     return routes, instances

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -80,6 +81,12 @@ def leader_of(masters: list[str], read: Callable[[], str | None] | None) -> Call
     read). An address that is not one of the minion's own masters is refused."""
     known: list[str | None] = [None]
 
+    def address(name: str) -> str:
+        try:
+            return socket.gethostbyname(name)
+        except OSError:
+            return name
+
     def target() -> str:
         if len(masters) == 1:
             return masters[0]
@@ -90,10 +97,15 @@ def leader_of(masters: list[str], read: Callable[[], str | None] | None) -> Call
                 raise NoLeader(f"cannot read which master leads ({err})") from None
         if known[0] is None:
             raise NoLeader("no master leads the controller now")
-        if known[0] not in masters:
-            raise NoLeader(f"the controller's lock names {known[0]!r}, not one of this node's masters "
-                           f"({', '.join(masters)})")
-        return known[0]
+        if known[0] in masters:
+            return known[0]
+        # the lock may name by DNS what the minion names by address (or the other way round)
+        held = address(known[0])
+        for m in masters:
+            if address(m) == held:
+                return m
+        raise NoLeader(f"the controller's lock names {known[0]!r}, not one of this node's masters "
+                       f"({', '.join(masters)})")
 
     return target
 

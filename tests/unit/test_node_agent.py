@@ -142,3 +142,9 @@ def test_events_go_to_the_master_whose_controller_leads():
         target()
     with pytest.raises(NoLeader, match="cannot read"):
         leader_of(["m1", "m2"], lambda: (_ for _ in ()).throw(ConnectionError("x")))()
+
+
+def test_a_lock_naming_a_master_by_dns_finds_the_address_the_minion_uses():
+    from bay_salt.node.sender import leader_of
+
+    assert leader_of(["10.9.9.8", "127.0.0.1"], lambda: "localhost")() == "127.0.0.1"
