@@ -62,6 +62,8 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "bay-logs"
     # output goes in chunks (HTTP/1.1 chunked encoding): a follower gets each line as it comes
     protocol_version = "HTTP/1.1"
+    #: seconds a connection may keep the server waiting for its request (an idle or slow client is closed)
+    timeout = 15
     cfg: Config
     docker_client = None
 
@@ -200,22 +202,58 @@ class Handler(BaseHTTPRequestHandler):
                 close()
 
 
+#: seconds a client has to complete its TLS handshake
+HANDSHAKE = 5.0
+#: connections served at once (each a thread); more are closed at once
+MAX_CONNECTIONS = 64
+
+
 def serve(cfg: Config) -> ThreadingHTTPServer:
     handler = type("BoundHandler", (Handler,), {"cfg": cfg})
 
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        allow_reuse_address = True
-
     tls = bool(cfg.cert_file and cfg.key_file)
-    address = cfg.address if tls else "127.0.0.1"
-    server = Server((address, cfg.port), handler)
+    ctx = None
     if tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-        server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    else:
+    slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    class Server(ThreadingHTTPServer):
+        """Accepts in its one serving thread and does nothing slow there: each
+        connection's TLS handshake (bounded by HANDSHAKE seconds) and request
+        run in a thread of its own, at most MAX_CONNECTIONS at once (past
+        that a connection is closed at once), so an idle or slow client never
+        holds the endpoint."""
+
+        daemon_threads = True
+        allow_reuse_address = True
+
+        def process_request(self, request, client_address):
+            if not slots.acquire(blocking=False):
+                log.warning("log endpoint: %d connections already: closing one from %s", MAX_CONNECTIONS,
+                            client_address[0])
+                self.shutdown_request(request)
+                return
+            super().process_request(request, client_address)
+
+        def process_request_thread(self, request, client_address):
+            try:
+                if ctx is not None:
+                    request.settimeout(HANDSHAKE)
+                    try:
+                        request = ctx.wrap_socket(request, server_side=True)
+                    except (OSError, ssl.SSLError) as err:
+                        log.debug("log endpoint: no TLS handshake from %s: %s", client_address[0], err)
+                        self.shutdown_request(request)
+                        return
+                super().process_request_thread(request, client_address)
+            finally:
+                slots.release()
+
+    address = cfg.address if tls else "127.0.0.1"
+    server = Server((address, cfg.port), handler)
+    if not tls:
         log.warning("no certificate (bay:monitoring:tls): the log endpoint listens on loopback only")
     threading.Thread(target=server.serve_forever, name="log-endpoint", daemon=True).start()
     log.info("log endpoint on %s://%s:%d%s", "https" if tls else "http", address, cfg.port, names.LOG_URL_PREFIX)

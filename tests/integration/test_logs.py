@@ -287,3 +287,25 @@ def test_archiver_killed_ten_times_and_a_broker_restart_lose_no_record(kafka, hd
     assert len(read_back) == len(counts) and {r["seq"] for r in read_back} == set(counts)
     assert len(list(tmp_path.glob("archiver.log"))) == 1
     assert "stopped: every record read is in HDFS" in (tmp_path / "archiver.log").read_text()
+
+
+def test_idle_connections_do_not_hold_the_endpoint(run_box, endpoint):
+    """Connections that never start their TLS handshake (or never send a
+    request) hold a thread each for at most a few seconds, never the
+    endpoint: a reader behind 30 of them is served at once."""
+    import socket
+
+    idle = [socket.create_connection(("127.0.0.1", endpoint["cfg"].port), timeout=5) for _ in range(30)]
+    try:
+        c, inst = run_box("echo hello; sleep 30")
+        token = tokens.issue(endpoint["key"], "alice", ["logtest"], 60)
+        began = time.monotonic()
+        assert next(client.fetch(endpoint["url"]("logtest", "web", inst), token, endpoint["ca"])) == b"hello\n"
+        assert time.monotonic() - began < 3
+        # past the handshake time the idle ones are closed by the endpoint
+        time.sleep(server.HANDSHAKE + 1)
+        idle[0].settimeout(2)
+        assert idle[0].recv(1) == b""
+    finally:
+        for s in idle:
+            s.close()
