@@ -99,7 +99,8 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as err:
             return self._json(400, {"error": str(err)})
         try:
-            tokens.check(self.cfg.token_public_key, self.headers.get("Authorization"), rest[0])
+            claims = tokens.check(self.cfg.token_public_key, self.headers.get("Authorization"), rest[0])
+            self.expires = float(claims["exp"])  # a follow stream ends there
         except tokens.Refused as err:
             return self._json(err.status, {"error": str(err)})
         q = urllib.parse.parse_qs(url.query)
@@ -184,6 +185,19 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(502, {"error": f"docker: {err}"})
         self._head("live")
         pending = b""
+        # a follow stream ends when its token does: closing the stream ends the loop below
+        ended = threading.Event()
+
+        def expire():
+            ended.set()
+            close = getattr(chunks, "close", None)
+            if close:
+                close()
+
+        timer = threading.Timer(max(0.0, getattr(self, "expires", 0.0) - time.time()), expire) if follow else None
+        if timer:
+            timer.daemon = True
+            timer.start()
         try:
             for chunk in chunks:
                 pending += chunk
@@ -196,7 +210,16 @@ class Handler(BaseHTTPRequestHandler):
             self._chunk(b"")
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             pass  # the reader went away
+        except Exception:  # noqa: BLE001 - the stream closed under it when the token expired
+            if not ended.is_set():
+                raise
+            try:
+                self._chunk(b"")
+            except OSError:
+                pass
         finally:
+            if timer:
+                timer.cancel()
             close = getattr(chunks, "close", None)
             if close:
                 close()

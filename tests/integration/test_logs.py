@@ -309,3 +309,15 @@ def test_idle_connections_do_not_hold_the_endpoint(run_box, endpoint):
     finally:
         for s in idle:
             s.close()
+
+
+def test_a_follow_stream_ends_when_its_token_does(run_box, endpoint):
+    c, inst = run_box("while true; do echo tick; sleep 0.2; done")
+    token = tokens.issue(endpoint["key"], "alice", ["logtest"], 3)
+    began = time.monotonic()
+    got = list(client.fetch(endpoint["url"]("logtest", "web", inst), token, endpoint["ca"], follow=True))
+    took = time.monotonic() - began
+    assert got and set(got) == {b"tick\n"}
+    assert took < 3 + 2, took  # not as long as the container runs
+    c.reload()
+    assert c.status == "running"
