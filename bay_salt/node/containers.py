@@ -156,10 +156,16 @@ def run(client: docker.DockerClient, group: GroupSpec, instance: str, log_max_si
         # whose process ignores SIGTERM as PID 1 (a shell, busybox httpd) stops at once on a
         # scale-down or roll instead of after the kill timeout
         init=True,
+        **HARDENING,
         **kwargs,
     )
     container.reload()
     return describe(container)
+
+
+#: every service container: no raw sockets (ARP or ICMP spoofing on the bridge) nor device nodes, no
+#: privilege gained through setuid binaries, and a bounded number of processes (a fork bomb stays in it)
+HARDENING = {"cap_drop": ["NET_RAW", "MKNOD"], "security_opt": ["no-new-privileges:true"], "pids_limit": 1024}
 
 
 def stop(client: docker.DockerClient, container: str, timeout: int = 10, keep: Keep | None = None) -> bool:

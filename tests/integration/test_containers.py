@@ -29,6 +29,12 @@ def test_a_stop_reaches_a_service_that_ignores_sigterm_as_pid_1(dc):
     c = dc.containers.get(made["container"])
     try:
         assert c.attrs["HostConfig"]["Init"] is True
+        # hardened by default: no raw sockets, no new privileges, a PID limit
+        host = c.attrs["HostConfig"]
+        assert set(host["CapDrop"]) >= {"NET_RAW", "MKNOD"} and "no-new-privileges:true" in host["SecurityOpt"]
+        assert host["PidsLimit"] == containers.HARDENING["pids_limit"]
+        res = c.exec_run(["busybox", "ping", "-c", "1", "-W", "1", "127.0.0.1"])  # pings without NET_RAW
+        assert res.exit_code != 0 and b"permission denied" in res.output, res
         c.stop(timeout=30)
         c.reload()
         # 143: the shell died of the SIGTERM passed on by init; 137 would be the kill after the timeout
