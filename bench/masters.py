@@ -30,12 +30,7 @@ from common import bench_cluster, pct  # noqa: I001 - bench/ is on the path when
 from bay_salt.control import leader
 from bay_salt.kv.records import read_leader
 from bay_salt.kv.store import ConsulStore, client
-from tests.e2e.helpers import WEB, eventually, wait_routed
-
-
-def instances(cluster) -> dict[str, str]:
-    st = cluster.runner("bay.status", "demo")["demo.web"]
-    return {line.split("@")[0]: line.split("@")[1].split(":")[0] for line in st["instances"]}
+from tests.e2e.helpers import WEB, eventually, wait_routed, web_instances
 
 
 def leader_id(cluster) -> str | None:
@@ -58,7 +53,7 @@ def registered(cluster) -> set[str] | None:
 
 
 def kill_and_heal(cluster, timeout: float = 90) -> float:
-    before = instances(cluster)
+    before = web_instances(cluster)
     victim, node_id = sorted(before.items())[0]
     node = next(n for n in cluster.nodes() if n.id == node_id)
     began = time.monotonic()
@@ -94,7 +89,7 @@ def trial(cluster) -> tuple[float, float, float]:
         time.sleep(2)
         routed = kill_and_heal(cluster)
         began = time.monotonic()
-        instances(cluster)
+        web_instances(cluster)
         took = time.monotonic() - began
         watcher.join(60)
     finally:

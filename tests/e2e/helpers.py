@@ -45,6 +45,12 @@ def ids_via(address, port, tries=24):
     return seen
 
 
+def web_instances(cluster) -> dict[str, str]:
+    """demo.web's registered instances and their nodes, as `bay.status` shows them."""
+    st = cluster.runner("bay.status", "demo")["demo.web"]
+    return {line.split("@")[0]: line.split("@")[1].split(":")[0] for line in st["instances"]}
+
+
 def registered(cluster, group, service="demo"):
     st = cluster.runner("bay.status", service)[f"{service}.{group}"]
     return {line.split("@")[0] for line in st["instances"]}

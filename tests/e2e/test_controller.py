@@ -19,12 +19,8 @@ from tests.e2e.helpers import (
     reconcile_passes,
     registered,
     wait_routed,
+    web_instances,
 )
-
-
-def web_instances(cluster):
-    st = cluster.runner("bay.status", "demo")["demo.web"]
-    return {line.split("@")[0]: line.split("@")[1].split(":")[0] for line in st["instances"]}
 
 
 def test_killed_container_is_replaced_and_routed(cluster):

@@ -17,12 +17,8 @@ from tests.e2e.helpers import (
     now,
     registered,
     wait_routed,
+    web_instances,
 )
-
-
-def web_instances(cluster):
-    st = cluster.runner("bay.status", "demo")["demo.web"]
-    return {line.split("@")[0]: line.split("@")[1].split(":")[0] for line in st["instances"]}
 
 
 def store(cluster):
