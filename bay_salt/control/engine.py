@@ -29,7 +29,7 @@ from bay_salt.kv.store import ConsulStore, first_answering
 from bay_salt.metrics import carbon, platform
 from bay_salt.model import envelope, names
 from bay_salt.model.settings import Controller as Settings
-from bay_salt.scheduling.deployer import desired
+from bay_salt.scheduling.planning import desired
 from bay_salt.util import retry
 
 log = logging.getLogger("bay.controller")

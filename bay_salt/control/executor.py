@@ -42,6 +42,15 @@ class Outcome:
     replaced: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Run:
+    """One :meth:`Executor.apply`: its outcome so far, when the container died, the step timings."""
+
+    out: Outcome
+    died: float
+    timings: dict
+
+
 class Executor:
     def __init__(self, store: Store, backend: Backend, fire: Fire,
                  group_spec: Callable[[str, str], GroupSpec | None], clock: Callable[[], float] = time.time,
@@ -67,65 +76,80 @@ class Executor:
         self._fire(tag, data)
 
     def apply(self, actions: list[r.Action], died: float | None = None, timings: dict | None = None) -> Outcome:
-        """Apply ``actions`` in order. ``died`` (epoch seconds) and ``timings``:
-        for a replacement, when the container died and how long each step took
-        after it (the replaced event carries them)."""
-        out = Outcome()
-        timings = {} if timings is None else timings
-        died = self.clock() if died is None else died
+        """Apply ``actions`` in order, each by its own method (:attr:`_BY_TYPE`).
+        ``died`` (epoch seconds) and ``timings``: for a replacement, when the
+        container died and how long each step took after it (the replaced event carries them)."""
+        run = _Run(Outcome(), self.clock() if died is None else died, {} if timings is None else timings)
         for a in actions:
-            if isinstance(a, r.Announce):
-                self.fire(a.tag, a.data)
-            elif isinstance(a, r.MarkReplacing):
-                ops = kvstore.register_ops([a.instance])
-                if a.placement:
-                    ops.append(kvstore.op_put(a.placement))
-                self.store.apply(ops)
-                timings.setdefault("critical", round(self.clock() - died, 3))
-            elif isinstance(a, r.Retire):
-                dead = a.instance
-                self.store.apply(kvstore.deregister_ops([dead])
-                                 + ([kvstore.op_delete(a.placement.key)] if a.placement else []))
-                self.backend.stop(dead.node, [dead.container])
-                self.fire(names.TAG_CONTAINER_REPLACED, {"group": dead.group_name, "old": dead.instance, "new": None,
-                                                         "node": dead.node, "reason": a.reason,
-                                                         "output": self.output_url(dead)})
-            elif isinstance(a, r.FailGroup):
-                dead = a.instance
-                # its last lines, for the group's alert, before the container goes
-                output = self.backend.output(dead.node, dead.container, OUTPUT_LINES)
-                self.store.apply(kvstore.deregister_ops([dead])
-                                 + [kvstore.op_set(names.kv_failed(dead.service, dead.group), a.reason),
-                                    kvstore.op_set(names.kv_failed_output(dead.service, dead.group), output)])
-                self.backend.stop(dead.node, [dead.container])
-                self.fire(names.TAG_GROUP_FAILED, {"group": dead.group_name, "instance": dead.instance,
-                                                   "reason": a.reason, "output": self.output_url(dead)})
-            elif isinstance(a, r.BackOff):
-                self.fire(names.TAG_CONTAINER_BACKOFF, {"group": a.instance.group_name,
-                                                        "instance": a.instance.instance, "seconds": a.seconds})
-                self.sleep(a.seconds)
-            elif isinstance(a, r.StartReplacement):
-                out.new = self._start_replacement(a, died, timings)
-                if out.new is None:
-                    out.retry = a.dead
-            elif isinstance(a, r.Deregister):
-                self.store.apply(kvstore.deregister_ops(a.instances))
-            elif isinstance(a, r.DropPlacements):
-                self.store.apply([kvstore.op_delete(p.key) for p in a.placements])
-            elif isinstance(a, r.RemoveContainers):
-                self.backend.stop(a.node, list(a.containers))
-            elif isinstance(a, r.Restore):
-                out.restored += self._restore(a)
-            elif isinstance(a, r.Replace):
-                if self.replace is None:  # pragma: no cover - every loop gives one
-                    raise TypeError("no handler to replace instances with")
-                self.replace(a.instance, a.reason)
-                out.replaced.append(a.instance.instance)
-            elif isinstance(a, r.SetHealth):
-                self._set_health(a)
-            else:  # pragma: no cover - a new action without its executor
+            method = self._BY_TYPE.get(type(a))
+            if method is None:  # pragma: no cover - a new action without its executor
                 raise TypeError(f"no executor for {a!r}")
-        return out
+            method(self, a, run)
+        return run.out
+
+    def _announce(self, a: r.Announce, run: _Run) -> None:
+        self.fire(a.tag, a.data)
+
+    def _mark_replacing(self, a: r.MarkReplacing, run: _Run) -> None:
+        ops = kvstore.register_ops([a.instance])
+        if a.placement:
+            ops.append(kvstore.op_put(a.placement))
+        self.store.apply(ops)
+        run.timings.setdefault("critical", round(self.clock() - run.died, 3))
+
+    def _retire(self, a: r.Retire, run: _Run) -> None:
+        dead = a.instance
+        self.store.apply(kvstore.deregister_ops([dead]) + ([kvstore.op_delete(a.placement.key)] if a.placement else []))
+        self.backend.stop(dead.node, [dead.container])
+        self.fire(names.TAG_CONTAINER_REPLACED, {"group": dead.group_name, "old": dead.instance, "new": None,
+                                                 "node": dead.node, "reason": a.reason,
+                                                 "output": self.output_url(dead)})
+
+    def _fail_group(self, a: r.FailGroup, run: _Run) -> None:
+        dead = a.instance
+        # its last lines, for the group's alert, before the container goes
+        output = self.backend.output(dead.node, dead.container, OUTPUT_LINES)
+        self.store.apply(kvstore.deregister_ops([dead])
+                         + [kvstore.op_set(names.kv_failed(dead.service, dead.group), a.reason),
+                            kvstore.op_set(names.kv_failed_output(dead.service, dead.group), output)])
+        self.backend.stop(dead.node, [dead.container])
+        self.fire(names.TAG_GROUP_FAILED, {"group": dead.group_name, "instance": dead.instance,
+                                           "reason": a.reason, "output": self.output_url(dead)})
+
+    def _back_off(self, a: r.BackOff, run: _Run) -> None:
+        self.fire(names.TAG_CONTAINER_BACKOFF, {"group": a.instance.group_name, "instance": a.instance.instance,
+                                                "seconds": a.seconds})
+        self.sleep(a.seconds)
+
+    def _start(self, a: r.StartReplacement, run: _Run) -> None:
+        run.out.new = self._start_replacement(a, run.died, run.timings)
+        if run.out.new is None:
+            run.out.retry = a.dead
+
+    def _deregister(self, a: r.Deregister, run: _Run) -> None:
+        self.store.apply(kvstore.deregister_ops(a.instances))
+
+    def _drop_placements(self, a: r.DropPlacements, run: _Run) -> None:
+        self.store.apply([kvstore.op_delete(p.key) for p in a.placements])
+
+    def _remove_containers(self, a: r.RemoveContainers, run: _Run) -> None:
+        self.backend.stop(a.node, list(a.containers))
+
+    def _restore_groups(self, a: r.Restore, run: _Run) -> None:
+        run.out.restored += self._restore(a)
+
+    def _hand_over(self, a: r.Replace, run: _Run) -> None:
+        if self.replace is None:  # pragma: no cover - every loop gives one
+            raise TypeError("no handler to replace instances with")
+        self.replace(a.instance, a.reason)
+        run.out.replaced.append(a.instance.instance)
+
+    _BY_TYPE: dict = {
+        r.Announce: _announce, r.MarkReplacing: _mark_replacing, r.Retire: _retire, r.FailGroup: _fail_group,
+        r.BackOff: _back_off, r.StartReplacement: _start, r.Deregister: _deregister,
+        r.DropPlacements: _drop_placements, r.RemoveContainers: _remove_containers, r.Restore: _restore_groups,
+        r.Replace: _hand_over, r.SetHealth: lambda self, a, run: self._set_health(a),
+    }
 
     def _start_replacement(self, a: r.StartReplacement, died: float, timings: dict) -> Instance | None:
         dead, placed, g = a.dead, a.placement, a.group

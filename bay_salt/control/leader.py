@@ -193,17 +193,19 @@ class Lease:
                                 self.role, held.master if held else "the leader", self.clock() - seen_at)
                     self._call(lambda c, s=session: c.session.destroy(s))
                     continue
-                self._wait_change(index)
+                self._wait_change(index, seen_at + self.takeover)
             except _ERRORS as err:
                 log.warning("bay %s: standing by: Consul: %s", self.role, str(err).splitlines()[0][:200] if str(err)
                             else type(err).__name__)
                 self.sleep(1.0)
         return False
 
-    def _wait_change(self, index: int) -> None:
-        """Until the lock's index moves past ``index``, at most about two beats."""
-        wait = max(1, round(2 * self.beat_every))
-        self._call(lambda c: c.kv.get(self.key, index=index, wait=f"{wait}s"))
+    def _wait_change(self, index: int, deadline: float) -> None:
+        """Until the lock's index moves past ``index``: at most two beats, and
+        not much past ``deadline`` (when the holder counts as silent), so a
+        takeover is not late by up to a whole wait."""
+        wait = max(0.1, min(2 * self.beat_every, deadline - self.clock() + 0.05))
+        self._call(lambda c: c.kv.get(self.key, index=index, wait=f"{int(wait * 1000)}ms"))
 
     def keep(self, on_lost: Callable[[str], None], stop: threading.Event | None = None) -> None:
         """Beat until the lock is lost (``on_lost(why)``) or ``stop`` is set.

@@ -41,7 +41,7 @@ from bay_salt.model import names
 from bay_salt.model.services import GroupSpec, SpecError, parse
 from bay_salt.model.settings import Controller as Settings
 from bay_salt.scheduling.backend import Backend
-from bay_salt.scheduling.deployer import desired
+from bay_salt.scheduling.planning import desired
 from bay_salt.util import retry
 
 log = logging.getLogger("bay.controller")

@@ -23,8 +23,9 @@ from bay_salt.kv.store import Store
 from bay_salt.model import names, services
 from bay_salt.model.services import GroupSpec, ServiceSpec, SpecError
 from bay_salt.scheduling.backend import DeployError
-from bay_salt.scheduling.deployer import Deployer, desired
+from bay_salt.scheduling.deployer import Deployer
 from bay_salt.scheduling.placement import PlacementError
+from bay_salt.scheduling.planning import desired
 from bay_salt.util import retry
 
 

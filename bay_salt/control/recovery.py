@@ -24,7 +24,7 @@ from bay_salt.kv.records import Accepted, Health, Instance, Placement
 from bay_salt.model import names
 from bay_salt.model.services import GroupSpec
 from bay_salt.model.settings import Controller as Settings
-from bay_salt.scheduling.deployer import desired
+from bay_salt.scheduling.planning import desired
 
 #: restart times kept with an instance line (the back-off looks at fewer)
 HISTORY = 20
@@ -322,105 +322,136 @@ def reconcile(v: View) -> tuple[list[Action], list[str]]:
     Groups a deploy holds, failed groups, and whatever a handler is working on
     are left alone.
     """
-    actions: list[Action] = []
-    found: list[str] = []
-    held = {g for g, since in v.deploying.items() if v.now - since < v.settings.deploy_timeout}
-    restore: set[tuple[str, str]] = set()
-    gone: dict[str, Instance] = {}  # deregistered this pass
+    p = _Pass(v)
+    p.lost_nodes()
+    p.half_done()
+    p.not_running()
+    p.strays()
+    p.against_specs()
+    return p.actions(), p.found
 
-    def leave_alone(svc: str, grp: str) -> bool:
-        return (svc, grp) in held or group_hand(svc, grp) in v.in_hand
 
-    # nodes that are not alive
-    for node in sorted({i.node for i in v.instances} - v.alive):
-        if node_hand(node) in v.in_hand:
-            continue
-        mine = [i for i in v.instances if i.node == node and not leave_alone(i.service, i.group)]
-        if mine:
-            found.append(f"node {node} is not alive: {len(mine)} instances registered there deregistered")
-            for i in mine:
-                gone[i.key] = i
-            restore |= {(i.service, i.group) for i in mine if i.is_container}
+class _Pass:
+    """One :func:`reconcile` pass: its five sections fill what it found, the
+    instances it deregisters (``gone``), the containers it stops, the
+    placements it drops and the groups it restores."""
 
-    # replacements left half done
-    by_key = {i.key: i for i in v.instances}
-    pending = {p.new_container for p in v.placements}
-    stop: dict[str, set[str]] = {}
-    dropped = []
-    for p in v.placements:
-        dead_key = names.kv_instance(p.service, p.group, p.replaces)
-        if f"instance:{dead_key}" in v.in_hand or leave_alone(p.service, p.group):
-            continue
-        if p.node in v.alive and (p.node not in v.containers or p.node in v.busy):
-            continue  # not looked at, or its start job still runs: the next pass
-        found.append(f"{p.service}.{p.group}: the replacement {p.instance} of {p.replaces} on {p.node} "
-                     "was left half done (its handler stopped); cleaned up")
-        if p.new_container in {c["container"] for c in v.containers.get(p.node, [])}:
-            stop.setdefault(p.node, set()).add(p.new_container)
-        if dead_key in by_key:
-            gone[dead_key] = by_key[dead_key]
-            if p.node in v.containers and by_key[dead_key].container:
-                stop.setdefault(p.node, set()).add(by_key[dead_key].container)
-        dropped.append(p)
-        restore.add((p.service, p.group))
+    def __init__(self, v: View):
+        self.v = v
+        self.found: list[str] = []
+        self.replace: list[Action] = []
+        self.held = {g for g, since in v.deploying.items() if v.now - since < v.settings.deploy_timeout}
+        self.restore: set[tuple[str, str]] = set()
+        self.gone: dict[str, Instance] = {}  # deregistered this pass
+        self.stop: dict[str, set[str]] = {}
+        self.dropped: list[Placement] = []
 
-    # registered instances whose container is not running
-    replacing = {names.kv_instance(p.service, p.group, p.replaces) for p in v.placements}
-    on_node = {node: {c["container"]: c for c in cs} for node, cs in v.containers.items()}
-    for i in v.instances:
-        if (not i.is_container or i.node not in v.containers or i.key in gone or i.key in replacing
-                or instance_hand(i) in v.in_hand or leave_alone(i.service, i.group)):
-            continue  # a replacement under way (or left half done: above) owns it
-        c = on_node[i.node].get(i.container)
-        if c is None:
-            why = "registered, but its container is gone"
-        elif c.get("status") == "paused":
-            why = "its container is paused (hung)"
-        elif c.get("status") != "running":
-            why = f"its container is {c.get('status')}"
-        elif i.health == Health.REPLACING:
-            why = "left replacing by a handler that stopped"
-        else:
-            continue
-        found.append(f"{i.group_name} {i.instance} on {i.node}: {why}; replaced")
-        actions.append(Replace(i, f"found by reconciliation: {why}"))
+    def leave_alone(self, svc: str, grp: str) -> bool:
+        return (svc, grp) in self.held or group_hand(svc, grp) in self.v.in_hand
 
-    # strays
-    registered = {i.container for i in v.instances if i.key not in gone}
-    for node, cs in sorted(v.containers.items()):
-        for c in cs:
-            name = c["container"]
-            if (name in registered or name in pending or c.get("age", 0) < v.settings.stray_age
-                    or leave_alone(c.get("service", ""), c.get("group", ""))):
+    def lost_nodes(self) -> None:
+        """Instances registered on a node that is not alive: deregistered, their groups restored."""
+        v = self.v
+        for node in sorted({i.node for i in v.instances} - v.alive):
+            if node_hand(node) in v.in_hand:
                 continue
-            found.append(f"{node}: container {name} is not registered (a stray); removed")
-            stop.setdefault(node, set()).add(name)
+            mine = [i for i in v.instances if i.node == node and not self.leave_alone(i.service, i.group)]
+            if mine:
+                self.found.append(f"node {node} is not alive: {len(mine)} instances registered there deregistered")
+                for i in mine:
+                    self.gone[i.key] = i
+                self.restore |= {(i.service, i.group) for i in mine if i.is_container}
 
-    # deployed groups against their spec
-    by_group: dict[tuple[str, str], list[Instance]] = {}
-    for i in v.instances:
-        if i.key not in gone:
-            by_group.setdefault((i.service, i.group), []).append(i)
-    for key, acc in sorted(v.accepted.items()):
-        svc, grp = key
-        if key in v.failed or leave_alone(svc, grp) or key in restore:
-            continue
-        want = desired(acc.spec, v.autoscaled.get(key))
-        present = by_group.get(key, [])
-        spec = want.spec_hash()
-        outdated = [i for i in present if i.spec != spec]
-        if len(present) != want.instances or outdated:
-            found.append(f"{want.name}: {len(present)} instances for {want.instances} deployed"
-                         + (f", {len(outdated)} not running the deployed spec" if outdated else "")
-                         + "; brought to its spec")
-            restore.add(key)
+    def half_done(self) -> None:
+        """Replacements left half done (their handler is gone): cleaned up, the group restored."""
+        v = self.v
+        by_key = {i.key: i for i in v.instances}
+        for p in v.placements:
+            dead_key = names.kv_instance(p.service, p.group, p.replaces)
+            if f"instance:{dead_key}" in v.in_hand or self.leave_alone(p.service, p.group):
+                continue
+            if p.node in v.alive and (p.node not in v.containers or p.node in v.busy):
+                continue  # not looked at, or its start job still runs: the next pass
+            self.found.append(f"{p.service}.{p.group}: the replacement {p.instance} of {p.replaces} on {p.node} "
+                              "was left half done (its handler stopped); cleaned up")
+            if p.new_container in {c["container"] for c in v.containers.get(p.node, [])}:
+                self.stop.setdefault(p.node, set()).add(p.new_container)
+            if dead_key in by_key:
+                self.gone[dead_key] = by_key[dead_key]
+                if p.node in v.containers and by_key[dead_key].container:
+                    self.stop.setdefault(p.node, set()).add(by_key[dead_key].container)
+            self.dropped.append(p)
+            self.restore.add((p.service, p.group))
 
-    if gone:
-        actions.insert(0, Deregister(tuple(gone.values())))
-    if dropped:
-        actions.insert(1 if gone else 0, DropPlacements(tuple(dropped)))
-    actions += [RemoveContainers(n, tuple(sorted(c))) for n, c in sorted(stop.items()) if n in v.containers]
-    restore = {g for g in restore if g not in v.failed and g in v.accepted}
-    if restore:
-        actions.append(Restore(tuple(sorted(restore)), {"reconciled": True}))
-    return actions, found
+    def not_running(self) -> None:
+        """Registered instances whose container is gone, exited, paused or left replacing: replaced."""
+        v = self.v
+        replacing = {names.kv_instance(p.service, p.group, p.replaces) for p in v.placements}
+        on_node = {node: {c["container"]: c for c in cs} for node, cs in v.containers.items()}
+        for i in v.instances:
+            if (not i.is_container or i.node not in v.containers or i.key in self.gone or i.key in replacing
+                    or instance_hand(i) in v.in_hand or self.leave_alone(i.service, i.group)):
+                continue  # a replacement under way (or left half done: above) owns it
+            c = on_node[i.node].get(i.container)
+            if c is None:
+                why = "registered, but its container is gone"
+            elif c.get("status") == "paused":
+                why = "its container is paused (hung)"
+            elif c.get("status") != "running":
+                why = f"its container is {c.get('status')}"
+            elif i.health == Health.REPLACING:
+                why = "left replacing by a handler that stopped"
+            else:
+                continue
+            self.found.append(f"{i.group_name} {i.instance} on {i.node}: {why}; replaced")
+            self.replace.append(Replace(i, f"found by reconciliation: {why}"))
+
+    def strays(self) -> None:
+        """Containers KV does not know, older than ``stray_age``: removed."""
+        v = self.v
+        registered = {i.container for i in v.instances if i.key not in self.gone}
+        pending = {p.new_container for p in v.placements}
+        for node, cs in sorted(v.containers.items()):
+            for c in cs:
+                name = c["container"]
+                if (name in registered or name in pending or c.get("age", 0) < v.settings.stray_age
+                        or self.leave_alone(c.get("service", ""), c.get("group", ""))):
+                    continue
+                self.found.append(f"{node}: container {name} is not registered (a stray); removed")
+                self.stop.setdefault(node, set()).add(name)
+
+    def against_specs(self) -> None:
+        """Deployed groups with another count or spec than deployed: restored to it."""
+        v = self.v
+        by_group: dict[tuple[str, str], list[Instance]] = {}
+        for i in v.instances:
+            if i.key not in self.gone:
+                by_group.setdefault((i.service, i.group), []).append(i)
+        for key, acc in sorted(v.accepted.items()):
+            svc, grp = key
+            if key in v.failed or self.leave_alone(svc, grp) or key in self.restore:
+                continue
+            want = desired(acc.spec, v.autoscaled.get(key))
+            present = by_group.get(key, [])
+            spec = want.spec_hash()
+            outdated = [i for i in present if i.spec != spec]
+            if len(present) != want.instances or outdated:
+                self.found.append(f"{want.name}: {len(present)} instances for {want.instances} deployed"
+                                  + (f", {len(outdated)} not running the deployed spec" if outdated else "")
+                                  + "; brought to its spec")
+                self.restore.add(key)
+
+    def actions(self) -> list[Action]:
+        """In the order of effect: deregister, drop placements, replace, remove containers, restore."""
+        v = self.v
+        out: list[Action] = []
+        if self.gone:
+            out.append(Deregister(tuple(self.gone.values())))
+        if self.dropped:
+            out.append(DropPlacements(tuple(self.dropped)))
+        out += self.replace
+        out += [RemoveContainers(n, tuple(sorted(c))) for n, c in sorted(self.stop.items()) if n in v.containers]
+        restore = {g for g in self.restore if g not in v.failed and g in v.accepted}
+        if restore:
+            out.append(Restore(tuple(sorted(restore)), {"reconciled": True}))
+        return out

@@ -29,21 +29,11 @@ from bay_salt.model import names
 from bay_salt.model.services import GroupSpec, ServiceSpec
 from bay_salt.scheduling import placement
 from bay_salt.scheduling.backend import Backend, DeployError, NodeState
-from bay_salt.scheduling.planning import plan_group
+from bay_salt.scheduling.planning import desired, plan_group
 
 log = logging.getLogger("bay.deploy")
 
 __all__ = ["Deployer", "DeployError", "GroupReport", "desired", "route_of"]
-
-
-def desired(g: GroupSpec, autoscaled: int | None) -> GroupSpec:
-    """The group at the count it should run: the autoscaler's last decision
-    (within the policy's bounds) for an autoscaled group, else its own; a group
-    at 0 stays at 0 (stopped on purpose)."""
-    if g.autoscale and g.instances:
-        a = g.autoscale
-        return g.with_instances(max(a.min, min(a.max, autoscaled or g.instances)))
-    return g
 
 
 def route_of(g: GroupSpec) -> Route:

@@ -1,4 +1,4 @@
-"""The plan of one group's change: which registered instances to keep, which
+"""The count a group should run (:func:`desired`) and the plan of one group's change: which registered instances to keep, which
 to remove, how many to start, which outdated ones the new ones replace. Pure:
 records and counts in, a :class:`GroupPlan` out."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bay_salt.kv.records import Instance
+from bay_salt.model.services import GroupSpec
 from bay_salt.scheduling.placement import pick_for_removal
 
 
@@ -33,3 +34,13 @@ def plan_group(records: list[Instance], desired: int, want: str) -> GroupPlan:
     remove = sorted(pick_for_removal({r.instance: r.node for r in current}, [], excess))
     keep = sorted(r.instance for r in current if r.instance not in remove)
     return GroupPlan(keep, remove, desired - len(keep), outdated)
+
+
+def desired(g: GroupSpec, autoscaled: int | None) -> GroupSpec:
+    """The group at the count it should run: the autoscaler's last decision
+    (within the policy's bounds) for an autoscaled group, else its own; a group
+    at 0 stays at 0 (stopped on purpose)."""
+    if g.autoscale and g.instances:
+        a = g.autoscale
+        return g.with_instances(max(a.min, min(a.max, autoscaled or g.instances)))
+    return g
