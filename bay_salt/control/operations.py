@@ -209,11 +209,16 @@ def status(backend: SaltBackend, name: str | None = None, user: str | None = Non
     and how it is (passing, critical, replacing), and whether pillar says
     something else not yet deployed (or something invalid). A user sees the
     services they may operate."""
-    store = backend.store()
+    admins, teams = backend.access()
+    return group_rows(backend.store(), backend.services(), name,
+                      lambda owners: may_operate(user, owners, admins, teams))
+
+
+def group_rows(store: Store, pillar: dict, name: str | None = None, visible=lambda owners: True) -> dict:
+    """:func:`status` over ``store`` and the services ``pillar`` (``{}``: what
+    was deployed only), for the services whose owners ``visible`` accepts."""
     accepted = store.accepted_all()
     failed = store.failed_groups()
-    pillar = backend.services()
-    admins, teams = backend.access()
     out = {}
     for sname in sorted(set(pillar) | {s for s, _ in accepted}):
         if name and sname != name:
@@ -221,7 +226,7 @@ def status(backend: SaltBackend, name: str | None = None, user: str | None = Non
         owners = next((a.spec.owners for (s, _), a in accepted.items() if s == sname), None)
         if owners is None:
             owners = list((pillar.get(sname) or {}).get("owners") or [])
-        if not may_operate(user, owners, admins, teams):
+        if not visible(owners):
             continue
         try:
             declared = services.parse({sname: pillar[sname]})[sname].groups() if sname in pillar else {}
@@ -235,7 +240,7 @@ def status(backend: SaltBackend, name: str | None = None, user: str | None = Non
             recs = store.instances(sname, gname)
             out[g.name] = {
                 "deployed": acc is not None,
-                "pillar": problem or _differs(acc, declared.get(gname)),
+                "pillar": problem or (_differs(acc, declared.get(gname)) if pillar else None),
                 "failed": failed.get((sname, gname)),
                 "desired": want.instances,
                 "registered": len(recs),

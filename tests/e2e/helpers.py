@@ -1,4 +1,4 @@
-"""What the e2e tests share: reading the cluster's state (KV, bay.status,
+"""What the e2e tests share: reading the cluster's state (KV, the status rows,
 containers on every node, every node's HAProxy) and waiting on conditions."""
 
 from __future__ import annotations
@@ -45,21 +45,30 @@ def ids_via(address, port, tries=24):
     return seen
 
 
+def status(cluster, service="demo") -> dict:
+    """`bay status SERVICE`'s rows as deployed, read from KV over HTTP on this
+    machine (:func:`bay_salt.control.operations.group_rows`, the runner's own
+    code): the tests poll it, and a ``salt-run`` per poll kept the 2 cores busy."""
+    from bay_salt.control.operations import group_rows
+    from bay_salt.kv.store import first_answering
+
+    running = [n.address for n in cluster.nodes() if n.status == "running"]
+    return group_rows(first_answering(running, 8500, timeout=2, token=cluster.consul_token()), {}, service)
+
+
+def placements(cluster, group, service="demo") -> dict[str, str]:
+    """instance -> node of the group's registered instances."""
+    return {line.split("@")[0]: line.split("@")[1].split(":")[0]
+            for line in status(cluster, service)[f"{service}.{group}"]["instances"]}
+
+
 def web_instances(cluster) -> dict[str, str]:
-    """demo.web's registered instances and their nodes, as `bay.status` shows them."""
-    st = cluster.runner("bay.status", "demo")["demo.web"]
-    return {line.split("@")[0]: line.split("@")[1].split(":")[0] for line in st["instances"]}
+    """demo.web's registered instances and their nodes."""
+    return placements(cluster, "web")
 
 
-def registered(cluster, group, service="demo"):
-    st = cluster.runner("bay.status", service)[f"{service}.{group}"]
-    return {line.split("@")[0] for line in st["instances"]}
-
-
-def placements(cluster, group, service="demo"):
-    """instance -> node, as bay.status reports it."""
-    st = cluster.runner("bay.status", service)[f"{service}.{group}"]
-    return {line.split("@")[0]: line.split("@")[1].split(":")[0] for line in st["instances"]}
+def registered(cluster, group, service="demo") -> set[str]:
+    return set(placements(cluster, group, service))
 
 
 def wait_routed(cluster, port, group, expect_count, version="v1", timeout=30, service="demo"):
@@ -180,7 +189,7 @@ def convergence(cluster, services=("demo",)) -> list[str]:
     problems = []
     st = {}
     for svc in services:
-        st.update(cluster.runner("bay.status", svc))
+        st.update(status(cluster, svc))
     registered: dict[str, set[str]] = {}
     expected: dict[str, str] = {}  # container -> node
     for group, row in st.items():

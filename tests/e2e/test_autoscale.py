@@ -10,7 +10,7 @@ import json
 import time
 
 from bay_salt.model import names
-from tests.e2e.helpers import eventually, ids_via, kv_get, master_log_lines, master_log_since
+from tests.e2e.helpers import eventually, ids_via, kv_get, master_log_lines, master_log_since, status
 
 PORT = 10095
 SCRIPT = (
@@ -46,7 +46,7 @@ STOP_LOAD = ["pkill", "-f", "bay-e2e-load"]
 
 
 def count(cluster):
-    return cluster.runner("bay.status", "burn")["burn.cpu"]["registered"]
+    return status(cluster, "burn")["burn.cpu"]["registered"]
 
 
 def decisions(cluster, since):
@@ -71,7 +71,7 @@ def test_cpu_load_scales_up_then_down_after_the_window(cluster, pillar):
         # routed: every node's HAProxy serves the instances the autoscaler added
 
         def routed():
-            want = {i.split("@")[0] for i in cluster.runner("bay.status", "burn")["burn.cpu"]["instances"]}
+            want = {i.split("@")[0] for i in status(cluster, "burn")["burn.cpu"]["instances"]}
             return {i for i, _ in ids_via(cluster.nodes()[1].address, PORT, 30)} == want
 
         eventually(routed, 30, "node2's HAProxy serves every burn.cpu instance", interval=0)

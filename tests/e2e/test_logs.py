@@ -18,7 +18,7 @@ import yaml
 from bay_salt.logs import client
 from bay_salt.logs.archive import storage_for
 from bay_salt.model import names
-from tests.e2e.helpers import demo_image_service, eventually, master_log_lines, master_log_since
+from tests.e2e.helpers import demo_image_service, eventually, master_log_lines, master_log_since, status
 from tests.e2e.prebuild import site
 
 SERVICE, GROUP, LISTEN = "logdemo", "web", 10130  # its own frontend (other e2e services hold 10090-10121)
@@ -43,7 +43,7 @@ def bay(cluster, *args, timeout=90) -> subprocess.CompletedProcess:
 
 def current(cluster) -> tuple[str, str]:
     """(instance, node) of the group's one registered instance."""
-    (line,) = cluster.runner("bay.status", SERVICE)[f"{SERVICE}.{GROUP}"]["instances"]
+    (line,) = status(cluster, SERVICE)[f"{SERVICE}.{GROUP}"]["instances"]
     inst, _, rest = line.partition("@")
     return inst, rest.split(":")[0]
 
@@ -55,7 +55,7 @@ def kill(cluster, inst: str, node_id: str) -> str:
         SERVICE, GROUP, inst)])
 
     def replaced():
-        st = cluster.runner("bay.status", SERVICE)[f"{SERVICE}.{GROUP}"]
+        st = status(cluster, SERVICE)[f"{SERVICE}.{GROUP}"]
         now = [i.split("@")[0] for i in st["instances"]]
         return now[0] if len(now) == 1 and now[0] != inst and st["passing"] == 1 else None
 
@@ -71,11 +71,11 @@ def test_a_killed_containers_last_lines_by_previous_and_by_the_url_in_its_event(
     victim, node_id = current(cluster)
     since = master_log_lines(cluster)
     new = kill(cluster, victim, node_id)
-    # the controller removed it: its output is what the node kept
+    # the controller removes it (just after its replacement is registered): its output is what the node kept
     node = next(n for n in cluster.nodes() if n.id == node_id)
-    names_there = cluster.client.containers.get(node.container).exec_run(
-        ["docker", "ps", "-a", "--format", "{{.Names}}"]).output.decode().split()
-    assert names.service_container(SERVICE, GROUP, victim) not in names_there
+    eventually(lambda: names.service_container(SERVICE, GROUP, victim) not in cluster.client.containers.get(
+        node.container).exec_run(["docker", "ps", "-a", "--format", "{{.Names}}"]).output.decode().split(), 15,
+        f"{victim}'s container removed")
     out = bay(cluster, "logs", logdemo, "--previous", "--tail", "2")
     assert out.returncode == 0, out.stderr + out.stdout
     assert f"line 2 of {victim}\nline 3 of {victim}\n" in out.stdout

@@ -186,7 +186,11 @@ def test_the_dashboards_draw_in_a_browser(cluster, loaded):
         assert line_pixels(shot) > 500, f"{shot}: the graphs carry no data lines"
 
 
-def test_carbon_away_for_a_minute_loses_no_agent_no_request_no_point(cluster, render, loaded):
+#: how long carbon is stopped: three of the agents' 10 s rounds
+AWAY = 30
+
+
+def test_carbon_away_for_half_a_minute_loses_no_agent_no_request_no_point(cluster, render, loaded):
     nodes = cluster.nodes()
     monitor = cluster.client.containers.get(nodes[0].container)
 
@@ -203,18 +207,20 @@ def test_carbon_away_for_a_minute_loses_no_agent_no_request_no_point(cluster, re
     with Load(cluster) as load:
         assert monitor.exec_run(["systemctl", "stop", "bay-carbon"]).exit_code == 0
         stopped = time.time()
-        time.sleep(60)
+        time.sleep(AWAY)
         assert monitor.exec_run(["systemctl", "start", "bay-carbon"]).exit_code == 0
         time.sleep(5)
     assert load.failed == 0, load.errors[:5]
-    assert load.ok > 1000
+    assert load.ok > 20 * AWAY  # half the rate asked for, at least
     assert agents() == before  # every agent still running, not restarted
     # the points collected while carbon was away arrive once it is back (the agents kept them)
-    window = f"{int(stopped) + 10}"
+    window = f"{int(stopped) + 5}"
 
     def outage_filled():
-        got = render.series(f"bay.{cluster.name}.nodes.node2.agent.points", since=window, until=f"{int(stopped) + 50}")
-        return sum(1 for s in got.values() for v in non_null(s)) >= 4  # of 5 slots: one batch may be lost as carbon goes
+        got = render.series(f"bay.{cluster.name}.nodes.node2.agent.points", since=window,
+                            until=f"{int(stopped) + AWAY}")
+        # of the 2-3 slots of 10 s while it was away: one batch may be lost as carbon goes
+        return sum(1 for s in got.values() for v in non_null(s)) >= 2
 
     try:
         eventually(outage_filled, 90, "node2's points from while carbon was away")

@@ -5,7 +5,7 @@ node of the shared cluster and waits until it is whole again."""
 
 import pytest
 
-from bay_salt.cluster.local import BayError
+from bay_salt.kv.store import Unavailable
 from tests.e2e.helpers import API, WEB, eventually, ids_via, placements
 
 
@@ -24,7 +24,7 @@ def test_node_lost_then_back(cluster):
     def placed_elsewhere():
         try:
             now = {g: placements(cluster, g) for g in ("web", "api")}
-        except BayError:  # Consul electing a new leader if the victim led it
+        except Unavailable:  # Consul electing a new leader if the victim led it
             return None
         return now if all(len(now[g]) == want[g] and victim.id not in now[g].values() for g in now) else None
 

@@ -2,21 +2,31 @@
 
 The playbook runs for real (apt, pip, keys, systemd) inside a plain base-image
 container through playbooks/connection_plugins/bay_docker.py (docker exec), as
-it would over ssh on a real server."""
+it would over ssh on a real server. The packages node1 downloaded are put into
+the new server's apt cache first, as a site's apt proxy would serve them: apt
+still resolves, verifies and installs each one; only the download is saved.
+
+Disruptive, next to last: the new node4 stays in the cluster (a fourth node for
+every test after it: more nodes to restart, route and wait for), so nothing but
+`bay down` runs after it."""
 
 import json
 import os
 import shutil
 import subprocess
 
+import pytest
 import yaml
 
 from bay_salt.cluster import images
 from tests.helpers import CHECKOUT
 
 
+@pytest.mark.disruptive(order=98)
 def test_bootstrap_playbook_joins_a_plain_server(cluster, tmp_path):
     server = cluster.plain_server("node4")
+    packages, _ = cluster.client.containers.get(cluster.nodes()[0].container).get_archive("/var/cache/apt/archives")
+    server.put_archive("/var/cache/apt", b"".join(packages))
     wheels = tmp_path / "wheelhouse"
     shutil.copytree(images.ensure_wheelhouse(cluster.progress), wheels, ignore=shutil.ignore_patterns(".complete"))
     shutil.copy(images.build_bay_wheel(cluster.progress), wheels)

@@ -71,3 +71,31 @@ def test_without_a_masters_view_the_first_report_and_servers_without_addresses_f
     b = SaltBackend(Reporting(report), ["node1"], refresh_pillar=False,
                     site=lambda: {"consul": {"servers": [], "http_port": 8501}})
     assert b.consul_servers() == (["10.0.0.3"], 8501)
+
+
+class Missing(Local):
+    """A node whose minion misses Salt's job check ``missed`` times (Salt answers its "did not return" text)."""
+
+    def __init__(self, missed):
+        super().__init__()
+        self.missed = missed
+
+    def cmd(self, tgt, fun, arg=(), timeout=None, **kwargs):
+        self.calls.append((tgt, fun, timeout))
+        if self.missed:
+            self.missed -= 1
+            return {tgt: "Minion did not return. [No response]\n...\n\nsalt-run jobs.lookup_jid 2026"}
+        return {tgt: {"topic": "bay-logs-demo", "created": False}}
+
+
+def test_a_topic_asked_again_when_the_kafka_node_missed_the_job_check_once():
+    local = Missing(1)
+    assert SaltBackend(local, ["node1"]).ensure_log_topic(["node1"], "demo", 3, 60.0)["topic"] == "bay-logs-demo"
+    assert [c[1] for c in local.calls] == ["bay_logs.ensure_topic"] * 2
+
+
+def test_a_kafka_node_that_never_answers_is_named_in_one_line():
+    local = Missing(5)
+    with pytest.raises(DeployError, match=r"^demo: its log topic: node1: no answer$"):
+        SaltBackend(local, ["node1"]).ensure_log_topic(["node1"], "demo", 3, 60.0)
+    assert len(local.calls) == 2
