@@ -12,7 +12,8 @@ bay:
     # service name: [a-z][a-z0-9-]*
     feed:
       # image for every group unless a group sets its own; from the cluster's
-      # registry (bay:docker:registry)
+      # registry (bay:docker:registry); [HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST],
+      # lower-case names and no wildcards (its owners' registry grants come from it)
       image: 10.10.0.12:5000/feed:1.4.2
       # command: the whole argv (replaces the image's entrypoint); args: replace only its CMD
       # command: [/usr/bin/feed, --config, /etc/feed.yml]

@@ -20,6 +20,32 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bay_salt.model.units import memory_mb, seconds
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+#: a repository name of the distribution spec (lower-case components joined by /; no globs)
+REPOSITORY_RE = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")
+_HOST_RE = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]{1,5})?$")
+_TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+
+
+def check_image(value: str | None) -> str | None:
+    """An image reference ``[HOST[:PORT]/]REPOSITORY[:TAG][@DIGEST]`` as
+    Docker reads it (the first part is a host when it has a dot or a port, or
+    is ``localhost``); ValueError otherwise. The registry's grants are made
+    from these names: a glob in one would grant other teams' repositories."""
+    if value is None:
+        return None
+    name, _, digest = str(value).partition("@")
+    first, slash, rest = name.partition("/")
+    host = first if slash and ("." in first or ":" in first or first == "localhost") else None
+    path = rest if host is not None else name
+    last = path.rsplit("/", 1)[-1]
+    repo, tag = (path[: len(path) - len(last) + last.index(":")], last.split(":", 1)[1]) if ":" in last else (path, None)
+    ok = (len(str(value)) <= 512 and REPOSITORY_RE.match(repo) and (host is None or _HOST_RE.match(host))
+          and (tag is None or _TAG_RE.match(tag)) and (not digest or _DIGEST_RE.match(digest)))
+    if not ok:
+        raise ValueError(f"{value!r} is not an image reference ([HOST[:PORT]/]NAME[:TAG][@sha256:DIGEST], "
+                         "lower-case names, no wildcards)")
+    return value
 #: ports every node already uses (Consul, Salt, HAProxy stats, cAdvisor, Docker)
 RESERVED_PORTS = frozenset({4505, 4506, 8080, 8300, 8301, 8302, 8404, 8500, 8600, 2375, 2376})
 #: what a running container must match (:meth:`GroupSpec.spec_hash`); anything else is a roll
@@ -129,6 +155,7 @@ class Group(_Strict):
     autoscale: Autoscale | None = None
 
     _mem = field_validator("memory", mode="before")(classmethod(lambda cls, v: memory_mb(v)))
+    _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
 
     @field_validator("listen")
     @classmethod
@@ -175,6 +202,7 @@ class Service(_Strict):
     owners: list[str] = Field(min_length=1, description="people or teams alerted for this service")
     max_surge: int = Field(1, ge=1, description="instances replaced at a time during a roll")
     groups: dict[str, Group] = Field(min_length=1)
+    _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
     #: alert rule name -> this service's changes to a default rule, or a rule of its own (docs/alerts.md)
     alerts: dict[str, dict] = {}
     #: its log topic: partitions and retention (docs/logs.md)

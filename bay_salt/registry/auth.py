@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 import bcrypt
 import jwt
 
+from bay_salt.model.services import REPOSITORY_RE
+
 ACTIONS = ("pull", "push", "delete")
 SERVICE = "bay-registry"
 ISSUER = "bay-registry"
@@ -166,7 +168,8 @@ def grants_for(services: dict, registry_host: str, admins: list[str], node_user:
         out.setdefault(admin, []).append({"repository": "*", "actions": ["*"]})
     for spec in services.values():
         images = {spec.get("image")} | {g.get("image") for g in (spec.get("groups") or {}).values()}
-        repos = sorted({repository_of(i, registry_host) for i in images if i})
+        # only names of the distribution grammar: a spec that slipped past validation grants no glob
+        repos = sorted({r for r in (repository_of(i, registry_host) for i in images if i) if REPOSITORY_RE.match(r)})
         people = {p for owner in spec.get("owners") or [] for p in teams.get(owner, [owner])}
         for person in sorted(people):
             for repo in repos:

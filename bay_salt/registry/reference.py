@@ -7,9 +7,10 @@ from __future__ import annotations
 import hashlib
 import re
 
+from bay_salt.model.services import REPOSITORY_RE
 from bay_salt.registry.errors import Code, RegistryError
 
-NAME_RE = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")
+NAME_RE = REPOSITORY_RE
 TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 DIGEST_RE = re.compile(r"^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$")
 UUID_RE = re.compile(r"^[a-f0-9]{32}$")

@@ -95,3 +95,10 @@ def test_a_changed_policy_file_is_taken_on_reload_but_not_a_change_of_mode(tmp_p
     assert not reload_policy(srv, str(path)) and srv.policy is taken
     path.write_text("{not json")
     assert not reload_policy(srv, str(path)) and srv.policy is taken
+
+
+def test_an_image_name_with_a_glob_grants_nothing():
+    grants = auth.grants_for({"evil": {"image": "127.0.0.1:5000/bay/*:1", "owners": ["mallory"],
+                                       "groups": {"web": {"image": "127.0.0.1:5000/bay/evil:1"}}}},
+                             "127.0.0.1:5000", admins=[], node_user="node")
+    assert grants["mallory"] == [{"repository": "bay/evil", "actions": ["pull", "push", "delete"]}]

@@ -66,6 +66,8 @@ def bad(path, value):
         (("health", "http"), "healthz", "feed: health:http: 'healthz' is not an absolute URL path"),
         (("owners",), [], "feed: owners: List should have at least 1 item"),
         (("image",), KeyError, "feed.read: image: no image here nor at the service level"),
+        (("image",), "reg.example/bay/*:1", "feed: image: 'reg.example/bay/*:1' is not an image reference"),
+        (("groups", "read", "image"), "127.0.0.1:5000/Bay/Feed", "feed.read: image: '127.0.0.1:5000/Bay/Feed' is not"),
         (("groups", "read", "autoscale"), {"min": 10, "max": 20, "target_cpu": 0.6},
          "feed.read: instances (8) is outside autoscale min..max (10..20)"),
         (("groups", "read", "autoscale"), {"min": 5, "max": 2, "target_cpu": 0.6},
