@@ -157,18 +157,24 @@ def ensure_topic(client: Client, service: str, partitions: int, retention_s: flo
                          "check bay:kafka (is the broker up? the password right?) and deploy again") from None
 
 
+#: the most a node's relay holds for Kafka (KiB)
+BUFFER_KBYTES = 64 * 1024
+
+
 class Sink:
     """A producer of log records that never blocks its caller: records wait
     in librdkafka's queue (at most ``buffer``) while Kafka does not answer and
     are sent when it does (idempotent, acks from all replicas); beyond the
-    buffer, new records are dropped and counted."""
+    buffer (``buffer`` records, and ``BUFFER_KBYTES``: librdkafka would
+    hold 1 GiB), new records are dropped and counted."""
 
     def __init__(self, client: Client, buffer: int = 100_000, **extra):
         from confluent_kafka import Producer
 
         self.producer = Producer(client.conf(**{
             "enable.idempotence": True, "acks": "all", "linger.ms": 20, "compression.type": "lz4",
-            "queue.buffering.max.messages": buffer, "message.timeout.ms": 600_000, **extra}))
+            "queue.buffering.max.messages": buffer, "queue.buffering.max.kbytes": BUFFER_KBYTES,
+            "message.timeout.ms": 600_000, **extra}))
         self.sent = self.failed = self.dropped = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()

@@ -9,6 +9,13 @@ when the line has none, and always sets ``service``, ``group``,
 bridge address), so a service cannot write into another's topic nor claim
 to be another. Connections from an address that is no Bay container are
 closed.
+
+Bounded, so one service cannot take the relay from the others: at most
+``MAX_CONNECTIONS`` connections in all and ``PER_CONTAINER`` from one
+container (more are closed at once), and each container's lines go at most
+``RATE`` bytes a second (a bucket of ``BURST``): beyond that its lines are
+dropped and counted (``dropped``), with a warning at most every
+``WARN_EVERY`` seconds per container. Kafka's own buffer is capped by the sink.
 """
 
 from __future__ import annotations
@@ -29,6 +36,12 @@ log = logging.getLogger("bay.logs")
 MAX_LINE = 64 * 1024
 #: an unknown sender is looked up again this many times, this far apart
 LOOKUPS, LOOKUP_WAIT = 4, 0.25
+#: connections the relay serves at once, in all and from one container
+MAX_CONNECTIONS, PER_CONTAINER = 256, 8
+#: bytes a second one container may write, and the burst it may write at once
+RATE, BURST = 1 << 20, 4 << 20
+#: seconds between two warnings about one container's dropped lines
+WARN_EVERY = 10.0
 
 
 def now_iso(t: float) -> str:
@@ -62,14 +75,59 @@ class Relay:
     """``put(topic, key, value)`` is the Kafka sink; ``owner(ip)`` names the container at an address."""
 
     def __init__(self, node: str, put: Callable[[str, bytes, bytes], bool],
-                 owner: Callable[..., tuple[str, str, str] | None], clock: Callable[[], float]):
+                 owner: Callable[..., tuple[str, str, str] | None], clock: Callable[[], float],
+                 rate: int = RATE, burst: int = BURST):
         """``owner(ip, fresh=False)``: the container at ``ip`` (``fresh``: ask Docker again)."""
         self.node, self.put, self.owner, self.clock = node, put, owner, clock
-        self.lines = self.refused = 0
+        self.lines = self.refused = self.dropped = 0
+        self.rate, self.burst = rate, burst
         self._lock = threading.Lock()
+        self._open: dict[str, int] = {}  # address -> connections open
+        self._bucket: dict[tuple[str, str, str], tuple[float, float]] = {}  # container -> (bytes allowed, when)
+        self._warned: dict[tuple[str, str, str], float] = {}
+
+    def open(self, address: str) -> str | None:
+        """Count a new connection from ``address``; why it is refused (None: served). :meth:`close` it after."""
+        with self._lock:
+            if sum(self._open.values()) >= MAX_CONNECTIONS:
+                return f"{MAX_CONNECTIONS} connections already"
+            if self._open.get(address, 0) >= PER_CONTAINER:
+                return f"{PER_CONTAINER} connections from {address} already"
+            self._open[address] = self._open.get(address, 0) + 1
+            return None
+
+    def close(self, address: str) -> None:
+        with self._lock:
+            left = self._open.get(address, 0) - 1
+            if left > 0:
+                self._open[address] = left
+            else:
+                self._open.pop(address, None)
+
+    def _allowed(self, who: tuple[str, str, str], size: int, now: float) -> bool:
+        """Take ``size`` bytes from the container's bucket (refilled at ``rate``, up to ``burst``)."""
+        with self._lock:
+            have, at = self._bucket.get(who, (float(self.burst), now))
+            have = min(float(self.burst), have + (now - at) * self.rate)
+            if have < size:
+                self._bucket[who] = (have, now)
+                self.dropped += 1
+                warn = now - self._warned.get(who, float("-inf")) >= WARN_EVERY
+                if warn:
+                    self._warned[who] = now
+            else:
+                self._bucket[who] = (have - size, now)
+                return True
+        if warn:
+            log.warning("log relay: %s.%s %s writes more than %d bytes/s: lines dropped (%d in all so far)",
+                        *who, self.rate, self.dropped)
+        return False
 
     def take(self, line: bytes, who: tuple[str, str, str]) -> None:
-        rec = record(line, who, self.node, self.clock())
+        now = self.clock()
+        if not self._allowed(who, len(line), now):
+            return
+        rec = record(line, who, self.node, now)
         if rec is None:
             return
         self.put(names.log_topic(who[0]), who[2].encode(), json.dumps(rec, separators=(",", ":")).encode())
@@ -81,6 +139,19 @@ class Relay:
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self):
+                address = self.client_address[0]
+                refused = relay.open(address)
+                if refused:
+                    with relay._lock:
+                        relay.refused += 1
+                    log.warning("log relay: connection from %s closed: %s", address, refused)
+                    return
+                try:
+                    self.relay_lines()
+                finally:
+                    relay.close(address)
+
+            def relay_lines(self):
                 who = relay.owner(self.client_address[0])
                 for _ in range(LOOKUPS):
                     if who is not None:

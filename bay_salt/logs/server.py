@@ -328,15 +328,15 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     threading.Thread(target=collect_forever, args=(cfg, stop), name="log-gc", daemon=True).start()
     _, relaying = start_relay(cfg)
-    last = (0, 0, 0)
+    last = (0, 0, 0, 0)
     while True:
         time.sleep(60)
         if relaying:
             relay, sink = relaying
-            now = (relay.lines, sink.dropped, relay.refused)
+            now = (relay.lines, relay.dropped, sink.dropped, relay.refused)
             if now != last:
-                log.info("log relay: %d lines, %d dropped, %d connections refused, %d waiting for Kafka",
-                         *now, sink.waiting())
+                log.info("log relay: %d lines, %d dropped over a container's rate, %d dropped with Kafka's "
+                         "buffer full, %d connections refused, %d waiting for Kafka", *now, sink.waiting())
                 last = now
 
 

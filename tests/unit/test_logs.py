@@ -357,3 +357,57 @@ def test_a_deploy_makes_the_topic_with_the_specs_partitions():
                                     "groups": {"web": web}}})["demo"]
     operations.ensure_topic(b, spec)
     assert b.topics == [(["n1"], "demo", 5, 600.0)]
+
+
+def test_a_container_over_its_rate_loses_lines_not_the_relay():
+    sent, clock = [], [0.0]
+    r = relay.Relay("n1", lambda t, k, v: sent.append(k) or True, lambda ip, fresh=False: None, lambda: clock[0],
+                    rate=100, burst=300)
+    loud, quiet = ("loud", "web", "i1"), ("quiet", "web", "i2")
+    for _ in range(10):
+        r.take(b"x" * 99 + b"\n", loud)  # 100 bytes a line, all at once: the burst lets three through
+    r.take(b"hello\n", quiet)
+    assert sent == [b"i1"] * 3 + [b"i2"] and r.dropped == 7
+    clock[0] = 2.0  # two seconds: room for two more lines
+    for _ in range(3):
+        r.take(b"x" * 99 + b"\n", loud)
+    assert sent.count(b"i1") == 5 and r.dropped == 8
+
+
+def test_connections_are_capped_per_container_and_in_all(monkeypatch):
+    monkeypatch.setattr(relay, "MAX_CONNECTIONS", 10)
+    r = relay.Relay("n1", lambda t, k, v: True, lambda ip, fresh=False: None, lambda: 0.0)
+    assert [r.open("10.0.0.2") for _ in range(relay.PER_CONTAINER)] == [None] * relay.PER_CONTAINER
+    assert "connections from 10.0.0.2 already" in r.open("10.0.0.2")
+    assert r.open("10.0.0.3") is None and r.open("10.0.0.4") is None
+    assert "10 connections already" in r.open("10.0.0.5")
+    r.close("10.0.0.2")
+    assert r.open("10.0.0.2") is None  # one closed: room again
+
+
+def test_the_relay_closes_what_is_over_its_cap_over_tcp(monkeypatch):
+    import socket
+
+    monkeypatch.setattr(relay, "PER_CONTAINER", 1)
+    sent = []
+    r = relay.Relay("n1", lambda t, k, v: sent.append(json.loads(v)["message"]) or True,
+                    lambda ip, fresh=False: ("demo", "web", "i1"), time.time)
+    server = r.serve("127.0.0.1", 0)
+    port = server.server_address[1]
+    try:
+        first = socket.create_connection(("127.0.0.1", port), timeout=5)
+        first.sendall(b"one\n")
+        deadline = time.time() + 5
+        while not sent and time.time() < deadline:
+            time.sleep(0.02)
+        second = socket.create_connection(("127.0.0.1", port), timeout=5)
+        assert second.recv(1) == b""  # closed at once: the container has its one connection
+        first.sendall(b"two\n")
+        while len(sent) < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        assert sent == ["one", "two"] and r.refused == 1
+        first.close()
+        second.close()
+    finally:
+        server.shutdown()
+        server.server_close()
