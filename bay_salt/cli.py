@@ -261,8 +261,8 @@ def logs(target: Annotated[str, typer.Argument(help="SERVICE.GROUP or SERVICE.GR
          since: Annotated[str | None, typer.Option(help="from this time on (10m, 2h, RFC 3339)")] = None,
          timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Docker's time of each line")] = False,
          archive: Annotated[bool, typer.Option(help="the service's log records archived in HDFS")] = False,
-         grep: Annotated[str | None, typer.Option(help="with --archive: records matching this regular "
-                                                       "expression")] = None,
+         grep: Annotated[str | None, typer.Option(help="with --archive: records holding this string "
+                                                       "(fixed, as grep -F)")] = None,
          limit: Annotated[int, typer.Option(help="with --archive: at most this many (the newest)")] = 1000,
          ca: Annotated[str | None, typer.Option(help="CA of the nodes' certificates (default: the local "
                                                      "cluster's)")] = None) -> None:

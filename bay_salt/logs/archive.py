@@ -227,19 +227,28 @@ class Archiver:
             self.close(key)
 
 
+#: the most records one read returns
+MAX_RECORDS = 10_000
+
+
 def read(storage, service: str, since: float, until: float | None = None, grep: str | None = None,
          limit: int = 1000) -> list[dict]:
     """Archived records of ``service`` from ``since`` (epoch seconds) to
-    ``until``, matching ``grep`` (a regular expression over the line), each
-    once (duplicates dropped by partition and offset), oldest first; the
-    last ``limit`` of them."""
+    ``until`` whose line holds ``grep`` (a fixed string, as ``grep -F``: no
+    pattern a caller gives can make the node search for ever), each once
+    (duplicates dropped by partition and offset), oldest first; the last
+    ``limit`` of them (1 to :data:`MAX_RECORDS`), never more in memory."""
+    import heapq
+
     from bay_salt.registry.storage import NotFound
 
-    pattern = re.compile(grep) if grep else None
+    if not 0 < limit <= MAX_RECORDS:
+        raise ValueError(f"limit {limit}: from 1 to {MAX_RECORDS} records")
+    needle = grep.encode() if grep else None
     until = until if until is not None else time.time() + 3600
     start_date, start_hour = hour_of(since)
     seen: set[tuple[int, int]] = set()
-    out: list[dict] = []
+    out: list[tuple] = []  # a heap of the newest ``limit``
     try:
         dates = storage.list(service)
     except NotFound:
@@ -252,7 +261,7 @@ def read(storage, service: str, since: float, until: float | None = None, grep: 
                 if not _PART_RE.match(name):
                     continue
                 for line in _lines(storage, f"{service}/{date}/{hour}/{name}"):
-                    if pattern and not pattern.search(line.decode("utf-8", "replace")):
+                    if needle and needle not in line:
                         continue
                     try:
                         rec = json.loads(line)
@@ -265,9 +274,12 @@ def read(storage, service: str, since: float, until: float | None = None, grep: 
                     t = record_time(rec)
                     if t is not None and not since <= t <= until:
                         continue
-                    out.append(rec)
-    out.sort(key=lambda r: (record_time(r) or 0.0, r.get("partition", 0), r.get("offset", 0)))
-    return out[-limit:] if limit else out
+                    item = (t or 0.0, rec.get("partition") or 0, rec.get("offset") or 0, len(seen), rec)
+                    if len(out) < limit:
+                        heapq.heappush(out, item)
+                    elif item[:4] > out[0][:4]:
+                        heapq.heapreplace(out, item)  # the newest ``limit`` kept
+    return [item[-1] for item in sorted(out, key=lambda i: i[:4])]
 
 
 def _lines(storage, path: str) -> Iterator[bytes]:

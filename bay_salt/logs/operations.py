@@ -17,6 +17,7 @@ import time
 
 from bay_salt.control.operations import NotOwner, may_operate
 from bay_salt.logs import kafka, tokens
+from bay_salt.logs.archive import MAX_RECORDS
 from bay_salt.logs.kept import parse_since
 from bay_salt.model import names
 from bay_salt.model.services import NAME_RE
@@ -24,6 +25,8 @@ from bay_salt.scheduling.backend import DeployError
 
 #: where the master keeps the private key it signs log tokens with (root only); master config ``bay_logs_key_file``
 KEY_FILE = "/etc/bay/logs-token.key"
+#: the longest string an archive search looks for
+MAX_GREP = 200
 _INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
@@ -111,6 +114,10 @@ def archived(backend, service: str, since: str, grep: str | None = None, limit: 
         raise ValueError("no node with role kafka reads the archive")
     start = parse_since(since or "1h")
     end = parse_since(until) if until else None
+    if not 0 < int(limit) <= MAX_RECORDS:
+        raise ValueError(f"limit={limit}: from 1 to {MAX_RECORDS} records")
+    if grep and len(grep) > MAX_GREP:
+        raise ValueError(f"grep: at most {MAX_GREP} characters (a fixed string, not a pattern)")
     records = backend.archived(nodes, service, start, end, grep, int(limit))
     return {"service": service, "since": start, "records": records}
 

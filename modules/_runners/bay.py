@@ -257,7 +257,7 @@ def logs(target, previous=False):
 def archived_logs(service, since="1h", grep=None, limit=1000, until=None):
     """
     Archived log records of ``service`` from HDFS since ``since`` (``10m``,
-    ``2h``, an RFC 3339 time), matching the regular expression ``grep``,
+    ``2h``, an RFC 3339 time) holding the fixed string ``grep``,
     oldest first, the last ``limit``.
 
     CLI Example:

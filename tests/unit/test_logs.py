@@ -214,9 +214,14 @@ def test_reading_the_archive_drops_duplicates_and_filters(tmp_path):
     storage.put(base + archive.part_name(0, 0, 2), b"".join(json.dumps(r).encode() + b"\n" for r in recs[:3]))
     storage.put(base + archive.part_name(0, 2, 3), b"".join(json.dumps(r).encode() + b"\n" for r in recs[2:]))
     since = kept.parse_since("2026-11-27T09:00:00Z")
-    got = archive.read(storage, "demo", since, until=since + 7200, limit=0)
+    got = archive.read(storage, "demo", since, until=since + 7200)
     assert [r["offset"] for r in got] == [0, 1, 2, 3]
+    assert [r["offset"] for r in archive.read(storage, "demo", since, since + 7200, limit=2)] == [2, 3]  # the newest
     assert [r["offset"] for r in archive.read(storage, "demo", since, since + 7200, grep="error")] == [2]
+    # a fixed string, not a pattern: no expression a caller writes runs on the node
+    assert archive.read(storage, "demo", since, since + 7200, grep="(m|e)+rror") == []
+    with pytest.raises(ValueError, match="from 1 to 10000"):
+        archive.read(storage, "demo", since, limit=0)
     assert archive.read(storage, "nothing", since) == []
     later = kept.parse_since("2026-11-27T10:00:02Z")
     assert [r["offset"] for r in archive.read(storage, "demo", later, later + 60)] == [2, 3]
