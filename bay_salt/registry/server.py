@@ -37,6 +37,7 @@ log = logging.getLogger("bay.registry")
 
 QUEUE_DEPTH = 8  # chunks of the request body in flight to storage (backpressure)
 FILLS = 8  # blobs copied from storage into the cache at once
+LOGINS = 2  # password checks at once
 
 
 def _read_file(path: str, start: int, length: int, block: int = 4 * storage.CHUNK) -> Iterator[bytes]:
@@ -63,9 +64,15 @@ class Server:
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="storage")
         # cache fills copy whole blobs: their own threads, so they never hold up other requests
         self.fills = concurrent.futures.ThreadPoolExecutor(max_workers=FILLS, thread_name_prefix="fill")
+        # password checks (bcrypt, ~0.2 s of CPU each) in their own few threads: a flood of logins
+        # waits there and never holds up pulls and pushes in the storage pool
+        self.logins = concurrent.futures.ThreadPoolExecutor(max_workers=LOGINS, thread_name_prefix="login")
 
     async def run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def login(self, header: str | None) -> str | None:
+        return await asyncio.get_running_loop().run_in_executor(self.logins, self.policy.login, header)
 
     async def run_fill(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.fills, fn, *args)
@@ -156,7 +163,7 @@ class Server:
         needs = self._needs(request)
         header = request.headers.get("Authorization")
         if self.policy.mode == "basic":
-            user = await self.run(self.policy.login, header)
+            user = await self.login(header)
             request["may"] = lambda kind, name, action, user=user: (
                 self.policy.may_list_catalog(user) if kind == "registry"
                 else action in self.policy.allowed(user, name))
@@ -182,7 +189,7 @@ class Server:
         """The token endpoint: HTTP basic credentials (or none: anonymous) in,
         a token carrying what the user may of the requested scopes out."""
         header = request.headers.get("Authorization")
-        user = await self.run(self.policy.login, header)
+        user = await self.login(header)
         if header and user is None:
             return web.json_response({"errors": [{"code": "UNAUTHORIZED", "message": "wrong credentials"}]},
                                      status=401, headers={"WWW-Authenticate": f'Basic realm="{auth.SERVICE}"'})

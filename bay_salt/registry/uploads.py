@@ -15,9 +15,12 @@ from bay_salt.registry.reference import check_digest, hasher
 from bay_salt.registry.storage import Driver, NotFound
 
 
-def _hashed(chunks: Iterator[bytes], h) -> Iterator[bytes]:
+def _hashed(chunks: Iterator[bytes], h, counted: list[int] | None = None) -> Iterator[bytes]:
+    """The chunks, hashed into ``h`` as they pass (and their bytes added up in ``counted[0]``)."""
     for c in chunks:
         h.update(c)
+        if counted is not None:
+            counted[0] += len(c)
         yield c
 
 
@@ -48,9 +51,12 @@ class UploadStore:
             return self.d.append_stream(layout.upload(name, uuid), chunks)
         # the first chunk (often the only one: docker, skopeo): hashed as it streams, so the
         # finish need not read the upload back; the sum is kept with the size it covers
-        h = hashlib.sha256()
-        new = self.d.append_stream(layout.upload(name, uuid), _hashed(chunks, h))
-        self.d.put(layout.upload_sum(name, uuid), f"{new} sha256:{h.hexdigest()}".encode())
+        h, counted = hashlib.sha256(), [0]
+        new = self.d.append_stream(layout.upload(name, uuid), _hashed(chunks, h, counted))
+        if new == counted[0]:
+            self.d.put(layout.upload_sum(name, uuid), f"{new} sha256:{h.hexdigest()}".encode())
+        # else another request appended to the same upload at the same time: these bytes do not start
+        # the upload (or are not contiguous), so no sum is kept and the finish hashes what is there
         return new
 
     def cancel(self, name: str, uuid: str) -> None:
