@@ -17,8 +17,10 @@ class RuntimeAPI:
         self.timeout = timeout
 
     def execute(self, command: str) -> str:
-        if "\n" in command:
-            raise ValueError("one Runtime API command at a time (no newlines)")
+        if any(c in command for c in "\n\r;") or not command.isprintable():
+            # ";" chains commands in HAProxy's CLI: a value spliced into a command could add its own
+            raise ValueError(f"one Runtime API command at a time (no newline, ';' or control character): "
+                             f"{command[:120]!r}")
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(self.timeout)
             try:
