@@ -181,8 +181,10 @@ class SaltBackend:
 
     def kept_all(self, service: str, group: str | None = None, timeout: int = 15) -> dict[str, list[dict]]:
         """What each node keeps of removed containers of ``service`` (``group``)."""
+        # a silent minion costs ``timeout`` and Salt's job check on it (its gather_job_timeout, 10 s by
+        # default; 5 s here: a loaded but live minion still answers it, seen in CI)
         ret = self.local.cmd(self.target, "bay_logs.kept_output", [service, group], timeout=timeout,
-                             tgt_type=self.tgt_type)
+                             tgt_type=self.tgt_type, gather_job_timeout=5)
         return {n: r for n, r in ret.items() if isinstance(r, list)}
 
     def _one_of(self, nodes: list[str], fun: str, args: list, what: str, timeout: int = 60, kwarg=None):

@@ -25,6 +25,8 @@ from bay_salt.scheduling.backend import DeployError
 
 #: where the master keeps the private key it signs log tokens with (root only); master config ``bay_logs_key_file``
 KEY_FILE = "/etc/bay/logs-token.key"
+#: seconds the nodes have to say what output they keep (a node that does not answer in time is left out)
+KEPT_TIMEOUT = 3
 #: the longest string an archive search looks for
 MAX_GREP = 200
 _INSTANCE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -76,7 +78,10 @@ def locate(backend, target: str, previous: bool = False, user: str | None = None
                             "url": names.log_url(addresses.get(i.node) or i.address, port, service, group,
                                                  i.instance)})
     kept = []
-    for node, metas in backend.kept_all(service, group).items():
+    # the nodes are asked for kept output only when it is wanted: reading live output needs KV
+    # alone, so it answers in seconds with a node cut off or a minion away
+    wanted = previous or (instance is not None and not entries)
+    for node, metas in (backend.kept_all(service, group, timeout=KEPT_TIMEOUT) if wanted else {}).items():
         for m in metas:
             if instance is None or m["instance"] == instance:
                 kept.append({"instance": m["instance"], "node": node, "state": "kept", "exit_code": m["exit_code"],

@@ -314,7 +314,11 @@ class LogsBackend:
     def node_addresses(self):
         return {"n1": "10.0.0.1", "n2": "10.0.0.2"}
 
-    def kept_all(self, service, group):
+    asked = 0
+
+    def kept_all(self, service, group, timeout=15):
+        self.asked += 1
+        assert timeout <= operations.KEPT_TIMEOUT  # a node cut off holds the command up this long at most
         return {"n2": [{"instance": "old1", "exit_code": 1, "oom_killed": False, "finished_at": "t", "kept_at": 10.0},
                        {"instance": "old2", "exit_code": 137, "oom_killed": True, "finished_at": "t", "kept_at": 20.0}]}
 
@@ -333,6 +337,7 @@ def test_locate_gives_live_and_kept_output_and_a_token_for_that_service_only():
     private, public = tokens.new_key_pair()
     got = operations.locate(b, "demo.web", user="bob", signing_key=private)
     assert [(e["instance"], e["state"]) for e in got["entries"]] == [("live1", "live")]
+    assert b.asked == 0  # live output needs KV alone: no node is asked (none can hold the command up)
     assert got["entries"][0]["url"] == "https://10.0.0.1:8095/v1/logs/demo/web/live1"
     assert tokens.check(public, f"Bearer {got['token']}", "demo")["sub"] == "bob"
     with pytest.raises(tokens.Refused):
