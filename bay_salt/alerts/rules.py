@@ -32,11 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from bay_salt.model.units import seconds
 
-SCOPES = ("service", "platform")
-SEVERITIES = ("critical", "warning", "info")
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
        "!=": operator.ne}
-REDUCERS = ("last", "avg", "min", "max", "sum")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 METRIC_RE = re.compile(r"^(\{[a-z_]+\}|\*|[A-Za-z0-9_:-]+)(\.(\{[a-z_]+\}|\*|[A-Za-z0-9_:-]+))*$")
 PART_RE = re.compile(r"\{([a-z_]+)\}")

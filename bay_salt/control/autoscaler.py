@@ -19,7 +19,6 @@ from bay_salt.control import autoscale
 from bay_salt.kv import store as kvstore
 from bay_salt.kv.records import Health, Instance
 from bay_salt.kv.store import Store
-from bay_salt.metrics import cadvisor
 from bay_salt.model import names
 from bay_salt.model.services import GroupSpec
 from bay_salt.scheduling.backend import Backend
@@ -35,11 +34,6 @@ def load_state(store: Store, service: str, group: str) -> tuple[autoscale.State,
     value = store.get(names.kv_scale(service, group))
     data = json.loads(value) if value else {}
     return autoscale.State.from_dict(data.get("state")), data.get("last") or {}
-
-
-def cadvisor_measure(port: int) -> Measure:
-    """Measure with every node's cAdvisor on ``port``, over the network."""
-    return lambda nodes: cadvisor.fetch_all(nodes, port)
 
 
 def salt_measure(backend) -> Measure:

@@ -66,8 +66,7 @@ def record(line: bytes, owner: tuple[str, str, str], node: str, now: float) -> d
     obj.setdefault("level", "info")
     if cut:
         obj["truncated"] = True
-    svc, grp, inst = owner
-    obj.update({"service": svc, "group": grp, "instance": inst, "node": node})
+    obj.update(zip(names.LOG_LABELS, (*owner, node)))
     return obj
 
 

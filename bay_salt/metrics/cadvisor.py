@@ -9,7 +9,6 @@ instances from it.
 
 from __future__ import annotations
 
-import concurrent.futures
 import datetime
 import json
 import urllib.error
@@ -56,15 +55,3 @@ def fetch(address: str, port: int, timeout: float = 2.0) -> dict[str, dict]:
     except (urllib.error.URLError, ValueError) as err:
         raise OSError(f"cAdvisor at {address}:{port}: {err}") from None
 
-
-def fetch_all(nodes: dict[str, str], port: int, timeout: float = 2.0) -> tuple[dict[str, dict], dict[str, str]]:
-    """Every node's containers at once: ``({node: usage}, {node: error})``."""
-    usage, errors = {}, {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-        futures = {n: pool.submit(fetch, addr, port, timeout) for n, addr in nodes.items()}
-        for n, fut in futures.items():
-            try:
-                usage[n] = fut.result()
-            except OSError as err:
-                errors[n] = str(err)
-    return usage, errors

@@ -254,10 +254,6 @@ def client() -> docker.DockerClient:
     return docker.from_env(timeout=120)
 
 
-class StartError(RuntimeError):
-    """A container could not be started; the message names the image and why, in one line."""
-
-
 def docker_problem(err: Exception, image: str) -> str:
     """What Docker said, as one line a user can act on."""
     text = str(getattr(err, "explanation", None) or err).strip().splitlines()[0]

@@ -1,5 +1,7 @@
 """cAdvisor answers (/api/v1.3/docker/) to per-container usage and per-group samples."""
 
+import pytest
+
 from bay_salt.control.autoscaler import group_sample
 from bay_salt.kv.records import Instance
 from bay_salt.metrics import cadvisor as metrics
@@ -44,8 +46,9 @@ def test_a_node_without_metrics_makes_the_sample_incomplete():
     assert not s.complete and s.missing == ("node2",)
 
 
-def test_fetch_names_the_node_that_does_not_answer():
+def test_fetch_names_the_cadvisor_that_does_not_answer():
     from tests.support.daemons import free_port
 
-    usage, errors = metrics.fetch_all({"nodeX": "127.0.0.1"}, free_port(), timeout=0.5)
-    assert usage == {} and "127.0.0.1" in errors["nodeX"]
+    port = free_port()
+    with pytest.raises(OSError, match=f"cAdvisor at 127.0.0.1:{port}"):
+        metrics.fetch("127.0.0.1", port, timeout=0.5)
