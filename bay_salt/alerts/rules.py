@@ -28,8 +28,9 @@ import operator
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from bay_salt.model.base import Strict
 from bay_salt.model.units import seconds
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
@@ -39,8 +40,8 @@ METRIC_RE = re.compile(r"^(\{[a-z_]+\}|\*|[A-Za-z0-9_:-]+)(\.(\{[a-z_]+\}|\*|[A-
 PART_RE = re.compile(r"\{([a-z_]+)\}")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class _Strict(Strict):
+    model_config = ConfigDict(populate_by_name=True)  # fields by their alias (``for``) or name
 
 
 def _dur(value):

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bay_salt.model.base import Strict
 from bay_salt.model.units import memory_mb, seconds
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -56,15 +57,13 @@ class SpecError(ValueError):
     """An invalid service spec; the message names service, group and field."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def _duration(value):
     return seconds(value)
 
 
-class Health(_Strict):
+class Health(Strict):
     """An HTTP path (any 2xx/3xx is healthy) or a plain TCP connect."""
 
     http: str | None = None
@@ -93,7 +92,7 @@ class Health(_Strict):
         return self
 
 
-class Liveness(_Strict):
+class Liveness(Strict):
     """Whether the process still works (not only whether it may take traffic):
     run on the instance's node by Bay's node agent; ``failure_threshold``
     failures in a row, past ``initial_delay`` after the start, replace the
@@ -122,7 +121,7 @@ class Liveness(_Strict):
         return self
 
 
-class Autoscale(_Strict):
+class Autoscale(Strict):
     min: int = Field(ge=1)
     max: int = Field(ge=1)
     target_cpu: float = Field(gt=0, le=1, description="target CPU utilisation of the group's limit, 0-1")
@@ -139,7 +138,7 @@ class Autoscale(_Strict):
         return self
 
 
-class Group(_Strict):
+class Group(Strict):
     instances: int = Field(ge=0)
     cpu: float = Field(gt=0, le=64)
     memory: int
@@ -172,7 +171,7 @@ class Group(_Strict):
         return self
 
 
-class ServiceLogs(_Strict):
+class ServiceLogs(Strict):
     """The service's log topic in Kafka (unset: ``bay:kafka:partitions`` and ``retention``)."""
 
     partitions: int | None = Field(None, ge=1, le=1024)
@@ -189,7 +188,7 @@ class ServiceLogs(_Strict):
         return out
 
 
-class Service(_Strict):
+class Service(Strict):
     image: str | None = None
     command: list[str] | None = None
     args: list[str] = []

@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 import salt.utils.dictupdate
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from bay_salt.model.base import Strict
 from bay_salt.model.units import data_bytes, seconds, size_bytes
 
 ROLES = ("worker", "registry", "mesos-agent", "monitoring", "kafka")
@@ -30,14 +31,12 @@ class SettingsError(ValueError):
     """The `bay:` pillar is invalid; the message names the key."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 Port = Field(ge=1, le=65535)
 
 
-class Node(_Strict):
+class Node(Strict):
     address: str | None = None
     roles: list[str] = Field(default_factory=lambda: ["worker"])
 
@@ -60,14 +59,14 @@ class Node(_Strict):
         return value
 
 
-class Python(_Strict):
+class Python(Strict):
     bin_env: str
     packages: list[str]
     find_links: list[str] = []
     no_index: bool = False
 
 
-class Docker(_Strict):
+class Docker(Strict):
     package: str
     service: str
     data_root: str
@@ -99,7 +98,7 @@ _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 ACL_ROLES = ("management", "agent", "reader", "registry", "controller")
 
 
-class ConsulACL(_Strict):
+class ConsulACL(Strict):
     """Consul ACLs, default deny. ``tokens``: each role's SecretID (a UUID; a
     secret, given only to the nodes that need it): management (Consul
     servers: bootstraps ACLs and creates the others), agent (every node),
@@ -122,7 +121,7 @@ class ConsulACL(_Strict):
         return value
 
 
-class ConsulTLS(_Strict):
+class ConsulTLS(Strict):
     """TLS for Consul's RPC (verify incoming and outgoing, server names
     checked) where the site gives a CA and this node's certificate."""
 
@@ -138,7 +137,7 @@ class ConsulTLS(_Strict):
         return self
 
 
-class Consul(_Strict):
+class Consul(Strict):
     source: Literal["hashicorp", "debian-bullseye", "none"]
     hashicorp_repo: str
     package: str
@@ -181,7 +180,7 @@ class Consul(_Strict):
         return value
 
 
-class HAProxy(_Strict):
+class HAProxy(Strict):
     package: str
     config: str
     services_config: str
@@ -190,13 +189,13 @@ class HAProxy(_Strict):
     maxconn: int = Field(ge=1)
 
 
-class CAdvisor(_Strict):
+class CAdvisor(Strict):
     package: str
     port: int = Port
     housekeeping_interval: str
 
 
-class Mesos(_Strict):
+class Mesos(Strict):
     enabled: bool = False
     repo: str = ""
     package: str = "mesos"
@@ -213,7 +212,7 @@ class Mesos(_Strict):
         return self
 
 
-class RegistryAuth(_Strict):
+class RegistryAuth(Strict):
     """Who may do what in the registry (:mod:`bay_salt.registry.auth`)."""
 
     #: token: Docker's token authentication (a 401 challenge, a token endpoint, scoped tokens);
@@ -239,7 +238,7 @@ class RegistryAuth(_Strict):
         return value
 
 
-class RegistryTLS(_Strict):
+class RegistryTLS(Strict):
     """The registry's TLS: each instance serves HTTPS with this certificate
     (HAProxy passes it through), and every node's Docker trusts this CA."""
 
@@ -248,7 +247,7 @@ class RegistryTLS(_Strict):
     ca_file: str = ""
 
 
-class Registry(_Strict):
+class Registry(Strict):
     #: HAProxy frontend of the registry on every node (docker pulls through it)
     port: int = Port
     #: where each registry instance listens on its node
@@ -300,7 +299,7 @@ class Registry(_Strict):
         return self
 
 
-class Controller(_Strict):
+class Controller(Strict):
     """The master's control loop (:mod:`bay_salt.control`)."""
 
     #: first restart of a crashed instance is immediate; the n-th in a row waits base * 2**(n-1) s ...
@@ -323,7 +322,7 @@ class Controller(_Strict):
     deploy_timeout: float = Field(gt=0)
 
 
-class MonitoringTLS(_Strict):
+class MonitoringTLS(Strict):
     """The node's certificate (signed by the cluster's CA): the metrics agent
     shows it to carbon, and the monitoring node serves carbon and graphite-web with it."""
 
@@ -332,7 +331,7 @@ class MonitoringTLS(_Strict):
     ca_file: str = ""
 
 
-class Monitoring(_Strict):
+class Monitoring(Strict):
     """Metrics in Graphite (docs/metrics.md): a ``bay-metrics`` agent on every
     node, Graphite on the nodes with role ``monitoring`` (or a site's own)."""
 
@@ -383,7 +382,7 @@ class Monitoring(_Strict):
         return value
 
 
-class Contact(_Strict):
+class Contact(Strict):
     """Where a person or team hears of alerts."""
 
     email: list[str] = []
@@ -407,7 +406,7 @@ class Contact(_Strict):
         return value
 
 
-class Smtp(_Strict):
+class Smtp(Strict):
     host: str = ""
     port: int = Port
     sender: str = "bay@localhost"
@@ -417,7 +416,7 @@ class Smtp(_Strict):
     password_file: str = ""
 
 
-class Alerts(_Strict):
+class Alerts(Strict):
     """Alerts (docs/alerts.md): evaluated on the master (the ``bay_alerts``
     engine), routed to services' owners and to the platform team."""
 
@@ -459,7 +458,7 @@ class Alerts(_Strict):
         return self
 
 
-class LogsArchive(_Strict):
+class LogsArchive(Strict):
     """The archive of services' logs: a consumer group on the nodes with role
     ``kafka`` writing each log topic into HDFS, an hour per directory."""
 
@@ -488,7 +487,7 @@ class LogsArchive(_Strict):
         return value
 
 
-class Logs(_Strict):
+class Logs(Strict):
     """Containers' output on their node (kept after the container is gone,
     served over HTTPS) and services' logs through the node's relay into Kafka
     (docs/logs.md)."""
@@ -534,7 +533,7 @@ class Logs(_Strict):
         return value
 
 
-class Kafka(_Strict):
+class Kafka(Strict):
     """Apache Kafka (KRaft) on the nodes with role ``kafka``, or a site's own."""
 
     #: a site's own Kafka (HOST:PORT,...); empty: Bay's, on the nodes with role kafka
@@ -564,7 +563,7 @@ class Kafka(_Strict):
         return value
 
 
-class Settings(_Strict):
+class Settings(Strict):
     cluster: str
     nodes: dict[str, Node]
     python: Python
