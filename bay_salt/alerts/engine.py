@@ -27,6 +27,7 @@ from bay_salt.kv.store import Store
 from bay_salt.metrics import dashboards
 from bay_salt.metrics.render import RenderClient
 from bay_salt.model import names
+from bay_salt.util import periodic
 
 log = logging.getLogger("bay.alerts")
 
@@ -405,8 +406,7 @@ def run(opts: dict, graphite_user: str = "", graphite_password_file: str = "",
     log.info("bay alerts started")
     while True:
         interval = float(settings().get("interval") or 5.0)
-        now = (time.time() // interval + 1) * interval
-        time.sleep(max(0.0, now - time.time()))
+        now = periodic.sleep_to_next(interval)
         if reports.store is None or reports.settings is None:
             continue  # the nodes have not reported yet
         try:

@@ -30,7 +30,7 @@ from bay_salt.metrics import carbon, platform
 from bay_salt.model import envelope, names
 from bay_salt.model.settings import Controller as Settings
 from bay_salt.scheduling.planning import desired
-from bay_salt.util import retry
+from bay_salt.util import periodic, retry
 
 log = logging.getLogger("bay.controller")
 
@@ -300,8 +300,7 @@ class Engine:
         while True:
             m = self.reports.monitoring
             interval = float(m.get("interval") or 10)
-            now = (time.time() // interval + 1) * interval
-            time.sleep(max(0.0, now - time.time()))
+            now = periodic.sleep_to_next(interval)
             if not m.get("enabled") or not m.get("carbon"):
                 continue
             try:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from bay_salt.metrics import carbon, collect
 from bay_salt.model import names
 from bay_salt.node.containers import ContainerSources
+from bay_salt.util import periodic
 
 log = logging.getLogger("bay.metrics")
 
@@ -163,8 +164,7 @@ class Agent:
         iv = self.cfg.interval
         while True:
             # on the interval's boundaries: one point per whisper slot
-            now = (time.time() // iv + 1) * iv
-            time.sleep(max(0.0, now - time.time()))
+            now = periodic.sleep_to_next(iv)
             self.shipper.put(self.collect(now))
 
     # --- statsd ---------------------------------------------------------
