@@ -1,0 +1,61 @@
+"""The floors of bay_salt: a subpackage imports only from the floors below
+its own (or from itself), so the import graph has no circle. The crossings
+that are still there are listed, each to be removed (issue #27); a new one
+fails here, and so does a listed one that is gone (take it off the list)."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2] / "bay_salt"
+
+#: lowest first: a subpackage may import from a lower floor
+FLOORS = {"util": 0, "model": 1, "kv": 2, "registry": 3, "scheduling": 3, "metrics": 4, "logs": 4, "node": 5,
+          "alerts": 6, "control": 6, "cluster": 7}
+
+#: crossings still there (file -> module it imports), to be removed
+KNOWN = {
+    "alerts/engine.py -> bay_salt.control",
+    "alerts/engine.py -> bay_salt.control.engine",
+    "alerts/operations.py -> bay_salt.control.operations",
+    "logs/operations.py -> bay_salt.control.operations",
+    "logs/server.py -> bay_salt.node.containers",
+    "metrics/agent.py -> bay_salt.node.containers",
+    "metrics/agent.py -> bay_salt.node.haproxy_runtime",
+    "model/services.py -> bay_salt.alerts.rules",
+    "model/settings.py -> bay_salt.alerts.rules",
+    "model/settings.py -> bay_salt.metrics.graphite",
+}
+
+
+def crossings() -> set[str]:
+    found = set()
+    for f in sorted(ROOT.rglob("*.py")):
+        rel = f.relative_to(ROOT)
+        if len(rel.parts) < 2 or rel.parts[0] not in FLOORS:
+            continue
+        pkg = rel.parts[0]
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                mods = [node.module]
+            elif isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            else:
+                continue
+            for m in mods:
+                parts = m.split(".")
+                if parts[0] != "bay_salt" or len(parts) < 2 or parts[1] == pkg or parts[1] not in FLOORS:
+                    continue
+                if FLOORS[parts[1]] >= FLOORS[pkg]:
+                    found.add(f"{rel.as_posix()} -> {m}")
+    return found
+
+
+def test_every_subpackage_has_a_floor():
+    subpackages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+    assert subpackages - {"saltext"} <= set(FLOORS), subpackages - set(FLOORS)
+
+
+def test_no_import_runs_up_the_floors_but_the_listed_ones():
+    found = crossings()
+    assert found - KNOWN == set(), "new imports up the floors (or across one): " + ", ".join(sorted(found - KNOWN))
+    assert KNOWN - found == set(), "gone, take them off KNOWN: " + ", ".join(sorted(KNOWN - found))
