@@ -10,9 +10,9 @@ import uuid
 
 from bay_salt.alerts import engine, notify, route
 from bay_salt.alerts.evaluate import Alert
-from bay_salt.control.operations import NotOwner, may_operate
 from bay_salt.kv import store as kvstore
 from bay_salt.model import names
+from bay_salt.model.access import NotOwner, is_platform, may_operate
 from bay_salt.model.units import seconds
 
 #: the longest a silence may last
@@ -26,7 +26,7 @@ def _owners(backend) -> tuple[dict[str, list[str]], list[str], dict[str, list[st
 
 
 def _sees(user, labels: dict[str, str], owners, admins, teams) -> bool:
-    if user is None or user in admins or user == "root":
+    if is_platform(user, admins):
         return True
     svc = labels.get("service")
     return bool(svc) and svc in owners and may_operate(user, owners[svc], admins, teams)

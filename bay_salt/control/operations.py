@@ -21,32 +21,13 @@ from bay_salt.kv import store as kvstore
 from bay_salt.kv.records import Accepted, Health
 from bay_salt.kv.store import Store
 from bay_salt.model import names, services
+from bay_salt.model.access import NotOwner, may_operate  # NotOwner: the runner refuses with it
 from bay_salt.model.services import GroupSpec, ServiceSpec, SpecError
 from bay_salt.scheduling.backend import DeployError
 from bay_salt.scheduling.deployer import Deployer
 from bay_salt.scheduling.placement import PlacementError
 from bay_salt.scheduling.planning import desired
 from bay_salt.util import retry
-
-
-class NotOwner(PermissionError):
-    """The user may not operate this service; the message names who may."""
-
-
-#: users that act on the master itself (salt-run as root, sudo, orchestration)
-LOCAL_USERS = frozenset({"root", "UNKNOWN"})
-
-
-def people(owners: list[str], teams: dict[str, list[str]]) -> set[str]:
-    """The people ``owners`` names: people directly, and each team's members."""
-    return {p for owner in owners for p in teams.get(owner, [owner])}
-
-
-def may_operate(user: str | None, owners: list[str], admins: list[str], teams: dict[str, list[str]]) -> bool:
-    """The platform team and the master's own users operate every service; others only those they own."""
-    if user is None or user in LOCAL_USERS or user.startswith("sudo_") or user in admins:
-        return True
-    return user in people(owners, teams)
 
 
 def authorize(backend: SaltBackend, store: Store, spec: ServiceSpec, user: str | None) -> None:

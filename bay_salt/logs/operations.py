@@ -15,11 +15,11 @@ from __future__ import annotations
 import re
 import time
 
-from bay_salt.control.operations import NotOwner, may_operate
 from bay_salt.logs import kafka, tokens
 from bay_salt.logs.archive import MAX_RECORDS
 from bay_salt.logs.kept import parse_since
 from bay_salt.model import names
+from bay_salt.model.access import NotOwner, may_operate
 from bay_salt.model.services import NAME_RE
 from bay_salt.scheduling.backend import DeployError
 

@@ -16,8 +16,6 @@ FLOORS = {"util": 0, "model": 1, "kv": 2, "registry": 3, "scheduling": 3, "metri
 KNOWN = {
     "alerts/engine.py -> bay_salt.control",
     "alerts/engine.py -> bay_salt.control.engine",
-    "alerts/operations.py -> bay_salt.control.operations",
-    "logs/operations.py -> bay_salt.control.operations",
     "logs/server.py -> bay_salt.node.containers",
     "metrics/agent.py -> bay_salt.node.containers",
     "metrics/agent.py -> bay_salt.node.haproxy_runtime",
