@@ -10,10 +10,10 @@ graphite-web 1.1.8 has a broken dashboard page (../shared/ENVIRONMENT.md).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from bay_salt.metrics import carbon
+from bay_salt.model.units import check_retentions, finest_seconds  # noqa: F401 - graphite's own words
 
 #: carbon's receivers and cache query port, on loopback of the monitoring node
 LINE_PORT, PICKLE_PORT, CACHE_QUERY_PORT = 2003, 2004, 7002
@@ -22,7 +22,6 @@ WEB_PORT = 8180
 #: the Python module graphite-web imports as its local settings
 SETTINGS_MODULE = "bay_graphite_settings"
 
-_RETENTION = re.compile(r"^\d+[smhdwy]?:\d+[smhdwy]?$")
 
 #: how each kind of metric is rolled up into coarser archives (by the last path element):
 #: counts per interval add up, maxima stay maxima, everything else is averaged
@@ -33,25 +32,6 @@ AGGREGATION = (
     ("minima", r"\.(min|lower)$", "min"),
     ("default", r".*", "average"),
 )
-
-
-def check_retentions(text: str) -> list[str]:
-    """``"10s:1d,1m:7d"`` as a list, or ValueError naming the bad part."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts:
-        raise ValueError("no retention given (e.g. 10s:1d,1m:7d)")
-    for p in parts:
-        if not _RETENTION.match(p):
-            raise ValueError(f"{p!r} is not a whisper retention (PRECISION:DURATION, e.g. 10s:1d)")
-    return parts
-
-
-def finest_seconds(retentions: str) -> int:
-    """The finest precision of a retention in seconds: statsd's flush interval
-    and the agents' collection interval must equal it, or points overwrite each other."""
-    first = check_retentions(retentions)[0].split(":")[0]
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-    return int(first[:-1]) * units[first[-1]] if first[-1] in units else int(first)
 
 
 def carbon_conf(storage_dir: str, conf_dir: str, max_creates_per_minute: int = 6000,

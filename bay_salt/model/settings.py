@@ -20,7 +20,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from bay_salt.model.base import Strict
-from bay_salt.model.units import data_bytes, seconds, size_bytes
+from bay_salt.model.units import check_retentions, data_bytes, finest_seconds, seconds, size_bytes
 
 ROLES = ("worker", "registry", "mesos-agent", "monitoring", "kafka")
 _SIZE_RE = re.compile(r"^([1-9][0-9]*)([kmg]?)$")
@@ -359,7 +359,6 @@ class Monitoring(Strict):
     @field_validator("retention")
     @classmethod
     def _retention(cls, value: str) -> str:
-        from bay_salt.metrics.graphite import check_retentions
 
         check_retentions(value)
         return value
@@ -700,7 +699,6 @@ def load(defaults: dict, pillar: dict | None, minion_id: str | None = None, own_
     data = settings.model_dump()
     data["registry"]["cache_bytes"] = settings.registry.cache_bytes
     m = data["monitoring"]
-    from bay_salt.metrics.graphite import finest_seconds
 
     m["interval"] = finest_seconds(m["retention"])
     m["nodes"] = sorted(n for n, v in data["nodes"].items() if "monitoring" in v["roles"])

@@ -52,3 +52,25 @@ def data_bytes(value: int | str) -> int:
     unit = (m.group(2) or "").lower().rstrip("i")
     return int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30}[unit]
 
+
+#: one whisper archive: PRECISION:DURATION (10s:1d)
+_RETENTION = re.compile(r"^\d+[smhdwy]?:\d+[smhdwy]?$")
+
+
+def check_retentions(text: str) -> list[str]:
+    """``"10s:1d,1m:7d"`` as a list, or ValueError naming the bad part."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise ValueError("no retention given (e.g. 10s:1d,1m:7d)")
+    for p in parts:
+        if not _RETENTION.match(p):
+            raise ValueError(f"{p!r} is not a whisper retention (PRECISION:DURATION, e.g. 10s:1d)")
+    return parts
+
+
+def finest_seconds(retentions: str) -> int:
+    """The finest precision of a retention in seconds: statsd's flush interval
+    and the agents' collection interval must equal it, or points overwrite each other."""
+    first = check_retentions(retentions)[0].split(":")[0]
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    return int(first[:-1]) * units[first[-1]] if first[-1] in units else int(first)

@@ -21,7 +21,6 @@ KNOWN = {
     "metrics/agent.py -> bay_salt.node.haproxy_runtime",
     "model/services.py -> bay_salt.alerts.rules",
     "model/settings.py -> bay_salt.alerts.rules",
-    "model/settings.py -> bay_salt.metrics.graphite",
 }
 
 
