@@ -27,9 +27,9 @@ import time
 
 from common import bench_cluster, pct  # noqa: I001 - bench/ is on the path when run as a script
 
-from bay_salt.control import leader
 from bay_salt.kv.records import read_leader
 from bay_salt.kv.store import ConsulStore, client
+from bay_salt.master import leader
 from tests.e2e.helpers import WEB, eventually, wait_routed, web_instances
 
 

@@ -351,7 +351,7 @@ def gather(cfg: Config, store: Store | None, consul_leader: bool, nodes_known: s
 
 def consul_view(store: Store | None) -> tuple[bool, set[str], set[str]]:
     """(Consul has a leader, nodes Consul knows, nodes alive) from one server."""
-    from bay_salt.control import nodes as node_health
+    from bay_salt.master import nodes as node_health
 
     if store is None:
         return False, set(), set()
@@ -388,8 +388,8 @@ def run(opts: dict, graphite_user: str = "", graphite_password_file: str = "",
     seen, not the seventh because a round ran a little early). What the
     nodes report (pillar) is asked for in a thread of its own every 30 s: a
     slow node never delays a round."""
-    from bay_salt.control import leader
-    from bay_salt.control.engine import NodeReports
+    from bay_salt.master import leader
+    from bay_salt.master.reports import NodeReports
 
     reports = NodeReports(opts, ttl=30.0)
     leader.lead(opts, "alerts", reports)  # stands by while another master evaluates

@@ -1,5 +1,5 @@
 """The runner's logic (``salt-run bay.deploy|plan|scale|status``), over a
-:class:`~bay_salt.control.saltbackend.SaltBackend`.
+:class:`~bay_salt.master.saltbackend.SaltBackend`.
 
 A deploy validates only the service it deploys (another service's bad spec
 is not its problem), holds each group while it works on it (the control loop
@@ -16,10 +16,10 @@ import time
 from collections.abc import Iterator
 
 from bay_salt.control.autoscaler import load_state
-from bay_salt.control.saltbackend import SaltBackend
 from bay_salt.kv import store as kvstore
 from bay_salt.kv.records import Accepted, Health
 from bay_salt.kv.store import Store
+from bay_salt.master.saltbackend import SaltBackend
 from bay_salt.model import names, services
 from bay_salt.model.access import NotOwner, may_operate  # NotOwner: the runner refuses with it
 from bay_salt.model.services import GroupSpec, ServiceSpec, SpecError

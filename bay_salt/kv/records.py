@@ -205,7 +205,7 @@ class Placement:
 
 @dataclass(frozen=True)
 class Leader:
-    """The value of a leader lock (``bay/leader/ROLE``, :mod:`bay_salt.control.leader`):
+    """The value of a leader lock (``bay/leader/ROLE``, :mod:`bay_salt.master.leader`):
     which master leads, where the nodes reach it (its address for Salt),
     since when and its last beat (wall clock, for people)."""
 

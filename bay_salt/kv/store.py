@@ -73,7 +73,7 @@ def chunks(ops: list[dict], size: int = TXN_LIMIT) -> Iterator[list[dict]]:
 class Store(ABC):
     """Bay's records in a KV store: three primitives, and the reads built on them.
     ``fence``: operations every transaction starts with (the acting
-    controller's check that it still holds its lock, :mod:`bay_salt.control.leader`),
+    controller's check that it still holds its lock, :mod:`bay_salt.master.leader`),
     so that a write made after the lock is lost is rolled back whole."""
 
     fence: Callable[[], list[dict]] | None = None

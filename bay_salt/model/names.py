@@ -122,7 +122,7 @@ def kv_scale_prefix() -> str:
 #: what the control loop's last reconciliation pass found and when it ran
 KV_RECONCILE = f"{KV_PREFIX}/controller/reconcile"
 
-#: the masters' engines that act alone: one of each leads, the others stand by (bay_salt.control.leader)
+#: the masters' engines that act alone: one of each leads, the others stand by (bay_salt.master.leader)
 LEADER_ROLES = ("controller", "alerts")
 
 

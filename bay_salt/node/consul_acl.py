@@ -36,7 +36,7 @@ POLICIES = {
     "controller": (f'key_prefix "{PREFIX}/" {{ policy = "write" }}\nnode_prefix "" {{ policy = "read" }}\n'
                    'service_prefix "" { policy = "read" }\nagent_prefix "" { policy = "read" }\n'
                    'operator = "read"\n'
-                   # the masters' leader locks (bay_salt.control.leader) are sessions
+                   # the masters' leader locks (bay_salt.master.leader) are sessions
                    'session_prefix "" { policy = "write" }\n'),
 }
 #: Consul's answers while a new cluster's ACL system is not ready yet

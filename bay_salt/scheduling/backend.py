@@ -1,6 +1,6 @@
 """What the scheduler and the control loop need from the nodes: their
 capacity and containers, and starting and stopping containers there.
-:class:`bay_salt.control.saltbackend.SaltBackend` does it through Salt."""
+:class:`bay_salt.master.saltbackend.SaltBackend` does it through Salt."""
 
 from __future__ import annotations
 

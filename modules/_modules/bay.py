@@ -9,7 +9,7 @@ from salt.exceptions import CommandExecutionError
 
 try:
     from bay_salt import saltloader
-    from bay_salt.control import site
+    from bay_salt.master import site
     from bay_salt.metrics import dashboards, nodefiles
     from bay_salt.model import settings as bay_settings
     from bay_salt.node import aptsources

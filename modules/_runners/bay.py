@@ -10,9 +10,10 @@ from salt.exceptions import SaltInvocationError
 try:
     from bay_salt import saltloader
     from bay_salt.alerts import operations as alert_ops
-    from bay_salt.control import operations, saltbackend
+    from bay_salt.control import operations
     from bay_salt.kv.store import TxnError, Unavailable
     from bay_salt.logs import operations as log_ops
+    from bay_salt.master import saltbackend
     from bay_salt.metrics import dashboards as bay_dashboards
     from bay_salt.model.services import SpecError
     from bay_salt.scheduling.backend import DeployError

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from bay_salt.control import leader
 from bay_salt.kv import store as kv
 from bay_salt.kv.store import ConsulStore
+from bay_salt.master import leader
 from bay_salt.model import names
 
 KEY = names.kv_leader("controller")

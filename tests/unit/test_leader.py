@@ -30,7 +30,7 @@ def test_every_transaction_of_a_fenced_store_starts_with_the_fence():
 
 
 def test_a_store_whose_fence_refuses_writes_nothing():
-    from bay_salt.control.leader import Lost
+    from bay_salt.master.leader import Lost
 
     s = Recording()
 

@@ -1,9 +1,9 @@
 """Recovery decisions (bay_salt.control.recovery) and node liveness
-(bay_salt.control.nodes): pure functions, plain inputs."""
+(bay_salt.master.nodes): pure functions, plain inputs."""
 
 from bay_salt.control import recovery
-from bay_salt.control.nodes import node_changes
 from bay_salt.kv.records import Health, Instance, Placement
+from bay_salt.master.nodes import node_changes
 from bay_salt.model import names, settings
 from bay_salt.model.services import parse
 from tests.helpers import CHECKOUT

@@ -4,7 +4,7 @@ is its job check, not the start's whole duration."""
 
 import pytest
 
-from bay_salt.control.saltbackend import SaltBackend
+from bay_salt.master.saltbackend import SaltBackend
 from bay_salt.model.services import parse
 from bay_salt.scheduling.backend import DeployError
 

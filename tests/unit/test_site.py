@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bay_salt.control import site
+from bay_salt.master import site
 from bay_salt.model import settings
 
 CHECKOUT = Path(__file__).resolve().parents[2]

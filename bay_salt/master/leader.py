@@ -228,12 +228,12 @@ class Lease:
 
 def lead(opts: dict, role: str, reports) -> Lease:
     """Stand by until this master leads ``role`` (``reports``: the engine's
-    :class:`~bay_salt.control.engine.NodeReports`, which give the Consul
+    :class:`~bay_salt.master.reports.NodeReports`, which give the Consul
     servers). From then on every store ``reports`` makes is fenced by the
     lease, and losing the lease ends this engine's process: the salt-master
     starts it again, standing by."""
-    from bay_salt.control.saltbackend import controller_token
     from bay_salt.kv.store import first_answering
+    from bay_salt.master.saltbackend import controller_token
 
     def connect() -> ConsulStore:
         try:

@@ -44,7 +44,7 @@ class SaltBackend:
         node whose minion is not (restarting, cut off) waits up to
         ``connect_wait`` seconds for it, since a job published meanwhile
         never reaches it and would be waited for in vain.
-        ``site``: the site's settings (:func:`bay_salt.control.site.report`)
+        ``site``: the site's settings (:func:`bay_salt.master.site.report`)
         from the master's own pillar; without it, from the first node's report."""
         self.local = local
         self.connected = connected
@@ -72,7 +72,7 @@ class SaltBackend:
         return self._reports
 
     def _any(self) -> dict:
-        """The site's settings (:func:`bay_salt.control.site.report`): read once per backend,
+        """The site's settings (:func:`bay_salt.master.site.report`): read once per backend,
         from the master's pillar when it was given one, else as the first node reports them."""
         if self._site is None:
             self._site = self.site() if self.site is not None else next(iter(self.reports().values()))
@@ -247,7 +247,7 @@ def for_master(opts: dict, targets: list[str] | None = None, **kwargs) -> SaltBa
     import salt.client
     import salt.utils.minions
 
-    from bay_salt.control import site
+    from bay_salt.master import site
 
     if targets is None:
         targets = sorted(salt.utils.minions.CkMinions(opts).connected_ids())
