@@ -33,7 +33,8 @@ import common  # noqa: F401 - the checkout on sys.path
 from rich.console import Console
 from rich.table import Table
 
-from bay_salt.alerts import engine, rules
+from bay_salt.alerts import engine
+from bay_salt.model import alert_rules as rules
 from tests.support.fakes import MemoryStore
 
 C = "big"

@@ -20,12 +20,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
-from bay_salt.alerts import notify, route, rules, sources
+from bay_salt.alerts import notify, route, sources
 from bay_salt.alerts.evaluate import FIRING, PENDING, RESOLVED, Alert, numbers, observe, step
 from bay_salt.kv import store as kvstore
 from bay_salt.kv.store import Store
 from bay_salt.metrics import dashboards
 from bay_salt.metrics.render import RenderClient
+from bay_salt.model import alert_rules as rules
 from bay_salt.model import names
 from bay_salt.util import periodic
 

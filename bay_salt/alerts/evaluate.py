@@ -16,7 +16,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 
-from bay_salt.alerts.rules import PART_RE, Rule
+from bay_salt.model.alert_rules import PART_RE, Rule
 
 PENDING, FIRING, RESOLVED = "pending", "firing", "resolved"
 #: durations are compared with this much slack (rounds fall on multiples of the interval)

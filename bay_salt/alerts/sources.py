@@ -11,12 +11,12 @@ import urllib.error
 import urllib.request
 
 from bay_salt.alerts.evaluate import target
-from bay_salt.alerts.rules import Rule
 from bay_salt.kv.records import Health
 from bay_salt.kv.store import Store
 from bay_salt.metrics import platform
 from bay_salt.metrics.render import RenderClient, RenderError
 from bay_salt.model import names
+from bay_salt.model.alert_rules import Rule
 
 #: Graphite's newest agent point is this old when graphite-web does not answer at all
 NEVER = 1e6

@@ -210,7 +210,7 @@ class Service(Strict):
     @field_validator("alerts")
     @classmethod
     def _alerts(cls, value: dict[str, dict]) -> dict[str, dict]:
-        from bay_salt.alerts.rules import effective
+        from bay_salt.model.alert_rules import effective
 
         try:
             effective(None, {"_": value})

@@ -445,7 +445,7 @@ class Alerts(Strict):
 
     @model_validator(mode="after")
     def _known(self) -> Alerts:
-        from bay_salt.alerts.rules import effective
+        from bay_salt.model.alert_rules import effective
 
         for name in self.platform_team:
             if name not in self.contacts:

@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from bay_salt.alerts import engine, evaluate, notify, route, rules, sources
+from bay_salt.alerts import engine, evaluate, notify, route, sources
 from bay_salt.alerts.evaluate import FIRING, PENDING, RESOLVED
 from bay_salt.kv import store as kvstore
 from bay_salt.kv.records import Accepted, Instance
+from bay_salt.model import alert_rules as rules
 from bay_salt.model import names, settings
 from bay_salt.model.services import SpecError, parse
 from bay_salt.util import retry

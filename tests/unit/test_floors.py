@@ -17,8 +17,6 @@ KNOWN = {
     "logs/server.py -> bay_salt.node.containers",
     "metrics/agent.py -> bay_salt.node.containers",
     "metrics/agent.py -> bay_salt.node.haproxy_runtime",
-    "model/services.py -> bay_salt.alerts.rules",
-    "model/settings.py -> bay_salt.alerts.rules",
 }
 
 
