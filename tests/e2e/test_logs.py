@@ -59,7 +59,13 @@ def kill(cluster, inst: str, node_id: str) -> str:
         now = [i.split("@")[0] for i in st["instances"]]
         return now[0] if len(now) == 1 and now[0] != inst and st["passing"] == 1 else None
 
-    return eventually(replaced, 60, f"{inst} replaced")
+    new = eventually(replaced, 60, f"{inst} replaced")
+    # the replacement is registered just before the dead container goes (its output kept first, then
+    # removed): wait for that too, so what the node keeps is whole when the test reads it
+    eventually(lambda: names.service_container(SERVICE, GROUP, inst) not in cluster.client.containers.get(
+        node.container).exec_run(["docker", "ps", "-a", "--format", "{{.Names}}"]).output.decode().split(), 15,
+        f"{inst}'s container removed")
+    return new
 
 
 def kept_on(cluster, node_id: str) -> list[str]:
