@@ -249,6 +249,7 @@ def test_archiver_killed_ten_times_and_a_broker_restart_lose_no_record(kafka, hd
     url = hdfs.storage_url(f"bay-logs-{uuid.uuid4().hex[:6]}")
     storage = archive.storage_for(url, "bay")
     producer = Producer(kafka, service)
+    began = time.time()
     producer.start()
     proc = start_archiver(tmp_path, kafka, url)
     kills = 0
@@ -283,7 +284,12 @@ def test_archiver_killed_ten_times_and_a_broker_restart_lose_no_record(kafka, hd
           f"({duplicates / kills:.1f} per kill)")
     assert want <= set(counts)
     # each archived line names its partition and offset: a reader drops duplicates
-    read_back = archive.read(storage, service, since=time.time() - 3600, limit=0)
+    # read in two halves of the run (a read returns at most archive.MAX_RECORDS; record times are in ms)
+    mid, read_back = (began + time.time()) / 2, []
+    for since, until in ((began - 60, mid), (mid + 0.001, time.time() + 60)):
+        part = archive.read(storage, service, since=since, until=until, limit=archive.MAX_RECORDS)
+        assert len(part) < archive.MAX_RECORDS, "a half held more than one read returns: split finer"
+        read_back += part
     assert len(read_back) == len(counts) and {r["seq"] for r in read_back} == set(counts)
     assert len(list(tmp_path.glob("archiver.log"))) == 1
     assert "stopped: every record read is in HDFS" in (tmp_path / "archiver.log").read_text()
