@@ -193,11 +193,9 @@ class SaltBackend:
         done all the same (seen in CI). Its error, one line."""
         errors = []
         for node in nodes or sorted(self.reports()):
-            ret = None
-            for _ in range(2):
+            ret = self._answer(node, fun, args, kwarg, timeout)
+            if ret is None:
                 ret = self._answer(node, fun, args, kwarg, timeout)
-                if ret is not None:
-                    break
             if ret is None:
                 errors.append(f"{node}: no answer")
                 continue
