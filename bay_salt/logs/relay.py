@@ -108,15 +108,14 @@ class Relay:
         with self._lock:
             have, at = self._bucket.get(who, (float(self.burst), now))
             have = min(float(self.burst), have + (now - at) * self.rate)
-            if have < size:
-                self._bucket[who] = (have, now)
-                self.dropped += 1
-                warn = now - self._warned.get(who, float("-inf")) >= WARN_EVERY
-                if warn:
-                    self._warned[who] = now
-            else:
+            if have >= size:
                 self._bucket[who] = (have - size, now)
                 return True
+            self._bucket[who] = (have, now)
+            self.dropped += 1
+            warn = now - self._warned.get(who, float("-inf")) >= WARN_EVERY
+            if warn:
+                self._warned[who] = now
         if warn:
             log.warning("log relay: %s.%s %s writes more than %d bytes/s: lines dropped (%d in all so far)",
                         *who, self.rate, self.dropped)
