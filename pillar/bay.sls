@@ -64,6 +64,11 @@ bay:
     # after another never drops below quorum (with it on, a returning server
     # waits out autopilot's stabilisation as a non-voter).
     cleanup_dead_servers: false
+    # LAN gossip timings, the same on every agent: a node that stops answering
+    # is suspected after one probe and declared failed 1-6 s later (2-5 s in
+    # a few nodes). Consul's defaults (1s, 500ms, 4) take 5-12 s; a slower
+    # network wants a longer probe_timeout, never one >= probe_interval.
+    gossip_lan: {probe_interval: 500ms, probe_timeout: 300ms, suspicion_mult: 3}
     # Gossip encryption key, base64 of 16/24/32 bytes (`consul keygen`). A secret:
     # keep it in an encrypted pillar (e.g. GPG renderer); Salt's state output
     # never shows the config diff that contains it.

@@ -80,6 +80,8 @@ def consul_config(cfg: dict) -> dict:
         "ui": c["ui"],
         "leave_on_terminate": not node["consul_server"],
         "disable_update_check": True,
+        # the same on every agent: a silent node is declared failed in seconds (ConsulGossip)
+        "gossip_lan": dict(c["gossip_lan"]),
     }
     if node["consul_server"]:
         conf["bootstrap_expect"] = len(c["servers"])

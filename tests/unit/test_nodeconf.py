@@ -44,6 +44,16 @@ def test_consul_server_and_client():
     assert client["server"] is False and "bootstrap_expect" not in client and "performance" not in client
     assert client["retry_join"] == ["10.0.0.1", "10.0.0.2"]
     assert client["leave_on_terminate"] is True
+    # every agent gossips with the same timings: a stopped node is declared failed in seconds
+    gossip = {"probe_interval": "500ms", "probe_timeout": "300ms", "suspicion_mult": 3}
+    assert server["gossip_lan"] == client["gossip_lan"] == gossip
+
+
+def test_gossip_timeout_must_be_shorter_than_the_interval():
+    bad = {"nodes": {"n": {}}, "consul": {"acl": {"tokens": TOKENS},
+                                          "gossip_lan": {"probe_interval": "500ms", "probe_timeout": "1s"}}}
+    with pytest.raises(settings.SettingsError, match="probe_timeout must be shorter than probe_interval"):
+        settings.load(settings.formula_defaults(CHECKOUT), bad, "n")
 
 
 def test_consul_needs_an_address():
