@@ -12,7 +12,7 @@ killed on its node. Measured from that container's kill:
 
 Then the old master is started again and the trial waits until it stands by.
 The anchors, in the same run: a container killed with both masters up (the
-leader handles its event), and the takeover rule itself (TAKEOVER = 6 s of
+leader handles its event), and the takeover rule itself (TAKEOVER = 4 s of
 silence, plus Consul's lock delay).
 
     .venv/bin/python bench/masters.py [--trials 5] [--cluster bench]

@@ -48,8 +48,9 @@ log = logging.getLogger("bay.leader")
 
 #: seconds between two beats of the leader
 BEAT = 1.0
-#: seconds a standby waits on a silent leader before ending its session
-TAKEOVER = 6.0
+#: seconds a standby waits on a silent leader before ending its session: four missed beats
+#: (a leader's beat is one renew and one put, each a few ms; a loaded machine delays one by a second at most)
+TAKEOVER = 4.0
 #: Consul's session TTL (its minimum is 10 s; Consul ends a session 2 x TTL after its last renewal)
 TTL = 15
 #: seconds Consul keeps a lock that was released by an ended session from being taken again
