@@ -10,6 +10,7 @@ before its predecessor's container goes.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ from bay_salt.kv.records import Health, Instance
 from bay_salt.kv.store import Store
 from bay_salt.model import names
 from bay_salt.model.services import GroupSpec
+from bay_salt.scheduling import planning
 from bay_salt.scheduling.backend import Backend
-from bay_salt.scheduling.deployer import Deployer
+from bay_salt.scheduling.deployer import Deployer, placement_nodes, route_of
 
 log = logging.getLogger("bay.controller")
 
@@ -177,24 +179,73 @@ class Executor:
         return None
 
     def _restore(self, a: r.Restore) -> list[str]:
-        deployer = Deployer(self.backend, self.store, drain_seconds=0, sleep=self.sleep)
-        restored = []
+        """Each group back to its count. Groups that only lack instances are
+        placed together and started in parallel (:meth:`_fill`); a group that
+        must roll or shrink goes the deploy's way (:meth:`Deployer.reconcile`)."""
+        claimed: list[GroupSpec] = []
         for svc, grp in a.groups:
             g = self.group_spec(svc, grp)
             if g is None or self.store.failed(svc, grp) is not None:
                 continue  # gone from the specs, or failed (crash loop) until deployed again
-            key = r.group_hand(svc, grp)
-            if self.hands is not None and not self.hands.claim(key):
+            if self.hands is not None and not self.hands.claim(r.group_hand(svc, grp)):
                 continue  # another handler is restoring it
-            try:
+            claimed.append(g)
+        try:
+            short, other = [], []
+            for g in claimed:
+                plan = planning.plan_group(self.store.instances(g.service, g.group), g.instances, g.spec_hash())
+                missing = planning.short_by(plan)
+                (short.append((g, missing)) if missing else other.append(g))
+            restored = self._fill(short, a.why) if short else []
+            deployer = Deployer(self.backend, self.store, drain_seconds=0, sleep=self.sleep)
+            for g in other:
                 report = deployer.reconcile(g)
-            finally:
-                if self.hands is not None:
-                    self.hands.release(key)
-            restored.append(report.group)
-            if report.started or report.stopped:
-                self.fire(names.TAG_CONTAINER_REPLACED, {"group": report.group, "new": report.started,
-                                                         "stopped": report.stopped, **a.why})
+                restored.append(report.group)
+                if report.started or report.stopped:
+                    self.fire(names.TAG_CONTAINER_REPLACED, {"group": report.group, "new": report.started,
+                                                             "stopped": report.stopped, **a.why})
+            return restored
+        finally:
+            if self.hands is not None:
+                for g in claimed:
+                    self.hands.release(r.group_hand(g.service, g.group))
+
+    def _fill(self, short: list[tuple[GroupSpec, int]], why: dict) -> list[str]:
+        """Start what the ``(group, missing)`` lack: placed at once on the
+        nodes as they are now, every start published before any is waited
+        for, each group registered as its instances come up healthy. What did
+        not fit or start is logged and left to the next reconciliation."""
+        states = self.backend.nodes()
+        address = {s.id: s.address for s in states}
+        plan = planning.fill(short, placement_nodes(states, self.store.drained()), lambda: secrets.token_hex(4))
+        for group, why_not in sorted(plan.refused.items()):
+            log.warning("bay controller: %s cannot be restored now: %s", group, why_not)
+        results = self.backend.start_all(plan.starts)
+        new: dict[str, list[Instance]] = {}
+        for (node, g, _), res in zip(plan.starts, results):
+            if isinstance(res, Exception):
+                log.warning("bay controller: restoring %s: %s", g.name, res)
+                continue
+            bad = [x.get("container") for x in res if not x.get("healthy") and x.get("container")]
+            if bad:
+                log.warning("bay controller: restoring %s on %s: %d instance(s) failed their health check",
+                            g.name, node, len(bad))
+                self.backend.stop(node, bad)
+            new.setdefault(g.name, []).extend(
+                Instance(g.service, g.group, x["instance"], node, x.get("address") or address.get(node, ""),
+                         int(x.get("host_port") or 0), Health.PASSING, g.image, x["container"], g.spec_hash())
+                for x in res if x.get("healthy"))
+        restored = []
+        for g, _ in short:
+            if g.name in plan.refused:
+                continue
+            self.store.ensure(names.kv_route(g.service, g.group), route_of(g).to_json())
+            started = new.get(g.name, [])
+            if started:
+                self.store.apply(kvstore.register_ops(started))
+                self.fire(names.TAG_CONTAINER_REPLACED, {"group": g.name, "new": [i.instance for i in started],
+                                                         "stopped": [], **why})
+            restored.append(g.name)
         return restored
 
     def _set_health(self, a: r.SetHealth) -> None:

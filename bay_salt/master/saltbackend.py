@@ -88,13 +88,46 @@ class SaltBackend:
         return out
 
     def start(self, node: str, group: GroupSpec, instances: list[str]) -> list[dict]:
-        self._wait_connected(node, group.name)
-        ret = self.local.cmd(node, "bay_docker.run", [group.to_dict(), instances], timeout=self.timeout).get(node)
-        if ret is None:
-            raise DeployError(f"{group.name} on {node}: the node did not answer the start, nor run it, "
-                              f"after {self.timeout} s")
+        ret = self.start_all([(node, group, instances)])[0]
+        if isinstance(ret, DeployError):
+            raise ret
+        return ret
+
+    def start_all(self, starts: list[tuple[str, GroupSpec, list[str]]]) -> list[list[dict] | DeployError]:
+        """One ``bay_docker.run`` job per start, all published before any
+        return is waited for: each node starts its share while the others do."""
+        was_listening = self.local.event.cpub
+        try:
+            jobs = [self._publish_start(node, group, ids) for node, group, ids in starts]
+            return [job if isinstance(job, DeployError) else self._started(node, group, job)
+                    for (node, group, _), job in zip(starts, jobs)]
+        finally:
+            if not was_listening:
+                self.local.event.close_pub()
+
+    def _publish_start(self, node: str, group: GroupSpec, instances: list[str]) -> dict | DeployError:
+        try:
+            self._wait_connected(node, group.name)
+            pub = self.local.run_job(node, "bay_docker.run", [group.to_dict(), instances], timeout=self.timeout,
+                                     listen=True)
+        except DeployError as err:
+            return err
+        except Exception as err:  # noqa: BLE001 - Salt's client errors: the master could not publish
+            return DeployError(f"{group.name} on {node}: the start could not be published: {err}")
+        if not pub:
+            return DeployError(f"{group.name} on {node}: no minion {node} to start it on")
+        return pub
+
+    def _started(self, node: str, group: GroupSpec, pub: dict) -> list[dict] | DeployError:
+        ret = None
+        for fn_ret in self.local.get_cli_event_returns(pub["jid"], pub["minions"], self.timeout, node):
+            if fn_ret and node in fn_ret:
+                ret = fn_ret[node].get("ret")
+        if ret is None or ret is False:
+            return DeployError(f"{group.name} on {node}: the node did not answer the start, nor run it, "
+                               f"after {self.timeout} s")
         if not isinstance(ret, list):
-            raise DeployError(f"{group.name} on {node}: the start failed: {str(ret).strip().splitlines()[-1][:300]}")
+            return DeployError(f"{group.name} on {node}: the start failed: {str(ret).strip().splitlines()[-1][:300]}")
         return ret
 
     def _wait_connected(self, node: str, what: str) -> None:

@@ -33,6 +33,11 @@ class Backend(Protocol):
         """Start and health-wait ``instances`` of ``group`` on ``node``; one
         ``{instance, container, host_port, address, healthy}`` per instance."""
 
+    def start_all(self, starts: list[tuple[str, GroupSpec, list[str]]]) -> list[list[dict] | DeployError]:
+        """Several starts at once, the nodes working in parallel: for each
+        ``(node, group, instances)`` what :meth:`start` returns, or the
+        :class:`DeployError` that says why it could not start."""
+
     def stop(self, node: str, containers: list[str]) -> None:
         """Stop and remove the named containers on ``node``."""
 

@@ -1,14 +1,16 @@
 """The count a group should run (:func:`desired`) and the plan of one group's change: which registered instances to keep, which
 to remove, how many to start, which outdated ones the new ones replace. Pure:
-records and counts in, a :class:`GroupPlan` out."""
+records and counts in, a :class:`GroupPlan` out. :func:`fill` places what
+short groups miss, all at once (the controller restores them in parallel)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from bay_salt.kv.records import Instance
 from bay_salt.model.services import GroupSpec
-from bay_salt.scheduling.placement import pick_for_removal
+from bay_salt.scheduling import placement
 
 
 @dataclass
@@ -31,7 +33,7 @@ def plan_group(records: list[Instance], desired: int, want: str) -> GroupPlan:
     current = [r for r in records if r.spec == want]
     outdated = sorted(r.instance for r in records if r.spec != want)
     excess = max(0, len(current) - desired)
-    remove = sorted(pick_for_removal({r.instance: r.node for r in current}, [], excess))
+    remove = sorted(placement.pick_for_removal({r.instance: r.node for r in current}, [], excess))
     keep = sorted(r.instance for r in current if r.instance not in remove)
     return GroupPlan(keep, remove, desired - len(keep), outdated)
 
@@ -44,3 +46,37 @@ def desired(g: GroupSpec, autoscaled: int | None) -> GroupSpec:
         a = g.autoscale
         return g.with_instances(max(a.min, min(a.max, autoscaled or g.instances)))
     return g
+
+
+def short_by(plan: GroupPlan) -> int:
+    """How many instances a group only lacks (0: it has enough, or it needs a
+    roll or a scale-down, which a deploy's path carries out)."""
+    return 0 if plan.remove or plan.replace else plan.start
+
+
+@dataclass
+class Fill:
+    """Starts that bring short groups back to their count: one ``(node,
+    group, instance ids)`` per node and group, and the groups that do not
+    fit (``{group name: why}``)."""
+
+    starts: list[tuple[str, GroupSpec, list[str]]] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+def fill(short: list[tuple[GroupSpec, int]], nodes: list[placement.Node], new_id: Callable[[], str]) -> Fill:
+    """Place ``missing`` instances of each ``(group, missing)`` on ``nodes``
+    (updated as they are taken), each group all or nothing; ``new_id()``
+    names each new instance."""
+    out = Fill()
+    for g, missing in short:
+        try:
+            where = placement.place(nodes, g.service, g.group, missing, g.cpu, g.memory_mb)
+        except placement.PlacementError as err:
+            out.refused[g.name] = str(err)
+            continue
+        per_node: dict[str, list[str]] = {}
+        for node in where:
+            per_node.setdefault(node, []).append(new_id())
+        out.starts += [(node, g, ids) for node, ids in sorted(per_node.items())]
+    return out

@@ -64,6 +64,9 @@ class Recorder:
         return [{"instance": i, "container": f"c-{i}", "host_port": 32000, "address": self.address,
                  "healthy": self._healthy()} for i in ids]
 
+    def start_all(self, starts):
+        return [self.start(node, group, ids) for node, group, ids in starts]
+
     def stop(self, node, containers):
         self.stopped.append((node, list(containers)))
 

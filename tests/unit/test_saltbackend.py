@@ -12,13 +12,36 @@ GROUP = parse({"demo": {"image": "r/demo:1", "owners": ["t"], "groups": {
     "web": {"instances": 1, "cpu": 0.1, "memory": 32, "port": 8000, "listen": 10080}}}})["demo"].groups()["web"]
 
 
+class Event:
+    cpub = False
+
+    def close_pub(self):
+        pass
+
+
 class Local:
-    def __init__(self):
-        self.calls = []
+    """Salt's LocalClient as far as the backend uses it: ``cmd``, and ``run_job``
+    then ``get_cli_event_returns`` (each call recorded, in order)."""
+
+    def __init__(self, answers=None):
+        self.calls, self.order = [], []
+        self.event = Event()
+        self.answers = answers or {}
 
     def cmd(self, tgt, fun, arg=(), timeout=None, **kwargs):
         self.calls.append((tgt, fun, timeout))
         return {tgt: [{"instance": "i1", "healthy": True}]}
+
+    def run_job(self, tgt, fun, arg=(), timeout=None, listen=False, **kwargs):
+        self.calls.append((tgt, fun, timeout))
+        self.order.append(("publish", tgt))
+        return {"jid": f"j-{tgt}", "minions": [tgt]}
+
+    def get_cli_event_returns(self, jid, minions, timeout=None, tgt="*", **kwargs):
+        node = minions[0]
+        self.order.append(("wait", node))
+        ret = self.answers.get(node, [{"instance": "i1", "healthy": True}])
+        yield {node: {"ret": ret}} if ret is not None else {}
 
 
 def test_a_start_waits_for_the_nodes_minion_to_be_back():
@@ -34,6 +57,18 @@ def test_a_start_on_a_node_whose_minion_stays_away_fails_in_one_line_without_pub
     with pytest.raises(DeployError, match=r"^demo.web on node1: its minion is not connected to the master"):
         b.start("node1", GROUP, ["i1"])
     assert local.calls == []
+
+
+def test_starts_on_several_nodes_are_all_published_before_any_is_waited_for():
+    local = Local({"node2": "ERROR: docker: no space left on device", "node3": None})
+    b = SaltBackend(local, ["node1", "node2", "node3"], timeout=15)
+    out = b.start_all([("node1", GROUP, ["a"]), ("node2", GROUP, ["b"]), ("node3", GROUP, ["c"])])
+    assert local.order == [("publish", "node1"), ("publish", "node2"), ("publish", "node3"),
+                           ("wait", "node1"), ("wait", "node2"), ("wait", "node3")]
+    assert out[0] == [{"instance": "i1", "healthy": True}]
+    assert isinstance(out[1], DeployError) and str(out[1]) == ("demo.web on node2: the start failed: "
+                                                               "ERROR: docker: no space left on device")
+    assert isinstance(out[2], DeployError) and "node3: the node did not answer the start" in str(out[2])
 
 
 class Reporting(Local):
