@@ -32,10 +32,19 @@ def __virtual__():
     return saltloader.virtual(__file__, __virtualname__)
 
 
+#: the formula's defaults as the last state.apply left them on this node (states/bay/python.sls)
+LOCAL_DEFAULTS = "/etc/bay/defaults.yaml"
+
+
 def _defaults():
+    """The formula's defaults: this node's copy, else the master's file server (before the first state.apply)."""
     import salt.utils.yaml
 
-    text = __salt__["cp.get_file_str"]("salt://bay/defaults.yaml", saltenv=__opts__.get("saltenv") or "base")
+    try:
+        with open(LOCAL_DEFAULTS, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        text = __salt__["cp.get_file_str"]("salt://bay/defaults.yaml", saltenv=__opts__.get("saltenv") or "base")
     if not text:
         raise CommandExecutionError("salt://bay/defaults.yaml is not on the master's file server")
     return salt.utils.yaml.safe_load(text)["bay"]
