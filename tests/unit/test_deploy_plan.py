@@ -1,7 +1,9 @@
 import json
 
 from bay_salt.kv.records import Health, Instance
-from bay_salt.scheduling.planning import plan_group
+from bay_salt.model.services import parse
+from bay_salt.scheduling import placement
+from bay_salt.scheduling.planning import fill, plan_group, short_by
 
 
 def rec(i, spec="v1"):
@@ -46,3 +48,22 @@ def test_scale_down_keeps_the_spread():
             for i, n in (("a", "node1"), ("b", "node1"), ("c", "node1"), ("d", "node2"), ("e", "node3"))]
     p = plan_group(recs, 3, "v1")
     assert sorted(p.remove) == ["b", "c"] and p.keep == ["a", "d", "e"]
+
+
+def test_only_a_group_that_merely_lacks_instances_counts_as_short():
+    assert short_by(plan_group([rec("a")], 3, "v1")) == 2
+    assert short_by(plan_group([rec("a", "v1")], 2, "v2")) == 0  # a roll: the deploy's way
+    assert short_by(plan_group([rec("a"), rec("b")], 1, "v1")) == 0  # too many
+
+
+def test_fill_places_every_short_group_on_one_view_of_the_nodes_spread_and_whole():
+    groups = parse({"s": {"image": "r/s:1", "owners": ["t"], "groups": {
+        "a": {"instances": 3, "cpu": 1, "memory": 64, "port": 80, "listen": 10080},
+        "b": {"instances": 2, "cpu": 1, "memory": 64, "port": 80, "listen": 10081}}}})["s"].groups()
+    nodes = [placement.Node("n1", 2, 1024), placement.Node("n2", 2, 1024)]
+    ids = iter(f"i{k}" for k in range(10))
+    out = fill([(groups["a"], 2), (groups["b"], 3)], nodes, lambda: next(ids))
+    # a's two spread over both nodes; b's three no longer fit in the two CPUs left: refused whole
+    assert [(n, g.name, i) for n, g, i in out.starts] == [("n1", "s.a", ["i0"]), ("n2", "s.a", ["i1"])]
+    assert list(out.refused) == ["s.b"]
+    assert sum(n.used_cpus for n in nodes) == 2
