@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from bay_salt.kv.records import Instance
 from bay_salt.kv.store import ConsulStore, first_answering
-from bay_salt.master.saltbackend import SaltBackend, controller_token, for_master
+from bay_salt.master.saltbackend import SaltBackend, ThreadClients, controller_token, for_master
 from bay_salt.model import names
 from bay_salt.model.settings import Controller as Settings
 
@@ -50,12 +50,15 @@ class NodeReports:
         #: the lease's check that this master still leads (:func:`bay_salt.master.leader.lead`): every store made here carries it
         self.fence: Callable[[], list[dict]] | None = None
         self.alive: set[str] | None = None
+        self.clients = ThreadClients(opts)
 
     def backend(self) -> SaltBackend:
+        """A backend aimed at the nodes alive now, on the calling thread's own LocalClient."""
         targets = sorted(self.alive) if self.alive else None
         # timeout 15: a replacement's start published while its node's minion
         # was away is known lost after 15 s (Salt's find_job), not 300
-        return for_master(self.opts, targets, timeout=15, report_timeout=5, refresh_pillar=False)
+        return for_master(self.opts, targets, local=self.clients.get(), timeout=15, report_timeout=5,
+                          refresh_pillar=False)
 
     def refresh(self, force: bool = False) -> None:
         """Ask the nodes again after ``ttl`` (or now, with ``force``). One

@@ -4,6 +4,7 @@ one place: :func:`for_master`)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from bay_salt.kv.store import ConsulStore, first_answering
@@ -270,11 +271,11 @@ class SaltBackend:
         return first_answering(*self.consul_servers(), token=self.token)
 
 
-def for_master(opts: dict, targets: list[str] | None = None, **kwargs) -> SaltBackend:
+def for_master(opts: dict, targets: list[str] | None = None, local=None, **kwargs) -> SaltBackend:
     """A backend for code running in the salt-master (runner, engine): aimed at
     ``targets``, else at the minions connected now, so no call waits out a dead
-    node's timeout. One LocalClient per backend (they are not shared between
-    threads)."""
+    node's timeout. ``local``: the calling thread's own LocalClient to reuse
+    (:class:`ThreadClients`), else a new one (they are not shared between threads)."""
     import salt.client
     import salt.utils.minions
 
@@ -289,7 +290,24 @@ def for_master(opts: dict, targets: list[str] | None = None, **kwargs) -> SaltBa
     if pillar_id:
         kwargs.setdefault("site", lambda: site.master_view(opts, pillar_id))
     kwargs.setdefault("connected", lambda: salt.utils.minions.CkMinions(opts).connected_ids())
-    return SaltBackend(salt.client.get_local_client(opts["conf_file"]), sorted(targets) or "*", **kwargs)
+    return SaltBackend(local or salt.client.get_local_client(opts["conf_file"]), sorted(targets) or "*", **kwargs)
+
+
+class ThreadClients:
+    """One LocalClient per thread, kept: making one reads the master's config
+    and costs 25-100 ms, which a controller handler would pay on every event."""
+
+    def __init__(self, opts: dict):
+        self.opts = opts
+        self._mine = threading.local()
+
+    def get(self):
+        import salt.client
+
+        local = getattr(self._mine, "client", None)
+        if local is None:
+            local = self._mine.client = salt.client.get_local_client(self.opts["conf_file"])
+        return local
 
 
 def _first_accepted(opts: dict) -> str | None:
