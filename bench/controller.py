@@ -34,7 +34,6 @@ case the Kubernetes anchor's 10 s first back-off describes).
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import json
 import os
@@ -46,6 +45,7 @@ import tempfile
 import threading
 import time
 
+import yaml
 from common import bench_cluster, free_port, hey_counts, pct
 from rich.console import Console
 from rich.progress import Progress
@@ -329,19 +329,20 @@ def main() -> None:
     p.add_argument("--cluster", default="bench")
     args = p.parse_args()
     cluster = bench_cluster(args.cluster)
-    original = cluster.services_pillar()
+    site_file = cluster.state_dir / "pillar" / "site.sls"
+    site = (yaml.safe_load(site_file.read_text()) or {}).get("bay", {}) if site_file.exists() else {}
     try:
-        spec = copy.deepcopy(original)
-        spec["bay"]["controller"] = {"backoff_reset": 2.0}
-        cluster.set_services(spec)
+        # in the site pillar, which goes over every other (a cluster built for the e2e tests sets
+        # its own back-off reset there): every kill here is a first restart
+        cluster.set_site({**site, "controller": {**site.get("controller", {}), "backoff_reset": 2.0}})
         cluster.runner("bay.deploy", "demo")
-        time.sleep(12)  # the controller rereads the deployed pillar every 10 s (services_ttl)
+        time.sleep(12)  # the controller reads the nodes' settings again every 10 s (REPORTS_TTL)
         with Progress() as progress:
             ref = haproxy_alone(args.reference_rounds)
             k = kills(cluster, args.kills, progress)
             nl = node_losses(cluster, args.node_trials, progress)
     finally:
-        cluster.set_services(original)
+        cluster.set_site(site)
         if not args.keep:
             cluster.down()
     con = Console(width=150)
@@ -354,25 +355,26 @@ def main() -> None:
               f"HAProxy alone, inter 2s fall 3 (this run, {len(ref)} kills): median {statistics.median(ref):.1f} s, "
               f"p95 {pct(ref, 0.95):.1f} s; Kubernetes readiness removal ~30 s")
     t.add_row("container killed -> replacement healthy and routed (all 3)", str(len(k["routed"])),
-              f"{statistics.median(k['routed']):.0f} ms", f"{pct(k['routed'], 0.95):.0f} ms", "< 3 s",
+              f"{statistics.median(k['routed']):.0f} ms", f"{pct(k['routed'], 0.95):.0f} ms", "p95 < 2 s",
               "Kubernetes: first restart back-off 10 s")
     if nl["s"]:  # --node-trials 0: container kills only
         t.add_row("node stopped -> all its instances running and routed elsewhere", str(len(nl["s"])),
-                  f"{statistics.median(nl['s']):.1f} s", f"{pct(nl['s'], 0.95):.1f} s", "< 15 s",
+                  f"{statistics.median(nl['s']):.1f} s", f"{pct(nl['s'], 0.95):.1f} s", "p95 < 8 s",
                   f"(moved {statistics.median(nl['moved']):.0f} instances per loss, median) "
                   "Kubernetes ~6 min (40 s + 5 min eviction); Marathon 75 s + 300 s")
     t.add_row("failed requests at node1's frontend during the kills", f"{k['requests']} requests",
               str(k["failed"]), "", "0", "hey inside node1, 200 requests/s")
     con.print(t)
     s = Table(title="where the replacement's time goes (ms after the die event, same kills)")
-    for col in ("step", "trials", "median", "p95"):
+    for col in ("step", "trials", "median", "p95", "target"):
         s.add_column(col)
     for step, label in (("detected", "event reached the controller"), ("critical", "critical in KV (out of HAProxy)"),
                         ("healthy", "replacement started and healthy"), ("registered", "registered in KV"),
                         ("routed", "ready in all 3 HAProxies")):
         vals = k["routed"] if step == "routed" else k["steps"][step]
         if vals:
-            s.add_row(label, str(len(vals)), f"{statistics.median(vals):.0f}", f"{pct(vals, 0.95):.0f}")
+            s.add_row(label, str(len(vals)), f"{statistics.median(vals):.0f}", f"{pct(vals, 0.95):.0f}",
+                      "median < 100" if step == "detected" else "")
     con.print(s)
     if nl["seen"]:
         con.print(f"node losses: the controller saw the node lost (Consul serfHealth critical) after median "
