@@ -122,9 +122,8 @@ class Engine:
                 if client is None:
                     # the servers known from an earlier report: no Salt call (a node just
                     # lost would make one wait out its timeout)
-                    if not self.reports.servers:
-                        self.pool.submit(self.reports.refresh, True).result(timeout=25)
-                    store = self.reports.connect(self.reports.servers, self.reports.port)
+                    servers, port = self.pool.submit(self.reports.consul_servers).result(timeout=25)
+                    store = self.reports.connect(servers, port)
                     client = store.client
                     self.reports.store = store  # the handlers use a server known to answer
                 index, checks = client.health.state("any", index=index, wait="30s")

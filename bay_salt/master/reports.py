@@ -60,6 +60,14 @@ class NodeReports:
         return for_master(self.opts, targets, local=self.clients.get(), timeout=15, report_timeout=5,
                           refresh_pillar=False)
 
+    def consul_servers(self) -> tuple[list[str], int]:
+        """The Consul servers and their HTTP port: as last refreshed, else from
+        the master's own pillar where it names them (no node has to answer:
+        a master just started finds Consul before its minions reconnect)."""
+        if not self.servers:
+            self.servers, self.port = self.backend().consul_servers()
+        return self.servers, self.port
+
     def refresh(self, force: bool = False) -> None:
         """Ask the nodes again after ``ttl`` (or now, with ``force``). One
         asks at a time; the others go on with what is known (a node that has

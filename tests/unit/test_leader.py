@@ -53,3 +53,22 @@ def test_leader_records_round_trip_and_garbage_is_nobody():
     assert read_leader(s, "alerts") is None
     with pytest.raises(ValueError, match="no leader role"):
         names.kv_leader("registry")
+
+
+def test_a_standby_finds_consul_from_the_masters_own_pillar_without_asking_the_nodes(monkeypatch):
+    """A master just started stands by at once: the lock's Consul comes from its own pillar (the
+    backend's site), not from a node report its reconnecting minions would make it wait for."""
+    from bay_salt.master.reports import NodeReports
+
+    class SiteOnly:
+        def consul_servers(self):
+            return ["10.0.0.2", "10.0.0.3"], 8500
+
+        def __getattr__(self, name):
+            raise AssertionError(f"{name}: a node was asked")
+
+    reports = NodeReports({"conf_file": "/nonexistent"})
+    asked = []
+    monkeypatch.setattr(reports, "backend", lambda: asked.append(1) or SiteOnly())
+    assert reports.consul_servers() == (["10.0.0.2", "10.0.0.3"], 8500)
+    assert reports.consul_servers() == (["10.0.0.2", "10.0.0.3"], 8500) and len(asked) == 1  # kept
