@@ -3,9 +3,12 @@ the real daemons the tests start too (tests/support/daemons.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from pathlib import Path
+
+import yaml
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 if str(CHECKOUT) not in sys.path:  # benches run as `python bench/NAME.py`: the test support lives beside them
@@ -15,8 +18,8 @@ from bay_salt.cluster.local import LocalCluster  # noqa: E402
 from tests.e2e.helpers import demo_image_service  # noqa: E402
 from tests.support.daemons import Daemon, free_port, start_consul, start_minidfs, wait_for  # noqa: E402
 
-__all__ = ["CHECKOUT", "Daemon", "LocalCluster", "bench_cluster", "demo_image_service", "free_port", "hey_counts", "pct",
-           "start_consul", "start_minidfs", "up_cluster", "wait_for"]
+__all__ = ["CHECKOUT", "first_restarts", "Daemon", "LocalCluster", "bench_cluster", "demo_image_service", "free_port",
+           "hey_counts", "pct", "start_consul", "start_minidfs", "up_cluster", "wait_for"]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -49,3 +52,18 @@ def up_cluster(name: str) -> LocalCluster:
     if not cluster.nodes():
         raise SystemExit(f"cluster {name!r} is not up: `bay up` first")
     return cluster
+
+
+@contextlib.contextmanager
+def first_restarts(cluster: LocalCluster, reset: float = 2.0):
+    """While inside: the crash-loop back-off resets after ``reset`` seconds, so
+    every kill of a bench is a first restart, replaced at once (the case the
+    anchors describe). In the site pillar, which goes over every other (a
+    cluster built for the e2e tests sets its own reset there); put back after."""
+    site_file = cluster.state_dir / "pillar" / "site.sls"
+    site = (yaml.safe_load(site_file.read_text()) or {}).get("bay", {}) if site_file.exists() else {}
+    cluster.set_site({**site, "controller": {**site.get("controller", {}), "backoff_reset": reset}})
+    try:
+        yield
+    finally:
+        cluster.set_site(site)

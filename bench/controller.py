@@ -45,8 +45,7 @@ import tempfile
 import threading
 import time
 
-import yaml
-from common import bench_cluster, free_port, hey_counts, pct
+from common import bench_cluster, first_restarts, free_port, hey_counts, pct
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -329,20 +328,13 @@ def main() -> None:
     p.add_argument("--cluster", default="bench")
     args = p.parse_args()
     cluster = bench_cluster(args.cluster)
-    site_file = cluster.state_dir / "pillar" / "site.sls"
-    site = (yaml.safe_load(site_file.read_text()) or {}).get("bay", {}) if site_file.exists() else {}
     try:
-        # in the site pillar, which goes over every other (a cluster built for the e2e tests sets
-        # its own back-off reset there): every kill here is a first restart
-        cluster.set_site({**site, "controller": {**site.get("controller", {}), "backoff_reset": 2.0}})
-        cluster.runner("bay.deploy", "demo")
-        time.sleep(12)  # the controller reads the nodes' settings again every 10 s (REPORTS_TTL)
-        with Progress() as progress:
+        with first_restarts(cluster), Progress() as progress:
+            time.sleep(12)  # the controller reads the nodes' settings again every 10 s (REPORTS_TTL)
             ref = haproxy_alone(args.reference_rounds)
             k = kills(cluster, args.kills, progress)
             nl = node_losses(cluster, args.node_trials, progress)
     finally:
-        cluster.set_site(site)
         if not args.keep:
             cluster.down()
     con = Console(width=150)
