@@ -36,6 +36,8 @@ def report(cfg: dict) -> dict:
         "alerts": cfg["alerts"],
         "registry_storage": cfg["registry"]["storage"],
         "consul": {"servers": cfg["consul"]["server_addresses"], "http_port": cfg["consul"]["http_port"]},
+        # the nodes' addresses where the pillar gives them (bay:nodes), so no node has to be asked
+        "addresses": {n: v["address"] for n, v in sorted(cfg["nodes"].items()) if v.get("address")},
     }
 
 

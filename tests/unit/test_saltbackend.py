@@ -108,6 +108,20 @@ def test_without_a_masters_view_the_first_report_and_servers_without_addresses_f
     assert b.consul_servers() == (["10.0.0.3"], 8501)
 
 
+def test_node_addresses_come_from_the_masters_pillar_without_asking_a_node_when_it_names_them_all():
+    """A node cut off would make a node report wait out Salt's timeouts (143 s seen for `bay logs`)."""
+    site = {"addresses": {"node1": "10.0.0.1", "node2": "10.0.0.2", "node3": "10.0.0.3"}}
+    local = Reporting({"node": {"address": "10.9.9.9"}})
+    b = SaltBackend(local, ["node1", "node3"], site=lambda: site)
+    assert b.node_addresses() == {"node1": "10.0.0.1", "node3": "10.0.0.3"} and local.calls == []
+    # a node the pillar gives no address: the nodes are asked
+    b = SaltBackend(local, ["node1", "node4"], site=lambda: site)
+    assert b.node_addresses()["node4"] == "10.9.9.9" and local.calls
+    # no master's view: a node's report is not believed for the others' addresses
+    local = Reporting({"node": {"address": "10.9.9.9"}, "addresses": {"node1": "10.6.6.6"}})
+    assert SaltBackend(local, ["node1"]).node_addresses() == {"node1": "10.9.9.9"}
+
+
 class Missing(Local):
     """A node whose minion misses Salt's job check ``missed`` times (Salt answers its "did not return" text)."""
 
