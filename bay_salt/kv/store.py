@@ -329,6 +329,10 @@ def first_answering(servers: list[str], port: int, timeout: float = 2.0, token: 
             if c.status.leader():
                 return ConsulStore(client(addr, port, TIMEOUT, token), servers, fence)
             problems.append(f"{addr}: no leader")
+        except requests.exceptions.Timeout:
+            problems.append(f"{addr}: no answer in {timeout:g} s")
+        except requests.exceptions.ConnectionError:
+            problems.append(f"{addr}: connection refused or unreachable")
         except (consul.ConsulException, requests.exceptions.RequestException, OSError) as err:
             problems.append(f"{addr}: {str(err).splitlines()[0][:80] if str(err) else type(err).__name__}")
     answered = sum(1 for p in problems if p.endswith("no leader"))
