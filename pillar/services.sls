@@ -32,6 +32,11 @@ bay:
       owners: [team-feed, alice@example.com]
       # instances replaced at a time when the image or spec changes
       max_surge: 2
+      # beyond Bay's hardened default (NET_RAW and MKNOD dropped, no-new-privileges,
+      # at most 1024 processes): cap_add gives back only what Bay drops; read_only
+      # makes the root filesystem read-only (tmpfs at /tmp and /run); a group's
+      # security replaces this one as a whole
+      security: {read_only: true, pids_limit: 256}
       # readiness check: http (a path; 2xx/3xx is healthy) or tcp: true; used
       # when starting (a new instance must pass before it gets traffic or
       # replaces an old one), by HAProxy on every node, and by Bay's agent on

@@ -53,6 +53,13 @@ RESERVED_PORTS = frozenset({4505, 4506, 8080, 8300, 8301, 8302, 8404, 8500, 8600
 SPEC_FIELDS = ("image", "command", "args", "env", "cpu", "memory_mb", "port")
 
 
+#: capabilities Bay takes from every service container (raw sockets: ARP or ICMP spoofing on the
+#: bridge; device nodes); the only ones a spec may give back (``security: {cap_add: [...]}``)
+DROPPED_CAPABILITIES = ("NET_RAW", "MKNOD")
+#: the most processes a service container may run unless its spec says otherwise
+PIDS_LIMIT = 1024
+
+
 class SpecError(ValueError):
     """An invalid service spec; the message names service, group and field."""
 
@@ -138,6 +145,26 @@ class Autoscale(Strict):
         return self
 
 
+class Security(Strict):
+    """What a service's containers may do beyond Bay's hardened default (every
+    container: ``NET_RAW`` and ``MKNOD`` dropped, ``no-new-privileges``, at
+    most :data:`PIDS_LIMIT` processes). ``read_only``: the root filesystem is
+    read-only, with a small tmpfs at ``/tmp`` and ``/run``."""
+
+    cap_add: list[str] = []
+    read_only: bool = False
+    pids_limit: int = Field(PIDS_LIMIT, ge=16, le=65536)
+
+    @field_validator("cap_add")
+    @classmethod
+    def _only_what_bay_drops(cls, value: list[str]) -> list[str]:
+        other = sorted({c.upper().removeprefix("CAP_") for c in value} - set(DROPPED_CAPABILITIES))
+        if other:
+            raise ValueError(f"{', '.join(other)}: only what Bay drops may be added back "
+                             f"({', '.join(DROPPED_CAPABILITIES)}); service containers get no other capability")
+        return sorted({c.upper().removeprefix("CAP_") for c in value})
+
+
 class Group(Strict):
     instances: int = Field(ge=0)
     cpu: float = Field(gt=0, le=64)
@@ -152,6 +179,8 @@ class Group(Strict):
     health: Health | None = None
     liveness: Liveness | None = None
     autoscale: Autoscale | None = None
+    #: the service's ``security`` replaced as a whole for this group
+    security: Security | None = None
 
     _mem = field_validator("memory", mode="before")(classmethod(lambda cls, v: memory_mb(v)))
     _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
@@ -200,6 +229,7 @@ class Service(Strict):
     liveness: Liveness | None = None
     owners: list[str] = Field(min_length=1, description="people or teams alerted for this service")
     max_surge: int = Field(1, ge=1, description="instances replaced at a time during a roll")
+    security: Security | None = None
     groups: dict[str, Group] = Field(min_length=1)
     _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
     #: alert rule name -> this service's changes to a default rule, or a rule of its own (docs/alerts.md)
@@ -262,6 +292,7 @@ class GroupSpec(BaseModel):
     autoscale: Autoscale | None = None
     owners: list[str] = []
     max_surge: int = 1
+    security: Security | None = None
 
     @property
     def name(self) -> str:
@@ -277,6 +308,8 @@ class GroupSpec(BaseModel):
         hashed = {k: data[k] for k in SPEC_FIELDS}
         if self.secret_env:  # its names (only when there are: the hash of groups without stays as it was)
             hashed["secret_env"] = sorted(self.secret_env)
+        if self.security:  # likewise: a group without one keeps its hash
+            hashed["security"] = data["security"]
         return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
@@ -356,5 +389,6 @@ class ServiceSpec:
                 listen=g.listen, image=g.image or s.image, command=g.command if g.command is not None else s.command,
                 args=g.args if g.args is not None else s.args, env={**s.env, **g.env},
                 secret_env=sorted({**s.secret_env, **g.secret_env}), health=g.health or s.health,
-                liveness=g.liveness or s.liveness, autoscale=g.autoscale, owners=list(s.owners), max_surge=s.max_surge)
+                liveness=g.liveness or s.liveness, autoscale=g.autoscale, owners=list(s.owners), max_surge=s.max_surge,
+                security=g.security or s.security)
         return out

@@ -22,7 +22,7 @@ import docker
 import docker.errors
 
 from bay_salt.model import names
-from bay_salt.model.services import GroupSpec, Health
+from bay_salt.model.services import DROPPED_CAPABILITIES, PIDS_LIMIT, GroupSpec, Health
 
 log = logging.getLogger("bay.containers")
 
@@ -156,7 +156,7 @@ def run(client: docker.DockerClient, group: GroupSpec, instance: str, log_max_si
         # whose process ignores SIGTERM as PID 1 (a shell, busybox httpd) stops at once on a
         # scale-down or roll instead of after the kill timeout
         init=True,
-        **HARDENING,
+        **hardening(group),
         **kwargs,
     )
     container.reload()
@@ -165,7 +165,23 @@ def run(client: docker.DockerClient, group: GroupSpec, instance: str, log_max_si
 
 #: every service container: no raw sockets (ARP or ICMP spoofing on the bridge) nor device nodes, no
 #: privilege gained through setuid binaries, and a bounded number of processes (a fork bomb stays in it)
-HARDENING = {"cap_drop": ["NET_RAW", "MKNOD"], "security_opt": ["no-new-privileges:true"], "pids_limit": 1024}
+HARDENING = {"cap_drop": list(DROPPED_CAPABILITIES), "security_opt": ["no-new-privileges:true"],
+             "pids_limit": PIDS_LIMIT}
+#: writable scratch space of a container whose root filesystem is read-only
+READ_ONLY_TMPFS = {"/tmp": "rw,nosuid,nodev,size=64m", "/run": "rw,nosuid,nodev,size=16m"}
+
+
+def hardening(group: GroupSpec) -> dict:
+    """Docker's run arguments that confine ``group``'s containers: :data:`HARDENING`,
+    with what its spec's ``security`` gives back or adds (a read-only root filesystem)."""
+    sec = group.security
+    if sec is None:
+        return dict(HARDENING)
+    out = {**HARDENING, "cap_drop": [c for c in HARDENING["cap_drop"] if c not in sec.cap_add],
+           "pids_limit": sec.pids_limit}
+    if sec.read_only:
+        out.update(read_only=True, tmpfs=dict(READ_ONLY_TMPFS))
+    return out
 
 
 def stop(client: docker.DockerClient, container: str, timeout: int = 10, keep: Keep | None = None) -> bool:

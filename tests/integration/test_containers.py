@@ -1,6 +1,7 @@
 """A service container as the node starts it, on the host's real Docker: the
 service's process is not PID 1 (Docker's init is), so a stop reaches it even
-when it would ignore SIGTERM as PID 1 (a shell script, busybox httpd)."""
+when it would ignore SIGTERM as PID 1 (a shell script, busybox httpd); it is
+hardened by default, and a spec gives back only what Bay drops."""
 
 import uuid
 
@@ -39,5 +40,25 @@ def test_a_stop_reaches_a_service_that_ignores_sigterm_as_pid_1(dc):
         c.reload()
         # 143: the shell died of the SIGTERM passed on by init; 137 would be the kill after the timeout
         assert c.attrs["State"]["ExitCode"] == 143, c.attrs["State"]
+    finally:
+        c.remove(force=True)
+
+
+def test_a_spec_gives_back_raw_sockets_and_makes_its_root_filesystem_read_only(dc):
+    service = f"sec{uuid.uuid4().hex[:6]}"
+    group = parse({service: {"image": BUSYBOX_IMAGE, "owners": ["t"], "command": ["sh", "-c", "sleep 600"],
+                             "security": {"cap_add": ["NET_RAW"], "read_only": True, "pids_limit": 64},
+                             "groups": {"web": {"instances": 1, "cpu": 0.1, "memory": 32, "port": 8000,
+                                                "listen": 10998}}}})[service].groups()["web"]
+    made = containers.run(dc, group, "i1")
+    c = dc.containers.get(made["container"])
+    try:
+        host = c.attrs["HostConfig"]
+        assert host["CapDrop"] == ["MKNOD"] and host["PidsLimit"] == 64 and host["ReadonlyRootfs"] is True
+        assert "no-new-privileges:true" in host["SecurityOpt"]  # never given back
+        assert c.exec_run(["busybox", "ping", "-c", "1", "-W", "1", "127.0.0.1"]).exit_code == 0
+        res = c.exec_run(["sh", "-c", "echo x > /etc/bay-test"])
+        assert res.exit_code != 0 and b"Read-only file system" in res.output, res
+        assert c.exec_run(["sh", "-c", "echo x > /tmp/scratch && echo x > /run/scratch"]).exit_code == 0
     finally:
         c.remove(force=True)

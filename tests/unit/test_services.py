@@ -72,6 +72,9 @@ def bad(path, value):
          "feed.read: instances (8) is outside autoscale min..max (10..20)"),
         (("groups", "read", "autoscale"), {"min": 5, "max": 2, "target_cpu": 0.6},
          "feed.read: autoscale: min (5) is more than max (2)"),
+        (("security",), {"cap_add": ["SYS_ADMIN", "NET_RAW"]},
+         "feed: security:cap_add: SYS_ADMIN: only what Bay drops may be added back (NET_RAW, MKNOD)"),
+        (("groups", "read", "security"), {"pids_limit": 1}, "feed.read: security:pids_limit: Input should be greater"),
     ],
 )
 def test_invalid_spec_names_service_group_and_field(path, value, expected):
@@ -118,3 +121,19 @@ def test_secret_environment_travels_by_name_only():
     assert g.spec_hash() != pg.spec_hash()
     with pytest.raises(services.SpecError, match="a.web: secret_env: MODE also in env"):
         services.parse({"a": dict(raw, secret_env={"MODE": "y"})})
+
+
+def test_security_gives_back_only_what_bay_drops_and_a_group_without_it_keeps_its_hash():
+    plain = services.parse({"feed": FEED})["feed"].groups()
+    spec = json.loads(json.dumps(FEED))
+    spec["security"] = {"cap_add": ["cap_net_raw"], "read_only": True}
+    spec["groups"]["write"]["security"] = {"pids_limit": 64}
+    groups = services.parse({"feed": spec})["feed"].groups()
+    read, write = groups["read"].security, groups["write"].security
+    assert read.cap_add == ["NET_RAW"] and read.read_only and read.pids_limit == services.PIDS_LIMIT
+    assert write.cap_add == [] and not write.read_only and write.pids_limit == 64  # a group's replaces the whole
+    assert plain["read"].security is None
+    # a spec with security runs other containers (a roll); one without keeps the hash it always had
+    assert groups["read"].spec_hash() != plain["read"].spec_hash()
+    again = services.GroupSpec.from_dict(groups["read"].to_dict())
+    assert again.security == read and again.spec_hash() == groups["read"].spec_hash()
