@@ -120,8 +120,8 @@ class Engine:
         while True:
             try:
                 if client is None:
-                    # the servers known from an earlier report: no Salt call (a node just
-                    # lost would make one wait out its timeout)
+                    # the servers as known, else from the master's own pillar: no node is
+                    # asked (a node just lost would make that wait out its timeout)
                     servers, port = self.pool.submit(self.reports.consul_servers).result(timeout=25)
                     store = self.reports.connect(servers, port)
                     client = store.client

@@ -195,7 +195,10 @@ class Executor:
             for g in claimed:
                 plan = planning.plan_group(self.store.instances(g.service, g.group), g.instances, g.spec_hash())
                 missing = planning.short_by(plan)
-                (short.append((g, missing)) if missing else other.append(g))
+                if missing:
+                    short.append((g, missing))
+                else:
+                    other.append(g)
             restored = self._fill(short, a.why) if short else []
             deployer = Deployer(self.backend, self.store, drain_seconds=0, sleep=self.sleep)
             for g in other:

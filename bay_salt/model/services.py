@@ -158,11 +158,12 @@ class Security(Strict):
     @field_validator("cap_add")
     @classmethod
     def _only_what_bay_drops(cls, value: list[str]) -> list[str]:
-        other = sorted({c.upper().removeprefix("CAP_") for c in value} - set(DROPPED_CAPABILITIES))
+        given = {c.upper().removeprefix("CAP_") for c in value}
+        other = sorted(given - set(DROPPED_CAPABILITIES))
         if other:
             raise ValueError(f"{', '.join(other)}: only what Bay drops may be added back "
                              f"({', '.join(DROPPED_CAPABILITIES)}); service containers get no other capability")
-        return sorted({c.upper().removeprefix("CAP_") for c in value})
+        return sorted(given)
 
 
 class Group(Strict):
