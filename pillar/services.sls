@@ -33,7 +33,8 @@ bay:
       # instances replaced at a time when the image or spec changes
       max_surge: 2
       # beyond Bay's hardened default (NET_RAW and MKNOD dropped, no-new-privileges,
-      # at most 1024 processes): cap_add gives back only what Bay drops; read_only
+      # at most 1024 processes): cap_add gives back only what Bay drops (a spec with
+      # cap_add is deployed by the platform team only); read_only
       # makes the root filesystem read-only (tmpfs at /tmp and /run); a group's
       # security replaces this one as a whole
       security: {read_only: true, pids_limit: 256}

@@ -88,6 +88,7 @@ def deploy(backend: SaltBackend, name: str, groups: dict[str, int] | None = None
     store = backend.store()
     spec = parse_one(name, backend.services(), store)
     authorize(backend, store, spec, user)
+    _capabilities_by_platform(backend, spec, user)
     if groups:
         unknown = set(groups) - set(spec.model.groups)
         if unknown:
@@ -165,6 +166,16 @@ def undrain(backend: SaltBackend, node: str, wait: float = 120.0, user: str | No
         raise DeployError(f"{node} is not safe to give back yet ({err}); it stays drained") from None
     store.apply([kvstore.op_delete(names.kv_drained(node))])
     return {node: {"summary": f"{node}: back in service", "started": [], "stopped": []}}
+
+
+def _capabilities_by_platform(backend: SaltBackend, spec: ServiceSpec, user: str | None) -> None:
+    """A spec that gives capabilities back (``security:cap_add``: raw sockets reach every
+    container on the node's bridge) is deployed by the platform team only."""
+    given = sorted(g.name for g in spec.groups().values() if g.security and g.security.cap_add)
+    admins, _ = backend.access()
+    if given and not may_operate(user, [], admins, {}):
+        raise NotOwner(f"{user} may not deploy {given[0]}: its spec gives capabilities back (security:cap_add), "
+                       f"which the platform team deploys ({', '.join(admins) or 'root'})")
 
 
 def _platform_only(backend: SaltBackend, user: str | None, what: str) -> None:

@@ -122,3 +122,13 @@ def test_owners_operate_their_own_services_only():
         operations.deploy(b, "demo", user="mallory")
     with pytest.raises(operations.NotOwner, match="may not drain nodes"):
         operations.drain(b, "node1", user="alice")
+
+
+def test_capabilities_given_back_are_deployed_by_the_platform_team_only():
+    raw = dict(DEMO, owners=["alice"], security={"cap_add": ["NET_RAW"]})
+    b = Backend({"demo": raw})
+    with pytest.raises(operations.NotOwner, match=r"alice may not deploy demo.web: its spec gives capabilities back"):
+        operations.deploy(b, "demo", user="alice")
+    assert b.kv.instances() == []  # nothing started
+    operations.deploy(b, "demo", user="root-team")
+    assert b.kv.instances()
