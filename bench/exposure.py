@@ -16,6 +16,11 @@ Targets: 0 writable endpoints, 0 that leak routes, instances or images.
 Public by design, and counted apart: the services' frontends and their
 instances (what a service serves is its developers' to protect).
 
+Then the second attacker: a service's own container (a demo container on
+node1, behind the sandbox) tries every TCP port listening on every node, the
+masters and this machine's HDFS. Target: 0 that get in beyond its node's
+frontends and relay and the instances registered in KV.
+
     .venv/bin/python bench/exposure.py [--cluster bench] [--keep]
 """
 
@@ -32,6 +37,7 @@ from rich.table import Table
 from bay_salt.cluster import images
 from bay_salt.model import names
 from bay_salt.node.containers import network_gateway
+from tests.e2e.helpers import container_reach
 
 SCANNER = r'''
 import asyncio, json, socket, ssl, sys, urllib.request, urllib.error
@@ -166,11 +172,14 @@ def main() -> None:
         if res.exit_code != 0:
             raise SystemExit(f"scanner failed: {res.output.decode()[-2000:]}")
         found = json.loads(res.output.decode().strip().splitlines()[-1])
+        with cluster.progress.step("every platform port tried from a service container on node1"):
+            reach = container_reach(cluster)
     finally:
         probe.remove(force=True)
         if not args.keep:
             cluster.down()
     report(found, hosts, own, gateway)
+    inside(reach)
 
 
 def host_ports(cluster) -> dict[int, str]:
@@ -215,6 +224,20 @@ def report(found: list[dict], hosts: dict[str, str], own: dict[int, str], gatewa
     s.add_row("services' frontends and instances (public by design)", str(public), "")
     s.add_row("this machine's own ports (not Bay's)", str(host_own), "")
     con.print(s)
+
+
+def inside(reach: dict) -> None:
+    extra = sorted(reach["open"] - reach["allowed"])
+    t = Table(title=f"from a service container on {reach['node']} (the sandbox)")
+    for col in ("figure", "count", "target"):
+        t.add_column(col)
+    t.add_row("TCP ports listening on the nodes, the masters and HDFS, tried", str(len(reach["targets"])), "")
+    t.add_row("... that got in beyond its node's frontends, relay and the registered instances", str(len(extra)), "0")
+    t.add_row("... its peers' (frontends, relay, instances: open by design)", str(len(reach["open"] & reach["allowed"])),
+              str(len(reach["allowed"])))
+    Console(width=160).print(t)
+    for a, p in extra:
+        print(f"  got in: {a}:{p}")
 
 
 if __name__ == "__main__":

@@ -328,3 +328,7 @@ bay:
     heap: 256m
     partitions: 3                    # a service's topic, unless its spec's logs says otherwise
     retention: 7d
+  sandbox:                           # what a service container may reach (README: "Service containers are sandboxed")
+    enabled: true                    # false: containers reach what their node reaches (Docker's default)
+    egress: []                       # every container may reach these too: [{to: 10.2.0.0/16, ports: [5432], protocol: tcp}]
+    platform: []                     # the platform's addresses Bay does not know (a site's own HDFS, Kafka): never reachable

@@ -38,6 +38,14 @@ bay:
       # makes the root filesystem read-only (tmpfs at /tmp and /run); a group's
       # security replaces this one as a whole
       security: {read_only: true, pids_limit: 256}
+      # what its containers may reach beyond the sandbox (every container reaches
+      # its node's frontends, log relay and statsd, and the instances registered
+      # in KV; nothing else): IPv4 addresses or networks, their ports, tcp or udp;
+      # nothing of the platform opens whatever is declared; a group's egress
+      # replaces this one as a whole
+      egress:
+        - {to: 10.20.0.0/16, ports: [5432]}
+        - {to: 10.20.1.53, ports: [53], protocol: udp}
       # readiness check: http (a path; 2xx/3xx is healthy) or tcp: true; used
       # when starting (a new instance must pass before it gets traffic or
       # replaces an old one), by HAProxy on every node, and by Bay's agent on

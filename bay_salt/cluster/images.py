@@ -29,7 +29,7 @@ from bay_salt.node import config as nodeconf
 SUITE = "bookworm"
 BASE_PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "iproute2",
-    "ca-certificates", "procps", "curl", "gnupg", "iptables", "less",
+    "ca-certificates", "procps", "curl", "gnupg", "iptables", "nftables", "less",
 )
 VENV = "/opt/bay/venv"
 #: the Python Salt runs its PAM check in (``auth.pam.python``): a script, since

@@ -23,6 +23,10 @@ LABEL_MEMORY = f"{LABEL_PREFIX}.memory_mb"
 LABEL_PORT = f"{LABEL_PREFIX}.port"
 #: hash of what a container was started from (image, command, env, limits, port): a change rolls the group
 LABEL_SPEC = f"{LABEL_PREFIX}.spec"
+#: what the container may reach beyond the sandbox (its group's ``egress``, JSON; absent: nothing)
+LABEL_EGRESS = f"{LABEL_PREFIX}.egress"
+#: the nftables table of the service containers' sandbox on every node (bay_salt.node.sandbox)
+SANDBOX_TABLE = "bay_sandbox"
 
 
 def service_container(service: str, group: str, instance: str) -> str:

@@ -11,9 +11,10 @@ other part of Bay works with.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -166,6 +167,34 @@ class Security(Strict):
         return sorted(given)
 
 
+class Egress(Strict):
+    """One destination a service's containers may reach beyond Bay's sandbox
+    (every service container reaches its node's frontends, relay and statsd,
+    and its peers' instances; nothing else unless declared). ``to``: an IPv4
+    address or network; ``ports``: its ports; nothing of the platform
+    (nodes' own ports, masters, HDFS, Kafka, Consul) opens, whatever is declared."""
+
+    to: str
+    ports: list[int] = Field(min_length=1, max_length=15)
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+    @field_validator("to")
+    @classmethod
+    def _network(cls, value: str) -> str:
+        try:
+            return str(ipaddress.IPv4Network(value, strict=False))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 address or network (A.B.C.D or A.B.C.D/N)") from None
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, value: list[int]) -> list[int]:
+        bad = [p for p in value if not 1 <= p <= 65535]
+        if bad:
+            raise ValueError(f"port {bad[0]} is not in 1..65535")
+        return sorted(set(value))
+
+
 class Group(Strict):
     instances: int = Field(ge=0)
     cpu: float = Field(gt=0, le=64)
@@ -182,6 +211,8 @@ class Group(Strict):
     autoscale: Autoscale | None = None
     #: the service's ``security`` replaced as a whole for this group
     security: Security | None = None
+    #: the service's ``egress`` replaced as a whole for this group
+    egress: list[Egress] | None = None
 
     _mem = field_validator("memory", mode="before")(classmethod(lambda cls, v: memory_mb(v)))
     _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
@@ -231,6 +262,8 @@ class Service(Strict):
     owners: list[str] = Field(min_length=1, description="people or teams alerted for this service")
     max_surge: int = Field(1, ge=1, description="instances replaced at a time during a roll")
     security: Security | None = None
+    #: what its containers may reach beyond the sandbox (README: "Service containers are sandboxed")
+    egress: list[Egress] = []
     groups: dict[str, Group] = Field(min_length=1)
     _image = field_validator("image")(classmethod(lambda cls, v: check_image(v)))
     #: alert rule name -> this service's changes to a default rule, or a rule of its own (docs/alerts.md)
@@ -294,6 +327,7 @@ class GroupSpec(BaseModel):
     owners: list[str] = []
     max_surge: int = 1
     security: Security | None = None
+    egress: list[Egress] = []
 
     @property
     def name(self) -> str:
@@ -311,6 +345,8 @@ class GroupSpec(BaseModel):
             hashed["secret_env"] = sorted(self.secret_env)
         if self.security:  # likewise: a group without one keeps its hash
             hashed["security"] = data["security"]
+        if self.egress:  # likewise
+            hashed["egress"] = data["egress"]
         return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
@@ -391,5 +427,5 @@ class ServiceSpec:
                 args=g.args if g.args is not None else s.args, env={**s.env, **g.env},
                 secret_env=sorted({**s.secret_env, **g.secret_env}), health=g.health or s.health,
                 liveness=g.liveness or s.liveness, autoscale=g.autoscale, owners=list(s.owners), max_surge=s.max_surge,
-                security=g.security or s.security)
+                security=g.security or s.security, egress=g.egress if g.egress is not None else s.egress)
         return out

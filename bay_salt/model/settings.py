@@ -20,6 +20,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from bay_salt.model.base import Strict
+from bay_salt.model.services import Egress
 from bay_salt.model.units import check_retentions, data_bytes, finest_seconds, seconds, size_bytes
 
 ROLES = ("worker", "registry", "mesos-agent", "monitoring", "kafka")
@@ -590,6 +591,27 @@ class Kafka(Strict):
         return value
 
 
+class Sandbox(Strict):
+    """The service containers' sandbox on every node (bay_salt.node.sandbox)."""
+
+    enabled: bool = True
+    #: what every service container may reach beyond its node and its peers (a group adds its own ``egress``)
+    egress: list[Egress] = []
+    #: addresses or networks of the platform Bay does not know of by itself (never reachable from a container)
+    platform: list[str] = []
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, value: list[str]) -> list[str]:
+        for v in value:
+            try:
+                ipaddress.IPv4Network(v, strict=False)
+            except ValueError:
+                if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$", v):
+                    raise ValueError(f"{v!r} is not an IPv4 address, network or host name") from None
+        return value
+
+
 class Settings(Strict):
     cluster: str
     nodes: dict[str, Node]
@@ -605,6 +627,7 @@ class Settings(Strict):
     alerts: Alerts
     logs: Logs
     kafka: Kafka
+    sandbox: Sandbox = Field(default_factory=Sandbox)
     # validated by bay_salt.services (errors name service.group and field)
     services: dict[str, Any] = {}
     #: the platform team: may deploy every service and do everything in the registry

@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import ipaddress
+import json
 import logging
 import socket
 import threading
@@ -131,6 +132,9 @@ def run(client: docker.DockerClient, group: GroupSpec, instance: str, log_max_si
         names.LABEL_CPU: str(group.cpu),
         names.LABEL_MEMORY: str(group.memory_mb),
     }
+    if group.egress:  # what the sandbox lets it reach (bay_salt.node.sandbox reads it back)
+        labels[names.LABEL_EGRESS] = json.dumps([e.model_dump(mode="json") for e in group.egress],
+                                                separators=(",", ":"))
     # command: the whole argv (replaces the image's entrypoint); args: replace only its CMD
     kwargs: dict = {}
     command = list(group.args) or None

@@ -4,7 +4,8 @@ Follows ``bay/`` with Consul blocking queries; each change is applied through
 the Runtime API (no reload) when the running config has the slots for it, else
 the services config is re-rendered, checked with ``haproxy -c`` and HAProxy is
 reloaded hitlessly (master-worker). Either way the services config file is
-rewritten (atomically) to state what HAProxy now holds.
+rewritten (atomically) to state what HAProxy now holds. The same watch keeps
+the service containers' sandbox (:mod:`.sandbox`) in line with KV.
 
     bay-lb-sync --consul http://127.0.0.1:8500 \\
         --socket /run/haproxy/admin.sock --base /etc/haproxy/haproxy.cfg \\
@@ -26,11 +27,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import consul
+import docker
+import docker.errors
 
 from bay_salt.kv.records import Instance, Route, instance_at, route_at
 from bay_salt.model import names
 from bay_salt.node import routing as lb
 from bay_salt.node.haproxy_runtime import RuntimeAPI, RuntimeAPIError
+from bay_salt.node.sandbox import Sandbox, SandboxError
 
 log = logging.getLogger("bay.lbsync")
 _ERRORS = ("No such", "Unknown", "Require", "error", "not found", "Invalid", "cannot", "Can't")
@@ -68,8 +72,10 @@ def write_atomic(path: Path, text: str) -> bool:
 
 class LBSync:
     def __init__(self, client: consul.Consul, api: RuntimeAPI, base: Path, services: Path,
-                 reload: Callable[[], None], always_reload: bool = False):
+                 reload: Callable[[], None], always_reload: bool = False, sandbox: Sandbox | None = None):
         self.client = client
+        #: the service containers' sandbox, fed from the same watch (what containers may reach)
+        self.sandbox = sandbox
         self.api = api
         self.base = base
         self.services = services
@@ -129,6 +135,14 @@ class LBSync:
             time.sleep(0.05)
         raise RuntimeError("HAProxy did not come back with the new configuration within 30 s")
 
+    def _sandbox(self, routes: list[Route] | None = None, instances: list[Instance] | None = None) -> None:
+        if self.sandbox is None:
+            return
+        try:
+            self.sandbox.update(routes, instances)
+        except (SandboxError, docker.errors.DockerException, OSError, ValueError) as err:
+            log.error("could not write the containers' sandbox: %s", err)
+
     def run(self, stop: threading.Event | None = None, wait: str = "30s") -> None:
         stop = stop or threading.Event()
         index = None
@@ -140,13 +154,16 @@ class LBSync:
                 stop.wait(1)
                 continue
             if new_index == index:
+                self._sandbox()  # nothing new in KV: written again now and then all the same
                 continue
             if index is not None and int(new_index) < int(index):
                 index = None  # index went backwards (Consul restored): start over
                 continue
             index = new_index
+            routes, instances = parse_kv(items)
+            self._sandbox(routes, instances)
             try:
-                self.apply(*parse_kv(items))
+                self.apply(routes, instances)
             except (RuntimeAPIError, RuntimeError) as err:
                 log.error("could not apply routing: %s", err)
                 stop.wait(1)
@@ -167,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     url = urlparse(args.consul)
     client = consul.Consul(host=url.hostname, port=url.port or 8500, scheme=url.scheme or "http")
     reload_cmd = shlex.split(args.reload)
+    sandbox = Sandbox(docker.from_env(timeout=10))  # connects at its first use
     sync = LBSync(client, RuntimeAPI(args.socket), Path(args.base), Path(args.services),
-                  lambda: subprocess.run(reload_cmd, check=True), always_reload=args.always_reload)
+                  lambda: subprocess.run(reload_cmd, check=True), always_reload=args.always_reload, sandbox=sandbox)
+    threading.Thread(target=sandbox.follow_starts, args=(threading.Event(),), name="sandbox-starts",
+                     daemon=True).start()
     sync.run()
     return 0
 

@@ -5,6 +5,8 @@ configurations derived from them. A thin adapter over :mod:`bay_salt`.
 
 import logging
 
+import salt.config
+import salt.exceptions
 from salt.exceptions import CommandExecutionError
 
 try:
@@ -12,7 +14,7 @@ try:
     from bay_salt.master import site
     from bay_salt.metrics import dashboards, nodefiles
     from bay_salt.model import settings as bay_settings
-    from bay_salt.node import aptsources
+    from bay_salt.node import aptsources, sandbox
     from bay_salt.node import config as nodeconf
 
     HAS_BAY = True
@@ -209,6 +211,32 @@ def lbsync_unit(cfg=None):
         salt '*' bay.lbsync_unit
     """
     return nodeconf.lbsync_unit(cfg or settings(redact=False))
+
+
+def sandbox_config(cfg=None):
+    """
+    What the service containers' sandbox on this node is made from
+    (``/etc/bay/sandbox.json``): the platform's addresses (this minion's
+    masters among them), the site's egress, the relay's and statsd's ports.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.sandbox_config
+    """
+    return sandbox.node_config(cfg or settings(redact=False), _masters())
+
+
+def _masters():
+    """Every master this minion is configured with (a connection's own opts name only its master)."""
+    masters = __opts__.get("master") or []
+    if __opts__.get("conf_file"):
+        try:
+            masters = salt.config.minion_config(__opts__["conf_file"]).get("master") or masters
+        except (OSError, salt.exceptions.SaltException) as err:
+            log.warning("reading %s: %s", __opts__["conf_file"], err)
+    return [masters] if isinstance(masters, str) else list(masters)
 
 
 def events_unit(cfg=None):

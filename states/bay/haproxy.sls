@@ -81,6 +81,22 @@ bay-haproxy-services-config:
     - require_in:
       - file: bay-haproxy-config
 
+# the service containers' sandbox (bay_salt.node.sandbox): bay-lb-sync keeps
+# its nftables table in line with KV and Docker, from this file
+bay-sandbox-package:
+  pkg.installed:
+    - name: nftables
+
+bay-sandbox-config:
+  file.serialize:
+    - name: /etc/bay/sandbox.json
+    - serializer: json
+    - dataset: {{ salt['bay.sandbox_config'](bay) | json }}
+    - makedirs: True
+    - mode: '0644'
+    - require_in:
+      - service: bay-lb-sync-service
+
 bay-lb-sync-unit:
   file.managed:
     - name: /etc/systemd/system/bay-lb-sync.service
@@ -93,6 +109,7 @@ bay-lb-sync-service:
     - require:
       - service: bay-haproxy-service
       - service: bay-consul-service
+      - pkg: bay-sandbox-package
     - watch:
       - file: bay-lb-sync-unit
       - file: bay-consul-reader-token

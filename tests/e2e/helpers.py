@@ -277,3 +277,81 @@ def demo_image_service(cluster, name: str, body: dict, status=None, timeout: flo
         for g in spec["groups"]:
             cluster.runner("bay.scale", f"{name}.{g}", "0")
         cluster.set_services(original)
+
+
+def _listening(ss: str, own: str) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket in ``ss -Hltn`` reachable from
+    elsewhere (a wildcard bind counted at ``own``; loopback and IPv6 left out)."""
+    out = set()
+    for line in ss.splitlines():
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        host, _, port = parts[3].rpartition(":")
+        host = host.removeprefix("[::ffff:").removesuffix("]") if host.startswith("[::ffff:") else host  # Java's
+        if host in ("0.0.0.0", "*", "[::]"):
+            host = own
+        if host.startswith(("127.", "[")) or not port.isdigit():
+            continue
+        out.add((host, int(port)))
+    return out
+
+
+def container_reach(cluster, node_index: int = 0, service: str = "demo") -> dict:
+    """A service container's view of the platform, tried from inside it: every
+    TCP port listening on every node, on the cluster network's gateway (the
+    registry's HDFS) and on the masters, probed with ``nc -z`` from one of
+    ``service``'s containers on node ``node_index``. Returns the probes, what
+    was open, and what should be (its node's frontends, relay and own
+    instances; the instances registered in KV)."""
+    import base64
+    import subprocess
+
+    from bay_salt.kv.records import instance_at, route_at
+    from bay_salt.model import names, settings
+    from tests.helpers import CHECKOUT
+
+    nodes = cluster.nodes()
+    me = nodes[node_index]
+    box = cluster.client.containers.get(me.container)
+    cid = box.exec_run(["docker", "ps", "-q", "--filter", f"label=io.bay.service={service}"]).output.split()[0].decode()
+    gateway = box.exec_run(["docker", "network", "inspect", "bridge", "--format",
+                            "{{(index .IPAM.Config 0).Gateway}}"]).output.decode().strip()
+    targets: set[tuple[str, int]] = set()
+    local = {gateway, me.address}
+    for n in nodes:
+        ss = cluster.client.containers.get(n.container).exec_run(["ss", "-Hltn"]).output.decode()
+        found = _listening(ss, n.address)
+        if n.id == me.id:  # its own node is also its bridge's gateway
+            found |= {(gateway, p) for a, p in found if a == me.address}
+        else:  # another node's bridge address is a private one of its own
+            found = {(a, p) for a, p in found if a != gateway}
+        targets |= found
+    net = cluster.client.networks.get(names.network_name(cluster.name))
+    host_gateway = (net.attrs["IPAM"]["Config"] or [{}])[0].get("Gateway")
+    ss = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True).stdout
+    targets |= {(a, p) for a, p in _listening(ss, host_gateway) if a == host_gateway}
+    for m in cluster.masters():
+        m.reload()
+        ip = next(iter(m.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+        targets |= _listening(m.exec_run(["ss", "-Hltn"]).output.decode(), ip)
+    items = kv_get(cluster, "bay/", recurse=True)
+    routes, insts = [], []
+    for e in items:
+        raw = base64.b64decode(e["Value"] or b"")
+        if e["Key"].startswith("bay/routes/"):
+            routes.append(route_at(e["Key"], raw))
+        elif e["Key"].startswith("bay/instances/"):
+            insts.append(instance_at(e["Key"], raw))
+    apps = [i for i in insts if i.service != "bay-registry"]
+    own_ports = {i.port for i in apps if i.node == me.id}
+    allowed = {(a, p) for a in local for p in {r.listen for r in routes if r.service != "bay-registry"}
+               | {settings.formula_defaults(CHECKOUT)["logs"]["relay_port"]} | own_ports} | {(i.address, i.port) for i in apps}
+    # busybox's nc has no -z: a port is closed when nc says it cannot connect (a reset, a refusal,
+    # no answer in 2 s), open otherwise (it connected: whatever the server then did); all at once
+    script = "".join(f'(case "$(timeout 3 nc -w 2 {a} {p} </dev/null 2>&1)" in *"can\'t connect"*) ;; '
+                     f"*) echo {a}:{p};; esac) &\n" for a, p in sorted(targets))
+    res = box.exec_run(["docker", "exec", cid, "sh", "-c", script + "wait"])
+    opened = {(line.rsplit(":", 1)[0], int(line.rsplit(":", 1)[1])) for line in res.output.decode().split()}
+    return {"container": cid, "node": me.id, "gateway": gateway, "targets": targets, "open": opened,
+            "allowed": allowed & targets}

@@ -13,7 +13,7 @@ import pytest
 from bay_salt.cluster import images
 from bay_salt.model import names
 from bay_salt.node.containers import network_gateway
-from tests.e2e.helpers import WEB, demo_image_service, eventually, kv_get, reconcile_passes, restoring
+from tests.e2e.helpers import WEB, container_reach, demo_image_service, eventually, kv_get, reconcile_passes, restoring
 
 ATTACKER = "bay-e2e-attacker"
 
@@ -94,6 +94,38 @@ def test_the_registrys_hdfs_answers_the_registry_nodes_only(cluster, attacker):
     registry = cluster.client.containers.get(cluster.nodes()[0].container)
     res = registry.exec_run(["curl", "-sf", "-o", "/dev/null", url])
     assert res.exit_code == 0, res.output
+
+
+def test_a_service_container_reaches_its_peers_and_nothing_of_the_platform(cluster):
+    """The attacker is a service's own container (#24): from inside a demo
+    container on node1, every TCP port listening on every node, on the
+    masters and on the cluster network's gateway (the registry's HDFS, whose
+    firewall lets node addresses in, and containers leave NATed to one) is
+    tried. Only its node's frontends and relay and the instances registered
+    in KV answer; what a service needs still works."""
+    reach = container_reach(cluster)
+    details = json.loads((cluster.state_dir / "hdfs" / "details.json").read_text())
+    hdfs = network_gateway(cluster.client.networks.get(names.network_name(cluster.name)))
+    tried = {p for a, p in reach["targets"]}
+    # every daemon is tried: HDFS, Salt on both masters, Consul, bay-logs, Kafka, carbon, the registry
+    assert (hdfs, details["http_port"]) in reach["targets"] and {4505, 4506, 8300, 8301, 8095, 9092, 2014, 5000,
+                                                                 5001} <= tried, sorted(reach["targets"])
+    extra = reach["open"] - reach["allowed"]
+    assert not extra, f"{len(extra)} of {len(reach['targets'])} platform ports reachable: {sorted(extra)}"
+    assert reach["open"] == reach["allowed"], sorted(reach["allowed"] - reach["open"])
+    print(f"container on {reach['node']}: {len(reach['targets'])} ports tried, {len(extra)} got in "
+          f"({len(reach['allowed'])} of them its peers' by design)")
+    node = cluster.client.containers.get(cluster.nodes()[0].container)
+
+    def get(host, port, path="/"):  # busybox-static's wget crashes: HTTP/1.0 by hand
+        return node.exec_run(["docker", "exec", reach["container"], "sh", "-c",
+                              f'printf "GET {path} HTTP/1.0\\r\\n\\r\\n" | nc -w 3 {host} {port}']).output
+
+    assert b"FileStatuses" not in get(hdfs, details["http_port"], "/webhdfs/v1/?op=LISTSTATUS&user.name=root")
+    assert b"demo.web" in get(reach["gateway"], WEB)  # its node's frontend: its peers
+    # node1's own root still reaches HDFS (it is a registry node): the sandbox is the containers' only
+    assert node.exec_run(["curl", "-sf", "-o", "/dev/null", "-m", "5", f"http://{hdfs}:{details['http_port']}"
+                          "/webhdfs/v1/?op=LISTSTATUS&user.name=root"]).exit_code == 0
 
 
 def test_a_forged_salt_event_from_a_non_node_goes_nowhere(cluster, attacker):
@@ -214,6 +246,35 @@ def test_a_secret_in_a_spec_reaches_the_container_and_nothing_else(cluster, spec
     res = cluster.master().exec_run(["sh", "-c", "find /var/cache/salt/master/pillar /var/cache/salt/master/minions "
                                                  "-name '*.p' -perm /077 2>/dev/null"])
     assert res.output.decode().strip() == "", res.output.decode()
+
+
+def test_a_groups_egress_opens_what_it_declares_and_nothing_else(cluster, spec, attacker):
+    """``egress:`` in a spec: its containers reach the declared address and
+    port (a machine on the cluster's network that is not the platform), the
+    demo's containers (none declared) do not, and a declared platform address
+    stays closed."""
+    attacker.reload()
+    outside = next(iter(attacker.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    attacker.exec_run(["sh", "-c", "nohup python3 -m http.server 9999 >/dev/null 2>&1 &"], detach=True)
+    first = cluster.nodes()[0]
+    spec["bay"]["services"][TINY]["egress"] = [{"to": outside, "ports": [9999]},
+                                               {"to": first.address, "ports": [8500]}]
+    cluster.set_services(spec)
+    cluster.runner("bay.deploy", TINY)
+
+    def reach(service, host, port):
+        for n in cluster.nodes()[:3]:
+            node = cluster.client.containers.get(n.container)
+            for cid in node.exec_run(["docker", "ps", "-q", "--filter", f"label={names.LABEL_SERVICE}={service}"]
+                                     ).output.split()[:1]:
+                out = node.exec_run(["docker", "exec", cid.decode(), "sh", "-c",
+                                     f'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 3 {host} {port}']).output
+                return b"HTTP/1.0 200" in out or b"HTTP/1.1" in out
+        raise AssertionError(f"no {service} container")
+
+    eventually(lambda: reach(TINY, outside, 9999), 10, "tiny reaching what it declared")
+    assert not reach("demo", outside, 9999)  # declared by tiny only
+    assert not reach(TINY, first.address, 8500)  # Consul: the platform, whatever is declared
 
 
 def test_graphite_takes_no_points_and_shows_nothing_to_a_stranger(cluster, attacker):
