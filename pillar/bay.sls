@@ -90,6 +90,15 @@ bay:
         agent: 9d0c5c4e-2b7a-4a8e-8f13-0c1a8d8e5f22
         reader: 51d8a2f0-6f8c-4c0b-9b87-3a4a4c2f6e33
         registry: c3e9b1d4-7a2e-4f5b-8d91-5b6c7d8e9f44
+      # each node's own agent token (node id -> SecretID, a UUID): Consul's node
+      # identity, so it may write that node only and one node's root cannot
+      # deregister another (which the controller would answer by evacuating it).
+      # Give each node its own (targeted: no node sees another's) and the
+      # servers all of them (they create them); a node without one uses the
+      # shared `agent` token above. A Consul server holds the management token:
+      # its root is Consul's admin, so keep servers to trusted machines.
+      node_tokens:
+        bay-a3: 0f3c2a1b-4d5e-4f60-8a7b-9c0d1e2f3a44
     # TLS for RPC between agents: verify incoming and outgoing, server names
     # checked (server.DATACENTER.consul). Paths on the node; `bay up` makes a
     # CA and a certificate for each node. Empty: RPC in plain TCP (gossip is

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -178,18 +178,21 @@ class Secrets:
     #: the master signs log tokens with the private key; the nodes check them with the public one
     logs_private_key: str = ""
     logs_public_key: str = ""
+    #: each node's own Consul agent token (node id -> SecretID)
+    node_tokens: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return "Secrets(<hidden>)"
 
     @classmethod
-    def new(cls) -> Secrets:
+    def new(cls, nodes: list[str] | tuple[str, ...] = ()) -> Secrets:
         from bay_salt.logs.tokens import new_key_pair
 
         private, public = new_key_pair()
         return cls({role: str(uuid.uuid4()) for role in settings.ACL_ROLES}, secrets.token_hex(32),
                    secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(24),
-                   secrets.token_urlsafe(40), secrets.token_urlsafe(24), private, public)
+                   secrets.token_urlsafe(40), secrets.token_urlsafe(24), private, public,
+                   {n: str(uuid.uuid4()) for n in nodes})
 
 
 def crypt_sha512(password: str) -> str:
@@ -208,10 +211,11 @@ def secret_pillars(s: Secrets, servers: list[str], registries: list[str],
     def tokens(roles):
         return {"acl": {"tokens": {r: s.tokens[r] for r in roles}}}
 
-    node = {"bay": {"consul": tokens(["agent", "reader"]), "registry": {"auth": {"node_password": s.node_password}}}}
+    node = {"bay": {"consul": tokens(["reader"]), "registry": {"auth": {"node_password": s.node_password}}}}
     if s.kafka_password:  # every node's log relay writes to Kafka
         node["bay"]["kafka"] = {"password": s.kafka_password}
-    server = {"bay": {"consul": tokens(settings.ACL_ROLES)}}  # the servers create every role's token
+    # the servers create every role's token and every node's own
+    server = {"bay": {"consul": {"acl": {"tokens": dict(s.tokens), "node_tokens": dict(s.node_tokens)}}}}
     registry = {"bay": {"consul": tokens(["registry"]), "registry": {"auth": {
         "secret": s.registry_secret,
         "users": {"node": hash_password(s.node_password), REGISTRY_ADMIN: hash_password(s.admin_password)}}}}}
@@ -220,8 +224,18 @@ def secret_pillars(s: Secrets, servers: list[str], registries: list[str],
                     ",".join(registries): [{"match": "list"}, "bay-secrets-registry"]}}
     out = {"bay-secrets-node.sls": yaml.safe_dump(node), "bay-secrets-server.sls": yaml.safe_dump(server),
            "bay-secrets-registry.sls": yaml.safe_dump(registry)}
+    # each node its own agent token (it may write that node only), no other's; a node joined
+    # later without one (the bootstrap playbook's) gets the shared agent token
+    for n, secret in sorted(s.node_tokens.items()):
+        top["base"].setdefault(n, [{"match": "list"}]).append(f"bay-secrets-node-{n}")
+        out[f"bay-secrets-node-{n}.sls"] = yaml.safe_dump({"bay": {"consul": {"acl": {"node_tokens": {n: secret}}}}})
+    if s.node_tokens:
+        top["base"][f"* and not L@{','.join(sorted(s.node_tokens))}"] = [{"match": "compound"}, "bay-secrets-agent"]
+    else:
+        top["base"]["*"].append("bay-secrets-agent")
+    out["bay-secrets-agent.sls"] = yaml.safe_dump({"bay": {"consul": tokens(["agent"])}})
     if monitors and s.graphite_password:
-        top["base"][",".join(monitors)] = [{"match": "list"}, "bay-secrets-monitoring"]
+        top["base"].setdefault(",".join(monitors), [{"match": "list"}]).append("bay-secrets-monitoring")
         out["bay-secrets-monitoring.sls"] = yaml.safe_dump({"bay": {"monitoring": {
             "secret_key": s.graphite_secret_key, "web_users": {GRAPHITE_USER: crypt_sha512(s.graphite_password)}}}})
     return {"top.sls": yaml.safe_dump(top, sort_keys=False), **out}
@@ -393,7 +407,7 @@ class LocalCluster:
             else "# the site's own changes to any bay: key (over bay.sls): see pillar/bay.sls\n")
         gossip_key = base64.b64encode(secrets.token_bytes(32)).decode()
         minion_ids = [names.node_id(i) for i in range(1, count + 1)]
-        made = Secrets.new()
+        made = Secrets.new(minion_ids)
         tokens = made.tokens
         ordered = sorted(minion_ids, key=lambda n: (len(n), n))
         for fname, text in secret_pillars(made, ordered[:3], ordered[:REGISTRY_NODES],

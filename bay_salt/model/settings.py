@@ -105,10 +105,22 @@ class ConsulACL(Strict):
     servers: bootstraps ACLs and creates the others), agent (every node),
     reader (every node: bay-lb-sync and bay-events read routes and
     instances), registry (registry nodes), controller (servers, to create it;
-    the master reads it from its own file)."""
+    the master reads it from its own file). ``node_tokens``: a node's own
+    agent token (node id -> SecretID), which may write that node only (Consul's
+    node identity); a node with one is given neither the shared ``agent``
+    token nor another node's (the servers create every node's)."""
 
     enabled: bool = True
     tokens: dict[str, str] = Field(default_factory=dict, repr=False)
+    node_tokens: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @field_validator("node_tokens")
+    @classmethod
+    def _node_tokens(cls, value: dict[str, str]) -> dict[str, str]:
+        for node, secret in value.items():
+            if not _UUID_RE.match(str(secret)):
+                raise ValueError(f"{node}: not a UUID (uuidgen makes one)")  # the value is a secret: not shown
+        return value
 
     @field_validator("tokens")
     @classmethod
@@ -640,6 +652,9 @@ class Settings(Strict):
         for name in self.consul.servers:
             if name not in self.nodes:
                 raise ValueError(f"consul:servers: {name!r} is not a node in bay:nodes")
+        for name in self.consul.acl.node_tokens:
+            if name not in self.nodes:
+                raise ValueError(f"consul:acl:node_tokens: {name!r} is not a node in bay:nodes")
         addresses: dict[str, str] = {}
         for name, node in self.nodes.items():
             if node.address and node.address in addresses:
@@ -726,9 +741,10 @@ def redacted(data: dict) -> dict:
     c = out.get("consul", {})
     if c.get("encrypt"):
         c["encrypt"] = REDACTED
-    tokens = c.get("acl", {}).get("tokens", {})
-    for role in tokens:
-        tokens[role] = REDACTED
+    for key in ("tokens", "node_tokens"):
+        tokens = c.get("acl", {}).get(key, {})
+        for name in tokens:
+            tokens[name] = REDACTED
     return out
 
 
@@ -785,6 +801,8 @@ def load(defaults: dict, pillar: dict | None, minion_id: str | None = None, own_
             # a server creates every role's token (bay.consul), so it needs them all
             need = list(ACL_ROLES) if data["node"]["consul_server"] else ["agent", "reader"] + (
                 ["registry"] if "registry" in data["node"]["roles"] else [])
+            if minion_id in acl["node_tokens"]:  # its own agent token: the shared one is not needed
+                need.remove("agent")
             missing = [role for role in need if role not in acl["tokens"]]
             if missing:
                 raise SettingsError(f"invalid pillar: bay:consul:acl:tokens:{missing[0]}: missing on {minion_id} "

@@ -91,7 +91,8 @@ def consul_config(cfg: dict) -> dict:
         conf["encrypt"] = c["encrypt"]
     acl = c["acl"]
     if acl["enabled"]:
-        tokens = {"agent": acl["tokens"]["agent"]}
+        # its own token (it may write this node only) where the site gives one, else the shared one
+        tokens = {"agent": acl["node_tokens"].get(node["id"]) or acl["tokens"]["agent"]}
         if node["consul_server"]:
             tokens["master"] = acl["tokens"]["management"]  # Consul 1.8's name for the initial management token
         conf["acl"] = {"enabled": True, "default_policy": "deny", "down_policy": "extend-cache",

@@ -2,7 +2,10 @@
 and a token per role whose SecretID the site chooses (pillar), so the same
 token is known where it is needed without ever being read back from Consul.
 
-    agent       every node's agent: its own node, read services
+    agent       a node's agent without a token of its own: any node, read services
+    node_tokens each node's own agent token: Consul's node identity (write
+                that node only, read services), so one node's root cannot
+                deregister another
     reader      bay-lb-sync and bay-events: read what Bay keeps under bay/
     registry    bay-registry's own registration: bay/instances|routes/bay-registry/
     controller  the masters (runner, engines): write bay/, read nodes, services,
@@ -53,10 +56,12 @@ def accessor(secret: str) -> str:
     return str(uuid.uuid5(_NS, secret))
 
 
-def ensure(client: consul.Consul, tokens: dict[str, str], dry_run: bool = False, wait: float = 120.0) -> list[str]:
+def ensure(client: consul.Consul, tokens: dict[str, str], dry_run: bool = False, wait: float = 120.0,
+           node_tokens: dict[str, str] | None = None, datacenter: str = "dc1") -> list[str]:
     """Every role in ``tokens`` (but management) with its policy and its
-    token, as written here; ``client`` carries the management token. Returns
-    what was (or, with ``dry_run``, would be) created or changed, by name."""
+    token, and each node's own token in ``node_tokens`` with its node
+    identity, as written here; ``client`` carries the management token.
+    Returns what was (or, with ``dry_run``, would be) created or changed, by name."""
     headers = client.prepare_headers(None)
 
     def call(method, path, body=None):
@@ -82,7 +87,7 @@ def ensure(client: consul.Consul, tokens: dict[str, str], dry_run: bool = False,
     # one created meanwhile ("already exists", "already in use") is read again
     for attempt in range(6):
         try:
-            return _apply(call, listed, tokens, dry_run)
+            return _apply(call, listed, tokens, dry_run) + _nodes(call, node_tokens or {}, datacenter, dry_run)
         except consul.ConsulException as err:
             if "already" not in str(err) or attempt == 5:
                 raise
@@ -119,6 +124,26 @@ def _apply(call, listed: list[dict], tokens: dict[str, str], dry_run: bool) -> l
             changed.append(f"token {role}")
             if not dry_run:
                 call("put", f"/v1/acl/token/{acc}" if token else "/v1/acl/token", wanted)
+    return changed
+
+
+def _nodes(call, node_tokens: dict[str, str], datacenter: str, dry_run: bool) -> list[str]:
+    changed = []
+    for node, secret in sorted(node_tokens.items()):
+        acc = accessor(secret)
+        identity = [{"NodeName": node, "Datacenter": datacenter}]
+        try:
+            token = call("get", f"/v1/acl/token/{acc}")
+        except consul.ConsulException:
+            token = None
+        have = [{"NodeName": i.get("NodeName"), "Datacenter": i.get("Datacenter")}
+                for i in (token or {}).get("NodeIdentities") or []]
+        if not token or have != identity or token.get("Policies"):
+            changed.append(f"token agent of {node}")
+            if not dry_run:
+                call("put", f"/v1/acl/token/{acc}" if token else "/v1/acl/token",
+                     {"AccessorID": acc, "SecretID": secret, "Description": f"Bay agent of {node}",
+                      "NodeIdentities": identity, "Policies": []})
     return changed
 
 

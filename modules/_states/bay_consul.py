@@ -30,8 +30,9 @@ def __virtual__():
 
 def acl_present(name, wait=120):
     """
-    Ensure every Bay role's ACL policy and token exist as the pillar says
-    (``bay:consul:acl:tokens``), using the management token against the local
+    Ensure every Bay role's ACL policy and token, and every node's own agent
+    token, exist as the pillar says (``bay:consul:acl:tokens``,
+    ``bay:consul:acl:node_tokens``), using the management token against the local
     Consul agent.
 
     name
@@ -47,7 +48,8 @@ def acl_present(name, wait=120):
         return ret
     client = kvstore.client("127.0.0.1", cfg["consul"]["http_port"], token=acl["tokens"]["management"])
     try:
-        changed = consul_acl.ensure(client, acl["tokens"], dry_run=__opts__["test"], wait=float(wait))
+        changed = consul_acl.ensure(client, acl["tokens"], dry_run=__opts__["test"], wait=float(wait),
+                                    node_tokens=acl["node_tokens"], datacenter=cfg["consul"]["datacenter"])
     except Exception as exc:  # noqa: BLE001 - Consul's answer is the state's comment (it holds no secret)
         ret["comment"] = f"Consul ACLs: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}"
         return ret

@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 from bay_salt.cluster import images
 from bay_salt.model import names
@@ -126,6 +127,32 @@ def test_a_service_container_reaches_its_peers_and_nothing_of_the_platform(clust
     # node1's own root still reaches HDFS (it is a registry node): the sandbox is the containers' only
     assert node.exec_run(["curl", "-sf", "-o", "/dev/null", "-m", "5", f"http://{hdfs}:{details['http_port']}"
                           "/webhdfs/v1/?op=LISTSTATUS&user.name=root"]).exit_code == 0
+
+
+def test_a_nodes_consul_agent_token_writes_its_own_node_only(cluster):
+    """Root on node2 with its agent's token (its own, Consul's node identity)
+    tries to deregister node3 (the controller would evacuate it): refused.
+    (node2 is also a Consul server here, so its pillar holds the management
+    token: a server's root is Consul's admin, as pillar/bay.sls says.)"""
+    node = cluster.client.containers.get(cluster.nodes()[1].container)
+    conf = json.loads(node.exec_run(["cat", "/etc/consul.d/bay.json"]).output)
+    token = conf["acl"]["tokens"]["agent"]
+    res = node.exec_run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "-H",
+                         f"X-Consul-Token: {token}", "-d", json.dumps({"Node": cluster.nodes()[2].id}),
+                         "http://127.0.0.1:8500/v1/catalog/deregister"])
+    assert res.output.decode() == "403", res.output
+    catalog = node.exec_run(["curl", "-s", "-H", f"X-Consul-Token: {cluster.consul_token()}",
+                             f"http://{cluster.nodes()[0].address}:8500/v1/catalog/nodes"]).output
+    assert cluster.nodes()[2].id in [e["Node"] for e in json.loads(catalog)]
+    me = cluster.nodes()[1].id
+    pillar = cluster.state_dir / "pillar"
+
+    def acl(name):
+        return yaml.safe_load((pillar / name).read_text())["bay"]["consul"]["acl"]
+
+    # its own (bay up's pillar file for it alone), not the shared agent token (which may write any node)
+    assert acl(f"bay-secrets-node-{me}.sls")["node_tokens"] == {me: token}
+    assert token != acl("bay-secrets-agent.sls")["tokens"]["agent"]
 
 
 def test_a_forged_salt_event_from_a_non_node_goes_nowhere(cluster, attacker):

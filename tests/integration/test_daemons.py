@@ -8,6 +8,7 @@ import urllib.request
 
 import consul
 import pytest
+import requests
 
 from bay_salt.kv.store import ConsulStore, TxnError
 from bay_salt.node import config as nodeconf
@@ -32,19 +33,38 @@ def test_consul_agent_with_the_formula_config_elects_itself_and_serves_kv(consul
     assert consul_agent.kv.get("bay/routes/evil/web")[1] is None
 
 
+NODE_TOKENS = {"node2": "3f0c3a52-6a1d-4a8e-9d0e-6f1b2c3d4e5f", "node3": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"}
+
+
 def test_bays_acl_roles_on_a_consul_that_has_just_elected_its_leader(tmp_path):
     """What bay_consul.acl_present does on a new cluster: right after the
     election Consul 1.8 still answers its ACL API in legacy mode, which is
     waited out, not reported as a failure; a second run changes nothing."""
-    daemon, http = start_consul(tmp_path / "consul", nodeconf.consul_config(node_settings()))
+    conf = nodeconf.consul_config(node_settings())
+    daemon, http = start_consul(tmp_path / "consul", conf)
+    dc = conf["datacenter"]
     try:
         admin = consul.Consul(host="127.0.0.1", port=http, token=TOKENS["management"])
         # every Consul server applies bay.consul at once on a new cluster: all succeed
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
-            runs = list(pool.map(lambda _: consul_acl.ensure(admin, TOKENS, wait=60), range(3)))
+            runs = list(pool.map(lambda _: consul_acl.ensure(admin, TOKENS, wait=60, node_tokens=NODE_TOKENS,
+                                                           datacenter=dc),
+                                 range(3)))
         made = sorted({m for r in runs for m in r})
-        assert "policy bay-reader" in made and "token controller" in made
-        assert consul_acl.ensure(admin, TOKENS, wait=60) == []
+        assert "policy bay-reader" in made and "token controller" in made and "token agent of node2" in made
+        assert consul_acl.ensure(admin, TOKENS, wait=60, node_tokens=NODE_TOKENS, datacenter=dc) == []
+        # a node's own agent token writes that node only (node identity): node2's root cannot deregister node1
+        me = admin.catalog.nodes()[1][0]["Node"]
+
+        def as_node2(verb, body):
+            return requests.put(f"http://127.0.0.1:{http}/v1/catalog/{verb}", json=body, timeout=5,
+                                headers={"X-Consul-Token": NODE_TOKENS["node2"]})
+
+        res = as_node2("deregister", {"Node": me})
+        assert res.status_code == 403 and "Permission denied" in res.text, (res.status_code, res.text)
+        assert admin.catalog.node(me)[1] is not None
+        assert as_node2("register", {"Node": "node2", "Address": "10.9.9.2"}).status_code == 200
+        assert as_node2("deregister", {"Node": "node2"}).status_code == 200
         admin.kv.put("bay/routes/demo/web", "{}")
         reader = consul.Consul(host="127.0.0.1", port=http, token=TOKENS["reader"])
         assert reader.kv.get("bay/routes/demo/web")[1]["Value"] == b"{}"

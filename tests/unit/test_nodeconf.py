@@ -215,3 +215,48 @@ def test_minion_config_names_every_master_of_a_multi_master_site(capsys):
     assert two["id"] == "master2" and two["bay_advertise"] == "bay-c-master2"
     assert {k: v for k, v in two.items() if k not in ("id", "bay_advertise")} == \
         {k: v for k, v in master_config("c").items() if k not in ("id", "bay_advertise")}
+
+
+def test_a_node_with_its_own_agent_token_uses_it_and_needs_no_shared_one():
+    own = "0b6f7c1e-2d3a-4e5f-8a9b-0c1d2e3f4a5b"
+    tokens = {r: t for r, t in TOKENS.items() if r in ("agent", "reader")}
+    cfg = settings.load(settings.formula_defaults(CHECKOUT), {
+        "nodes": {"node1": {"address": "10.0.0.1"}, "node4": {"address": "10.0.0.4"}},
+        "consul": {"servers": ["node1"], "acl": {"tokens": {"reader": tokens["reader"]}, "node_tokens": {"node4": own}}},
+        "registry": {"auth": REGISTRY_AUTH}}, "node4")
+    assert nodeconf.consul_config(cfg)["acl"]["tokens"] == {"agent": own}
+    assert settings.redacted(cfg)["consul"]["acl"]["node_tokens"] == {"node4": settings.REDACTED}
+    # without its own, a client needs the shared one (named, the value never shown)
+    with pytest.raises(settings.SettingsError, match="tokens:agent: missing on node4"):
+        settings.load(settings.formula_defaults(CHECKOUT), {
+            "nodes": {"node1": {"address": "10.0.0.1"}, "node4": {"address": "10.0.0.4"}},
+            "consul": {"servers": ["node1"], "acl": {"tokens": {"reader": tokens["reader"]}}},
+            "registry": {"auth": REGISTRY_AUTH}}, "node4")
+    with pytest.raises(settings.SettingsError, match="node_tokens: 'node9' is not a node"):
+        cfg_for("node1", consul={"acl": {"node_tokens": {"node9": own}}})
+    with pytest.raises(settings.SettingsError, match="node_tokens: node2: not a UUID") as err:
+        cfg_for("node1", consul={"acl": {"node_tokens": {"node2": "not-a-uuid-secret"}}})
+    assert "not-a-uuid-secret" not in str(err.value)
+
+
+def test_bay_up_gives_each_node_its_own_agent_token_and_no_others():
+    """Targeted per node; the servers create them all (and hold the management
+    token: a server's root is Consul's admin); a node joined later without
+    its own token gets the shared one."""
+    import yaml
+
+    from bay_salt.cluster.local import Secrets, secret_pillars
+
+    s = Secrets.new(["node1", "node2", "node3", "node4"])
+    files = secret_pillars(s, ["node1"], ["node1"], ["node1"])
+    top = yaml.safe_load(files["top.sls"])["base"]
+    for n in ("node2", "node3"):
+        assert top[n] == [{"match": "list"}, f"bay-secrets-node-{n}"]
+        own = yaml.safe_load(files[f"bay-secrets-node-{n}.sls"])["bay"]["consul"]["acl"]
+        assert own == {"node_tokens": {n: s.node_tokens[n]}}
+    assert "bay-secrets-node-node1" in top["node1"] and "bay-secrets-monitoring" in top["node1"]
+    assert top["* and not L@node1,node2,node3,node4"] == [{"match": "compound"}, "bay-secrets-agent"]
+    shared = yaml.safe_load(files["bay-secrets-node.sls"])["bay"]["consul"]["acl"]["tokens"]
+    assert set(shared) == {"reader"}
+    server = yaml.safe_load(files["bay-secrets-server.sls"])["bay"]["consul"]["acl"]
+    assert server["node_tokens"] == s.node_tokens
