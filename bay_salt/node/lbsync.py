@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     url = urlparse(args.consul)
     client = consul.Consul(host=url.hostname, port=url.port or 8500, scheme=url.scheme or "http")
     reload_cmd = shlex.split(args.reload)
-    sandbox = Sandbox(docker.from_env(timeout=10))  # connects at its first use
+    sandbox = Sandbox(docker.from_env(timeout=10), events=docker.from_env(timeout=None))  # connect at first use
     sync = LBSync(client, RuntimeAPI(args.socket), Path(args.base), Path(args.services),
                   lambda: subprocess.run(reload_cmd, check=True), always_reload=args.always_reload, sandbox=sandbox)
     threading.Thread(target=sandbox.follow_starts, args=(threading.Event(),), name="sandbox-starts",

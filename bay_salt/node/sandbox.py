@@ -219,8 +219,10 @@ class Sandbox:
     """Keeps the table in line with KV (:meth:`update`, from bay-lb-sync's
     watch), Docker and the node's config file."""
 
-    def __init__(self, docker_client, config: Path = CONFIG, apply=nft, clock=time.monotonic):
+    def __init__(self, docker_client, config: Path = CONFIG, apply=nft, clock=time.monotonic, events=None):
         self.docker = docker_client
+        #: a client without a read timeout for the event stream (quiet for minutes on an idle node)
+        self.events = events or docker_client
         self.config = config
         self.apply = apply
         self.clock = clock
@@ -236,7 +238,7 @@ class Sandbox:
         declared to become healthy); a new event stream after a dockerd restart."""
         while not stop.is_set():
             try:
-                for _ in self.docker.events(decode=True, filters={"type": "container", "event": "start",
+                for _ in self.events.events(decode=True, filters={"type": "container", "event": "start",
                                                                    "label": names.LABEL_SERVICE}):
                     self.update()
             except (docker.errors.DockerException, OSError, SandboxError, ValueError) as err:
