@@ -231,6 +231,9 @@ class Sandbox:
         self.routes: list = []
         self.instances: list = []
         self._lock = threading.Lock()
+        self._conf_text: str | None = None
+        self._conf: dict = {}
+        self._platform: set[str] = set()
 
     def follow_starts(self, stop: threading.Event) -> None:
         """Write the table again as each Bay container starts (its egress opens
@@ -255,18 +258,24 @@ class Sandbox:
         if routes is not None:
             self.routes, self.instances = routes, instances or []
         try:
-            conf = json.loads(self.config.read_text())
+            text = self.config.read_text()
         except FileNotFoundError:
             return False  # the node's state has not written it yet: nothing to enforce from
+        if text != self._conf_text:  # host names resolved once per version of the file, not on every KV change
+            conf = json.loads(text)
+            self._conf, self._conf_text = conf, text
+            self._platform = resolve(conf.get("platform", []))
+        conf = self._conf
+        peers: set[tuple[str, int]] = set()
         if not conf.get("enabled", True):
             script = removal()
         else:
             bridge, containers = containers_of(self.docker)
-            peers = {(i.address, i.port) for i in self.instances if i.service not in PLATFORM_SERVICES}
+            peers = {(i.address, i.port) for i in self.instances
+                     if i.service not in PLATFORM_SERVICES and _ipv4(i.address)}
             view = View(bridge=bridge, relay_port=conf["relay_port"], statsd_port=conf["statsd_port"],
                         frontends={r.listen for r in self.routes if r.service not in PLATFORM_SERVICES},
-                        peers={(a, p) for a, p in peers if _ipv4(a)},
-                        platform=resolve(conf.get("platform", [])) | {a for a, _ in peers if _ipv4(a)},
+                        peers=peers, platform=self._platform | {a for a, _ in peers},
                         egress=[Egress.model_validate(e) for e in conf.get("egress", [])], containers=containers)
             script = render(view)
         if script == self.last and self.clock() - self.at < RESYNC:
@@ -274,7 +283,7 @@ class Sandbox:
         self.apply(script)
         if script != self.last:
             log.info("sandbox %s", "removed (bay:sandbox:enabled is false)" if script == removal()
-                     else f"written: {len(self.instances)} peers' instances, {script.count(' saddr ')} egress rules")
+                     else f"written: {len(peers)} peers' instances, {script.count(' saddr ')} egress rules")
         self.last, self.at = script, self.clock()
         return True
 
