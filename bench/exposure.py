@@ -133,9 +133,9 @@ KNOWN = {  # what each of Bay's ports is, and why it is there
     5001: "registry instance (TLS + token auth)",
     8300: "Consul server RPC (mutual TLS)",
     8301: "Consul LAN gossip (encrypted with the gossip key)",
-    8500: "Consul HTTP API, servers only (ACLs, default deny)",
+    8501: "Consul HTTPS API, servers only (the cluster's CA; ACLs, default deny)",
     8095: "bay-logs: containers' output (TLS + a token the master signs)",
-    9092: "Kafka, kafka nodes only (SASL SCRAM-SHA-512)",
+    9092: "Kafka, kafka nodes only (SASL SCRAM-SHA-512 over TLS)",
 }
 
 

@@ -28,14 +28,14 @@ import time
 from common import bench_cluster, first_restarts, pct  # noqa: I001 - bench/ is on the path when run as a script
 
 from bay_salt.kv.records import read_leader
-from bay_salt.kv.store import ConsulStore, client
+from bay_salt.kv.store import ConsulStore
 from bay_salt.master import leader
 from tests.e2e.helpers import WEB, eventually, wait_routed, web_instances
 
 
 def leader_id(cluster) -> str | None:
     try:
-        held = read_leader(ConsulStore(client(cluster.nodes()[0].address, 8500, token=cluster.consul_token())),
+        held = read_leader(ConsulStore(cluster.consul_client(cluster.nodes()[0].address)),
                            "controller")
     except Exception:  # noqa: BLE001 - Consul busy: not known this time
         return None
@@ -46,7 +46,7 @@ def registered(cluster) -> set[str] | None:
     """demo.web's registered instances, from KV over HTTP (cheap: polling with
     `salt-run` would load this 2-core machine and slow what it measures)."""
     try:
-        items = ConsulStore(client(cluster.nodes()[0].address, 8500, token=cluster.consul_token()))
+        items = ConsulStore(cluster.consul_client(cluster.nodes()[0].address))
         return {i.instance for i in items.instances("demo", "web")}
     except Exception:  # noqa: BLE001 - Consul busy: not known this time
         return None

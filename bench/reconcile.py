@@ -140,7 +140,7 @@ def live_passes(name: str, seconds: float) -> Table:
     nodes = cluster.nodes()
     if not nodes:
         raise SystemExit(f"reconcile.py: no cluster {name!r} runs (bay --cluster {name} up)")
-    client = kvstore.client(nodes[0].address, 8500, token=cluster.consul_token())
+    client = cluster.consul_client(nodes[0].address)
     seen: dict[int, dict] = {}
     end = time.monotonic() + seconds
     while time.monotonic() < end:

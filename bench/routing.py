@@ -120,7 +120,7 @@ def main() -> None:
     try:
         n1 = cluster.nodes()[0]
         cluster.runner("bay.scale", "demo.web", "5")
-        client = consul.Consul(host=n1.address, port=8500, token=cluster.consul_token())
+        client = cluster.consul_client(n1.address)
         lat = propagation(cluster, client, args.trials)
         ref = reload_reference(cluster)
         runtime = under_load(cluster, client, args.changes, always_reload=False)

@@ -55,7 +55,8 @@ bay:
     # Minion ids that run Consul as servers (bootstrap_expect = how many);
     # every other node runs a client. Empty: the first node by name.
     servers: [bay-a1, bay-a2, bay-a3]
-    http_port: 8500
+    http_port: 8500                  # loopback: the node's own daemons and `consul` commands
+    https_port: 8501                 # servers, on their address, with tls below: the master's way in
     dns_port: 8600
     ui: false
     raft_multiplier: 1               # servers' Raft timings (HashiCorp's production value; Consul's default is 5)
@@ -100,9 +101,14 @@ bay:
       node_tokens:
         bay-a3: 0f3c2a1b-4d5e-4f60-8a7b-9c0d1e2f3a44
     # TLS for RPC between agents: verify incoming and outgoing, server names
-    # checked (server.DATACENTER.consul). Paths on the node; `bay up` makes a
-    # CA and a certificate for each node. Empty: RPC in plain TCP (gossip is
-    # still encrypted with the key above).
+    # checked (server.DATACENTER.consul). The servers' HTTP API then leaves
+    # the network for HTTPS (https_port, the same certificate), so the
+    # master's token never crosses it in clear: a server's certificate must
+    # also name its node's address (an IP SAN), and the masters check it
+    # against the CA in their `bay_consul_ca_file` (default /etc/bay/ca.pem).
+    # Paths on the node; `bay up` makes a CA and a certificate for each node.
+    # Empty: RPC in plain TCP (gossip is still encrypted with the key above)
+    # and the servers' HTTP API in clear on their address.
     tls:
       ca_file: /etc/consul.d/tls/ca.pem
       cert_file: /etc/consul.d/tls/server.pem
@@ -327,7 +333,7 @@ bay:
   # role kafka, or a site's own (bootstrap, and no node with role kafka)
   kafka:
     bootstrap: ""                    # HOST:PORT[,HOST:PORT]: a site's own Kafka
-    port: 9092                       # clients: SASL SCRAM-SHA-512 on the node's address
+    port: 9092                       # clients: SASL SCRAM-SHA-512 on the node's address (SASL_SSL with tls)
     controller_port: 9093            # KRaft's controller: loopback only
     user: bay
     password: change-me              # a secret: every node (its relay writes with it)
@@ -337,6 +343,15 @@ bay:
     heap: 256m
     partitions: 3                    # a service's topic, unless its spec's logs says otherwise
     retention: 7d
+    # SASL_SSL: records and the password encrypted on the wire. ca_file: the
+    # CA every client checks the broker against (its certificate must name
+    # the kafka node's address); cert_file/key_file: the broker's (Bay's own
+    # broker only; a site's own Kafka needs ca_file only). Paths on the
+    # nodes; `bay up` gives the node certificate it makes for metrics.
+    tls:
+      ca_file: /etc/bay/ca.pem
+      cert_file: /etc/bay/tls/node.pem
+      key_file: /etc/bay/tls/node-key.pem
   sandbox:                           # what a service container may reach (README: "Service containers are sandboxed")
     enabled: true                    # false: containers reach what their node reaches (Docker's default)
     egress: []                       # every container may reach these too: [{to: 10.2.0.0/16, ports: [5432], protocol: tcp}]

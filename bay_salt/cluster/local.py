@@ -29,6 +29,8 @@ from bay_salt.cluster import demo, firewall, images, keys, pki
 from bay_salt.cluster.processes import kafka_lib, start_minidfs
 from bay_salt.cluster.progress import Progress
 from bay_salt.cluster.saltout import summarize_apply
+from bay_salt.kv.store import ConsulStore, Servers, first_answering
+from bay_salt.kv.store import client as consul_client
 from bay_salt.logs.operations import KEY_FILE as LOGS_KEY_FILE
 from bay_salt.metrics.platform import MASTER_TLS
 from bay_salt.model import names, settings
@@ -138,6 +140,8 @@ def minion_config(cluster: str, minion_id: str, masters: int = 1, addresses: lis
 #: where `bay up` puts each node's Consul TLS files (the pillar names them)
 CONSUL_TLS = {"ca_file": "/etc/consul.d/tls/ca.pem", "cert_file": "/etc/consul.d/tls/server.pem",
               "key_file": "/etc/consul.d/tls/server-key.pem"}
+#: the Consul servers' HTTPS API on their address (the masters' and this machine's way in; HTTP is on loopback)
+CONSUL_HTTPS_PORT = 8501
 
 
 #: each node's certificate for metrics (the agent shows it to carbon; the
@@ -256,9 +260,10 @@ def cluster_pillar(cluster: str, nodes: dict[str, str], gossip_key: str, consul_
                       for k, n in enumerate(ids)},
             "python": {"find_links": [images.WHEELHOUSE], "no_index": True},
             "consul": {"source": "debian-bullseye", "servers": ids[:consul_servers], "encrypt": gossip_key,
-                       "tls": CONSUL_TLS},
+                       "tls": CONSUL_TLS, "https_port": CONSUL_HTTPS_PORT},
             "monitoring": {"tls": MONITORING_TLS},
-            "kafka": {"lib_dir": KAFKA_LIB},
+            # SASL_SSL with the node certificate made for metrics (it names the node's address)
+            "kafka": {"lib_dir": KAFKA_LIB, "tls": MONITORING_TLS},
             # a local cluster's archive closes its files often, so what is logged is there in seconds
             "logs": {"token_public_key": logs_public_key, "archive": {"hdfs": logs_archive, "roll_seconds": 15}},
         }
@@ -476,7 +481,6 @@ class LocalCluster:
                 "/etc/salt/pki/minion/minion.pub": (minion_keys[m].public_pem, 0o644),
                 "/etc/salt/pki/minion/minion_master.pub": (master_keys.public_pem, 0o644),
                 "/etc/hostname": (m + "\n", 0o644),
-                **self._consul_tls_files(authority),
             }))
             c.start()
             if i <= KAFKA_NODES:  # the lent Java where bay.kafka looks for one
@@ -484,8 +488,9 @@ class LocalCluster:
         addresses = {n.id: n.address for n in self.nodes()}
         self._registry_tls(authority, net, addresses)
         for n in self.nodes():
-            self.client.containers.get(n.container).put_archive("/", images.tar_files(
-                self._tls_files(authority, n.id, [n.address], MONITORING_TLS)))
+            self.client.containers.get(n.container).put_archive("/", images.tar_files({
+                **self._tls_files(authority, n.id, [n.address], MONITORING_TLS),
+                **self._consul_tls_files(authority, n.address)}))
         # the registry nodes use it; the masters' alert evaluator checks that it answers
         # the kafka node (the first) is a registry node too: its archiver reaches HDFS
         storage = self._start_hdfs(net, [addresses[n] for n in ordered[:REGISTRY_NODES]] + master_ips)
@@ -508,11 +513,12 @@ class LocalCluster:
         (ca_dir / "ca-key.pem").chmod(0o600)
         return authority
 
-    def _consul_tls_files(self, authority: pki.Pair, datacenter: str = "bay") -> dict:
+    def _consul_tls_files(self, authority: pki.Pair, address: str, datacenter: str = "bay") -> dict:
         """A node's Consul TLS files for put_archive (the key root only until
-        bay.consul gives the consul group read access)."""
+        bay.consul gives the consul group read access): the server name RPC
+        checks, and the node's address, which the master's HTTPS checks."""
         server = f"server.{datacenter}.consul"
-        cert = pki.leaf(authority, server, [server, "localhost"], ["127.0.0.1"])
+        cert = pki.leaf(authority, server, [server, "localhost"], ["127.0.0.1", address])
         return {CONSUL_TLS["ca_file"]: (authority.cert_pem, 0o644), CONSUL_TLS["cert_file"]: (cert.cert_pem, 0o644),
                 CONSUL_TLS["key_file"]: (cert.key_pem, 0o600)}
 
@@ -577,12 +583,12 @@ class LocalCluster:
         )
         # what the site gives a new server besides Salt: its Consul certificate, the cluster's CA
         authority = self._ca()
-        c.put_archive("/", images.tar_files({**self._consul_tls_files(authority),
-                                             REGISTRY_TLS["ca_file"]: (authority.cert_pem, 0o644)}))
         c.start()
         c.reload()
         address = c.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"]
-        c.put_archive("/", images.tar_files(self._tls_files(authority, minion_id, [address], MONITORING_TLS)))
+        c.put_archive("/", images.tar_files({**self._tls_files(authority, minion_id, [address], MONITORING_TLS),
+                                             **self._consul_tls_files(authority, address),
+                                             REGISTRY_TLS["ca_file"]: (authority.cert_pem, 0o644)}))
         return c
 
     def _wait_for_minions(self, ids: list[str], timeout: float = 180) -> None:
@@ -632,6 +638,26 @@ class LocalCluster:
         if not path.exists():
             return None
         return yaml.safe_load(path.read_text())["bay"]["consul"]["acl"]["tokens"]["controller"]
+
+    def consul_servers(self) -> Servers:
+        """How this machine reaches the cluster's Consul servers, as a master
+        does: HTTPS on their address, checked against the cluster's CA."""
+        return Servers([n.address for n in self.nodes() if n.address], CONSUL_HTTPS_PORT,
+                       str(self.state_dir / "pki" / "ca.pem"))
+
+    def consul_store(self, timeout: float = 2.0, running_only: bool = False) -> ConsulStore:
+        """A store on the first Consul server that answers with a leader, with
+        the controller's token (``running_only``: skip stopped node containers)."""
+        s = self.consul_servers()
+        if running_only:
+            up = {n.address for n in self.nodes() if n.status == "running"}
+            s = s._replace(addresses=[a for a in s.addresses if a in up])
+        return first_answering(s.addresses, s.port, timeout=timeout, token=self.consul_token(), ca_file=s.ca_file)
+
+    def consul_client(self, address: str, timeout: float = 5.0):
+        """A py-consul client on one node's Consul server (HTTPS, the controller's token)."""
+        s = self.consul_servers()
+        return consul_client(address, s.port, timeout, self.consul_token(), s.ca_file)
 
     def set_services(self, services: dict) -> None:
         """Replace the cluster's services pillar (``{"bay": {"services": ...}}``)."""
@@ -782,8 +808,7 @@ class LocalCluster:
 
         out: dict[str, dict] = {}
         try:
-            store = kvstore.first_answering([n.address for n in self.nodes() if n.address], 8500, timeout=1.0,
-                                            token=self.consul_token())
+            store = self.consul_store(timeout=1.0)
             for role in names.LEADER_ROLES:
                 h = read_leader(store, role)
                 out[role] = ({"master": h.master, "address": h.address, "since": h.since,

@@ -95,11 +95,14 @@ def kafka_lib(checkout: Path) -> str:
 class Kafka:
     """A real Kafka broker (KRaft, broker and controller in one JVM) with the
     configuration bay.kafka writes on a kafka node: SASL SCRAM-SHA-512 for
-    clients on ``address``, the controller on loopback; for tests and
-    benchmarks. ``restart()`` keeps its data (a broker restarted under its clients)."""
+    clients on ``address`` (over TLS with ``tls``: SASL_SSL, a certificate
+    for ``address`` from a CA of its own, ``ca_file``), the controller on
+    loopback; for tests and benchmarks. ``restart()`` keeps its data (a
+    broker restarted under its clients)."""
 
     def __init__(self, workdir: Path, checkout: Path, address: str = "127.0.0.1", user: str = "bay",
-                 password: str | None = None, heap: str = "256m"):
+                 password: str | None = None, heap: str = "256m", tls: bool = True):
+        from bay_salt.cluster import pki
         from bay_salt.logs import kafka, nodefiles
 
         self.workdir, self.address, self.user = workdir, address, user
@@ -108,9 +111,19 @@ class Kafka:
         self.lib = kafka_lib(checkout)
         self.heap = heap
         workdir.mkdir(parents=True, exist_ok=True)
+        self.ca_file = ""
+        if tls:  # what the broker's unit assembles on a node: the key and the certificate in one PEM file
+            authority = pki.ca("Bay test Kafka CA")
+            leaf = pki.leaf(authority, address, ["localhost"], [address])
+            (workdir / "ca.pem").write_text(authority.cert_pem)
+            store = Path(kafka.keystore_path(str(workdir)))
+            store.parent.mkdir(mode=0o700, exist_ok=True)
+            store.write_text(leaf.key_pem + leaf.cert_pem)
+            store.chmod(0o600)
+            self.ca_file = str(workdir / "ca.pem")
         self.config = workdir / "server.properties"
         self.config.write_text(kafka.broker_properties(1, address, self.port, self.controller_port, str(workdir), user,
-                                                       self.password, 3, 86400))
+                                                       self.password, 3, 86400, ca_file=self.ca_file))
         (workdir / "log4j2.properties").write_text(nodefiles.LOG4J)
         fmt = self._java("kafka.tools.StorageTool", "format", "--ignore-formatted", "-t",
                          nodefiles.cluster_id(workdir.name), "-c", str(self.config), "--add-scram",
@@ -131,7 +144,7 @@ class Kafka:
     def client(self):
         from bay_salt.logs.kafka import Client
 
-        return Client(self.bootstrap, self.user, self.password)
+        return Client(self.bootstrap, self.user, self.password, self.ca_file)
 
     def start(self) -> Kafka:
         self.starts += 1
@@ -161,10 +174,8 @@ class Kafka:
     def tool(self, main: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         """One of Kafka's own tools (``org.apache.kafka.tools.ConsumerPerformance``...) as Bay's user."""
         props = self.workdir / "client.properties"
-        props.write_text("security.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\n"
-                         "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
-                         f'username="{self.user}" password="{self.password}";\n')
-        props.chmod(0o600)
+        props.touch(mode=0o600)
+        props.write_text(self.client().java_properties())
         cmd = [a.replace("{client.properties}", str(props)) for a in self._java(main, *args)]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 

@@ -122,8 +122,8 @@ class Engine:
                 if client is None:
                     # the servers as known, else from the master's own pillar: no node is
                     # asked (a node just lost would make that wait out its timeout)
-                    servers, port = self.pool.submit(self.reports.consul_servers).result(timeout=25)
-                    store = self.reports.connect(servers, port)
+                    servers = self.pool.submit(self.reports.consul_servers).result(timeout=25)
+                    store = self.reports.connect(servers)
                     client = store.client
                     self.reports.store = store  # the handlers use a server known to answer
                 index, checks = client.health.state("any", index=index, wait="30s")

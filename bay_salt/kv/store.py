@@ -16,6 +16,7 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple
 
 import consul
 import requests
@@ -29,6 +30,16 @@ log = logging.getLogger("bay.kv")
 TXN_LIMIT = 64
 #: seconds a Consul request may take before the caller hears that Consul is not answering
 TIMEOUT = 5.0
+
+
+class Servers(NamedTuple):
+    """Where the Consul servers' API is reached from off the nodes (the
+    master): their addresses, the port, and the CA their HTTPS certificates
+    are checked against (None: plain HTTP)."""
+
+    addresses: list[str]
+    port: int
+    ca_file: str | None = None
 
 
 class TxnError(RuntimeError):
@@ -252,7 +263,8 @@ class ConsulStore(Store):
                 if attempt == 2 or not others:
                     raise _consul_error(err, self.where) from None
                 try:
-                    moved = first_answering(others, self.client.http.port, token=self.client.token)
+                    moved = first_answering(others, self.client.http.port, token=self.client.token,
+                                            ca_file=ca_of(self.client))
                 except Unavailable:
                     raise _consul_error(err, self.where) from None
                 self.client = moved.client
@@ -312,25 +324,38 @@ class ConsulStore(Store):
             raise TxnError(f"transaction of {len(ops)} operations rolled back: {result['Errors']}")
 
 
-def client(host: str, port: int, timeout: float = TIMEOUT, token: str | None = None) -> consul.Consul:
-    """A py-consul client whose requests give up after ``timeout`` seconds."""
+def client(host: str, port: int, timeout: float = TIMEOUT, token: str | None = None,
+           ca_file: str | None = None) -> consul.Consul:
+    """A py-consul client whose requests give up after ``timeout`` seconds;
+    with ``ca_file``, over HTTPS, the server's certificate checked against that CA."""
+    if ca_file:
+        return consul.Consul(host=host, port=port, token=token, scheme="https", verify=ca_file,
+                             connections_timeout=timeout)
     return consul.Consul(host=host, port=port, token=token, connections_timeout=timeout)
 
 
+def ca_of(c: consul.Consul) -> str | None:
+    """The CA file a client made by :func:`client` checks its server against (None: plain HTTP)."""
+    return c.http.verify if c.http.scheme == "https" and isinstance(c.http.verify, str) else None
+
+
 def first_answering(servers: list[str], port: int, timeout: float = 2.0, token: str | None = None,
-                    fence: Callable[[], list[dict]] | None = None) -> ConsulStore:
+                    fence: Callable[[], list[dict]] | None = None, ca_file: str | None = None) -> ConsulStore:
     """A store on the first Consul server in ``servers`` that has a leader
-    (the others kept to fail over to; ``fence``: see :class:`Store`);
-    :class:`Unavailable` says how many answered and whether any had a leader."""
+    (the others kept to fail over to; ``fence``: see :class:`Store`;
+    ``ca_file``: HTTPS, see :func:`client`); :class:`Unavailable` says how
+    many answered and whether any had a leader."""
     problems = []
     for addr in servers:
-        c = client(addr, port, timeout, token)
+        c = client(addr, port, timeout, token, ca_file)
         try:
             if c.status.leader():
-                return ConsulStore(client(addr, port, TIMEOUT, token), servers, fence)
+                return ConsulStore(client(addr, port, TIMEOUT, token, ca_file), servers, fence)
             problems.append(f"{addr}: no leader")
         except requests.exceptions.Timeout:
             problems.append(f"{addr}: no answer in {timeout:g} s")
+        except requests.exceptions.SSLError:
+            problems.append(f"{addr}: its certificate is not from the CA in {ca_file} (or names another address)")
         except requests.exceptions.ConnectionError:
             problems.append(f"{addr}: connection refused or unreachable")
         except (consul.ConsulException, requests.exceptions.RequestException, OSError) as err:

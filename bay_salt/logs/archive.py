@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
         with open(args.config, encoding="utf-8") as fh:
             cfg = json.load(fh)
         k = cfg["kafka"]
-        client = Client(k["bootstrap"], k["user"], k["password"])
+        client = Client.from_dict(k)
     except (OSError, ValueError, KeyError) as err:
         raise SystemExit(f"bay-log-archiver: {args.config}: {err}") from None
     while True:  # HDFS may come up after us

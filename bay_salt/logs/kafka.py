@@ -3,8 +3,10 @@ the clients' (relay, archiver, topic admin) and a service's topic.
 
 Bay's broker is one KRaft node per ``kafka`` node (broker and controller in
 one JVM). Clients reach it on the node's address with SASL SCRAM-SHA-512 as
-Bay's one user; its controller listens on loopback only. Nothing is public:
-a connection without the password is refused.
+Bay's one user, over TLS where the site gives a CA (SASL_SSL: the password
+and the records encrypted, the broker's certificate checked); its controller
+listens on loopback only. Nothing is public: a connection without the
+password is refused.
 """
 
 from __future__ import annotations
@@ -63,42 +65,75 @@ class Client:
     bootstrap: str
     user: str
     password: str = field(repr=False)
+    #: the CA the broker's certificate is checked against: SASL_SSL (empty: SASL_PLAINTEXT)
+    ca_file: str = ""
 
     @classmethod
     def of(cls, cfg: dict) -> Client:
         """From loaded settings (``cfg["kafka"]``)."""
         k = cfg["kafka"]
-        return cls(k["bootstrap_servers"], k["user"], k["password"])
+        return cls(k["bootstrap_servers"], k["user"], k["password"], k["tls"]["ca_file"])
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Client:
+        """From what :func:`bay_salt.logs.nodefiles.kafka_client` writes into a daemon's config."""
+        return cls(d["bootstrap"], d.get("user", "bay"), d.get("password", ""), d.get("ca_file", ""))
 
     def conf(self, **extra) -> dict:
-        """librdkafka's configuration (SASL when a password is given)."""
+        """librdkafka's configuration (SASL when a password is given; over TLS with a CA)."""
         # librdkafka's own messages go to Python's logging (the journal), not to stderr
         out = {"bootstrap.servers": self.bootstrap, "client.id": "bay", "log_level": 4, "logger": klog,
                "reconnect.backoff.ms": 200, "reconnect.backoff.max.ms": 10000}
+        out["security.protocol"] = self.protocol
         if self.password:
-            out.update({"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": MECHANISM,
-                        "sasl.username": self.user, "sasl.password": self.password})
+            out.update({"sasl.mechanism": MECHANISM, "sasl.username": self.user, "sasl.password": self.password})
+        if self.ca_file:
+            # the broker's certificate checked against the CA and the address it was reached at
+            out.update({"ssl.ca.location": self.ca_file, "ssl.endpoint.identification.algorithm": "https"})
         out.update(extra)
         return out
 
+    @property
+    def protocol(self) -> str:
+        """Kafka's name for how this client talks to the broker."""
+        return ("SASL_" if self.password else "") + ("SSL" if self.ca_file else "PLAINTEXT")
+
+    def java_properties(self) -> str:
+        """The same for Kafka's own (Java) tools: a client.properties (a secret: it holds the password)."""
+        out = f"security.protocol={self.protocol}\n"
+        if self.password:
+            out += (f"sasl.mechanism={MECHANISM}\nsasl.jaas.config=org.apache.kafka.common.security.scram."
+                    f'ScramLoginModule required username="{self.user}" password="{self.password}";\n')
+        if self.ca_file:
+            out += f"ssl.truststore.type=PEM\nssl.truststore.location={self.ca_file}\n"
+        return out
+
+
+def keystore_path(data_dir: str) -> str:
+    """Where the broker's unit puts its key and certificate together (Kafka's PEM keystore is one file)."""
+    return f"{data_dir}/tls/keystore.pem"
+
 
 def broker_properties(node_id: int, address: str, port: int, controller_port: int, data_dir: str, user: str,
-                      password: str, partitions: int, retention_s: float) -> str:
-    """``server.properties`` of a one-node KRaft cluster on this node."""
+                      password: str, partitions: int, retention_s: float, ca_file: str = "") -> str:
+    """``server.properties`` of a one-node KRaft cluster on this node: clients
+    with SASL SCRAM, over TLS with ``ca_file`` (SASL_SSL; the key and
+    certificate in :func:`keystore_path`)."""
     jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{user}" '
             f'password="{password}";')
+    proto = "SASL_SSL" if ca_file else "SASL_PLAINTEXT"
     lines = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
         "controller.quorum.voters": f"{node_id}@127.0.0.1:{controller_port}",
-        "listeners": f"SASL_PLAINTEXT://{address}:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"SASL_PLAINTEXT://{address}:{port}",
-        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listeners": f"{proto}://{address}:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"{proto}://{address}:{port}",
+        "listener.security.protocol.map": f"{proto}:{proto},CONTROLLER:PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "inter.broker.listener.name": proto,
         "sasl.enabled.mechanisms": MECHANISM,
         "sasl.mechanism.inter.broker.protocol": MECHANISM,
-        f"listener.name.sasl_plaintext.{MECHANISM.lower()}.sasl.jaas.config": jaas,
+        f"listener.name.{proto.lower()}.{MECHANISM.lower()}.sasl.jaas.config": jaas,
         "log.dirs": f"{data_dir}/data",
         "num.partitions": str(partitions),
         "log.retention.ms": str(int(retention_s * 1000)),
@@ -109,6 +144,9 @@ def broker_properties(node_id: int, address: str, port: int, controller_port: in
         # topics are made at deploy, with the service's partitions and retention
         "auto.create.topics.enable": "false",
     }
+    if ca_file:
+        lines.update({"ssl.keystore.type": "PEM", "ssl.keystore.location": keystore_path(data_dir),
+                      "ssl.truststore.type": "PEM", "ssl.truststore.location": ca_file})
     return "".join(f"{k}={v}\n" for k, v in lines.items())
 
 

@@ -21,7 +21,8 @@ UNITS = "/etc/systemd/system"
 
 def _kafka_client(cfg: dict) -> dict:
     k = cfg["kafka"]
-    return {"bootstrap": k["bootstrap_servers"], "user": k["user"], "password": k["password"]}
+    return {"bootstrap": k["bootstrap_servers"], "user": k["user"], "password": k["password"],
+            "ca_file": k["tls"]["ca_file"]}
 
 
 def logs_config(cfg: dict) -> dict:
@@ -100,9 +101,18 @@ def kafka_unit(cfg: dict) -> str:
     k = cfg["kafka"]
     cmd = kafka.java_command(k["heap"], k["lib_dir"], f"{k['data_dir']}/log4j2.properties", "kafka.Kafka", KAFKA_CONFIG,
                              java="/usr/bin/java", fixed_heap=True)
-    return unit("Apache Kafka for Bay's logs (KRaft: broker and controller; clients with SASL SCRAM)",
-                "network-online.target", " ".join(cmd), before=(f"User={KAFKA_USER}",),
-                after_exec=("LimitNOFILE=100000", "TimeoutStopSec=60"))
+    before = [f"User={KAFKA_USER}"]
+    tls = k["tls"]
+    if tls["cert_file"]:
+        # Kafka's PEM keystore is one file: the node's key and certificate put together at each start, as
+        # root ("+"), readable by the broker's user only (a renewed certificate is taken at the next restart)
+        store = kafka.keystore_path(k["data_dir"])
+        before.append(f"ExecStartPre=+/bin/sh -c 'umask 077 && install -d -m 0700 -o {KAFKA_USER} "
+                      f"{store.rsplit('/', 1)[0]} && cat {tls['key_file']} {tls['cert_file']} > {store}.new && "
+                      f"chown {KAFKA_USER} {store}.new && mv {store}.new {store}'")
+    return unit("Apache Kafka for Bay's logs (KRaft: broker and controller; clients with SASL SCRAM"
+                f"{', over TLS' if tls['cert_file'] else ''})", "network-online.target", " ".join(cmd),
+                before=tuple(before), after_exec=("LimitNOFILE=100000", "TimeoutStopSec=60"))
 
 
 LOG4J = """status = error
@@ -135,7 +145,8 @@ def kafka_files(cfg: dict) -> dict[str, dict]:
     """The broker's (and the archiver's, when ``bay:logs:archive:hdfs`` is set) files."""
     k = cfg["kafka"]
     props = kafka.broker_properties(1, cfg["node"]["address"], k["port"], k["controller_port"], k["data_dir"],
-                                    k["user"], k["password"], k["partitions"], k["retention"])
+                                    k["user"], k["password"], k["partitions"], k["retention"],
+                                    ca_file=k["tls"]["ca_file"] if k["tls"]["cert_file"] else "")
     # the broker's configuration and the format script are the broker user's (they hold the password)
     out = {KAFKA_CONFIG: {"contents": props, "mode": "0640", "user": KAFKA_USER},
            KAFKA_FORMAT: {"contents": f"#!/bin/sh\nset -e\nexec {format_command(cfg)}\n", "mode": "0700",

@@ -299,8 +299,7 @@ def start_relay(cfg: Config):
     from bay_salt.logs.relay import Relay
     from bay_salt.node.containers import ContainerSources
 
-    sink = Sink(Client(cfg.kafka["bootstrap"], cfg.kafka.get("user", "bay"), cfg.kafka.get("password", "")),
-                cfg.relay_buffer)
+    sink = Sink(Client.from_dict(cfg.kafka), cfg.relay_buffer)
     while True:  # Docker's bridge may not be there yet at boot
         try:
             sources = ContainerSources()

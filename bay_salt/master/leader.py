@@ -238,10 +238,10 @@ def lead(opts: dict, role: str, reports) -> Lease:
 
     def connect() -> ConsulStore:
         try:
-            servers, port = reports.consul_servers()
+            servers = reports.consul_servers()
         except Exception as err:  # noqa: BLE001 - what the site says cannot be read yet: ask again
             raise Unavailable(f"the Consul servers are not known yet: {err}") from None
-        return first_answering(servers, port, token=controller_token(opts))
+        return first_answering(servers.addresses, servers.port, token=controller_token(opts), ca_file=servers.ca_file)
 
     lease = Lease(connect, role, str(opts.get("id") or socket.getfqdn()), advertised(opts))
     log.info("bay %s: standing by for the lock %s", role, lease.key)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from bay_salt.kv.records import Instance
-from bay_salt.kv.store import ConsulStore, first_answering
+from bay_salt.kv.store import ConsulStore, Servers, first_answering
 from bay_salt.master.saltbackend import SaltBackend, ThreadClients, controller_token, for_master
 from bay_salt.model import names
 from bay_salt.model.settings import Controller as Settings
@@ -36,8 +36,7 @@ class NodeReports:
         self.lock = threading.Lock()
         self.services: dict = {}
         self.settings: Settings | None = None
-        self.servers: list[str] = []
-        self.port = 8500
+        self.servers = Servers([], 8500)
         self.addresses: dict[str, str] = {}
         self.cadvisor_port = 8080
         #: where metrics go (the nodes' bay:monitoring, :func:`bay_salt.metrics.nodefiles.report`)
@@ -60,13 +59,13 @@ class NodeReports:
         return for_master(self.opts, targets, local=self.clients.get(), timeout=15, report_timeout=5,
                           refresh_pillar=False)
 
-    def consul_servers(self) -> tuple[list[str], int]:
-        """The Consul servers and their HTTP port: as last refreshed, else from
+    def consul_servers(self) -> Servers:
+        """The Consul servers and how to reach them: as last refreshed, else from
         the master's own pillar where it names them (no node has to answer:
         a master just started finds Consul before its minions reconnect)."""
-        if not self.servers:
-            self.servers, self.port = self.backend().consul_servers()
-        return self.servers, self.port
+        if not self.servers.addresses:
+            self.servers = self.backend().consul_servers()
+        return self.servers
 
     def refresh(self, force: bool = False) -> None:
         """Ask the nodes again after ``ttl`` (or now, with ``force``). One
@@ -78,11 +77,12 @@ class NodeReports:
             return
         try:
             b = self.backend()
-            servers, port = b.consul_servers()
-            if self.store is None or self.store.client.http.host not in servers or not self._answers(self.store):
-                self.store = self.connect(servers, port)  # a kept one keeps its cache
+            servers = b.consul_servers()
+            if (self.store is None or self.store.client.http.host not in servers.addresses
+                    or not self._answers(self.store)):
+                self.store = self.connect(servers)  # a kept one keeps its cache
             # a node that did not answer this time keeps the address it had
-            self.services, self.servers, self.port = b.services(), servers, port
+            self.services, self.servers = b.services(), servers
             try:
                 self.settings = Settings.model_validate(b.controller_settings())
             except ValueError as err:
@@ -99,15 +99,16 @@ class NodeReports:
         """A node was lost: if the store talks to its Consul server, move to another now."""
         address = self.addresses.get(node)
         if self.store is not None and address and self.store.client.http.host == address:
-            others = [a for a in self.servers if a != address]
+            others = self.servers._replace(addresses=[a for a in self.servers.addresses if a != address])
             try:
-                self.store = self.connect(others, self.port)
+                self.store = self.connect(others)
             except Exception as err:  # noqa: BLE001 - the store fails over by itself on its next call
                 log.warning("bay controller: no other Consul server answers yet: %s", err)
 
-    def connect(self, servers: list[str], port: int) -> ConsulStore:
+    def connect(self, servers: Servers) -> ConsulStore:
         """A store on the first of ``servers`` that answers, with the controller's token and this engine's fence."""
-        return first_answering(servers, port, token=controller_token(self.opts), fence=self.fence)
+        return first_answering(servers.addresses, servers.port, token=controller_token(self.opts), fence=self.fence,
+                               ca_file=servers.ca_file)
 
     @staticmethod
     def _answers(store: ConsulStore) -> bool:

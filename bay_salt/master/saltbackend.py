@@ -7,7 +7,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from bay_salt.kv.store import ConsulStore, first_answering
+from bay_salt.kv.store import ConsulStore, Servers, first_answering
+from bay_salt.metrics.platform import MASTER_TLS
 from bay_salt.model.services import GroupSpec
 from bay_salt.scheduling.backend import DeployError, NodeState
 from bay_salt.util import retry
@@ -29,7 +30,7 @@ class SaltBackend:
     def __init__(self, local, target: str | list[str] = "*", timeout: int = 300, report_timeout: int = 60,
                  refresh_pillar: bool = True, token: str | None = None,
                  connected: Callable[[], set[str]] | None = None, connect_wait: float = 30.0,
-                 site: Callable[[], dict] | None = None):
+                 site: Callable[[], dict] | None = None, ca_file: str = MASTER_TLS["ca_file"]):
         """``target``: a glob, or the list of minions to use (the controller
         passes the nodes Consul sees alive, so no call waits on a dead one).
         ``report_timeout``: for the node reports (the controller asks again
@@ -46,7 +47,9 @@ class SaltBackend:
         ``connect_wait`` seconds for it, since a job published meanwhile
         never reaches it and would be waited for in vain.
         ``site``: the site's settings (:func:`bay_salt.master.site.report`)
-        from the master's own pillar; without it, from the first node's report."""
+        from the master's own pillar; without it, from the first node's report.
+        ``ca_file``: the master's copy of the CA the Consul servers' HTTPS
+        certificates are checked against (where the site gives Consul TLS)."""
         self.local = local
         self.connected = connected
         self.connect_wait = connect_wait
@@ -56,6 +59,7 @@ class SaltBackend:
         self.tgt_type = "list" if isinstance(target, list) else "glob"
         self.timeout = timeout
         self.token = token
+        self.ca_file = ca_file
         self._reports: dict | None = None
         self.site = site
         self._site: dict | None = None
@@ -266,17 +270,21 @@ class SaltBackend:
     def cadvisor_port(self) -> int:
         return int(self._any()["cadvisor_port"])
 
-    def consul_servers(self) -> tuple[list[str], int]:
-        """The Consul servers' addresses and HTTP port (a site whose pillar gives no server's
-        address: as the nodes report them, each knowing its own)."""
+    def consul_servers(self) -> Servers:
+        """The Consul servers' addresses and API port (a site whose pillar gives no server's
+        address: as the nodes report them, each knowing its own): HTTPS, checked against the
+        master's CA file, where the site gives Consul TLS."""
         info = self._any()["consul"]
         if not info["servers"] and self.site is not None:
             info = {**info, "servers": sorted({a for r in self.reports().values() for a in r["consul"]["servers"]})}
-        return info["servers"], info["http_port"]
+        if info.get("https_port"):
+            return Servers(info["servers"], info["https_port"], self.ca_file)
+        return Servers(info["servers"], info["http_port"])
 
     def store(self) -> ConsulStore:
         """The KV store on the first Consul server that answers with a leader."""
-        return first_answering(*self.consul_servers(), token=self.token)
+        servers = self.consul_servers()
+        return first_answering(servers.addresses, servers.port, token=self.token, ca_file=servers.ca_file)
 
 
 def for_master(opts: dict, targets: list[str] | None = None, local=None, **kwargs) -> SaltBackend:
@@ -292,6 +300,7 @@ def for_master(opts: dict, targets: list[str] | None = None, local=None, **kwarg
     if targets is None:
         targets = sorted(salt.utils.minions.CkMinions(opts).connected_ids())
     kwargs.setdefault("token", controller_token(opts))
+    kwargs.setdefault("ca_file", opts.get("bay_consul_ca_file", MASTER_TLS["ca_file"]))
     # the site's settings from the master's own pillar (compiled as for a node the top file names),
     # so a command needs no node to answer and no node chooses them
     pillar_id = sorted(targets)[0] if targets else _first_accepted(opts)

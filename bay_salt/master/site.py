@@ -35,7 +35,9 @@ def report(cfg: dict) -> dict:
         # the alert evaluator's settings (no secret: the SMTP password is a file on the master)
         "alerts": cfg["alerts"],
         "registry_storage": cfg["registry"]["storage"],
-        "consul": {"servers": cfg["consul"]["server_addresses"], "http_port": cfg["consul"]["http_port"]},
+        # with TLS the servers' API is HTTPS on the network (HTTP on loopback only)
+        "consul": {"servers": cfg["consul"]["server_addresses"], "http_port": cfg["consul"]["http_port"],
+                   "https_port": cfg["consul"]["https_port"] if cfg["consul"]["tls"]["ca_file"] else None},
         # the nodes' addresses where the pillar gives them (bay:nodes), so no node has to be asked
         "addresses": {n: v["address"] for n, v in sorted(cfg["nodes"].items()) if v.get("address")},
     }

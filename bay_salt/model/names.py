@@ -265,9 +265,9 @@ LOG_ARCHIVER_GROUP = "bay-log-archiver"
 LOG_LABELS = ("service", "group", "instance", "node")
 #: a node's log endpoint: the output of one instance (live or kept), and the list of a group's
 LOG_URL_PREFIX = "/v1/logs"
-#: the environment every container gets: the node's relay (line protocol) and, for its own consumers, Kafka
+#: the environment every container gets: the relay (line protocol) and its topic (Kafka is closed to containers)
 ENV_LOG_HOST, ENV_LOG_PORT = "BAY_LOG_HOST", "BAY_LOG_PORT"
-ENV_LOG_TOPIC, ENV_KAFKA_BOOTSTRAP = "BAY_LOG_TOPIC", "KAFKA_BOOTSTRAP_SERVERS"
+ENV_LOG_TOPIC = "BAY_LOG_TOPIC"
 
 
 def log_topic(service: str) -> str:

@@ -186,6 +186,8 @@ class Consul(Strict):
     config_dir: str
     servers: list[str] = []
     http_port: int = Port
+    #: the servers' HTTPS API on their address, for the master (with ``tls``: then HTTP stays on loopback)
+    https_port: int = Port
     dns_port: int = Port
     ui: bool = False
     #: scales the servers' Raft timings; 1 (HashiCorp's production recommendation) finds a lost
@@ -573,6 +575,22 @@ class Logs(Strict):
         return value
 
 
+class KafkaTLS(Strict):
+    """TLS between Kafka and its clients (SASL_SSL): the CA the clients check
+    the broker against; for Bay's own broker also the kafka node's
+    certificate (naming its address) and key. Empty: SASL_PLAINTEXT."""
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+    @model_validator(mode="after")
+    def _pair(self) -> KafkaTLS:
+        if bool(self.cert_file) != bool(self.key_file) or (self.cert_file and not self.ca_file):
+            raise ValueError("tls: give cert_file and key_file together, with ca_file")
+        return self
+
+
 class Kafka(Strict):
     """Apache Kafka (KRaft) on the nodes with role ``kafka``, or a site's own."""
 
@@ -592,8 +610,16 @@ class Kafka(Strict):
     #: a new service's topic, unless its spec says otherwise
     partitions: int = Field(ge=1)
     retention: float = Field(gt=0)
+    tls: KafkaTLS = Field(default_factory=KafkaTLS)
 
     _d = field_validator("retention", mode="before")(classmethod(lambda cls, v: seconds(v)))
+
+    @model_validator(mode="after")
+    def _own_broker_has_a_certificate(self) -> Kafka:
+        if self.tls.ca_file and not self.bootstrap and not self.tls.cert_file:
+            raise ValueError("tls: Bay's own broker needs cert_file and key_file (a certificate naming "
+                             "the kafka node's address); a site's own Kafka (bootstrap) needs only ca_file")
+        return self
 
     @field_validator("bootstrap")
     @classmethod

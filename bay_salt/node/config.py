@@ -58,19 +58,23 @@ def registry_auth_file(cfg: dict) -> dict:
 def consul_config(cfg: dict) -> dict:
     """The agent's JSON config: server on the nodes the pillar lists (with
     bootstrap_expect), client elsewhere; every agent retry-joins the servers.
-    The HTTP API listens on loopback; on servers also on the node's address,
-    for the master (with ACLs on: a token for anything). ACLs deny by default;
-    with a CA given, RPC is TLS both ways."""
+    The HTTP API listens on loopback; a server's API is also on the node's
+    address, for the master (with ACLs on: a token for anything): HTTPS on
+    ``https_port`` with a CA given, else HTTP. ACLs deny by default; with a
+    CA given, RPC is TLS both ways."""
     c, node = cfg["consul"], cfg["node"]
     if not node["address"]:
         raise ValueError(f"node {node['id']}: no address in bay:nodes and none found in grains")
+    tls = c["tls"]
+    # a server's API on its address, for the master: HTTPS with a CA (the token never in clear), else HTTP
+    public_http = node["consul_server"] and not tls["ca_file"]
     conf: dict = {
         "datacenter": c["datacenter"],
         "node_name": node["id"],
         "data_dir": c["data_dir"],
         "bind_addr": node["address"],
         "advertise_addr": node["address"],
-        "client_addr": " ".join(dict.fromkeys(["127.0.0.1"] + ([node["address"]] if node["consul_server"] else []))),
+        "client_addr": " ".join(dict.fromkeys(["127.0.0.1"] + ([node["address"]] if public_http else []))),
         # no WAN gossip: Bay runs one datacenter, so a server listens on 8300 and 8301 only
         "ports": {"http": c["http_port"], "dns": c["dns_port"], "serf_wan": -1},
         # DNS answers on loopback only, on servers too (their HTTP API is on the address for the master)
@@ -97,10 +101,13 @@ def consul_config(cfg: dict) -> dict:
             tokens["master"] = acl["tokens"]["management"]  # Consul 1.8's name for the initial management token
         conf["acl"] = {"enabled": True, "default_policy": "deny", "down_policy": "extend-cache",
                        "enable_token_persistence": True, "tokens": tokens}
-    tls = c["tls"]
     if tls["ca_file"]:
+        # verify_incoming_rpc, not verify_incoming: HTTPS clients (the master) show a token, not a certificate
         conf.update({"ca_file": tls["ca_file"], "cert_file": tls["cert_file"], "key_file": tls["key_file"],
                      "verify_incoming_rpc": True, "verify_outgoing": True, "verify_server_hostname": True})
+        if node["consul_server"]:
+            conf["ports"]["https"] = c["https_port"]
+            conf["addresses"]["https"] = node["address"]
     return conf
 
 

@@ -100,11 +100,12 @@ def network_gateway(network) -> str:
 
 
 def platform_env(client: docker.DockerClient, service: str, statsd_port: int | None = None,
-                 log_relay_port: int | None = None, kafka_bootstrap: str = "") -> dict[str, str]:
+                 log_relay_port: int | None = None) -> dict[str, str]:
     """What the platform tells a container: where it sends statsd (its node's
     metrics agent) and log lines (its node's log relay), both on Docker's
     bridge gateway (the address containers reach their node at), and its log
-    topic in Kafka."""
+    topic. Not where Kafka is: the sandbox closes it to containers, which
+    log through the relay."""
     if not (statsd_port or log_relay_port):
         return {}
     gateway = network_gateway(client.networks.get("bridge"))
@@ -112,8 +113,6 @@ def platform_env(client: docker.DockerClient, service: str, statsd_port: int | N
     if log_relay_port:
         env.update({names.ENV_LOG_HOST: gateway, names.ENV_LOG_PORT: str(log_relay_port),
                     names.ENV_LOG_TOPIC: names.log_topic(service)})
-        if kafka_bootstrap:
-            env[names.ENV_KAFKA_BOOTSTRAP] = kafka_bootstrap
     return env
 
 
@@ -286,7 +285,7 @@ def docker_problem(err: Exception, image: str) -> str:
 
 def start_many(group: GroupSpec, instances: list[str], address: str, log_max_size: str = "10m",
                log_max_file: int = 3, wait: bool = True, secrets: dict[str, str] | None = None,
-               statsd_port: int | None = None, log_relay_port: int | None = None, kafka_bootstrap: str = "",
+               statsd_port: int | None = None, log_relay_port: int | None = None,
                keep: Keep | None = None) -> list[dict]:
     """Start ``instances`` of ``group`` here and, with ``wait``, probe each on
     this node's ``address`` (in parallel) until healthy or its start period ends.
@@ -296,7 +295,7 @@ def start_many(group: GroupSpec, instances: list[str], address: str, log_max_siz
     dc = client()
     started = []
     try:
-        penv = platform_env(dc, group.service, statsd_port, log_relay_port, kafka_bootstrap)
+        penv = platform_env(dc, group.service, statsd_port, log_relay_port)
         for i in instances:
             started.append(run(dc, group, i, log_max_size, log_max_file, secrets, penv))
     except docker.errors.DockerException as err:

@@ -50,7 +50,7 @@ def run(group, instances, wait=True):
                                  secrets={k: secrets[k] for k in spec.secret_env},
                                  statsd_port=cfg["monitoring"]["statsd_port"] if cfg["monitoring"]["enabled"] else None,
                                  log_relay_port=logs["relay_port"] if logs["enabled"] and cfg["kafka"]["bootstrap_servers"]
-                                 else None, kafka_bootstrap=cfg["kafka"]["bootstrap_servers"], keep=_keep(cfg))
+                                 else None, keep=_keep(cfg))
 
 
 def _keep(cfg):

@@ -46,14 +46,12 @@ def ids_via(address, port, tries=24):
 
 
 def status(cluster, service="demo") -> dict:
-    """`bay status SERVICE`'s rows as deployed, read from KV over HTTP on this
+    """`bay status SERVICE`'s rows as deployed, read from KV over HTTPS on this
     machine (:func:`bay_salt.control.operations.group_rows`, the runner's own
     code): the tests poll it, and a ``salt-run`` per poll kept the 2 cores busy."""
     from bay_salt.control.operations import group_rows
-    from bay_salt.kv.store import first_answering
 
-    running = [n.address for n in cluster.nodes() if n.status == "running"]
-    return group_rows(first_answering(running, 8500, timeout=2, token=cluster.consul_token()), {}, service)
+    return group_rows(cluster.consul_store(running_only=True), {}, service)
 
 
 def placements(cluster, group, service="demo") -> dict[str, str]:
@@ -103,16 +101,18 @@ def containers(cluster, group, status_filter=("status=running",), service="demo"
 
 
 def kv_get(cluster, key, recurse=False):
-    """Consul KV read over HTTP from the host (the cluster's own bridge network)."""
-    node = cluster.nodes()[0]
-    url = f"http://{node.address}:8500/v1/kv/{key}" + ("?recurse" if recurse else "")
-    req = urllib.request.Request(url, headers={"X-Consul-Token": cluster.consul_token() or ""})
-    try:
-        return json.loads(urllib.request.urlopen(req, timeout=2).read())
-    except urllib.error.HTTPError as err:
-        if err.code == 404:
-            return []
-        raise
+    """Consul KV read over HTTPS from the host (the cluster's own bridge network), as the API returns it
+    (values base64); [] when there is nothing."""
+    import requests
+
+    servers = cluster.consul_servers()
+    res = requests.get(f"https://{cluster.nodes()[0].address}:{servers.port}/v1/kv/{key}",
+                       params={"recurse": "1"} if recurse else None, verify=servers.ca_file, timeout=2,
+                       headers={"X-Consul-Token": cluster.consul_token() or ""})
+    if res.status_code == 404:
+        return []
+    res.raise_for_status()
+    return res.json()
 
 
 def master_log_lines(cluster) -> dict[str, int]:

@@ -44,7 +44,9 @@ def curl(attacker, *args) -> tuple[int, str]:
 
 def test_consul_refuses_anonymous_reads_and_writes(cluster, attacker):
     for n in cluster.nodes()[:3]:
-        base = f"http://{n.address}:8500"
+        # a server's API is HTTPS on its address (the token never in clear); HTTP is on loopback only
+        assert curl(attacker, f"http://{n.address}:8500/v1/status/leader")[0] == 0, n.id
+        base = f"https://{n.address}:8501"
         st, body = curl(attacker, f"{base}/v1/kv/bay/?recurse")
         assert st in (403, 404) or body.strip() in ("", "[]"), (n.id, st, body[:200])
         assert "bay/instances" not in body and "bay/routes" not in body
@@ -81,6 +83,7 @@ def test_node_endpoints_are_not_public(cluster, attacker):
             assert curl(attacker, f"http://{n.address}:{port}/")[0] == 0, (n.id, port)
     for n in cluster.nodes()[3:]:  # Consul clients (the playbook's joined server): their HTTP API is loopback only
         assert curl(attacker, f"http://{n.address}:8500/v1/status/leader")[0] == 0, n.id
+        assert curl(attacker, f"https://{n.address}:8501/v1/status/leader")[0] == 0, n.id
 
 
 def test_the_registrys_hdfs_answers_the_registry_nodes_only(cluster, attacker):
@@ -109,8 +112,8 @@ def test_a_service_container_reaches_its_peers_and_nothing_of_the_platform(clust
     hdfs = network_gateway(cluster.client.networks.get(names.network_name(cluster.name)))
     tried = {p for a, p in reach["targets"]}
     # every daemon is tried: HDFS, Salt on both masters, Consul, bay-logs, Kafka, carbon, the registry
-    assert (hdfs, details["http_port"]) in reach["targets"] and {4505, 4506, 8300, 8301, 8095, 9092, 2014, 5000,
-                                                                 5001} <= tried, sorted(reach["targets"])
+    assert (hdfs, details["http_port"]) in reach["targets"] and {4505, 4506, 8300, 8301, 8501, 8095, 9092, 2014,
+                                                                 5000, 5001} <= tried, sorted(reach["targets"])
     extra = reach["open"] - reach["allowed"]
     assert not extra, f"{len(extra)} of {len(reach['targets'])} platform ports reachable: {sorted(extra)}"
     assert reach["open"] == reach["allowed"], sorted(reach["allowed"] - reach["open"])
@@ -142,7 +145,8 @@ def test_a_nodes_consul_agent_token_writes_its_own_node_only(cluster):
                          "http://127.0.0.1:8500/v1/catalog/deregister"])
     assert res.output.decode() == "403", res.output
     catalog = node.exec_run(["curl", "-s", "-H", f"X-Consul-Token: {cluster.consul_token()}",
-                             f"http://{cluster.nodes()[0].address}:8500/v1/catalog/nodes"]).output
+                             "--cacert", "/etc/consul.d/tls/ca.pem",
+                             f"https://{cluster.nodes()[0].address}:8501/v1/catalog/nodes"]).output
     assert cluster.nodes()[2].id in [e["Node"] for e in json.loads(catalog)]
     me = cluster.nodes()[1].id
     pillar = cluster.state_dir / "pillar"
@@ -285,23 +289,24 @@ def test_a_groups_egress_opens_what_it_declares_and_nothing_else(cluster, spec, 
     attacker.exec_run(["sh", "-c", "nohup python3 -m http.server 9999 >/dev/null 2>&1 &"], detach=True)
     first = cluster.nodes()[0]
     spec["bay"]["services"][TINY]["egress"] = [{"to": outside, "ports": [9999]},
-                                               {"to": first.address, "ports": [8500]}]
+                                               {"to": first.address, "ports": [8501]}]
     cluster.set_services(spec)
     cluster.runner("bay.deploy", TINY)
 
     def reach(service, host, port):
+        """Whether an HTTP server answers (Consul's HTTPS answers a plain request with a 400)."""
         for n in cluster.nodes()[:3]:
             node = cluster.client.containers.get(n.container)
             for cid in node.exec_run(["docker", "ps", "-q", "--filter", f"label={names.LABEL_SERVICE}={service}"]
                                      ).output.split()[:1]:
                 out = node.exec_run(["docker", "exec", cid.decode(), "sh", "-c",
                                      f'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 3 {host} {port}']).output
-                return b"HTTP/1.0 200" in out or b"HTTP/1.1" in out
+                return b"HTTP/1." in out
         raise AssertionError(f"no {service} container")
 
     eventually(lambda: reach(TINY, outside, 9999), 10, "tiny reaching what it declared")
     assert not reach("demo", outside, 9999)  # declared by tiny only
-    assert not reach(TINY, first.address, 8500)  # Consul: the platform, whatever is declared
+    assert not reach(TINY, first.address, 8501)  # Consul: the platform, whatever is declared
 
 
 def test_graphite_takes_no_points_and_shows_nothing_to_a_stranger(cluster, attacker):
@@ -355,12 +360,13 @@ def test_logs_and_kafka_show_nothing_to_a_stranger(cluster, attacker):
                    f"https://{node1.address}:8095{names.log_path('demo', 'web')}")
     assert code == 401
     probe = ("import sys\nfrom confluent_kafka.admin import AdminClient\n"
-             "for extra in ({}, {'security.protocol':'SASL_PLAINTEXT','sasl.mechanism':'SCRAM-SHA-512',"
-             "'sasl.username':'bay','sasl.password':'guess'}):\n"
+             "guess={'sasl.mechanism':'SCRAM-SHA-512','sasl.username':'bay','sasl.password':'guess'}\n"
+             "for extra in ({}, {'security.protocol':'SASL_PLAINTEXT',**guess}, {'security.protocol':'SASL_SSL',"
+             "'enable.ssl.certificate.verification':False,**guess}):\n"
              "  try:\n"
              "    md=AdminClient({'bootstrap.servers':sys.argv[1],'log_level':0,**extra}).list_topics(timeout=8)\n"
              "    print('answered', sorted(md.topics))\n"
              "  except Exception as e: print('refused', type(e).__name__)\n")
     res = attacker.exec_run([f"{images.VENV}/bin/python", "-c", probe, f"{node1.address}:9092"])
-    assert res.output.decode().count("refused") == 2, res.output.decode()
+    assert res.output.decode().count("refused") == 3, res.output.decode()  # plain, SASL in clear, SASL over TLS
 

@@ -6,7 +6,6 @@ and every node's HAProxy holding exactly the registered servers, all UP.
 Events are the fast path; reconciliation must heal what they miss."""
 
 import copy
-import json
 import time
 
 import pytest
@@ -165,7 +164,8 @@ def test_rolling_restart_of_every_node_with_one_drained_keeps_the_consul_quorum(
     restart is maintenance as a platform team does it: drained first (what it
     runs moves, nothing fails), undrained once back, used again."""
     import threading
-    import urllib.request
+
+    import requests
 
     gaps, stop = [], threading.Event()
 
@@ -175,9 +175,8 @@ def test_rolling_restart_of_every_node_with_one_drained_keeps_the_consul_quorum(
             ok = False
             for n in cluster.nodes():
                 try:
-                    ok = bool(json.loads(urllib.request.urlopen(f"http://{n.address}:8500/v1/status/leader",
-                                                                timeout=1).read()))
-                except OSError:
+                    ok = bool(cluster.consul_client(n.address, timeout=1).status.leader())
+                except (OSError, requests.exceptions.RequestException):
                     continue
                 if ok:
                     break

@@ -7,7 +7,7 @@ import time
 
 from bay_salt.cluster.local import BayError
 from bay_salt.kv.records import read_leader
-from bay_salt.kv.store import ConsulStore, client
+from bay_salt.kv.store import ConsulStore
 from tests.e2e.helpers import (
     WEB,
     containers,
@@ -23,7 +23,7 @@ from tests.e2e.helpers import (
 
 
 def store(cluster):
-    return ConsulStore(client(cluster.nodes()[0].address, 8500, token=cluster.consul_token()))
+    return ConsulStore(cluster.consul_client(cluster.nodes()[0].address))
 
 
 def leader_id(cluster, role="controller"):

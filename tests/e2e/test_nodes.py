@@ -20,13 +20,14 @@ def test_service_running_and_enabled(node, service):
 
 def test_ports_listening(node):
     """What a node exposes (README: "What a node exposes"): Consul's gossip and
-    RPC, its HTTP API (a server's, ACL-protected) and the services' frontends;
-    cAdvisor and HAProxy's stats on loopback only."""
+    RPC, its API (a server's, HTTPS, ACL-protected; HTTP on loopback) and the
+    services' frontends; cAdvisor and HAProxy's stats on loopback only."""
     addr = node.info.address
-    for spec in (f"tcp://{addr}:8500", "tcp://127.0.0.1:8500", f"tcp://{addr}:8301", f"tcp://{addr}:8300",
+    for spec in (f"tcp://{addr}:8501", "tcp://127.0.0.1:8500", f"tcp://{addr}:8301", f"tcp://{addr}:8300",
                  "tcp://127.0.0.1:8404", "tcp://127.0.0.1:8080"):
         assert node.socket(spec).is_listening, spec
-    for spec in ("tcp://0.0.0.0:8404", "tcp://0.0.0.0:8080", f"tcp://{addr}:8080", f"tcp://{addr}:8404",
+    for spec in (f"tcp://{addr}:8500", "tcp://0.0.0.0:8500", "tcp://0.0.0.0:8404", "tcp://0.0.0.0:8080",
+                 f"tcp://{addr}:8080", f"tcp://{addr}:8404",
                  f"tcp://{addr}:8302", f"tcp://{addr}:8600"):  # no WAN gossip, DNS on loopback
         assert not node.socket(spec).is_listening, spec
     # metrics: the agent's line receiver and statsd on loopback, the containers' statsd on Docker's bridge only

@@ -235,9 +235,26 @@ def test_deploy_time_topic_is_made_grown_and_its_retention_changed(kafka):
     assert made["created"] and made["partitions"] == 2
     again = bay_kafka.ensure_topic(c, "topictest", 4, 7200)
     assert not again["created"] and again["grown_from"] == 2 and again.get("retention_changed")
-    bad = bay_kafka.Client(kafka.bootstrap, "bay", "wrong")
+    bad = bay_kafka.Client(kafka.bootstrap, "bay", "wrong", kafka.ca_file)
     with pytest.raises(bay_kafka.KafkaError, match=f"Kafka at {kafka.bootstrap}: topic bay.logs.topictest"):
         bay_kafka.ensure_topic(bad, "topictest", 4, 7200, timeout=5)
+
+
+def test_kafka_takes_sasl_over_tls_only_from_clients_that_check_its_certificate(kafka, tmp_path):
+    """SASL_SSL (#24): the password and the records never cross the network in
+    clear. A client speaking SASL_PLAINTEXT (the right password) gets nothing;
+    one that trusts another CA refuses the broker; the right CA gets through."""
+    from bay_salt.cluster import pki
+
+    assert "SASL_SSL://" in kafka.config.read_text() and "SASL_PLAINTEXT" not in kafka.config.read_text()
+    plain = bay_kafka.Client(kafka.bootstrap, kafka.user, kafka.password)
+    with pytest.raises(bay_kafka.KafkaError):
+        bay_kafka.ensure_topic(plain, "tlstest", 1, 3600, timeout=5)
+    (tmp_path / "other.pem").write_text(pki.ca("another CA").cert_pem)
+    stranger = bay_kafka.Client(kafka.bootstrap, kafka.user, kafka.password, str(tmp_path / "other.pem"))
+    with pytest.raises(bay_kafka.KafkaError):
+        bay_kafka.ensure_topic(stranger, "tlstest", 1, 3600, timeout=5)
+    assert bay_kafka.ensure_topic(kafka.client(), "tlstest", 1, 3600)["created"]
 
 
 # --- the archive ------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def archive_time():
 def start_archiver(tmp_path, kafka, hdfs_url, node="t1"):
     cfg = tmp_path / "archiver.json"
     cfg.write_text(json.dumps({"node": node, "kafka": {"bootstrap": kafka.bootstrap, "user": kafka.user,
-                                                       "password": kafka.password},
+                                                       "password": kafka.password, "ca_file": kafka.ca_file},
                                "hdfs": hdfs_url, "user": "bay", "roll_seconds": 1.0, "roll_bytes": 1 << 20}))
     cfg.chmod(0o600)
     log = open(tmp_path / "archiver.log", "ab")  # noqa: SIM115 - closed with the process

@@ -5,6 +5,7 @@ import pytest
 
 from bay_salt.kv import store as kvstore
 from bay_salt.kv.records import Leader, read_leader
+from bay_salt.kv.store import Servers
 from bay_salt.model import names
 from tests.support.fakes import MemoryStore
 
@@ -62,7 +63,7 @@ def test_a_standby_finds_consul_from_the_masters_own_pillar_without_asking_the_n
 
     class SiteOnly:
         def consul_servers(self):
-            return ["10.0.0.2", "10.0.0.3"], 8500
+            return Servers(["10.0.0.2", "10.0.0.3"], 8500)
 
         def __getattr__(self, name):
             raise AssertionError(f"{name}: a node was asked")
@@ -70,5 +71,5 @@ def test_a_standby_finds_consul_from_the_masters_own_pillar_without_asking_the_n
     reports = NodeReports({"conf_file": "/nonexistent"})
     asked = []
     monkeypatch.setattr(reports, "backend", lambda: asked.append(1) or SiteOnly())
-    assert reports.consul_servers() == (["10.0.0.2", "10.0.0.3"], 8500)
-    assert reports.consul_servers() == (["10.0.0.2", "10.0.0.3"], 8500) and len(asked) == 1  # kept
+    assert reports.consul_servers() == Servers(["10.0.0.2", "10.0.0.3"], 8500)
+    assert reports.consul_servers() == Servers(["10.0.0.2", "10.0.0.3"], 8500) and len(asked) == 1  # kept

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from bay_salt.kv.records import Health, Instance
-from bay_salt.logs import archive, kept, nodefiles, operations, relay, tokens
+from bay_salt.logs import archive, kafka, kept, nodefiles, operations, relay, tokens
 from bay_salt.logs.handler import BayLogHandler
 from bay_salt.model import names, services, settings
 from bay_salt.registry.storage import LocalDriver, StorageError
@@ -257,6 +257,33 @@ def test_the_broker_takes_clients_with_scram_on_the_node_and_its_controller_on_l
     assert len(nodefiles.cluster_id("default")) == 22
 
 
+KAFKA_TLS = {"tls": {"ca_file": "/etc/bay/ca.pem", "cert_file": "/etc/bay/tls/node.pem",
+                     "key_file": "/etc/bay/tls/node-key.pem"}}
+
+
+def test_with_tls_the_broker_and_every_client_speak_sasl_ssl():
+    cfg = _cfg(kafka=KAFKA_TLS)
+    files = nodefiles.kafka_files(cfg)
+    props = files[nodefiles.KAFKA_CONFIG]["contents"]
+    assert "listeners=SASL_SSL://10.0.0.1:9092,CONTROLLER://127.0.0.1:9093" in props
+    assert "inter.broker.listener.name=SASL_SSL" in props and "SASL_PLAINTEXT" not in props
+    assert "ssl.keystore.location=/var/lib/bay/kafka/tls/keystore.pem" in props
+    assert "ssl.truststore.location=/etc/bay/ca.pem" in props and "listener.name.sasl_ssl.scram-sha-512" in props
+    # the keystore is put together as root at each start, readable by the broker's user only
+    unit = files["/etc/systemd/system/bay-kafka.service"]["contents"]
+    pre = next(line for line in unit.splitlines() if line.startswith("ExecStartPre=+"))
+    assert "cat /etc/bay/tls/node-key.pem /etc/bay/tls/node.pem" in pre and "umask 077" in pre
+    assert unit.index("ExecStartPre") < unit.index("ExecStart=")
+    relay = json.loads(nodefiles.files(cfg)[nodefiles.LOGS_CONFIG]["contents"])["kafka"]
+    client = kafka.Client.from_dict(relay)
+    conf = client.conf()
+    assert conf["security.protocol"] == "SASL_SSL" and conf["ssl.ca.location"] == "/etc/bay/ca.pem"
+    assert conf["ssl.endpoint.identification.algorithm"] == "https"
+    assert "security.protocol=SASL_SSL" in client.java_properties()
+    assert kafka.Client.of(_cfg()).conf()["security.protocol"] == "SASL_PLAINTEXT"  # no CA given: as before
+    assert "ssl.ca.location" not in kafka.Client.of(_cfg()).conf()
+
+
 def test_every_nodes_relay_knows_kafka_and_the_master_hears_no_secret():
     cfg = _cfg()
     assert cfg["kafka"]["bootstrap_servers"] == "10.0.0.1:9092" and cfg["kafka"]["nodes"] == ["n1"]
@@ -275,6 +302,12 @@ def test_kafka_settings_are_checked():
         _cfg(kafka={"bootstrap": "not a list"})
     site = _cfg(kafka={"bootstrap": "k1:9092,k2:9092"})
     assert site["kafka"]["bootstrap_servers"] == "k1:9092,k2:9092"
+    with pytest.raises(settings.SettingsError, match="bay:kafka:tls: .*cert_file and key_file together"):
+        _cfg(kafka={"tls": {"ca_file": "/ca", "cert_file": "/c"}})
+    with pytest.raises(settings.SettingsError, match="Bay's own broker needs cert_file"):
+        _cfg(kafka={"tls": {"ca_file": "/ca"}})
+    own = _cfg(kafka={"bootstrap": "k1:9093", "tls": {"ca_file": "/ca"}})  # a site's own Kafka: the CA only
+    assert kafka.Client.of(own).conf()["security.protocol"] == "SASL_SSL"
 
 
 def test_a_services_log_topic_is_checked_with_its_spec():

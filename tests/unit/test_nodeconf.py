@@ -173,6 +173,12 @@ def test_nothing_listens_beyond_the_node_unless_it_must():
     tls = cfg_for("node1", consul={"tls": {"ca_file": "/c", "cert_file": "/s", "key_file": "/k"}})
     conf = nodeconf.consul_config(tls)
     assert conf["verify_incoming_rpc"] and conf["verify_outgoing"] and conf["verify_server_hostname"]
+    # with TLS the token never crosses the network in clear: HTTP on loopback, HTTPS on the address
+    assert conf["client_addr"] == "127.0.0.1" and "verify_incoming" not in conf
+    assert conf["ports"]["https"] == 8501 and conf["addresses"] == {"dns": "127.0.0.1", "https": "10.0.0.1"}
+    on_client = nodeconf.consul_config(cfg_for("node3", consul={"tls": {"ca_file": "/c", "cert_file": "/s",
+                                                                       "key_file": "/k"}}))
+    assert "https" not in on_client["ports"] and on_client["client_addr"] == "127.0.0.1"
     env = nodeconf.consul_token_env(cfg_for("node1"), "reader")
     assert env.endswith(f"CONSUL_HTTP_TOKEN={TOKENS['reader']}\n")
 

@@ -4,6 +4,7 @@ is its job check, not the start's whole duration."""
 
 import pytest
 
+from bay_salt.kv.store import Servers
 from bay_salt.master.saltbackend import SaltBackend
 from bay_salt.model.services import parse
 from bay_salt.scheduling.backend import DeployError
@@ -95,7 +96,7 @@ def test_the_site_comes_from_the_masters_view_not_from_a_nodes_report():
 
     b = SaltBackend(local, ["node1", "node2"], site=view)
     assert b.access() == (["platform"], {"shop": ["alice"]})
-    assert set(b.services()) == {"demo"} and b.consul_servers() == (["10.0.0.2"], 8500)
+    assert set(b.services()) == {"demo"} and b.consul_servers() == Servers(["10.0.0.2"], 8500)
     assert local.calls == [] and looked == [1]  # no node asked; the master's pillar read once per backend
 
 
@@ -105,7 +106,13 @@ def test_without_a_masters_view_the_first_report_and_servers_without_addresses_f
     assert b.access() == (["a"], {})
     b = SaltBackend(Reporting(report), ["node1"], refresh_pillar=False,
                     site=lambda: {"consul": {"servers": [], "http_port": 8501}})
-    assert b.consul_servers() == (["10.0.0.3"], 8501)
+    assert b.consul_servers() == Servers(["10.0.0.3"], 8501)
+
+
+def test_with_consul_tls_the_master_reaches_the_servers_by_https_checked_against_its_own_ca():
+    site = {"consul": {"servers": ["10.0.0.2"], "http_port": 8500, "https_port": 8501}}
+    b = SaltBackend(Reporting({}), ["node1"], site=lambda: site, ca_file="/etc/bay/ca.pem")
+    assert b.consul_servers() == Servers(["10.0.0.2"], 8501, "/etc/bay/ca.pem")
 
 
 def test_node_addresses_come_from_the_masters_pillar_without_asking_a_node_when_it_names_them_all():
