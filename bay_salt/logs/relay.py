@@ -84,6 +84,7 @@ class Relay:
         self._open: dict[str, int] = {}  # address -> connections open
         self._bucket: dict[tuple[str, str, str], tuple[float, float]] = {}  # container -> (bytes allowed, when)
         self._warned: dict[tuple[str, str, str], float] = {}
+        self._warned_refused: dict[str, float] = {}  # address -> when its refused connections were last warned of
 
     def open(self, address: str) -> str | None:
         """Count a new connection from ``address``; why it is refused (None: served). :meth:`close` it after."""
@@ -140,9 +141,17 @@ class Relay:
                 address = self.client_address[0]
                 refused = relay.open(address)
                 if refused:
+                    now = time.monotonic()
                     with relay._lock:
                         relay.refused += 1
-                    log.warning("log relay: connection from %s closed: %s", address, refused)
+                        warn = now - relay._warned_refused.get(address, float("-inf")) >= WARN_EVERY
+                        if warn:
+                            if len(relay._warned_refused) > 1000:
+                                relay._warned_refused.clear()
+                            relay._warned_refused[address] = now
+                    if warn:  # a flood of connections is not a flood of log lines
+                        log.warning("log relay: connection from %s closed: %s (%d refused in all so far)", address,
+                                    refused, relay.refused)
                     return
                 try:
                     self.relay_lines()
@@ -175,6 +184,9 @@ class Relay:
         class Server(socketserver.ThreadingTCPServer):
             allow_reuse_address = True
             daemon_threads = True
+            # socketserver's default backlog is 5: a container dialling fast fills it, and every other
+            # container's connect then waits out a SYN retry (1 s, 3 s, ...) however soon it is refused
+            request_queue_size = 128
 
         server = Server((host, port), Handler)
         threading.Thread(target=server.serve_forever, name="log-relay", daemon=True).start()

@@ -227,8 +227,50 @@ class Handler(BaseHTTPRequestHandler):
 
 #: seconds a client has to complete its TLS handshake
 HANDSHAKE = 5.0
-#: connections served at once (each a thread); more are closed at once
-MAX_CONNECTIONS = 64
+#: connections served at once (each a thread), in all and from one address; more are closed at once
+MAX_CONNECTIONS, PER_SOURCE = 64, 8
+#: seconds between two warnings about one address's connections closed
+WARN_EVERY = 10.0
+
+
+class Slots:
+    """Connection slots: at most ``total`` at once and ``per_source`` from one
+    address, so one client (idle, slow, or a thousand of them from one
+    machine) never takes the endpoint from the others."""
+
+    def __init__(self, total: int = MAX_CONNECTIONS, per_source: int = PER_SOURCE):
+        self.total, self.per_source = total, per_source
+        self.lock = threading.Lock()
+        self.open: dict[str, int] = {}
+        self.warned: dict[str, float] = {}
+
+    def take(self, source: str) -> str | None:
+        """None when ``source`` may have one more; else why not."""
+        with self.lock:
+            if self.open.get(source, 0) >= self.per_source:
+                return f"{self.per_source} connections from {source} already"
+            if sum(self.open.values()) >= self.total:
+                return f"{self.total} connections already"
+            self.open[source] = self.open.get(source, 0) + 1
+            return None
+
+    def give(self, source: str) -> None:
+        with self.lock:
+            left = self.open.get(source, 0) - 1
+            if left > 0:
+                self.open[source] = left
+            else:
+                self.open.pop(source, None)
+
+    def warn(self, source: str, now: float) -> bool:
+        """Whether to log a refusal from ``source`` now (once per WARN_EVERY seconds)."""
+        with self.lock:
+            if now - self.warned.get(source, -WARN_EVERY) < WARN_EVERY:
+                return False
+            if len(self.warned) > 1000:
+                self.warned.clear()
+            self.warned[source] = now
+            return True
 
 
 def serve(cfg: Config) -> ThreadingHTTPServer:
@@ -240,22 +282,25 @@ def serve(cfg: Config) -> ThreadingHTTPServer:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-    slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+    slots = Slots()
 
     class Server(ThreadingHTTPServer):
         """Accepts in its one serving thread and does nothing slow there: each
         connection's TLS handshake (bounded by HANDSHAKE seconds) and request
-        run in a thread of its own, at most MAX_CONNECTIONS at once (past
-        that a connection is closed at once), so an idle or slow client never
-        holds the endpoint."""
+        run in a thread of its own, at most MAX_CONNECTIONS at once and
+        PER_SOURCE from one address (past that a connection is closed at
+        once), so an idle or slow client never holds the endpoint."""
 
         daemon_threads = True
         allow_reuse_address = True
+        request_queue_size = 128  # socketserver's 5 makes every client wait out SYN retries behind a fast one
 
         def process_request(self, request, client_address):
-            if not slots.acquire(blocking=False):
-                log.warning("log endpoint: %d connections already: closing one from %s", MAX_CONNECTIONS,
-                            client_address[0])
+            refused = slots.take(client_address[0])
+            if refused:
+                if slots.warn(client_address[0], time.monotonic()):
+                    log.warning("log endpoint: %s: closing what comes from it (warned once per %g s)", refused,
+                                WARN_EVERY)
                 self.shutdown_request(request)
                 return
             super().process_request(request, client_address)
@@ -272,7 +317,7 @@ def serve(cfg: Config) -> ThreadingHTTPServer:
                         return
                 super().process_request_thread(request, client_address)
             finally:
-                slots.release()
+                slots.give(client_address[0])
 
     address = cfg.address if tls else "127.0.0.1"
     server = Server((address, cfg.port), handler)

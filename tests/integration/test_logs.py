@@ -195,6 +195,31 @@ def test_container_lines_reach_kafka_with_labels_it_cannot_forge(kafka, dc, run_
     assert first["level"] == "warning" and first["order"] == 7 and got[1]["level"] == "info" and got[1]["time"]
 
 
+def test_an_address_docker_gives_again_is_not_taken_for_the_container_that_had_it(run_box):
+    """Docker gives a dead container's bridge address to the next container it
+    starts (seen: three in a row got 172.17.0.4). The relay and statsd name a
+    sender by its address, so a container of another service started next
+    must not be taken for the dead one (it would write into that service's
+    topic as that service): the address is forgotten as its container dies."""
+    sources = containers.ContainerSources(refresh=0.2)
+    first, _ = run_box("sleep 60", service="payments")
+    first.reload()
+    ip = first.attrs["NetworkSettings"]["IPAddress"]
+    assert sources.owner(ip, fresh=True)[0] == "payments"
+    first.remove(force=True)
+    for _ in range(20):  # the next container with that address (Docker gives it again at once)
+        second, inst = run_box("sleep 60", service="mallory")
+        second.reload()
+        if second.attrs["NetworkSettings"]["IPAddress"] == ip:
+            break
+        second.remove(force=True)
+    else:
+        pytest.skip(f"Docker did not give {ip} again")
+    wait_for(lambda: sources.owner(ip, fresh=True) is not None and sources.owner(ip, fresh=True)[0] != "payments",
+             5, "the dead container's address forgotten")
+    assert sources.owner(ip) == ("mallory", "web", inst)
+
+
 def test_the_python_handler_writes_through_the_relay(kafka):
     bay_kafka.ensure_topic(kafka.client(), "handlertest", 1, 3600)
     sink = bay_kafka.Sink(kafka.client())
@@ -315,12 +340,48 @@ def test_archiver_killed_ten_times_and_a_broker_restart_lose_no_record(kafka, hd
 def test_idle_connections_do_not_hold_the_endpoint(run_box, endpoint):
     """Connections that never start their TLS handshake (or never send a
     request) hold a thread each for at most a few seconds, never the
-    endpoint: a reader behind 30 of them is served at once."""
+    endpoint: a reader behind 30 of them (from 30 addresses) is served at once, and so is one
+    while another address keeps 1,000 idle ones open (re-dialling each the
+    endpoint closes): that address holds its PER_SOURCE slots, no more."""
     import socket
+    import threading
 
-    idle = [socket.create_connection(("127.0.0.1", endpoint["cfg"].port), timeout=5) for _ in range(30)]
+    port = endpoint["cfg"].port
+
+    def dial(source):
+        s = socket.socket()
+        s.bind((source, 0))
+        s.settimeout(5)
+        s.connect(("127.0.0.1", port))
+        return s
+
+    stop, held, dialled = threading.Event(), [], [0]
+
+    def attacker():  # 1,000 idle connections from 127.0.0.2, kept at 1,000
+        while not stop.is_set():
+            for s in list(held):
+                s.setblocking(False)
+                try:
+                    if s.recv(1) == b"":
+                        held.remove(s)
+                        s.close()
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    held.remove(s)
+                    s.close()
+            while len(held) < 1000 and not stop.is_set():
+                try:
+                    held.append(dial("127.0.0.2"))
+                    dialled[0] += 1
+                except OSError:
+                    break
+            time.sleep(0.1)
+
+    idle = [dial(f"127.0.1.{i}") for i in range(1, 31)]  # 30 addresses: each takes a slot and a thread
+    thread = threading.Thread(target=attacker, daemon=True)
     try:
-        c, inst = run_box("echo hello; sleep 30")
+        c, inst = run_box("echo hello; sleep 60")
         # the line is in Docker's log before the endpoint is asked (a fetch right after the start
         # raced the container's echo once in CI: no line yet)
         wait_for(lambda: b"hello" in c.logs(), 10, "the container's first line")
@@ -332,8 +393,18 @@ def test_idle_connections_do_not_hold_the_endpoint(run_box, endpoint):
         time.sleep(server.HANDSHAKE + 1)
         idle[0].settimeout(2)
         assert idle[0].recv(1) == b""
+        thread.start()
+        wait_for(lambda: dialled[0] >= 1000, 60, "1,000 idle connections from 127.0.0.2")
+        for _ in range(3):  # across a handshake timeout: the attacker re-dials what is closed
+            began = time.monotonic()
+            assert next(client.fetch(endpoint["url"]("logtest", "web", inst), token, endpoint["ca"])) == b"hello\n"
+            assert time.monotonic() - began < 3
+            time.sleep(server.HANDSHAKE / 2)
     finally:
-        for s in idle:
+        stop.set()
+        if thread.is_alive():
+            thread.join(10)
+        for s in idle + held:
             s.close()
 
 

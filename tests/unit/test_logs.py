@@ -227,6 +227,19 @@ def test_reading_the_archive_drops_duplicates_and_filters(tmp_path):
     assert [r["offset"] for r in archive.read(storage, "demo", later, later + 60)] == [2, 3]
 
 
+def test_the_endpoints_slots_keep_one_address_from_taking_them_all():
+    from bay_salt.logs.server import Slots
+
+    slots = Slots(total=10, per_source=3)
+    assert [slots.take("10.0.0.9") for _ in range(3)] == [None] * 3
+    assert "3 connections from 10.0.0.9" in slots.take("10.0.0.9")
+    assert [slots.take(f"10.0.1.{i}") for i in range(7)] == [None] * 7
+    assert "10 connections already" in slots.take("10.0.2.1")
+    slots.give("10.0.0.9")
+    assert slots.take("10.0.2.1") is None and slots.open["10.0.0.9"] == 2
+    assert slots.warn("x", 100.0) and not slots.warn("x", 105.0) and slots.warn("x", 111.0)
+
+
 def test_an_archived_line_carries_partition_and_offset():
     assert archive.archived_line(b'{"a":1}', 3, 9) == b'{"partition":3,"offset":9,"a":1}\n'
     assert archive.archived_line(b"{}", 3, 9) == b'{"partition":3,"offset":9}\n'
