@@ -186,6 +186,100 @@ def test_a_forged_salt_event_from_a_non_node_goes_nowhere(cluster, attacker):
     assert instances() == before
 
 
+#: inside a node, as root: a PUT to the node's Consul agent with the registry's token; prints the HTTP status
+REGISTRY_PUT = r"""
+import json, sys, urllib.request
+token = dict(line.strip().split("=", 1) for line in open("/etc/bay/consul-registry.env")
+             if "=" in line)["CONSUL_HTTP_TOKEN"]
+method, key, body = sys.argv[1], sys.argv[2], sys.argv[3].encode() if len(sys.argv) > 3 else None
+req = urllib.request.Request(f"http://127.0.0.1:8500/v1/kv/{key}", data=body, method=method,
+                             headers={"X-Consul-Token": token})
+try:
+    print(urllib.request.urlopen(req, timeout=5).status)
+except urllib.error.HTTPError as err:
+    print(err.code)
+"""
+
+
+def test_root_on_a_registry_node_cannot_steer_traffic_with_the_registrys_token(cluster):
+    """The attacker is root on a registry node (#24): it holds the registry's
+    Consul token. Outside the registry's own prefix Consul refuses every
+    write; inside it, a record that claims another service or splices a
+    HAProxy Runtime API command into its address is data that fails its
+    schema: no node's HAProxy routes it, and HAProxy still serves."""
+    from tests.e2e.helpers import haproxy_servers
+
+    node = cluster.nodes()[0]
+    box = cluster.client.containers.get(node.container)
+
+    def put(key, record=None, method="PUT"):
+        args = [method, key] + ([json.dumps(record)] if record is not None else [])
+        res = box.exec_run(["/opt/bay/venv/bin/python", "-c", REGISTRY_PUT, *args])
+        return int(res.output.decode().strip().splitlines()[-1])
+
+    evil = {"service": "demo", "group": "web", "instance": "evil", "node": node.id, "port": 10099,
+            "address": "10.9.9.9 check;shutdown sessions server demo.web", "health": "passing"}
+    tried, got_in = 0, []
+    for key in (names.kv_instance("demo", "web", "evil"), "bay/routes/demo/web", "bay/specs/demo",
+                names.kv_leader("controller"), f"bay/nodes/{cluster.nodes()[1].id}"):
+        tried += 1
+        if put(key, evil) != 403:
+            got_in.append(key)
+    assert not got_in, f"the registry's token wrote {got_in}"
+    before = {n.id: haproxy_servers(cluster, n) for n in cluster.nodes()[:3]}
+    inside = names.kv_instance(names.REGISTRY_SERVICE, names.REGISTRY_GROUP, "evil")
+    assert put(inside, evil) == 200  # its own prefix: Consul lets it, the readers must not believe it
+    try:
+        time.sleep(5)  # lb-sync's watch fires within a second of a KV change
+        for n in cluster.nodes()[:3]:
+            tried += 1
+            now = haproxy_servers(cluster, n)
+            assert "error" not in now, now  # HAProxy's Runtime API still answers: no command was spliced in
+            servers = [s[0] for b in now.values() for s in b]
+            if any(s.startswith("10.9.9.9") for s in servers) or now.get("demo.web") != before[n.id].get("demo.web"):
+                got_in.append(n.id)
+    finally:
+        put(inside, method="DELETE")
+    assert not got_in, f"a forged registry record reached HAProxy on {got_in}"
+    print(f"root on {node.id} with the registry's token: {tried} tried, 0 got in")
+
+
+def test_an_owner_reaches_only_their_own_services_through_every_runner(cluster, spec):
+    """The attacker is an owner (#24): alice operates tiny and tries the
+    platform's demo through every runner an owner may call, and what only
+    the platform team may. Each is refused (or shows nothing of demo); her
+    own service still works."""
+    from bay_salt.cluster.local import BayError
+
+    cluster.add_user("alice", "alice-pw")
+    spec["bay"]["services"][TINY]["owners"] = ["alice"]
+    cluster.set_services(spec)
+    cluster.runner("bay.deploy", TINY)
+    alice = ("alice", "alice-pw")
+    attempts = [("bay.deploy", "demo"), ("bay.plan", "demo"), ("bay.scale", "demo.web", "1"),
+                ("bay.logs", "demo.web"), ("bay.archived_logs", "demo"),
+                ("bay.silence", "service=demo", "duration=1h", "reason=x"),
+                ("bay.silence", "service=*", "duration=1h", "reason=x"),
+                ("bay.drain", "node1"), ("bay.undrain", "node1"), ("bay.dashboards",),
+                ("jobs.list_jobs",), ("state.orchestrate", "bay"), ("salt.cmd", "cmd.run", "id"),
+                ("bay.archived_logs", TINY, "grep=" + "x" * 1000),  # bounded: a long grep is refused
+                ("bay.archived_logs", TINY, "limit=0")]
+    got_in = []
+    for fun, *args in attempts:
+        try:
+            out = cluster.runner(fun, *args, login=alice, timeout=60)
+        except BayError:
+            continue
+        got_in.append((fun, *args, str(out)[:200]))
+    for fun in ("bay.status", "bay.alerts", "bay.silences"):  # answered, with nothing of demo in it
+        attempts.append((fun,))
+        if "demo" in json.dumps(cluster.runner(fun, login=alice, timeout=60)):
+            got_in.append((fun, "shows demo"))
+    assert not got_in, got_in
+    assert cluster.runner("bay.plan", TINY, login=alice) is not None  # her own service: allowed
+    print(f"owner alice: {len(attempts)} tried, 0 got in")
+
+
 def test_what_should_work_still_does(cluster, attacker):
     # the services' frontends are public by design
     assert curl(attacker, f"http://{cluster.nodes()[0].address}:{WEB}/")[0] == 200
