@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from bay_salt.logs.slots import Slots
 from bay_salt.model import names
 
 log = logging.getLogger("bay.logs")
@@ -81,28 +82,20 @@ class Relay:
         self.lines = self.refused = self.dropped = 0
         self.rate, self.burst = rate, burst
         self._lock = threading.Lock()
-        self._open: dict[str, int] = {}  # address -> connections open
+        self.slots = Slots(MAX_CONNECTIONS, PER_CONTAINER, WARN_EVERY)
         self._bucket: dict[tuple[str, str, str], tuple[float, float]] = {}  # container -> (bytes allowed, when)
         self._warned: dict[tuple[str, str, str], float] = {}
-        self._warned_refused: dict[str, float] = {}  # address -> when its refused connections were last warned of
 
     def open(self, address: str) -> str | None:
         """Count a new connection from ``address``; why it is refused (None: served). :meth:`close` it after."""
-        with self._lock:
-            if sum(self._open.values()) >= MAX_CONNECTIONS:
-                return f"{MAX_CONNECTIONS} connections already"
-            if self._open.get(address, 0) >= PER_CONTAINER:
-                return f"{PER_CONTAINER} connections from {address} already"
-            self._open[address] = self._open.get(address, 0) + 1
-            return None
+        refused = self.slots.take(address)
+        if refused:
+            with self._lock:
+                self.refused += 1
+        return refused
 
     def close(self, address: str) -> None:
-        with self._lock:
-            left = self._open.get(address, 0) - 1
-            if left > 0:
-                self._open[address] = left
-            else:
-                self._open.pop(address, None)
+        self.slots.give(address)
 
     def _allowed(self, who: tuple[str, str, str], size: int, now: float) -> bool:
         """Take ``size`` bytes from the container's bucket (refilled at ``rate``, up to ``burst``)."""
@@ -141,15 +134,7 @@ class Relay:
                 address = self.client_address[0]
                 refused = relay.open(address)
                 if refused:
-                    now = time.monotonic()
-                    with relay._lock:
-                        relay.refused += 1
-                        warn = now - relay._warned_refused.get(address, float("-inf")) >= WARN_EVERY
-                        if warn:
-                            if len(relay._warned_refused) > 1000:
-                                relay._warned_refused.clear()
-                            relay._warned_refused[address] = now
-                    if warn:  # a flood of connections is not a flood of log lines
+                    if relay.slots.warn(address, time.monotonic()):  # a flood of connections, not of log lines
                         log.warning("log relay: connection from %s closed: %s (%d refused in all so far)", address,
                                     refused, relay.refused)
                     return

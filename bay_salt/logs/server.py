@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from bay_salt.logs import kept, tokens
+from bay_salt.logs.slots import Slots
 from bay_salt.model import names
 
 log = logging.getLogger("bay.logs")
@@ -229,48 +230,6 @@ class Handler(BaseHTTPRequestHandler):
 HANDSHAKE = 5.0
 #: connections served at once (each a thread), in all and from one address; more are closed at once
 MAX_CONNECTIONS, PER_SOURCE = 64, 8
-#: seconds between two warnings about one address's connections closed
-WARN_EVERY = 10.0
-
-
-class Slots:
-    """Connection slots: at most ``total`` at once and ``per_source`` from one
-    address, so one client (idle, slow, or a thousand of them from one
-    machine) never takes the endpoint from the others."""
-
-    def __init__(self, total: int = MAX_CONNECTIONS, per_source: int = PER_SOURCE):
-        self.total, self.per_source = total, per_source
-        self.lock = threading.Lock()
-        self.open: dict[str, int] = {}
-        self.warned: dict[str, float] = {}
-
-    def take(self, source: str) -> str | None:
-        """None when ``source`` may have one more; else why not."""
-        with self.lock:
-            if self.open.get(source, 0) >= self.per_source:
-                return f"{self.per_source} connections from {source} already"
-            if sum(self.open.values()) >= self.total:
-                return f"{self.total} connections already"
-            self.open[source] = self.open.get(source, 0) + 1
-            return None
-
-    def give(self, source: str) -> None:
-        with self.lock:
-            left = self.open.get(source, 0) - 1
-            if left > 0:
-                self.open[source] = left
-            else:
-                self.open.pop(source, None)
-
-    def warn(self, source: str, now: float) -> bool:
-        """Whether to log a refusal from ``source`` now (once per WARN_EVERY seconds)."""
-        with self.lock:
-            if now - self.warned.get(source, -WARN_EVERY) < WARN_EVERY:
-                return False
-            if len(self.warned) > 1000:
-                self.warned.clear()
-            self.warned[source] = now
-            return True
 
 
 def serve(cfg: Config) -> ThreadingHTTPServer:
@@ -282,7 +241,7 @@ def serve(cfg: Config) -> ThreadingHTTPServer:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-    slots = Slots()
+    slots = Slots(MAX_CONNECTIONS, PER_SOURCE)
 
     class Server(ThreadingHTTPServer):
         """Accepts in its one serving thread and does nothing slow there: each
@@ -300,7 +259,7 @@ def serve(cfg: Config) -> ThreadingHTTPServer:
             if refused:
                 if slots.warn(client_address[0], time.monotonic()):
                     log.warning("log endpoint: %s: closing what comes from it (warned once per %g s)", refused,
-                                WARN_EVERY)
+                                slots.warn_every)
                 self.shutdown_request(request)
                 return
             super().process_request(request, client_address)

@@ -228,7 +228,7 @@ def test_reading_the_archive_drops_duplicates_and_filters(tmp_path):
 
 
 def test_the_endpoints_slots_keep_one_address_from_taking_them_all():
-    from bay_salt.logs.server import Slots
+    from bay_salt.logs.slots import Slots
 
     slots = Slots(total=10, per_source=3)
     assert [slots.take("10.0.0.9") for _ in range(3)] == [None] * 3
