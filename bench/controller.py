@@ -59,7 +59,7 @@ from bay_salt.model import names
 #   ready servers, none at address argv[4] and none of the addr:port in argv[5]
 WATCH = r"""
 import sys, time
-from bay_salt.node.haproxy_runtime import RuntimeAPI
+from bay_salt.host.haproxy_runtime import RuntimeAPI
 backends, victim, counts, bad_addr, old = sys.argv[1].split(","), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 counts = [int(c) for c in counts.split(",")]
 old = set(old.split(",")) if old else set()
@@ -84,7 +84,7 @@ while time.time() < deadline:
 
 def ready_servers(cluster: LocalCluster, node, backend: str) -> set[str]:
     c = cluster.client.containers.get(node.container)
-    script = ("from bay_salt.node.haproxy_runtime import RuntimeAPI as R; a=R('/run/haproxy/admin.sock');"
+    script = ("from bay_salt.host.haproxy_runtime import RuntimeAPI as R; a=R('/run/haproxy/admin.sock');"
               f"rows=[l.split() for l in a.execute('show servers state {backend}').splitlines()[2:] if l.strip()];"
               "print(' '.join(f'{r[4]}:{r[18]}' for r in rows if int(r[5])==2 and not int(r[6])&3))")
     return set(c.exec_run(["/opt/bay/venv/bin/python", "-c", script]).output.decode().split())
@@ -272,7 +272,7 @@ backend b
 def haproxy_alone(rounds: int) -> list[float]:
     """HAProxy's own health checks (inter 2s fall 3) marking a killed server
     down: the time from the kill to the server leaving the ready set."""
-    from bay_salt.node.haproxy_runtime import RuntimeAPI, RuntimeAPIError
+    from bay_salt.host.haproxy_runtime import RuntimeAPI, RuntimeAPIError
 
     out = []
     d = tempfile.mkdtemp(prefix="bay-bench-haproxy-")

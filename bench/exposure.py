@@ -35,8 +35,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bay_salt.cluster import images
+from bay_salt.host.sources import network_gateway
 from bay_salt.model import names
-from bay_salt.node.containers import network_gateway
 from tests.e2e.helpers import container_reach
 
 SCANNER = r'''

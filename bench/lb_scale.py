@@ -25,11 +25,11 @@ from common import Daemon, free_port, wait_for
 from rich.console import Console
 from rich.table import Table
 
+from bay_salt.host.haproxy_runtime import RuntimeAPI
 from bay_salt.kv.records import Instance, Route
 from bay_salt.model import settings
 from bay_salt.node import config as nodeconf
 from bay_salt.node import routing as lb
-from bay_salt.node.haproxy_runtime import RuntimeAPI
 from bay_salt.node.lbsync import LBSync
 
 CHECKOUT = Path(__file__).resolve().parents[1]

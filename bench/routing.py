@@ -35,7 +35,7 @@ from bay_salt.kv.store import ConsulStore
 # into maintenance (present) or in no slot (absent); prints the wall time
 WATCH = r"""
 import sys, time
-from bay_salt.node.haproxy_runtime import RuntimeAPI
+from bay_salt.host.haproxy_runtime import RuntimeAPI
 addr, port, present = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 api = RuntimeAPI("/run/haproxy/admin.sock")
 deadline = time.time() + 20
@@ -68,7 +68,7 @@ def propagation(cluster: LocalCluster, client: consul.Consul, trials: int) -> li
 
 def reload_reference(cluster: LocalCluster, rounds: int = 5) -> float:
     node = cluster.client.containers.get(cluster.nodes()[0].container)
-    script = ("import time,subprocess; from bay_salt.node.haproxy_runtime import RuntimeAPI as R; a=R('/run/haproxy/admin.sock');"
+    script = ("import time,subprocess; from bay_salt.host.haproxy_runtime import RuntimeAPI as R; a=R('/run/haproxy/admin.sock');"
               "p=a.info()['Pid']; t=time.time(); subprocess.run(['systemctl','reload','haproxy'],check=True)\n"
               "while True:\n  try:\n    if a.info()['Pid']!=p: break\n  except Exception: pass\n  time.sleep(0.001)\n"
               "print((time.time()-t)*1000)")

@@ -29,6 +29,7 @@ from bay_salt.cluster import demo, firewall, images, keys, pki
 from bay_salt.cluster.processes import kafka_lib, start_minidfs
 from bay_salt.cluster.progress import Progress
 from bay_salt.cluster.saltout import summarize_apply
+from bay_salt.host.sources import network_gateway
 from bay_salt.kv.store import ConsulStore, Servers, first_answering
 from bay_salt.kv.store import client as consul_client
 from bay_salt.logs.operations import KEY_FILE as LOGS_KEY_FILE
@@ -36,7 +37,6 @@ from bay_salt.metrics.platform import MASTER_TLS
 from bay_salt.model import names, settings
 from bay_salt.model import services as service_specs
 from bay_salt.node import minion
-from bay_salt.node.containers import network_gateway
 from bay_salt.util import retry
 
 STATE_ROOT = Path("/var/lib/bay/clusters")

@@ -299,9 +299,9 @@ def start_relay(cfg: Config):
     """The relay into Kafka (None when this node has no Kafka to write to)."""
     if not (cfg.relay_port and cfg.kafka.get("bootstrap")):
         return None, None
+    from bay_salt.host.sources import ContainerSources
     from bay_salt.logs.kafka import Client, Sink
     from bay_salt.logs.relay import Relay
-    from bay_salt.node.containers import ContainerSources
 
     sink = Sink(Client.from_dict(cfg.kafka), cfg.relay_buffer)
     while True:  # Docker's bridge may not be there yet at boot

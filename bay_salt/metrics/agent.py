@@ -30,9 +30,9 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
+from bay_salt.host.sources import ContainerSources
 from bay_salt.metrics import carbon, collect
 from bay_salt.model import names
-from bay_salt.node.containers import ContainerSources
 from bay_salt.util import periodic
 
 log = logging.getLogger("bay.metrics")
@@ -103,7 +103,7 @@ def read_cadvisor(port: int, timeout: float = 3.0) -> dict:
 
 
 def read_haproxy(socket_path: str) -> list[dict]:
-    from bay_salt.node.haproxy_runtime import RuntimeAPI
+    from bay_salt.host.haproxy_runtime import RuntimeAPI
 
     return collect.parse_stat(RuntimeAPI(socket_path, timeout=3.0).execute("show stat"))
 

@@ -30,10 +30,10 @@ import consul
 import docker
 import docker.errors
 
+from bay_salt.host.haproxy_runtime import RuntimeAPI, RuntimeAPIError
 from bay_salt.kv.records import Instance, Route, instance_at, route_at
 from bay_salt.model import names
 from bay_salt.node import routing as lb
-from bay_salt.node.haproxy_runtime import RuntimeAPI, RuntimeAPIError
 from bay_salt.node.sandbox import Sandbox, SandboxError
 
 log = logging.getLogger("bay.lbsync")

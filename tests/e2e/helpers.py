@@ -144,7 +144,7 @@ def now() -> float:
 #: inside a node: every Bay backend's servers in HAProxy (name, address:port, up) as JSON
 HAPROXY_STATE = r"""
 import json
-from bay_salt.node.haproxy_runtime import RuntimeAPI
+from bay_salt.host.haproxy_runtime import RuntimeAPI
 text = RuntimeAPI("/run/haproxy/admin.sock").execute("show servers state")
 header, out = [], {}
 for line in text.splitlines():

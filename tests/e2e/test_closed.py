@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from bay_salt.cluster import images
+from bay_salt.host.sources import network_gateway
 from bay_salt.model import names
-from bay_salt.node.containers import network_gateway
 from tests.e2e.helpers import WEB, container_reach, demo_image_service, eventually, kv_get, reconcile_passes, restoring
 
 ATTACKER = "bay-e2e-attacker"

@@ -55,7 +55,7 @@ def test_haproxy_runtime_socket(node):
     sock = node.file("/run/haproxy/admin.sock")
     assert sock.is_socket and sock.user == "root" and sock.mode == 0o600
     out = node.check_output(
-        "/opt/bay/venv/bin/python -c 'from bay_salt.node.haproxy_runtime import RuntimeAPI; "
+        "/opt/bay/venv/bin/python -c 'from bay_salt.host.haproxy_runtime import RuntimeAPI; "
         "print(RuntimeAPI(\"/run/haproxy/admin.sock\").execute(\"show info\"))'"
     )
     assert "Name: HAProxy" in out

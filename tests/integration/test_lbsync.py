@@ -11,12 +11,12 @@ import urllib.request
 
 import pytest
 
+from bay_salt.host.haproxy_runtime import RuntimeAPI
 from bay_salt.kv import store as kv
 from bay_salt.kv.records import Instance
 from bay_salt.kv.store import ConsulStore
 from bay_salt.model import names
 from bay_salt.node import lbsync
-from bay_salt.node.haproxy_runtime import RuntimeAPI
 from tests.support.daemons import free_port, wait_for
 
 #: checks that tolerate a loaded machine: with a 0.2 s timeout and fall 1, a backend

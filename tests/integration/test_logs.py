@@ -19,6 +19,7 @@ from bay_salt.cluster import pki
 from bay_salt.cluster.demo import BUSYBOX_IMAGE, ensure_busybox
 from bay_salt.cluster.processes import Kafka
 from bay_salt.cluster.progress import Progress
+from bay_salt.host import sources as host_sources
 from bay_salt.logs import archive, client, kept, server, tokens
 from bay_salt.logs import kafka as bay_kafka
 from bay_salt.logs.handler import BayLogHandler
@@ -173,7 +174,7 @@ def _consume(kafka, topic, count, timeout=60):
 def test_container_lines_reach_kafka_with_labels_it_cannot_forge(kafka, dc, run_box):
     bay_kafka.ensure_topic(kafka.client(), "logtest", 2, 3600)
     sink = bay_kafka.Sink(kafka.client())
-    sources = containers.ContainerSources(refresh=0.2)
+    sources = host_sources.ContainerSources(refresh=0.2)
     port = free_port()
     relay = Relay("host", sink.put, sources.owner, time.time)
     srv = relay.serve(sources.gateway(), port)
@@ -201,7 +202,7 @@ def test_an_address_docker_gives_again_is_not_taken_for_the_container_that_had_i
     sender by its address, so a container of another service started next
     must not be taken for the dead one (it would write into that service's
     topic as that service): the address is forgotten as its container dies."""
-    sources = containers.ContainerSources(refresh=0.2)
+    sources = host_sources.ContainerSources(refresh=0.2)
     first, _ = run_box("sleep 60", service="payments")
     first.reload()
     ip = first.attrs["NetworkSettings"]["IPAddress"]

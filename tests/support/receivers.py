@@ -83,8 +83,8 @@ class Receivers:
 
 def gateway(cluster) -> str:
     """The address of this machine on a `bay up` cluster's network."""
+    from bay_salt.host.sources import network_gateway
     from bay_salt.model import names
-    from bay_salt.node.containers import network_gateway
 
     net = cluster.client.networks.get(names.network_name(cluster.name))
     return network_gateway(net)

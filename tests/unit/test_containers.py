@@ -3,6 +3,7 @@ is read for a verdict: check and sleep are replaced)."""
 
 import pytest
 
+from bay_salt.host.sources import network_gateway
 from bay_salt.model.services import Health
 from bay_salt.node import containers
 
@@ -42,9 +43,9 @@ def test_rise_counts_successes_at_the_starting_cadence(probes):
 
 
 def test_network_gateway_from_ipam_or_the_first_address_of_the_subnet():
-    assert containers.network_gateway({"IPAM": {"Config": [{"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"}]}}) \
+    assert network_gateway({"IPAM": {"Config": [{"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"}]}}) \
         == "172.18.0.1"
     # a fresh engine's default bridge names no gateway: Docker gives the bridge the subnet's first address
-    assert containers.network_gateway({"IPAM": {"Config": [{"Subnet": "172.17.0.0/16"}]}}) == "172.17.0.1"
+    assert network_gateway({"IPAM": {"Config": [{"Subnet": "172.17.0.0/16"}]}}) == "172.17.0.1"
     with pytest.raises(ValueError, match="bridge has no gateway"):
-        containers.network_gateway({"Name": "bridge", "IPAM": {"Config": None}})
+        network_gateway({"Name": "bridge", "IPAM": {"Config": None}})

@@ -4,7 +4,7 @@ refused before anything is sent."""
 
 import pytest
 
-from bay_salt.node.haproxy_runtime import RuntimeAPI
+from bay_salt.host.haproxy_runtime import RuntimeAPI
 
 
 @pytest.mark.parametrize("command", [
