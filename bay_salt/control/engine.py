@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from bay_salt.control import recovery
+from bay_salt.control import journal, recovery
 from bay_salt.control.autoscaler import Autoscaler, salt_measure
 from bay_salt.control.loop import ControlLoop, Hands, accepted_spec
 from bay_salt.kv.records import Instance
@@ -81,6 +81,8 @@ class Engine:
         def fire_and_count(tag: str, data: dict) -> None:
             self.recorder.event(tag, data)
             fire(tag, data)
+            if self.reports.store is not None:  # bay events: what the controller decided
+                journal.put(self.reports.store, tag, data)
 
         self.fire = fire_and_count
         self.shipper: carbon.Shipper | None = None
@@ -164,6 +166,7 @@ class Engine:
                 loop = self.loop()
                 loop.adopt(self.reports.services)
                 loop.reconcile(set(self.reports.alive), passes=self.passes)
+                journal.prune(self.reports.store)
             except Exception as err:  # noqa: BLE001 - the next pass tries again
                 log.error("bay controller: reconciliation pass failed (the next one tries again): %s", err)
 

@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Iterator
 
+from bay_salt.control import history, journal
 from bay_salt.control.autoscaler import load_state
 from bay_salt.kv import store as kvstore
 from bay_salt.kv.records import Accepted, Health
@@ -75,41 +76,58 @@ def plan(backend: SaltBackend, name: str, user: str | None = None) -> dict:
     spec = parse_one(name, backend.services(), store)
     authorize(backend, store, spec, user)
     try:
-        return Deployer(backend, store).plan(spec)
+        out = Deployer(backend, store).plan(spec)
     except PlacementError as err:
         raise DeployError(str(err)) from None
+    for gname, g in spec.groups().items():
+        acc = store.accepted(name, gname)
+        out[g.name]["changes"] = history.spec_changes(acc.spec if acc else None,
+                                                      desired(g, store.autoscaled(name, gname)))
+    for (svc, gname), acc in store.accepted_all().items():
+        if svc == name and gname not in spec.model.groups:
+            out[acc.spec.name] = {"start": 0, "stop": 0, "roll": False, "desired": acc.spec.instances,
+                                  "changes": ["not in pillar: keeps running as deployed (bay remove "
+                                              f"{acc.spec.name})"]}
+    return out
 
 
-def deploy(backend: SaltBackend, name: str, groups: dict[str, int] | None = None, event=None,
-           user: str | None = None) -> dict:
-    """Deploy service ``name`` from pillar; ``groups`` limits it to those
-    groups at those counts (``bay.scale``). Raises ValueError for bad input,
-    NotOwner if ``user`` may not operate it."""
+def deploy(backend: SaltBackend, name: str, event=None, user: str | None = None) -> dict:
+    """Deploy service ``name`` from pillar and record it as a revision when
+    its specs changed (:mod:`bay_salt.control.history`). Raises ValueError
+    for bad input, NotOwner if ``user`` may not operate it."""
     store = backend.store()
     spec = parse_one(name, backend.services(), store)
     authorize(backend, store, spec, user)
     _capabilities_by_platform(backend, spec, user)
-    if groups:
-        unknown = set(groups) - set(spec.model.groups)
-        if unknown:
-            raise ValueError(f"{name}: no group {sorted(unknown)[0]!r} (have: {', '.join(spec.model.groups)})")
-    from bay_salt.logs.operations import ensure_topic  # (it imports this module)
+    targets = {gname: desired(g, store.autoscaled(g.service, g.group)) for gname, g in spec.groups().items()}
+    out = roll_out(backend, store, spec, targets, event)
+    rev = history.record(store, name, "deploy", user, targets)
+    tell(store, event, names.TAG_SERVICE_CHANGED, {"service": name, "action": "deploy", "by": user or "?",
+                                                   "revision": rev.revision if rev else None})
+    return out
 
-    ensure_topic(backend, spec)  # its containers log into it: made before one starts
-    d = Deployer(backend, store, log_event=event)
+
+def roll_out(backend: SaltBackend, store: Store, spec: ServiceSpec | None, targets: dict[str, GroupSpec], event=None,
+             by_hand: bool = False, restart: bool = False) -> dict:
+    """Bring each group to its target spec, one at a time, held meanwhile,
+    and record each as accepted when it got there; ``by_hand``: a count set
+    by hand, where the autoscaler goes on from; ``restart``: every instance
+    replaced, as a roll. ``spec`` (the service as declared): its log topic
+    is made before anything starts."""
+    if spec is not None:
+        from bay_salt.logs.operations import ensure_topic  # (it imports this module)
+
+        ensure_topic(backend, spec)  # its containers log into it: made before one starts
+    d = Deployer(backend, store, log_event=lambda tag, data: tell(store, event, tag, data))
     out = {}
-    for gname, g in spec.groups().items():
-        if groups is not None and gname not in groups:
-            continue
-        target = g.with_instances(groups[gname]) if groups is not None else desired(
-            g, store.autoscaled(g.service, g.group))
+    for target in targets.values():
         with holding(store, target):
             try:
-                report = d.reconcile(target, replace_unready=True)
+                report = d.reconcile(target, replace_unready=True, restart=restart)
             except PlacementError as err:
                 raise DeployError(str(err)) from None
             ops = [kvstore.op_put(Accepted(target, at=time.time()))]
-            if groups is not None and target.autoscale:
+            if by_hand and target.autoscale:
                 # a count set by hand is where the autoscaler goes on from (reconciliation keeps it)
                 state, last = load_state(store, target.service, target.group)
                 state.desired = target.instances
@@ -117,6 +135,56 @@ def deploy(backend: SaltBackend, name: str, groups: dict[str, int] | None = None
                                           json.dumps({"state": state.to_dict(), "last": last})))
             store.apply(ops)
         out[report.group] = {"summary": report.summary(), "started": report.started, "stopped": report.stopped}
+    return out
+
+
+def tell(store: Store, event, tag: str, data: dict) -> None:
+    """An operation's event: on the master's bus (``event``) and in the journal."""
+    if event is not None:
+        event(tag, data)
+    journal.put(store, tag, data)
+
+
+def deployed(store: Store, target: str) -> Accepted:
+    """The accepted spec of ``SERVICE.GROUP``; ValueError when it is not deployed."""
+    service, _, group = str(target).partition(".")
+    if not service or not group or "/" in group:
+        raise ValueError(f"{target!r}: name a group as SERVICE.GROUP")
+    acc = store.accepted(service, group)
+    if acc is None:
+        have = sorted(g for s, g in store.accepted_all() if s == service)
+        raise ValueError(f"{target} is not deployed ("
+                         + (f"{service} runs {', '.join(have)}" if have else f"bay deploy {service} first") + ")")
+    return acc
+
+
+def authorize_deployed(backend: SaltBackend, store: Store, service: str, user: str | None) -> None:
+    """NotOwner unless ``user`` may operate ``service`` as deployed (or, removed, as last deployed)."""
+    admins, teams = backend.access()
+    owners = next((a.spec.owners for (svc, _), a in store.accepted_all().items() if svc == service), None)
+    if owners is None:
+        last = history.running(store, service)
+        owners = next(iter(last.groups.values())).owners if last and last.groups else []
+    if not may_operate(user, owners, admins, teams):
+        raise NotOwner(f"{user} may not operate service {service}: its owners are {', '.join(owners) or 'none'} "
+                       "(ask one of them, or the platform team)")
+
+
+def scale(backend: SaltBackend, target: str, count: int, event=None, user: str | None = None) -> dict:
+    """Set the count of one deployed group (``SERVICE.GROUP``): its accepted
+    spec at ``count``, nothing else of it changes (a pillar edit nobody
+    deployed is not rolled out)."""
+    if int(count) < 0:
+        raise ValueError(f"{target}: count {count}: 0 or more")
+    store = backend.store()
+    acc = deployed(store, target)
+    authorize_deployed(backend, store, acc.spec.service, user)
+    g = acc.spec.with_instances(int(count))
+    if g.autoscale and g.instances and not g.autoscale.min <= g.instances <= g.autoscale.max:
+        raise ValueError(f"{g.name}: {count} is outside its autoscale bounds {g.autoscale.min}..{g.autoscale.max}")
+    out = roll_out(backend, store, None, {g.group: g}, event, by_hand=True)
+    tell(store, event, names.TAG_SERVICE_CHANGED, {"service": g.service, "group": g.name, "action": "scale",
+                                                   "instances": g.instances, "by": user or "?"})
     return out
 
 

@@ -195,6 +195,23 @@ def ensure_topic(client: Client, service: str, partitions: int, retention_s: flo
                          "check bay:kafka (is the broker up? the password right?) and deploy again") from None
 
 
+def delete_topic(client: Client, service: str, timeout: float = 15.0) -> dict:
+    """Delete the service's log topic (``deleted`` False: there was none)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    topic = names.log_topic(service)
+    admin = AdminClient(client.conf())
+    try:
+        if topic not in admin.list_topics(timeout=timeout).topics:
+            return {"topic": topic, "deleted": False}
+        admin.delete_topics([topic], request_timeout=timeout)[topic].result(timeout)
+        return {"topic": topic, "deleted": True}
+    except KafkaException as err:
+        raise KafkaError(f"Kafka at {client.bootstrap}: deleting topic {topic}: "
+                         f"{err.args[0].str() if err.args else err}") from None
+
+
 #: the most a node's relay holds for Kafka (KiB)
 BUFFER_KBYTES = 64 * 1024
 

@@ -261,6 +261,9 @@ class SaltBackend:
         return self._one_of(nodes, "bay_logs.ensure_topic", [service, partitions, retention],
                             f"{service}: its log topic")
 
+    def delete_log_topic(self, nodes: list[str], service: str) -> dict:
+        return self._one_of(nodes, "bay_logs.delete_topic", [service], f"{service}: its log topic")
+
     def archived(self, nodes: list[str], service: str, since: float, until: float | None, grep: str | None,
                  limit: int) -> list[dict]:
         return self._one_of(nodes, "bay_logs.archived", [service, since],

@@ -123,6 +123,21 @@ def kv_scale_prefix() -> str:
     return f"{KV_PREFIX}/scale/"
 
 
+def kv_history(service: str, revision: int) -> str:
+    """One accepted revision of a service (``bay history``, ``bay rollback``):
+    its groups' specs as deployed, when and by whom."""
+    return f"{KV_PREFIX}/history/{service}/{revision:08d}"
+
+
+def kv_history_prefix(service: str) -> str:
+    return f"{KV_PREFIX}/history/{service}/"
+
+
+#: the platform's journal (``bay events``): the controller's decisions and the
+#: runner's operations, a key per event, time-ordered, the oldest pruned
+KV_EVENTS = f"{KV_PREFIX}/events/"
+
+
 #: what the control loop's last reconciliation pass found and when it ran
 KV_RECONCILE = f"{KV_PREFIX}/controller/reconcile"
 
@@ -208,6 +223,8 @@ TAG_CONTROLLER_RECONCILED = f"{EVENT_PREFIX}/controller/reconciled"
 TAG_SCALE_DECIDED = f"{EVENT_PREFIX}/scale/decided"
 TAG_DEPLOY_STARTED = f"{EVENT_PREFIX}/deploy/started"
 TAG_DEPLOY_STOPPED = f"{EVENT_PREFIX}/deploy/stopped"
+#: a service changed by an operation (deploy, scale, rollback, restart, remove): who, what
+TAG_SERVICE_CHANGED = f"{EVENT_PREFIX}/service/changed"
 
 # --- Metrics in Graphite (docs/metrics.md) --------------------------------
 #: every Bay metric lives under ``bay.CLUSTER.``; the second part says what it is about

@@ -16,6 +16,7 @@ runner and the control loop) and the KV store:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import time
@@ -111,18 +112,22 @@ class Deployer:
             reports.append(self.reconcile(g))
         return reports
 
-    def reconcile(self, g: GroupSpec, fit: bool = False, replace_unready: bool = False) -> GroupReport:
+    def reconcile(self, g: GroupSpec, fit: bool = False, replace_unready: bool = False,
+                  restart: bool = False) -> GroupReport:
         """Bring one group to ``g.instances``; with ``fit`` (autoscaling) a
         scale-up larger than the free capacity starts as many as fit; with
         ``replace_unready`` (a deploy) an instance that is not passing (dead,
         hung, not ready, being replaced) counts as missing: it goes and a new
-        one starts. The control loop leaves those to their own handlers."""
+        one starts. The control loop leaves those to their own handlers.
+        ``restart``: every instance is replaced, as a roll (``max_surge`` at
+        a time, each new one healthy before an old one goes)."""
         want = g.spec_hash()
         records = self.store.instances(g.service, g.group)
         broken = [r for r in records if r.health != Health.PASSING] if replace_unready else []
         records = [r for r in records if r not in broken]
         by_id = {r.instance: r for r in records}
-        plan = plan_group(records, g.instances, want)
+        plan = plan_group([dataclasses.replace(r, spec="") for r in records] if restart else records,
+                          g.instances, want)
         self.store.ensure(names.kv_route(g.service, g.group), route_of(g).to_json())
         if self.store.failed(g.service, g.group) is not None:
             # a deploy of a group the controller failed (crash loop) starts it afresh
@@ -180,6 +185,22 @@ class Deployer:
             remaining -= batch
         if to_replace:  # more outdated than desired
             self._retire(to_replace, report)
+        return report
+
+    def remove(self, g: GroupSpec) -> GroupReport:
+        """Take the whole group away: its records and routes first (every
+        HAProxy drops its instances at once), then drain and stop them, then
+        its accepted spec, route and controller state. The caller holds the group."""
+        report = GroupReport(g.name, 0)
+        records = self.store.instances(g.service, g.group)
+        placed = [p for p in self.store.placements() if (p.service, p.group) == (g.service, g.group)]
+        self.store.apply([kvstore.op_delete(names.kv_route(g.service, g.group))]
+                         + [kvstore.op_delete(names.kv_placement(p.service, p.group, p.instance)) for p in placed])
+        if records:
+            self._retire(records, report)
+        self.store.apply([kvstore.op_delete(k) for k in (
+            names.kv_spec(g.service, g.group), names.kv_scale(g.service, g.group),
+            names.kv_failed(g.service, g.group), names.kv_failed_output(g.service, g.group))])
         return report
 
     def evacuate(self, g: GroupSpec, node: str) -> GroupReport:

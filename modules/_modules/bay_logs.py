@@ -81,6 +81,23 @@ def ensure_topic(service, partitions, retention):
         raise CommandExecutionError(str(exc)) from None
 
 
+def delete_topic(service):
+    """
+    Delete the log topic of ``service`` (``bay remove SERVICE --purge``):
+    what Kafka still holds of its records goes; the HDFS archive stays.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt node1 bay_logs.delete_topic demo
+    """
+    try:
+        return bay_kafka.delete_topic(bay_kafka.Client.of(_cfg()), service)
+    except bay_kafka.KafkaError as exc:
+        raise CommandExecutionError(str(exc)) from None
+
+
 def archived(service, since, until=None, grep=None, limit=1000):
     """
     Archived log records of ``service`` from HDFS (``since``/``until``: epoch

@@ -10,7 +10,7 @@ from salt.exceptions import SaltInvocationError
 try:
     from bay_salt import saltloader
     from bay_salt.alerts import operations as alert_ops
-    from bay_salt.control import operations
+    from bay_salt.control import lifecycle, operations
     from bay_salt.kv.store import TxnError, Unavailable
     from bay_salt.logs import operations as log_ops
     from bay_salt.master import saltbackend
@@ -107,7 +107,103 @@ def scale(target, count):
         raise SaltInvocationError(f"usage: bay.scale SERVICE.GROUP COUNT (got {target!r} {count!r})") from None
     if not group or count < 0:
         raise SaltInvocationError(f"usage: bay.scale SERVICE.GROUP COUNT (got {target!r} {count})")
-    return _run(operations.deploy, service, {group: count}, event=_event)
+    return _run(operations.scale, f"{service}.{group}", count, event=_event)
+
+
+def rollback(name, to=None):
+    """
+    Deploy an earlier revision of service ``name`` again (default: the one
+    before the newest), as a new revision: its specs and images, at the
+    counts the groups run now.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.rollback web
+        salt-run bay.rollback web to=3
+    """
+    try:
+        to = None if to is None else int(to)
+    except ValueError:
+        raise SaltInvocationError(f"usage: bay.rollback NAME [to=REVISION] (got to={to!r})") from None
+    return _run(lifecycle.rollback, str(name), to, event=_event)
+
+
+def history(name):
+    """
+    The kept revisions of service ``name``: number, time, who, what.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.history web
+    """
+    return {"revisions": _run(lifecycle.revisions, str(name))}
+
+
+def remove(target, purge=False):
+    """
+    Take ``SERVICE`` or ``SERVICE.GROUP`` away: deregistered, drained,
+    stopped, its accepted spec and routes gone; ``purge=True`` (a whole
+    service): its log topic too.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.remove web.api
+        salt-run bay.remove web purge=True
+    """
+    return _run(lifecycle.remove, str(target), purge=purge is True or str(purge).lower() == "true", event=_event)
+
+
+def restart(target):
+    """
+    Replace every instance of ``SERVICE.GROUP``, rolling (each new one
+    healthy before an old one goes).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.restart web.api
+    """
+    return _run(lifecycle.restart, str(target), event=_event)
+
+
+def describe(target):
+    """
+    One group (``SERVICE.GROUP``) or instance (``SERVICE.GROUP/ID``): its
+    accepted spec, instances, revision, recent events and last exits.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.describe web.api
+    """
+    return _run(lifecycle.describe, str(target))
+
+
+def events(after=None, service=None, limit=100):
+    """
+    The platform's journal: the controller's decisions and the operations,
+    oldest first (``after``: a key from an earlier answer, to follow on).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.events service=web limit=20
+    """
+    try:
+        limit = int(limit)
+    except ValueError:
+        raise SaltInvocationError(f"limit={limit!r}: a number") from None
+    return {"events": _run(lifecycle.events, None if after is None else str(after),
+                           None if service is None else str(service), limit)}
 
 
 def drain(node):

@@ -39,6 +39,10 @@ class MemoryStore(Store):
                     new[kv["Key"]] = base64.b64decode(kv["Value"])
                 elif kv["Verb"] == "delete":
                     new.pop(kv["Key"], None)
+                elif kv["Verb"] == "cas" and kv["Index"] == 0:  # Consul: set only if absent
+                    if kv["Key"] in new:
+                        raise TxnError(f"transaction rolled back: {kv['Key']} exists (cas 0)")
+                    new[kv["Key"]] = base64.b64decode(kv["Value"])
                 else:
                     raise TxnError(f"verb {kv['Verb']!r} is not supported by the in-memory store")
             self.data = new

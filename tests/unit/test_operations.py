@@ -81,7 +81,7 @@ def test_scaling_an_autoscaled_group_by_hand_is_where_the_autoscaler_goes_on_fro
     auto["groups"]["web"]["autoscale"] = {"min": 1, "max": 5, "target_cpu": 0.5}
     b = Backend({"demo": auto})
     operations.deploy(b, "demo")
-    operations.deploy(b, "demo", {"web": 4})
+    operations.scale(b, "demo.web", 4)
     state, _ = load_state(b.kv, "demo", "web")
     assert state.desired == 4 and b.kv.accepted("demo", "web").spec.instances == 4
     assert b.kv.get(names.kv_scale("demo", "web"))
@@ -94,7 +94,7 @@ def test_drain_moves_everything_off_a_node_and_nothing_new_goes_there():
     out = operations.drain(b, node)
     assert out["demo.web"]["started"] and node not in {i.node for i in b.kv.instances()}
     assert len(b.kv.instances()) == 2 and b.kv.drained() == {node}
-    operations.deploy(b, "demo", {"web": 3})
+    operations.scale(b, "demo.web", 3)
     assert node not in {i.node for i in b.kv.instances()}  # drained: placed elsewhere
 
 
@@ -108,7 +108,7 @@ def test_owners_operate_their_own_services_only():
     b = Backend({"demo": dict(DEMO, owners=["alice", "team-demo"]),
                  "other": dict(DEMO, owners=["mallory"], groups={"web": dict(DEMO["groups"]["web"], listen=10090)})})
     operations.deploy(b, "demo", user="alice")
-    operations.deploy(b, "demo", {"web": 3}, user="bob")  # through team-demo
+    operations.scale(b, "demo.web", 3, user="bob")  # through team-demo
     with pytest.raises(operations.NotOwner, match="mallory may not operate service demo: its owners are alice"):
         operations.deploy(b, "demo", user="mallory")
     with pytest.raises(operations.NotOwner):
