@@ -23,16 +23,31 @@ console = Console()
 
 class State:
     cluster: str = names.DEFAULT_CLUSTER
+    cluster_given: bool = False
     user: str | None = None
+    master_config: str = "/etc/salt/master"
+
+
+#: ``--json`` of every command that reports
+AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output (JSON on stdout)")]
+
+#: exit codes: 0 healthy, 1 an error (one line), 2 degraded (failed or short groups)
+DEGRADED = 2
 
 
 @app.callback()
-def _options(cluster: Annotated[str, typer.Option(help="local cluster name")] = names.DEFAULT_CLUSTER,
+def _options(cluster: Annotated[str | None, typer.Option(
+                 help="a local cluster (bay up) by name; default: 'default', or, on a salt-master with no "
+                      "local cluster, the master's own")] = None,
              as_user: Annotated[str | None, typer.Option(
                  "--as", help="run the service commands as this user (Salt external auth; password from "
-                              "BAY_PASSWORD or asked)")] = None) -> None:
-    State.cluster = cluster
+                              "BAY_PASSWORD or asked)")] = None,
+             master_config: Annotated[str, typer.Option(
+                 help="the salt-master's configuration, on a master")] = "/etc/salt/master") -> None:
+    State.cluster = cluster or names.DEFAULT_CLUSTER
+    State.cluster_given = cluster is not None
     State.user = as_user
+    State.master_config = master_config
 
 
 def _login() -> tuple[str, str] | None:
@@ -43,7 +58,22 @@ def _login() -> tuple[str, str] | None:
     return State.user, os.environ.get("BAY_PASSWORD") or typer.prompt(f"password of {State.user}", hide_input=True)
 
 
+def _on_master() -> bool:
+    """Whether the service commands go through this machine's salt-master
+    (Salt's client API) rather than a local cluster's (docker exec)."""
+    from bay_salt.cluster.local import STATE_ROOT
+    from bay_salt.master.client import on_a_master
+
+    if State.cluster_given or (STATE_ROOT / State.cluster).exists():
+        return False
+    return on_a_master(State.master_config)
+
+
 def _runner(fun: str, *args: str) -> dict:
+    if _on_master():
+        from bay_salt.master.client import MasterClient
+
+        return MasterClient(State.master_config).runner(fun, *args, login=_login())
     return _local().runner(fun, *args, login=_login())
 
 
@@ -51,6 +81,19 @@ def _local():
     from bay_salt.cluster.local import LocalCluster
 
     return LocalCluster(State.cluster)
+
+
+def _emit(data, as_json: bool, human) -> None:
+    """``data`` as JSON, or ``human(data)`` for people."""
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        human(data)
+
+
+def _summaries(rows: dict) -> None:
+    for row in rows.values():
+        console.print(row["summary"])
 
 
 def _status_table(st: dict) -> None:
@@ -96,13 +139,13 @@ def up(nodes: Annotated[int, typer.Option(help="number of nodes")] = 3,
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
-    """Show the local cluster: nodes, roles, their services, where to reach them."""
+def status(as_json: AsJson = False) -> None:
+    """Show the local cluster: nodes, roles, their services, where to reach them. Exit 2 when a node
+    or one of its services is not running (on a master: bay services)."""
     st = _local().status()
-    if as_json:
-        print(json.dumps(st, indent=2))
-    else:
-        _status_table(st)
+    _emit(st, as_json, _status_table)
+    if any(n["state"] != "running" or any(v != "active" for v in n["services"].values()) for n in st["nodes"]):
+        raise typer.Exit(DEGRADED)
 
 
 @app.command()
@@ -119,17 +162,140 @@ def provision() -> None:
 
 
 @app.command()
-def deploy(service: str) -> None:
-    """Deploy a service from the cluster's pillar (salt-run bay.deploy)."""
-    for row in _runner("bay.deploy", service).values():
-        console.print(row["summary"])
+def deploy(service: str, as_json: AsJson = False) -> None:
+    """Deploy a service from pillar: every group to its spec (a new revision when a spec changed)."""
+    _emit(_runner("bay.deploy", service), as_json, _summaries)
 
 
 @app.command()
-def scale(group: Annotated[str, typer.Argument(help="SERVICE.GROUP")], count: int) -> None:
-    """Scale one group now (salt-run bay.scale)."""
-    for row in _runner("bay.scale", group, str(count)).values():
-        console.print(row["summary"])
+def plan(service: str, as_json: AsJson = False) -> None:
+    """What `bay deploy SERVICE` would change, changing nothing."""
+    def human(rows: dict) -> None:
+        table = Table(title=f"bay deploy {service} would")
+        for col in ("group", "desired", "start", "stop", "changes"):
+            table.add_column(col)
+        for grp, r in rows.items():
+            what = "\n".join(r.get("changes") or []) or "[dim]nothing[/]"
+            table.add_row(grp, str(r["desired"]), str(r["start"]), str(r["stop"]) + (" (roll)" if r["roll"] else ""),
+                          what)
+        console.print(table)
+
+    _emit(_runner("bay.plan", service), as_json, human)
+
+
+@app.command()
+def scale(group: Annotated[str, typer.Argument(help="SERVICE.GROUP")], count: int, as_json: AsJson = False) -> None:
+    """Set the count of a deployed group (its accepted spec; a pillar edit nobody deployed stays undeployed)."""
+    _emit(_runner("bay.scale", group, str(count)), as_json, _summaries)
+
+
+@app.command()
+def rollback(service: str, to: Annotated[int | None, typer.Option(help="this revision (bay history); default: "
+                                                                       "the one before the newest")] = None,
+             as_json: AsJson = False) -> None:
+    """Deploy an earlier revision again: its specs and images, at today's counts."""
+    _emit(_runner("bay.rollback", service, *([f"to={to}"] if to is not None else [])), as_json, _summaries)
+
+
+@app.command()
+def history(service: str, as_json: AsJson = False) -> None:
+    """The service's kept revisions: number, time (UTC), who, what, each group's image and count."""
+    def human(got: dict) -> None:
+        table = Table(title=f"{service}: revisions")
+        for col in ("revision", "at (UTC)", "by", "action", "groups"):
+            table.add_column(col)
+        for r in got["revisions"]:
+            action = r["action"] + (f" to {r['source']}" if r.get("source") else "") + (
+                f" of {', '.join(r['removed'])}" if r.get("removed") else "")
+            groups = "\n".join(f"{g}: {v['image']} x{v['instances']}" for g, v in r["groups"].items())
+            table.add_row(str(r["revision"]), _when(r["at"]), r["by"], action, groups or "[dim]none[/]")
+        console.print(table if got["revisions"] else f"[dim]{service}: no revisions kept (never deployed, or "
+                                                      "deployed before Bay kept them)[/]")
+
+    _emit(_runner("bay.history", service), as_json, human)
+
+
+@app.command()
+def remove(target: Annotated[str, typer.Argument(help="SERVICE or SERVICE.GROUP")],
+           purge: Annotated[bool, typer.Option(help="a whole service: delete its log topic too")] = False,
+           as_json: AsJson = False) -> None:
+    """Take a service (or one group) away: deregistered, drained, stopped; its spec and routes gone."""
+    _emit(_runner("bay.remove", target, *(["purge=True"] if purge else [])), as_json, _summaries)
+
+
+@app.command()
+def restart(group: Annotated[str, typer.Argument(help="SERVICE.GROUP")], as_json: AsJson = False) -> None:
+    """Replace every instance of a group, rolling: each new one healthy before an old one goes."""
+    _emit(_runner("bay.restart", group), as_json, _summaries)
+
+
+@app.command()
+def describe(target: Annotated[str, typer.Argument(help="SERVICE.GROUP or SERVICE.GROUP/INSTANCE")],
+             as_json: AsJson = False) -> None:
+    """A group (or instance): accepted spec, instances, revision, recent events, last exits.
+    Exit 2 when it is failed or short of instances."""
+    got = _runner("bay.describe", target)
+    _emit(got, as_json, _describe_human)
+    if got.get("failed") or got["passing"] < got["desired"]:
+        raise typer.Exit(DEGRADED)
+
+
+def _describe_human(d: dict) -> None:
+    spec = d["spec"]
+    console.print(f"[bold]{d['group']}[/]  revision {d['revision'] or '-'}, accepted {_when(d['accepted_at'])} UTC"
+                  + (" (adopted)" if d["adopted"] else ""))
+    counts = f"{d['passing']} passing of {d['desired']} desired" + (" (autoscaled)" if d["autoscaled"] else "")
+    console.print(f"  instances: [{'green' if d['passing'] >= d['desired'] else 'yellow'}]{counts}[/]")
+    if d.get("failed"):
+        console.print(f"  [red]failed: {d['failed']}[/]")
+    console.print(f"  image {spec['image']}, {spec['cpu']} CPU, {spec['memory_mb']} MiB, port {spec['port']}, "
+                  f"frontend :{spec['listen']}, max_surge {spec['max_surge']}, owners {', '.join(spec['owners'])}")
+    if spec.get("env") or spec.get("secret_env"):
+        console.print(f"  env {', '.join(sorted(spec.get('env') or {}))}"
+                      + (f"; secret env {', '.join(spec['secret_env'])}" if spec.get("secret_env") else ""))
+    table = Table()
+    for col in ("instance", "node", "port", "health", "image", "restarts"):
+        table.add_column(col)
+    for i in d["instances"]:
+        table.add_row(i["instance"], i["node"], str(i["port"]), i["health"],
+                      i["image"] + ("" if i["current"] else " [yellow](outdated)[/]"), str(i["restarts"]))
+    console.print(table)
+    for e in d["exits"]:
+        console.print(f"  exited: {e['instance']} on {e['node']}, code {e['exit_code']}"
+                      + (" (OOM killed)" if e["oom_killed"] else "") + f", {e['finished_at']}")
+    for ev in d["events"][-10:]:
+        console.print(f"  {_when(ev['at'])} {ev['tag']} {_event_text(ev['data'])}", highlight=False)
+    for n in d.get("notes") or []:
+        console.print(f"  [dim]{n}[/]")
+
+
+def _event_text(data: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(data.items()) if k not in ("group",) and v not in (None, [], ""))
+
+
+@app.command()
+def events(service: Annotated[str | None, typer.Argument(help="only this service's")] = None,
+           follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new ones")] = False,
+           limit: Annotated[int, typer.Option(help="the newest N")] = 50,
+           interval: Annotated[float, typer.Option(help="with --follow: seconds between looks")] = 2.0,
+           as_json: AsJson = False) -> None:
+    """The platform's journal: the controller's decisions and the operations, oldest first
+    (owners: their services' only). --json: one JSON object per line."""
+    after = None
+    while True:
+        args = [f"limit={limit}"] + ([f"service={service}"] if service else []) + (
+            [f"after={after}"] if after else [])
+        for ev in _runner("bay.events", *args)["events"]:
+            after = ev["key"]
+            if as_json:
+                print(json.dumps(ev, sort_keys=True, default=str), flush=True)
+            else:
+                what = ev["data"].get("group") or ev["data"].get("service") or ev["data"].get("node") or ""
+                console.print(f"{_when(ev['at'])} [cyan]{ev['tag']}[/] {what} {_event_text(ev['data'])}",
+                              highlight=False)
+        if not follow:
+            return
+        time.sleep(interval)
 
 
 @app.command("user-add")
@@ -145,23 +311,32 @@ def user_add(name: str, admin: Annotated[bool, typer.Option(help="one of the pla
 
 
 @app.command()
-def drain(node: str) -> None:
+def drain(node: str, as_json: AsJson = False) -> None:
     """Move everything off a node before maintenance (salt-run bay.drain)."""
-    for row in _runner("bay.drain", node).values():
-        console.print(row["summary"])
+    _emit(_runner("bay.drain", node), as_json, _summaries)
 
 
 @app.command()
-def undrain(node: str) -> None:
+def undrain(node: str, as_json: AsJson = False) -> None:
     """Give a node back once Consul counts it healthy again (salt-run bay.undrain)."""
-    for row in _runner("bay.undrain", node).values():
-        console.print(row["summary"])
+    _emit(_runner("bay.undrain", node), as_json, _summaries)
+
+
+def degraded(rows: dict) -> bool:
+    """A group failed, or fewer passing than desired."""
+    return any(r.get("failed") or r["passing"] < r["desired"] for r in rows.values())
 
 
 @app.command()
-def services(service: Annotated[str | None, typer.Argument()] = None) -> None:
-    """Desired and registered instances (salt-run bay.status)."""
+def services(service: Annotated[str | None, typer.Argument()] = None, as_json: AsJson = False) -> None:
+    """Desired and registered instances (salt-run bay.status). Exit 2 when a group is failed or short."""
     result = _runner("bay.status", *([service] if service else []))
+    _emit(result, as_json, _services_table)
+    if degraded(result):
+        raise typer.Exit(DEGRADED)
+
+
+def _services_table(result: dict) -> None:
     table = Table()
     for col in ("group", "frontend", "desired", "passing / registered", "instances"):
         table.add_column(col)
@@ -182,9 +357,12 @@ def _when(ts: float) -> str:
 
 
 @app.command()
-def alerts() -> None:
+def alerts(as_json: AsJson = False) -> None:
     """Alerts that fire or wait (salt-run bay.alerts), silences, deliveries that gave up."""
     got = _runner("bay.alerts")
+    if as_json:
+        _emit(got, True, None)
+        return
     table = Table(title="alerts")
     for col in ("alert", "state", "about", "since (UTC)", "summary"):
         table.add_column(col)
@@ -229,9 +407,12 @@ def silence_add(matchers: Annotated[list[str], typer.Argument(help="LABEL=VALUE 
 
 
 @silence_app.command("list")
-def silence_list() -> None:
+def silence_list(as_json: AsJson = False) -> None:
     """The silences, active and ended in the last day (salt-run bay.silences)."""
     rows = list(_runner("bay.silences").values())
+    if as_json:
+        _emit(rows, True, None)
+        return
     _silence_table(rows) if rows else console.print("no silences")
 
 
@@ -265,7 +446,8 @@ def logs(target: Annotated[str, typer.Argument(help="SERVICE.GROUP or SERVICE.GR
                                                        "(fixed, as grep -F)")] = None,
          limit: Annotated[int, typer.Option(help="with --archive: at most this many (the newest)")] = 1000,
          ca: Annotated[str | None, typer.Option(help="CA of the nodes' certificates (default: the local "
-                                                     "cluster's)")] = None) -> None:
+                                                     "cluster's, on a master /etc/bay/ca.pem)")] = None,
+         as_json: AsJson = False) -> None:
     """A container's output, live or kept after it was removed (salt-run bay.logs, then each node's
     HTTPS endpoint); or with --archive, a service's log records from HDFS (salt-run bay.archived_logs)."""
     import threading
@@ -277,11 +459,17 @@ def logs(target: Annotated[str, typer.Argument(help="SERVICE.GROUP or SERVICE.GR
         if grep:
             args.append(f"grep={json.dumps(grep)}")
         got = _runner("bay.archived_logs", *args)
+        if as_json:
+            _emit(got, True, None)
+            return
         _print_records(got["records"])
         if not got["records"]:
             console.print(f"[dim]nothing archived for {target} since {_when(got['since'])} UTC[/]")
         return
-    ca = ca or str(_local().state_dir / "pki" / "ca.pem")
+    if not ca:
+        from bay_salt.master.client import MASTER_CA
+
+        ca = MASTER_CA if _on_master() else str(_local().state_dir / "pki" / "ca.pem")
 
     def locate() -> dict:
         return _runner("bay.logs", target, *(["previous=True"] if previous else []))
@@ -342,6 +530,16 @@ def dashboards(grafana: Annotated[str | None, typer.Option(
 
     from bay_salt.metrics import dashboards as dash
 
+    if _on_master():
+        if grafana:
+            raise typer.BadParameter("--grafana: with a local cluster only (on a master: salt-run bay.dashboards)")
+        table = Table()
+        table.add_column("dashboard")
+        table.add_column("URL")
+        for name, url in _runner("bay.dashboards").items():
+            table.add_row(name, url)
+        console.print(table)
+        return
     local = _local()
     web, user = local.graphite()[:2]
     services = (local.services_pillar().get("bay") or {}).get("services") or {}
@@ -405,16 +603,28 @@ def top(once: Annotated[bool, typer.Option(help="print one table and stop")] = F
         raise BayError(str(err)) from None
 
 
+def _command(args: list[str]) -> str:
+    """The command's name in ``args`` (the global options' values skipped)."""
+    it = iter(args)
+    for a in it:
+        if a in ("--cluster", "--as", "--master-config"):
+            next(it, None)
+        elif not a.startswith("-"):
+            return a
+    return "bay"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command; a user error is one red line and exit 1."""
     from bay_salt.cluster.local import BayError
     from bay_salt.cluster.progress import StepFailed
+    from bay_salt.master.client import MasterError
 
     args = sys.argv[1:] if argv is None else argv
-    command = next((a for a in args if not a.startswith("-")), "bay")
+    command = _command(args)
     try:
-        app(args=args, prog_name="bay", standalone_mode=False)
-    except (BayError, StepFailed) as err:
+        rc = app(args=args, prog_name="bay", standalone_mode=False)  # typer.Exit(N) comes back as N
+    except (BayError, StepFailed, MasterError) as err:
         console.print(f"[bold red]bay {command}:[/] {err}")
         return 1
     except typer.Exit as done:
@@ -428,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
             err.show()
             return err.exit_code
         raise
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

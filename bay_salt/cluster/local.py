@@ -158,7 +158,8 @@ GRAPHITE_PASSWORD_FILE = "/etc/bay/graphite-web.password"
 #: PAM groups on the master: service owners, and the platform team
 OWNERS_GROUP, ADMINS_GROUP = "bay-owners", "bay-admins"
 #: what an owner may run (the runner checks the service is theirs)
-OWNER_RUNNERS = [r"bay\.(deploy|plan|scale|status|alerts|silence|silences|unsilence|logs|archived_logs)"]
+OWNER_RUNNERS = [r"bay\.(deploy|plan|scale|status|alerts|silence|silences|unsilence|logs|archived_logs|rollback|history|"
+                 r"remove|restart|describe|events)"]
 #: the registry's admin account `bay up` makes (it pushes the demo; its password stays in the state dir)
 REGISTRY_ADMIN = "bay-admin"
 #: where `bay up` puts the registry's TLS files, and the cluster's CA, on the nodes

@@ -41,6 +41,7 @@ def put(store: Store, tag: str, data: dict, now: float | None = None) -> str | N
     """Journal one event; its key, or None when Consul did not take it (logged)."""
     at = time.time() if now is None else now
     key = event_key(at)
+    data = {k: v for k, v in data.items() if not str(k).startswith("_")}  # Salt's own (_stamp)
     try:
         store.apply([kvstore.op_set(key, json.dumps({"at": at, "tag": tag, "data": data}, default=str))])
     except (kvstore.Unavailable, kvstore.TxnError) as err:

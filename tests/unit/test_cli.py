@@ -1,3 +1,5 @@
+import json
+
 from bay_salt import cli
 
 
@@ -32,3 +34,44 @@ def test_alerts_and_silences_through_the_runner(monkeypatch, capsys):
     assert calls[-1] == ("bay.silence", ("service=demo", "duration=2h", 'reason="moving it"'))
     assert "silence abc: service=demo until 2026-11-27 10:00:00 UTC" in capsys.readouterr().out
     assert cli.main(["silence", "add", "service=demo", "--for", "2h"]) == 2  # no reason: a usage error
+
+
+def test_services_exits_2_when_a_group_is_failed_or_short_and_json_is_the_runners_answer(monkeypatch, capsys):
+    rows = {"demo.web": {"deployed": True, "pillar": None, "failed": None, "desired": 3, "registered": 3,
+                         "passing": 3, "listen": 10080, "instances": []}}
+    monkeypatch.setattr(cli, "_runner", lambda fun, *args: rows)
+    assert cli.main(["services", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == rows
+    rows["demo.web"]["passing"] = 2
+    assert cli.main(["services"]) == 2
+    rows["demo.web"]["passing"], rows["demo.web"]["failed"] = 3, "crash loop"
+    assert cli.main(["services", "--json"]) == 2
+
+
+def test_the_command_named_in_an_error_is_the_command_not_an_options_value(monkeypatch, capsys):
+    from bay_salt.master.client import MasterError
+
+    def refuse(fun, *args):
+        raise MasterError(f"{fun}: refused: ella may not operate service demo")
+
+    monkeypatch.setattr(cli, "_runner", refuse)
+    assert cli.main(["--as", "ella", "--cluster", "x", "describe", "demo.web"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("bay describe: bay.describe: refused") and "Traceback" not in out
+
+
+def test_on_a_master_without_a_local_cluster_the_cli_uses_salts_client(monkeypatch, tmp_path):
+    from bay_salt.cluster import local
+    from bay_salt.master import client
+
+    monkeypatch.setattr(local, "STATE_ROOT", tmp_path / "clusters")
+    (tmp_path / "master.d").mkdir()
+    monkeypatch.setattr(cli.State, "cluster_given", False)
+    monkeypatch.setattr(cli.State, "cluster", "default")
+    monkeypatch.setattr(cli.State, "master_config", str(tmp_path / "master"))
+    assert cli._on_master()
+    (tmp_path / "clusters" / "default").mkdir(parents=True)  # a local cluster here: bay up's
+    assert not cli._on_master()
+    assert client.one_line("Passed invalid arguments: demo.x is not deployed\n\nUsage:\n  doc") == \
+        "demo.x is not deployed"
+    assert client.one_line("Traceback...\nsalt.exceptions.SaltInvocationError: refused: x") == "refused: x"
