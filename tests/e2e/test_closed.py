@@ -260,6 +260,8 @@ def test_an_owner_reaches_only_their_own_services_through_every_runner(cluster, 
                 ("bay.logs", "demo.web"), ("bay.archived_logs", "demo"),
                 ("bay.silence", "service=demo", "duration=1h", "reason=x"),
                 ("bay.silence", "service=*", "duration=1h", "reason=x"),
+                ("bay.rollback", "demo"), ("bay.remove", "demo"), ("bay.restart", "demo.web"),
+                ("bay.describe", "demo.web"), ("bay.history", "demo"),
                 ("bay.drain", "node1"), ("bay.undrain", "node1"), ("bay.dashboards",),
                 ("jobs.list_jobs",), ("state.orchestrate", "bay"), ("salt.cmd", "cmd.run", "id"),
                 ("bay.archived_logs", TINY, "grep=" + "x" * 1000),  # bounded: a long grep is refused
@@ -275,6 +277,9 @@ def test_an_owner_reaches_only_their_own_services_through_every_runner(cluster, 
         attempts.append((fun,))
         if "demo" in json.dumps(cluster.runner(fun, login=alice, timeout=60)):
             got_in.append((fun, "shows demo"))
+    attempts.append(("bay.events", "service=demo"))  # answered, empty: demo's events are not hers
+    if cluster.runner("bay.events", "service=demo", login=alice, timeout=60)["events"]:
+        got_in.append(("bay.events", "shows demo's events"))
     assert not got_in, got_in
     assert cluster.runner("bay.plan", TINY, login=alice) is not None  # her own service: allowed
     print(f"owner alice: {len(attempts)} tried, 0 got in")
