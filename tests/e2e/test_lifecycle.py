@@ -16,7 +16,7 @@ from bay_salt.model import names
 from tests.e2e.helpers import bay_containers, eventually, haproxy_servers, kv_get, wait_routed
 
 LIFE = "life"
-LIFE_WEB = 10150  # its own frontend (other e2e services hold 10080-10141)
+LIFE_WEB = 10160  # its own frontend (other e2e services hold 10080-10150)
 VENV_BAY = "/opt/bay/venv/bin/bay"
 
 
