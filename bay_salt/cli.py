@@ -426,7 +426,7 @@ def silence_expire(silence_id: str) -> None:
 def _print_records(records: list[dict]) -> None:
     for r in records:
         extra = {k: v for k, v in r.items() if k not in ("time", "level", "message", "service", "group", "instance",
-                                                          "node", "partition", "offset")}
+                                                          "node", "partition", "offset", "@timestamp")}
         tail = f" [dim]{json.dumps(extra)}[/]" if extra else ""
         console.print(f"{r.get('time', '?')} [cyan]{r.get('group')}/{r.get('instance')}[/]@{r.get('node')} "
                       f"{str(r.get('level', '')).upper()} {r.get('message', '')}{tail}", markup=True, highlight=False)
@@ -444,7 +444,9 @@ def logs(target: Annotated[str, typer.Argument(help="SERVICE.GROUP or SERVICE.GR
          archive: Annotated[bool, typer.Option(help="the service's log records archived in HDFS")] = False,
          grep: Annotated[str | None, typer.Option(help="with --archive: records holding this string "
                                                        "(fixed, as grep -F)")] = None,
-         limit: Annotated[int, typer.Option(help="with --archive: at most this many (the newest)")] = 1000,
+         search: Annotated[str | None, typer.Option(help="SERVICE's log records in the search store matching "
+                                                         "this (words, \"phrases\", -exclusions, field:value)")] = None,
+         limit: Annotated[int, typer.Option(help="with --archive or --search: at most this many (the newest)")] = 1000,
          ca: Annotated[str | None, typer.Option(help="CA of the nodes' certificates (default: the local "
                                                      "cluster's, on a master /etc/bay/ca.pem)")] = None,
          as_json: AsJson = False) -> None:
@@ -454,17 +456,20 @@ def logs(target: Annotated[str, typer.Argument(help="SERVICE.GROUP or SERVICE.GR
 
     from bay_salt.logs import client
 
-    if archive:
+    if archive or search is not None:
         args = [target, f"since={json.dumps(since or '1h')}", f"limit={limit}"]
-        if grep:
+        if grep and archive:
             args.append(f"grep={json.dumps(grep)}")
-        got = _runner("bay.archived_logs", *args)
+        if search:
+            args.append(f"query={json.dumps(search)}")  # quoted: Salt reads key=value arguments as YAML
+        got = _runner("bay.search_logs" if search is not None else "bay.archived_logs", *args)
         if as_json:
             _emit(got, True, None)
             return
         _print_records(got["records"])
         if not got["records"]:
-            console.print(f"[dim]nothing archived for {target} since {_when(got['since'])} UTC[/]")
+            console.print(f"[dim]nothing {'found' if search is not None else 'archived'} for {target} since "
+                          f"{_when(got['since'])} UTC[/]")
         return
     if not ca:
         from bay_salt.master.client import MASTER_CA

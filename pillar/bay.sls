@@ -314,6 +314,7 @@ bay:
     # get BAY_LOG_HOST/BAY_LOG_PORT); the relay writes them into Kafka
     relay_port: 5140
     relay_buffer: 100000             # lines held while Kafka does not answer (then new ones are dropped)
+    ship_output: true                # containers' stdout/stderr into Kafka too (label stream): kept past the node
     # the public half of the master's signing key (/etc/bay/logs-token.key on the master)
     token_public_key: |
       -----BEGIN PUBLIC KEY-----
@@ -329,6 +330,22 @@ bay:
       user: bay
       roll_seconds: 300              # a file is closed (and its offsets committed) this often ...
       roll_size: 64Mi                # ... or at this size
+    # logs you can search (bay logs SERVICE --search): the indexer writes
+    # every log topic into a search store with the Elasticsearch bulk API,
+    # an index per service per day (bay-logs.SERVICE.YYYY-MM-DD), each
+    # record once (its partition and offset are its id)
+    search:
+      enabled: true
+      url: ""                        # a site's own Elasticsearch/OpenSearch; empty: Bay's OpenSearch
+                                     # on each kafka node (loopback only, its own indexer)
+      user: ""                       # the site's store's login, if any ...
+      password: ""                   # ... (a secret: pillar targeted at the kafka nodes)
+      ca_file: ""                    # the CA its HTTPS certificate is checked with
+      retention: 7d                  # a day's index is deleted this long after the day
+      heap: 256m                     # Bay's OpenSearch: JVM heap ...
+      port: 9200                     # ... HTTP port on loopback ...
+      lib_dir: /opt/bay/search/lib   # ... its jars (from Maven) ...
+      data_dir: /var/lib/bay/search  # ... and its indices
   # Apache Kafka for services' logs: Bay's broker (KRaft) on the nodes with
   # role kafka, or a site's own (bootstrap, and no node with role kafka)
   kafka:

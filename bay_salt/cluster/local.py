@@ -26,7 +26,7 @@ import docker.errors
 import yaml
 
 from bay_salt.cluster import demo, firewall, images, keys, pki
-from bay_salt.cluster.processes import kafka_lib, start_minidfs
+from bay_salt.cluster.processes import kafka_lib, search_lib, start_minidfs
 from bay_salt.cluster.progress import Progress
 from bay_salt.cluster.saltout import summarize_apply
 from bay_salt.host.sources import network_gateway
@@ -52,6 +52,7 @@ REGISTRY_NODES = 2
 KAFKA_NODES = 1
 #: where the kafka node finds Kafka's jars (`bay up` lends it this machine's Maven cache, scripts/kafka.sh)
 KAFKA_LIB = "/opt/bay/kafka/lib"
+SEARCH_LIB = "/opt/bay/search/lib"
 
 
 class BayError(RuntimeError):
@@ -159,7 +160,7 @@ GRAPHITE_PASSWORD_FILE = "/etc/bay/graphite-web.password"
 OWNERS_GROUP, ADMINS_GROUP = "bay-owners", "bay-admins"
 #: what an owner may run (the runner checks the service is theirs)
 OWNER_RUNNERS = [r"bay\.(deploy|plan|scale|status|alerts|silence|silences|unsilence|logs|archived_logs|rollback|history|"
-                 r"remove|restart|describe|events)"]
+                 r"remove|restart|describe|events|search_logs)"]
 #: the registry's admin account `bay up` makes (it pushes the demo; its password stays in the state dir)
 REGISTRY_ADMIN = "bay-admin"
 #: where `bay up` puts the registry's TLS files, and the cluster's CA, on the nodes
@@ -266,7 +267,8 @@ def cluster_pillar(cluster: str, nodes: dict[str, str], gossip_key: str, consul_
             # SASL_SSL with the node certificate made for metrics (it names the node's address)
             "kafka": {"lib_dir": KAFKA_LIB, "tls": MONITORING_TLS},
             # a local cluster's archive closes its files often, so what is logged is there in seconds
-            "logs": {"token_public_key": logs_public_key, "archive": {"hdfs": logs_archive, "roll_seconds": 15}},
+            "logs": {"token_public_key": logs_public_key, "archive": {"hdfs": logs_archive, "roll_seconds": 15},
+                     "search": {"lib_dir": SEARCH_LIB}},
         }
     }
     if ids:
@@ -293,10 +295,12 @@ def kafka_binds() -> dict:
     its state installs neither."""
     try:
         lib = kafka_lib(images.checkout_root())
+        search = search_lib(images.checkout_root())
     except subprocess.CalledProcessError as err:
-        raise BayError(f"Kafka's jars: {(err.stderr or '').strip()[-500:]}") from None
+        raise BayError(f"Kafka's or OpenSearch's jars: {(err.stderr or '').strip()[-500:]}") from None
     home = java_home()
-    binds = {lib: {"bind": KAFKA_LIB, "mode": "ro"}, home: {"bind": home, "mode": "ro"}}
+    binds = {lib: {"bind": KAFKA_LIB, "mode": "ro"}, search: {"bind": SEARCH_LIB, "mode": "ro"},
+             home: {"bind": home, "mode": "ro"}}
     # Debian's JRE keeps its configuration in /etc/java-NN-openjdk (conf/ links there)
     security = (Path(home) / "conf" / "security" / "java.security").resolve()
     if not str(security).startswith(home):

@@ -21,10 +21,11 @@ def free_port() -> int:
 
 
 class Daemon:
-    def __init__(self, cmd: list[str], log: Path, env: dict | None = None):
+    def __init__(self, cmd: list[str], log: Path, env: dict | None = None, user: str | None = None):
         self.log_path = log
         self._log = open(log, "wb")  # noqa: SIM115 - closed by stop()
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                                     user=user, cwd="/" if user else None)
 
     @property
     def pid(self) -> int:
@@ -178,6 +179,69 @@ class Kafka:
         props.write_text(self.client().java_properties())
         cmd = [a.replace("{client.properties}", str(props)) for a in self._java(main, *args)]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def search_lib(checkout: Path) -> str:
+    """OpenSearch's jars (fetched once by scripts/search.sh)."""
+    return subprocess.run(["bash", str(checkout / "scripts" / "search.sh")], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+class OpenSearch:
+    """A real OpenSearch server made of Maven's jars, as bay.search runs it
+    on a search node: one node, HTTP on ``address``, run as ``user``
+    (OpenSearch refuses root); for tests and benchmarks."""
+
+    def __init__(self, workdir: Path, checkout: Path, address: str = "127.0.0.1", heap: str = "256m",
+                 user: str = "nobody"):
+        import pwd
+        import tempfile
+
+        from bay_salt.logs import search
+
+        # a directory of its own that ``user`` reaches (a test's tmp_path is root's alone)
+        workdir = Path(tempfile.mkdtemp(prefix=f"bay-opensearch-{workdir.name}-"))
+        self.workdir, self.address, self.heap, self.user = workdir, address, heap, user
+        self.port = free_port()
+        home, data = workdir / "home", workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        search.make_home(str(home), search_lib(checkout), str(data), address, self.port, free_port())
+        uid = pwd.getpwnam(user).pw_uid
+        for p in [workdir, data, *data.rglob("*"), home / "config", *(home / "config").iterdir()]:  # (its keystore)
+            os.chown(p, uid, -1)
+        workdir.chmod(0o755)
+        self.home = home
+        self.daemon: Daemon | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.port}"
+
+    def start(self) -> OpenSearch:
+        from bay_salt.logs import search
+
+        self.daemon = Daemon(search.opensearch_command(str(self.home), self.heap), self.workdir / "opensearch.log",
+                             user=self.user)
+        try:
+            retry.until(lambda: self.daemon.alive() and _answers(self.url + "/_cluster/health?wait_for_status=yellow"),
+                        "OpenSearch", timeout=120, interval=0.5)
+        except BaseException:
+            self.daemon.stop()
+            raise
+        return self
+
+    def rss_mib(self) -> float:
+        """The server's resident memory (its JVM), MiB."""
+        with open(f"/proc/{self.daemon.pid}/status") as fh:
+            return next(int(ln.split()[1]) for ln in fh if ln.startswith("VmRSS:")) / 1024
+
+    def stop(self) -> None:
+        import shutil
+
+        if self.daemon is not None:
+            self.daemon.stop()
+            self.daemon = None
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class Graphite:

@@ -8,6 +8,7 @@ import json
 import shlex
 
 from bay_salt.logs import kafka
+from bay_salt.model import names
 
 LOGS_CONFIG = "/etc/bay/logs.json"
 ARCHIVER_CONFIG = "/etc/bay/log-archiver.json"
@@ -34,7 +35,7 @@ def logs_config(cfg: dict) -> dict:
             "cert_file": tls["cert_file"], "key_file": tls["key_file"],
             "token_public_key": lg["token_public_key"],
             "relay_port": lg["relay_port"] if cfg["kafka"]["bootstrap_servers"] else 0,
-            "relay_buffer": lg["relay_buffer"], "kafka": _kafka_client(cfg)}
+            "relay_buffer": lg["relay_buffer"], "ship_output": lg["ship_output"], "kafka": _kafka_client(cfg)}
 
 
 def unit(description: str, after: str, exec_start: str, before: tuple[str, ...] = (), after_exec: tuple[str, ...] = ()
@@ -159,10 +160,74 @@ def kafka_files(cfg: dict) -> dict[str, dict]:
     return out
 
 
+SEARCH_USER = "bay-search"
+SEARCH_POM = "/etc/bay/search/pom.xml"
+INDEXER_CONFIG = "/etc/bay/log-indexer.json"
+
+
+def search_embedded(cfg: dict) -> bool:
+    """Whether this node runs Bay's OpenSearch (a kafka node, search on, no site store)."""
+    s = cfg["logs"]["search"]
+    return bool(s["enabled"] and not s["url"] and "kafka" in cfg["node"]["roles"] and not cfg["kafka"]["bootstrap"])
+
+
+def search_url(cfg: dict) -> str:
+    s = cfg["logs"]["search"]
+    return s["url"] or f"http://127.0.0.1:{s['port']}"
+
+
+def search_layout(cfg: dict) -> dict:
+    s = cfg["logs"]["search"]
+    return {"embedded": search_embedded(cfg), "indexer": bool(s["enabled"] and "kafka" in cfg["node"]["roles"]),
+            "lib_dir": s["lib_dir"], "data_dir": s["data_dir"], "home": f"{s['data_dir']}/home",
+            "pom": SEARCH_POM, "user": SEARCH_USER, "port": s["port"], "url": search_url(cfg)}
+
+
+def indexer_config(cfg: dict) -> dict:
+    s = cfg["logs"]["search"]
+    embedded = search_embedded(cfg)
+    return {"node": cfg["node"]["id"], "kafka": _kafka_client(cfg),
+            # an embedded store per kafka node: each node's indexer reads everything into its own
+            "group": f"{names.LOG_INDEXER_GROUP}-{cfg['node']['id']}" if embedded else names.LOG_INDEXER_GROUP,
+            "search": {"url": search_url(cfg), "user": s["user"], "password": s["password"], "ca_file": s["ca_file"]},
+            "retention_days": s["retention"] / 86400}
+
+
+def search_unit(cfg: dict) -> str:
+    from bay_salt.logs import search
+
+    s = cfg["logs"]["search"]
+    home = search_layout(cfg)["home"]
+    cmd = search.opensearch_command(home, s["heap"])
+    cmd[0] = "/usr/bin/java"
+    return unit("OpenSearch for Bay's logs (the search store; HTTP on loopback)", "network-online.target",
+                " ".join(cmd),
+                before=(f"User={SEARCH_USER}", f"ExecStartPre=+{cfg['python']['bin_env']}/bin/bay-search-home "
+                        f"--lib {s['lib_dir']} --home {home} --data {s['data_dir']}/data --port {s['port']} "
+                        f"--owner {SEARCH_USER}"),
+                after_exec=("LimitNOFILE=65535", "TimeoutStopSec=60"))
+
+
+def indexer_unit(cfg: dict) -> str:
+    after = "bay-search.service bay-kafka.service" if search_embedded(cfg) else "bay-kafka.service"
+    return unit("Bay log indexer (Kafka's log topics into the search store; offsets committed after each bulk)",
+                after, f"{cfg['python']['bin_env']}/bin/bay-log-indexer --config {INDEXER_CONFIG}",
+                after_exec=("TimeoutStopSec=60", "MemoryMax=512M"))
+
+
+def search_files(cfg: dict) -> dict[str, dict]:
+    """The indexer's (and, embedded, the search store's) files on a kafka node."""
+    out = {INDEXER_CONFIG: {"contents": json.dumps(indexer_config(cfg), indent=2) + "\n", "mode": "0600"},
+           f"{UNITS}/bay-log-indexer.service": {"contents": indexer_unit(cfg), "mode": "0644"}}
+    if search_embedded(cfg):
+        out[f"{UNITS}/bay-search.service"] = {"contents": search_unit(cfg), "mode": "0644"}
+    return out
+
+
 def report(cfg: dict) -> dict:
     """What the master needs (no secret): where nodes serve output, for how long tokens are good, where Kafka is."""
     lg = cfg["logs"]
     return {"enabled": lg["enabled"], "port": lg["port"], "token_ttl": lg["token_ttl"],
             "kafka": cfg["kafka"]["bootstrap_servers"], "kafka_nodes": cfg["kafka"]["nodes"],
             "partitions": cfg["kafka"]["partitions"], "retention": cfg["kafka"]["retention"],
-            "archive": bool(lg["archive"]["hdfs"])}
+            "archive": bool(lg["archive"]["hdfs"]), "search": bool(lg["search"]["enabled"])}

@@ -127,6 +127,34 @@ def archived(backend, service: str, since: str, grep: str | None = None, limit: 
     return {"service": service, "since": start, "records": records}
 
 
+def searched(backend, service: str, query: str | None, since: str, limit: int = 1000, until: str | None = None,
+             user: str | None = None) -> dict:
+    """Records of ``service`` in the search store matching ``query`` (through a
+    node with role ``kafka``: Bay's OpenSearch is on its loopback); an owner
+    searches their own services only, and only that service's indices are asked."""
+    from bay_salt.logs.search import MAX_HITS, MAX_QUERY
+
+    if not NAME_RE.match(service or ""):
+        raise ValueError(f"{service!r} is not a service name")
+    store = backend.store()
+    authorize(backend, store, service, user)
+    report = backend.logs_report()
+    if not report.get("search", False):
+        raise ValueError("bay:logs:search:enabled is false: logs are not indexed (bay logs SERVICE --archive reads "
+                         "the archive)")
+    nodes = report.get("kafka_nodes") or []
+    if not nodes:
+        raise ValueError("no node with role kafka reaches the search store")
+    if query and len(query) > MAX_QUERY:
+        raise ValueError(f"search: at most {MAX_QUERY} characters")
+    if not 0 < int(limit) <= MAX_HITS:
+        raise ValueError(f"limit={limit}: from 1 to {MAX_HITS} records")
+    start = parse_since(since or "1h")
+    end = parse_since(until) if until else None
+    return {"service": service, "since": start,
+            "records": backend.search_logs(nodes, service, start, end, query or None, int(limit))}
+
+
 def ensure_topic(backend, spec) -> dict | None:
     """The service's log topic, made or brought to its spec before a deploy
     starts anything (None when there is no Kafka); DeployError when Kafka does not answer."""

@@ -49,8 +49,10 @@ def now_iso(t: float) -> str:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def record(line: bytes, owner: tuple[str, str, str], node: str, now: float) -> dict | None:
-    """The record of one line (None for an empty line)."""
+def record(line: bytes, owner: tuple[str, str, str], node: str, now: float, stream: str | None = None
+           ) -> dict | None:
+    """The record of one line (None for an empty line); ``stream``: a line of
+    the container's stdout or stderr (Docker's), ``now`` Docker's time of it."""
     cut = len(line) > MAX_LINE
     text = line[:MAX_LINE].rstrip(b"\r\n").decode("utf-8", "replace")
     if not text.strip():
@@ -68,6 +70,8 @@ def record(line: bytes, owner: tuple[str, str, str], node: str, now: float) -> d
     if cut:
         obj["truncated"] = True
     obj.update(zip(names.LOG_LABELS, (*owner, node)))
+    if stream:
+        obj["stream"] = stream
     return obj
 
 
@@ -115,11 +119,12 @@ class Relay:
                         *who, self.rate, self.dropped)
         return False
 
-    def take(self, line: bytes, who: tuple[str, str, str]) -> None:
+    def take(self, line: bytes, who: tuple[str, str, str], stream: str | None = None, at: float | None = None) -> None:
+        """One line of ``who``'s into its topic (``stream``/``at``: a line of its stdout/stderr, Docker's time)."""
         now = self.clock()
         if not self._allowed(who, len(line), now):
             return
-        rec = record(line, who, self.node, now)
+        rec = record(line, who, self.node, at if at is not None else now, stream)
         if rec is None:
             return
         self.put(names.log_topic(who[0]), who[2].encode(), json.dumps(rec, separators=(",", ":")).encode())

@@ -51,6 +51,8 @@ class Config:
     relay_port: int = 0
     relay_host: str = ""
     relay_buffer: int = 100_000
+    #: containers' stdout and stderr through the relay too (label ``stream``)
+    ship_output: bool = False
     kafka: dict = field(default_factory=dict)
 
     @classmethod
@@ -313,6 +315,11 @@ def start_relay(cfg: Config):
             log.warning("log relay not started yet: %s", err)
             time.sleep(5)
     relay = Relay(cfg.node, sink.put, sources.owner, time.time)
+    if cfg.ship_output:  # containers' stdout and stderr into their topic too
+        from bay_salt.logs.output import Cursor, OutputShipper
+
+        shipper = OutputShipper(sources.client, relay.take, Cursor(os.path.join(cfg.dir, "output-cursor.json")))
+        threading.Thread(target=shipper.run, name="container-output", daemon=True).start()
     return relay.serve(host, cfg.relay_port), (relay, sink)
 
 

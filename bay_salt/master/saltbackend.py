@@ -261,6 +261,11 @@ class SaltBackend:
         return self._one_of(nodes, "bay_logs.ensure_topic", [service, partitions, retention],
                             f"{service}: its log topic")
 
+    def search_logs(self, nodes: list[str], service: str, since: float, until: float | None, query: str | None,
+                    limit: int) -> list[dict]:
+        return self._one_of(nodes, "bay_logs.search", [service, since], f"{service}: its logs in the search store",
+                            timeout=60, kwarg={"until": until, "query": query, "limit": limit})
+
     def delete_log_topic(self, nodes: list[str], service: str) -> dict:
         return self._one_of(nodes, "bay_logs.delete_topic", [service], f"{service}: its log topic")
 

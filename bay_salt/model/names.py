@@ -7,6 +7,8 @@ a second time.
 
 from __future__ import annotations
 
+import time
+
 # --- Docker labels ---------------------------------------------------------
 LABEL_PREFIX = "io.bay"
 #: every Docker object ``bay up`` creates on the host carries this label (value: cluster name)
@@ -278,6 +280,34 @@ def metric_services_prefix(cluster: str) -> str:
 LOG_TOPIC_PREFIX = "bay.logs."
 #: the archiver's consumer group (its committed offsets say what is in HDFS)
 LOG_ARCHIVER_GROUP = "bay-log-archiver"
+#: the log indexer's consumer group (bay_salt.logs.search), beside the archiver's
+LOG_INDEXER_GROUP = "bay-log-indexer"
+#: the search store's indices: one per service per UTC day, ``bay-logs.SERVICE.YYYY-MM-DD``
+#: (a dot: no service name holds one, so one service's pattern never matches another's)
+SEARCH_INDEX_PREFIX = "bay-logs."
+
+
+def search_index(service: str, ts: float) -> str:
+    day = time.strftime("%Y-%m-%d", time.gmtime(ts))
+    return f"{SEARCH_INDEX_PREFIX}{service}.{day}"
+
+
+def search_pattern(service: str) -> str:
+    """Every index of ``service`` (and no other service's)."""
+    return f"{SEARCH_INDEX_PREFIX}{service}.*"
+
+
+def parse_search_index(index: str) -> tuple[str, float] | None:
+    """(service, its day's start in epoch seconds) of one of Bay's indices, else None."""
+    import calendar
+
+    if not index.startswith(SEARCH_INDEX_PREFIX):
+        return None
+    service, _, day = index[len(SEARCH_INDEX_PREFIX):].rpartition(".")
+    try:
+        return service, float(calendar.timegm(time.strptime(day, "%Y-%m-%d")))
+    except ValueError:
+        return None
 #: what each record carries (the node's relay sets them from the sender; a service cannot forge them)
 LOG_LABELS = ("service", "group", "instance", "node")
 #: a node's log endpoint: the output of one instance (live or kept), and the list of a group's

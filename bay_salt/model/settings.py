@@ -529,6 +529,44 @@ class LogsArchive(Strict):
         return value
 
 
+class LogsSearch(Strict):
+    """Logs you can search (docs/logs.md): the log indexer writes the log
+    topics into a search store with the Elasticsearch bulk API; by default an
+    OpenSearch server on each node with role ``kafka`` (on loopback, its own
+    indexer), or a site's own Elasticsearch/OpenSearch at ``url``."""
+
+    enabled: bool = True
+    #: a site's own store (``https://HOST:9200``); empty: Bay's OpenSearch on the kafka nodes
+    url: str = ""
+    #: its login, if it has one (the password is a secret: kafka nodes only)
+    user: str = ""
+    password: str = Field("", repr=False)
+    ca_file: str = ""
+    #: a service's index of a day is deleted this long after the day
+    retention: float = Field(gt=0)
+    #: Bay's OpenSearch: its JVM heap, its HTTP port on loopback, where its jars and data go
+    heap: str = "256m"
+    port: int = Port
+    lib_dir: str = "/opt/bay/search/lib"
+    data_dir: str = "/var/lib/bay/search"
+
+    _d = field_validator("retention", mode="before")(classmethod(lambda cls, v: seconds(v)))
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._/-]*)?$", value):
+            raise ValueError(f"{value!r}: expected http(s)://HOST:PORT")
+        return value
+
+    @field_validator("heap")
+    @classmethod
+    def _heap(cls, value: str) -> str:
+        if not re.match(r"^[1-9][0-9]*[mg]$", value):
+            raise ValueError(f"{value!r}: a JVM heap like 256m or 1g")
+        return value
+
+
 class Logs(Strict):
     """Containers' output on their node (kept after the container is gone,
     served over HTTPS) and services' logs through the node's relay into Kafka
@@ -551,11 +589,14 @@ class Logs(Strict):
     relay_port: int = Port
     #: lines the relay holds while Kafka does not answer (the oldest are dropped beyond)
     relay_buffer: int = Field(ge=1000)
+    #: containers' stdout and stderr into their service's topic too (label ``stream``), so output outlives its node
+    ship_output: bool = True
     #: the public key (PEM) the nodes check tokens with; the master signs with its private key
     token_public_key: str = ""
     #: how long a token from ``bay.logs`` is good for (seconds)
     token_ttl: float = Field(gt=0)
     archive: LogsArchive = Field(default_factory=LogsArchive)
+    search: LogsSearch = Field(default_factory=LogsSearch)
 
     _d = field_validator("retention", "gc_interval", "token_ttl", mode="before")(
         classmethod(lambda cls, v: seconds(v)))
@@ -759,6 +800,9 @@ def redacted(data: dict) -> dict:
     k = out.get("kafka", {})
     if k.get("password"):
         k["password"] = REDACTED
+    search = out.get("logs", {}).get("search", {})
+    if search.get("password"):
+        search["password"] = REDACTED
     m = out.get("monitoring", {})
     if m.get("secret_key"):
         m["secret_key"] = REDACTED

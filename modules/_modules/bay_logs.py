@@ -10,6 +10,7 @@ try:
     from bay_salt import saltloader
     from bay_salt.logs import archive, kept, nodefiles
     from bay_salt.logs import kafka as bay_kafka
+    from bay_salt.logs import search as bay_search
 
     HAS_LIBS = True
     IMPORT_ERROR = ""
@@ -118,6 +119,48 @@ def archived(service, since, until=None, grep=None, limit=1000):
         return archive.read(storage, service, float(since), float(until) if until else None, grep, int(limit))
     except Exception as exc:  # noqa: BLE001 - the hdfs package's errors, one line
         raise CommandExecutionError(f"archive {a['hdfs']}: {str(exc).splitlines()[0][:300]}") from None
+
+
+def search(service, since, query=None, until=None, limit=1000):
+    """
+    Log records of ``service`` in the search store from ``since`` to
+    ``until`` (epoch seconds) matching ``query`` (words, "phrases",
+    -exclusions), oldest first, the newest ``limit``. Run on a kafka node
+    (Bay's OpenSearch listens on its loopback; a site's store is reached from there).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt node1 bay_logs.search demo 1795770000 query='timeout -healthz'
+    """
+    cfg = _cfg()
+    s = cfg["logs"]["search"]
+    if not s["enabled"]:
+        raise CommandExecutionError("bay:logs:search:enabled is false: logs are not indexed")
+    store = bay_search.Store(nodefiles.search_url(cfg), s["user"], s["password"], s["ca_file"])
+    try:
+        return store.search(service, query or None, float(since), float(until) if until else None, int(limit))
+    except (bay_search.SearchError, ValueError) as exc:
+        raise CommandExecutionError(str(exc)) from None
+
+
+def search_files():
+    """The files of the indexer (and Bay's OpenSearch) on a kafka node (they hold Kafka's password)."""
+    return nodefiles.search_files(_cfg())
+
+
+def search_layout():
+    """
+    Where the indexer and Bay's OpenSearch go on this node.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'bay_roles:kafka' bay_logs.search_layout
+    """
+    return nodefiles.search_layout(_cfg())
 
 
 def files():

@@ -366,3 +366,23 @@ def archived_logs(service, since="1h", grep=None, limit=1000, until=None):
     return _run(log_ops.archived, str(service), str(since), grep=str(grep) if grep else None, limit=int(limit),
                 until=str(until) if until else None)
 
+
+
+def search_logs(service, query=None, since="1h", limit=1000, until=None):
+    """
+    Log records of ``service`` from the search store since ``since`` (``10m``,
+    ``2h``, an RFC 3339 time) matching ``query`` (words, "phrases",
+    -exclusions, field:value), oldest first, the newest ``limit``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.search_logs demo query='timeout -healthz' since=2h
+    """
+    try:
+        limit = int(limit)
+    except ValueError:
+        raise SaltInvocationError(f"limit={limit!r}: a number") from None
+    return _run(log_ops.searched, str(service), None if query is None else str(query), str(since), limit,
+                until=str(until) if until else None)

@@ -118,4 +118,86 @@ bay-log-archiver-service:
       - file: bay-kafka-file-/etc/bay/log-archiver.json
       - file: bay-kafka-file-/etc/systemd/system/bay-log-archiver.service
 {%- endif %}
+{%- set srch = salt['bay_logs.search_layout']() %}
+{%- if srch.indexer %}
+{%- set sfiles = salt['bay_logs.search_files']() %}
+{%- for path, f in sfiles.items() | sort %}
+
+bay-search-file-{{ path }}:
+  file.managed:
+    - name: {{ path }}
+    - contents: {{ f.contents | json }}
+    - mode: '{{ f.mode }}'
+    - makedirs: True
+    - show_changes: False
+{%- endfor %}
+{%- if srch.embedded %}
+
+# Bay's OpenSearch (docs/logs.md): Maven's jars laid out as a distribution, on loopback
+bay-search-user:
+  user.present:
+    - name: {{ srch.user }}
+    - system: True
+    - home: {{ srch.data_dir }}
+    - createhome: False
+    - shell: /usr/sbin/nologin
+
+bay-search-data:
+  file.directory:
+    - name: {{ srch.data_dir }}
+    - user: {{ srch.user }}
+    - mode: '0750'
+    - makedirs: True
+    - require:
+      - user: bay-search-user
+
+bay-search-pom:
+  file.managed:
+    - name: {{ srch.pom }}
+    - source: salt://{{ tplroot }}/files/search/pom.xml
+    - makedirs: True
+
+bay-search-jars:
+  cmd.run:
+    - name: mvn -q -B -f {{ srch.pom }} dependency:copy-dependencies -DoutputDirectory={{ srch.lib_dir }} && touch {{ srch.lib_dir }}/.complete
+    - unless: test -f {{ srch.lib_dir }}/.complete
+    - require:
+      - pkg: bay-kafka-maven
+      - file: bay-search-pom
+{%- endif %}
+
+bay-search-systemd-reload:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: bay-search-file-/etc/systemd/system/bay-log-indexer.service
+{%- if srch.embedded %}
+      - file: bay-search-file-/etc/systemd/system/bay-search.service
+
+bay-search-service:
+  service.running:
+    - name: bay-search
+    - enable: True
+    - require:
+      - cmd: bay-search-jars
+      - file: bay-search-data
+      - pkg: bay-kafka-java
+      - cmd: bay-search-systemd-reload
+      - sls: {{ tplroot }}.python
+    - watch:
+      - file: bay-search-file-/etc/systemd/system/bay-search.service
+{%- endif %}
+
+bay-log-indexer-service:
+  service.running:
+    - name: bay-log-indexer
+    - enable: True
+    - require:
+      - service: bay-kafka-service
+      - cmd: bay-search-systemd-reload
+      - sls: {{ tplroot }}.python
+    - watch:
+      - file: bay-search-file-/etc/bay/log-indexer.json
+      - file: bay-search-file-/etc/systemd/system/bay-log-indexer.service
+{%- endif %}
 {%- endif %}

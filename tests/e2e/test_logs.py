@@ -7,6 +7,8 @@ Kafka and in the HDFS archive, with their labels."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -36,9 +38,9 @@ def logdemo(cluster):
         yield f"{SERVICE}.{GROUP}"
 
 
-def bay(cluster, *args, timeout=90) -> subprocess.CompletedProcess:
+def bay(cluster, *args, timeout=90, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bay_salt.cli", "--cluster", cluster.name, *args],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def current(cluster) -> tuple[str, str]:
@@ -172,6 +174,26 @@ def test_the_demos_log_records_reach_kafka_and_the_archive(cluster):
     bad = bay(cluster, "logs", "nosuch", "--archive")
     said = " ".join(bad.stdout.split())  # (the console wraps long lines)
     assert bad.returncode == 1 and "no service 'nosuch'" in said and "Traceback" not in said
+
+
+def test_records_and_a_containers_stdout_are_searchable(cluster, logdemo):
+    """The demo's log records (through the relay) and logdemo's stdout (shipped
+    from Docker, label ``stream``) in the kafka node's OpenSearch, found by
+    ``bay logs SERVICE --search``; an owner of neither finds nothing of them."""
+    def found(service, query):
+        got = cluster.runner("bay.search_logs", service, f"query={json.dumps(query)}", "since=3h", "limit=50")
+        return got["records"] or None
+
+    demo = eventually(lambda: found("demo", "started"), 120, "the demo's start records in the search store")
+    assert all(r["service"] == "demo" and r["message"].startswith("started v") for r in demo)
+    lines = eventually(lambda: found(SERVICE, '"line 2 of"'), 120, "logdemo's stdout in the search store")
+    assert all(r["stream"] == "stdout" and r["group"] == GROUP and r["instance"] for r in lines)
+    out = bay(cluster, "logs", SERVICE, "--search", "hello", "--since", "3h")
+    assert out.returncode == 0 and "hello from" in out.stdout, out.stderr + out.stdout
+    cluster.add_user("stranger", "stranger-pw")
+    refused = bay(cluster, "--as", "stranger", "logs", SERVICE, "--search", "hello", env={"BAY_PASSWORD": "stranger-pw"})
+    said = " ".join(refused.stdout.split())
+    assert refused.returncode == 1 and "may not read the logs of service logdemo" in said, said
 
 
 def test_a_token_for_one_service_reads_no_other(cluster, logdemo):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 import uuid
 
@@ -194,6 +195,39 @@ def test_container_lines_reach_kafka_with_labels_it_cannot_forge(kafka, dc, run_
     first = got[0]
     assert (first["service"], first["group"], first["instance"], first["node"]) == ("logtest", "web", inst, "host")
     assert first["level"] == "warning" and first["order"] == 7 and got[1]["level"] == "info" and got[1]["time"]
+
+
+def test_a_containers_stdout_and_stderr_reach_its_topic_and_a_restarted_shipper_goes_on_where_it_was(
+        kafka, dc, run_box, tmp_path):
+    """Output a service never sent to the relay: each line into its topic
+    with ``stream`` and Docker's time, once, across a restart of the shipper."""
+    from bay_salt.logs.output import Cursor, OutputShipper
+
+    bay_kafka.ensure_topic(kafka.client(), "outtest", 1, 3600)
+    sink = bay_kafka.Sink(kafka.client())
+    relay = Relay("host", sink.put, lambda ip, fresh=False: None, time.time)
+    cursor_file = str(tmp_path / "cursor.json")
+    first = OutputShipper(dc, relay.take, Cursor(cursor_file))
+    threading.Thread(target=first.run, daemon=True).start()
+    time.sleep(1)
+    script = ("i=0; while [ $i -lt 6 ]; do echo out $i; echo err $i >&2; i=$((i+1)); sleep 0.5; done; "
+              "sleep 4; echo out late; sleep 60")
+    c, inst = run_box(script, service="outtest")
+    wait_for(lambda: first.lines >= 12, 30, "12 lines read")
+    first.cursor.save()
+    time.sleep(0.5)
+    # a restarted daemon (a new shipper, the saved cursor): only what came after
+    second = OutputShipper(dc, relay.take, Cursor(cursor_file))
+    first.take = lambda *a: None  # the first one is gone
+    threading.Thread(target=second.run, daemon=True).start()
+    try:
+        got = _consume(kafka, names.log_topic("outtest"), 13, timeout=30)
+    finally:
+        sink.close()
+    lines = sorted((g["stream"], g["message"]) for g in got)
+    assert len(got) == 13 and len(set(lines)) == 13, lines
+    assert ("stdout", "out late") in lines and ("stderr", "err 5") in lines
+    assert all(g["instance"] == inst and g["service"] == "outtest" and g["time"].startswith("20") for g in got)
 
 
 def test_an_address_docker_gives_again_is_not_taken_for_the_container_that_had_it(run_box):

@@ -79,3 +79,15 @@ def archived_seqs(storage, service):
                     seq = json.loads(line)["seq"]
                     counts[seq] = counts.get(seq, 0) + 1
     return counts
+
+
+def start_indexer(tmp_path, kafka, url, node="t1"):
+    """The log indexer as its daemon runs (a process of its own, to SIGKILL)."""
+    cfg = tmp_path / "indexer.json"
+    cfg.write_text(json.dumps({"node": node, "kafka": {"bootstrap": kafka.bootstrap, "user": kafka.user,
+                                                       "password": kafka.password, "ca_file": kafka.ca_file},
+                               "search": {"url": url}, "retention_days": 7}))
+    cfg.chmod(0o600)
+    log = open(tmp_path / "indexer.log", "ab")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen([sys.executable, "-m", "bay_salt.logs.search", "--config", str(cfg)], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
