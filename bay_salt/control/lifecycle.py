@@ -142,7 +142,8 @@ def describe(backend: SaltBackend, target: str, user: str | None = None, now: fl
     g = acc.spec
     authorize_deployed(backend, store, g.service, user)
     want = desired(g, store.autoscaled(g.service, g.group))
-    records = [r for r in store.instances(g.service, g.group) if not instance or r.instance == instance]
+    every = store.instances(g.service, g.group)
+    records = [r for r in every if not instance or r.instance == instance]
     if instance and not records:
         raise ValueError(f"{target}/{instance}: no such instance (bay describe {target} lists them)")
     now = time.time() if now is None else now
@@ -168,7 +169,7 @@ def describe(backend: SaltBackend, target: str, user: str | None = None, now: fl
     return {"group": g.name, "spec": g.to_dict(), "accepted_at": acc.at, "adopted": acc.adopted,
             "desired": want.instances, "autoscaled": g.autoscale is not None,
             "revision": last.revision if last else None, "failed": store.failed(g.service, g.group),
-            "passing": sum(1 for r in rows if r["health"] == "passing"), "instances": rows,
+            "passing": sum(1 for r in every if str(r.health) == "passing"), "instances": rows,
             "events": events, "exits": exits[:10], "notes": away, "at": now}
 
 
