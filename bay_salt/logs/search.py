@@ -263,8 +263,10 @@ class Indexer:
             last[(topic, p)] = max(o, last.get((topic, p), -1))
         self.pending = []
         try:
+            # asynchronous: the store has them already; a commit lost with a crash means a batch read
+            # again and refused as already there (409), never a record lost or indexed twice
             self.consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()],
-                                 asynchronous=False)
+                                 asynchronous=True)
         except KafkaException as err:  # revoked meanwhile: its next owner reads them again (ids: no duplicate)
             log.warning("indexer: offsets not committed (%s)", err)
 
