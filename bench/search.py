@@ -50,10 +50,10 @@ from tests.support.logstream import start_indexer  # noqa: E402
 console = Console()
 
 
-def records(n: int) -> list[bytes]:
+def records(n: int, service: str = "bench") -> list[bytes]:
     t = time.time()
     return [json.dumps({"time": now_iso(t), "level": "info", "message": f"GET /api/items/{k} 200 in {k % 97} ms",
-                        "service": "bench", "group": "web", "instance": "a1b2c3d4", "node": "node2",
+                        "service": service, "group": "web", "instance": "a1b2c3d4", "node": "node2",
                         "stream": "stdout"}).encode() for k in range(n)]
 
 
