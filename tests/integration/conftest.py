@@ -80,3 +80,15 @@ def hdfs(tmp_path_factory):
         yield HDFS(http)
     finally:
         daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory):
+    """A real Kafka broker (KRaft, SASL_SSL) for one test module (test_logs, test_search)."""
+    from bay_salt.cluster.processes import Kafka
+
+    broker = Kafka(tmp_path_factory.mktemp("kafka"), CHECKOUT).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

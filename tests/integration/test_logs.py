@@ -18,7 +18,6 @@ from confluent_kafka import Consumer
 
 from bay_salt.cluster import pki
 from bay_salt.cluster.demo import BUSYBOX_IMAGE, ensure_busybox
-from bay_salt.cluster.processes import Kafka
 from bay_salt.cluster.progress import Progress
 from bay_salt.host import sources as host_sources
 from bay_salt.logs import archive, client, kept, server, tokens
@@ -27,18 +26,8 @@ from bay_salt.logs.handler import BayLogHandler
 from bay_salt.logs.relay import Relay
 from bay_salt.model import names
 from bay_salt.node import containers
-from tests.helpers import CHECKOUT
 from tests.support.daemons import free_port, wait_for
 from tests.support.logstream import Producer, archived_seqs, start_archiver
-
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory):
-    broker = Kafka(tmp_path_factory.mktemp("kafka"), CHECKOUT).start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import time
 import pytest
 from confluent_kafka import Producer as KafkaProducer
 
-from bay_salt.cluster.processes import Kafka, OpenSearch
+from bay_salt.cluster.processes import OpenSearch
 from bay_salt.logs import kafka as bay_kafka
 from bay_salt.logs import search
 from bay_salt.logs.relay import now_iso
@@ -24,15 +24,6 @@ from bay_salt.model import names
 from tests.helpers import CHECKOUT
 from tests.support.daemons import wait_for
 from tests.support.logstream import Producer, start_indexer
-
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory):
-    broker = Kafka(tmp_path_factory.mktemp("kafka"), CHECKOUT).start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture(scope="module")
