@@ -92,9 +92,15 @@ def test_haproxy_stats_page_and_hitless_reload(haproxy):
     # signals: a SIGUSR2 that early is lost (seen in CI). systemd reloads a
     # master long up; the test waits for the master's word that it is, too.
     wait_for(lambda: "Loading success" in haproxy["log"].read_text(), 15, "haproxy's master up")
-    os.kill(haproxy["proc"].pid, signal.SIGUSR2)  # master-worker reload
-    try:
-        wait_for(lambda: RuntimeAPI(haproxy["socket"]).info()["Pid"] != before, 15, "a new worker")
-    except AssertionError as err:
-        raise AssertionError(f"{err}; haproxy's log: {haproxy['log'].read_text()[-2000:]}") from None
+    # even after that word a SIGUSR2 was once lost (CI, the machine loaded): a reload not
+    # taken is asked for again, as an operator would; what is tested is that it is hitless
+    for attempt in range(3):
+        os.kill(haproxy["proc"].pid, signal.SIGUSR2)  # master-worker reload
+        try:
+            wait_for(lambda: RuntimeAPI(haproxy["socket"]).info()["Pid"] != before, 10, "a new worker")
+            break
+        except AssertionError as err:
+            if attempt == 2:
+                raise AssertionError(f"{err} (3 reloads asked); haproxy's log: "
+                                     f"{haproxy['log'].read_text()[-2000:]}") from None
     assert urllib.request.urlopen(url, timeout=5).status == 200

@@ -35,8 +35,22 @@ def start_consul(workdir: Path, config: dict, dev: bool = False) -> tuple[Daemon
     cmd = ["consul", "agent", *(["-dev"] if dev else []), f"-config-file={workdir / 'agent.json'}"]
     daemon = Daemon(cmd, workdir / "consul.log")
     client = consul.Consul(host="127.0.0.1", port=http)
+    tokens = (conf.get("acl") or {}).get("tokens") or {}
+    management = tokens.get("initial_management") or tokens.get("master")
+
+    def acl_ready() -> bool:
+        # a new leader sets its initial management token up a moment after it is elected:
+        # until then that token is "ACL not found" (seen in CI, the first test of the session)
+        if not management:
+            return True
+        try:
+            consul.Consul(host="127.0.0.1", port=http, token=management).kv.get("bay-acl-probe")
+            return True
+        except consul.ACLPermissionDenied:
+            return False
+
     try:
-        wait_for(lambda: daemon.alive() and client.status.leader(), 60, "a Consul leader")
+        wait_for(lambda: daemon.alive() and client.status.leader() and acl_ready(), 60, "a Consul leader")
     except BaseException:
         daemon.stop()
         raise

@@ -157,7 +157,9 @@ def test_describe_and_the_journal():
     assert d["exits"][0]["exit_code"] == 137 and d["exits"][0]["oom_killed"]
     assert any(e["tag"] == names.TAG_SERVICE_CHANGED for e in d["events"])
     one = d["instances"][0]["instance"]
-    assert [i["instance"] for i in lifecycle.describe(b, f"demo.web/{one}")["instances"]] == [one]
+    single = lifecycle.describe(b, f"demo.web/{one}")
+    assert [i["instance"] for i in single["instances"]] == [one]
+    assert single["passing"] == single["desired"] == 2  # one instance shown, the group's counts (not degraded)
     with pytest.raises(ValueError, match="no such instance"):
         lifecycle.describe(b, "demo.web/nope")
     journal.put(b.kv, names.TAG_NODE_LOST, {"node": "node2"})
