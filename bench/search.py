@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -152,6 +153,7 @@ def main() -> None:
     finally:
         server.stop()
         kafka.stop()
+        shutil.rmtree(work, ignore_errors=True)
     table = Table(title=f"{args.records} records a round, {args.rounds} rounds, OpenSearch heap {args.heap}")
     for col in ("", "records/s (median)", "reference"):
         table.add_column(col)

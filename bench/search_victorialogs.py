@@ -11,6 +11,7 @@ the same way, in the same run; and what each does with a record sent twice
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -119,6 +120,7 @@ def main() -> None:
     finally:
         server.stop()
         vl.stop()
+        shutil.rmtree(work, ignore_errors=True)
     import statistics
 
     table = Table(title=f"{args.records} records a round, {args.rounds} rounds, the same bulk bodies")
