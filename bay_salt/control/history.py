@@ -104,8 +104,8 @@ def record(store: Store, service: str, action: str, by: str | None, groups: dict
 
 
 def running(store: Store, service: str) -> Revision | None:
-    """The newest revision that deployed something (not a removal)."""
-    return next((r for r in reversed(revisions(store, service)) if r.action != "remove" or r.groups), None)
+    """The newest revision that left something running (a removal of every group leaves nothing)."""
+    return next((r for r in reversed(revisions(store, service)) if r.groups), None)
 
 
 def spec_changes(old: GroupSpec | None, new: GroupSpec) -> list[str]:

@@ -13,10 +13,12 @@ from bay_salt.control import history, journal
 from bay_salt.control.operations import (
     authorize_deployed,
     deployed,
+    deployed_owners,
     holding,
     roll_out,
     tell,
 )
+from bay_salt.kv.records import Health
 from bay_salt.master.saltbackend import SaltBackend
 from bay_salt.model import names
 from bay_salt.model.access import may_operate
@@ -169,7 +171,7 @@ def describe(backend: SaltBackend, target: str, user: str | None = None, now: fl
     return {"group": g.name, "spec": g.to_dict(), "accepted_at": acc.at, "adopted": acc.adopted,
             "desired": want.instances, "autoscaled": g.autoscale is not None,
             "revision": last.revision if last else None, "failed": store.failed(g.service, g.group),
-            "passing": sum(1 for r in every if str(r.health) == "passing"), "instances": rows,
+            "passing": sum(1 for r in every if r.health == Health.PASSING), "instances": rows,
             "events": events, "exits": exits[:10], "notes": away, "at": now}
 
 
@@ -184,16 +186,14 @@ def events(backend: SaltBackend, after: str | None = None, service: str | None =
         raise ValueError(f"after={after!r}: a key from an earlier answer ({names.KV_EVENTS}...)")
     store = backend.store()
     admins, teams = backend.access()
+    accepted = store.accepted_all()
     owners: dict[str, list[str]] = {}
-    for (svc, _), a in store.accepted_all().items():
-        owners.setdefault(svc, a.spec.owners)
 
     def visible(svc: str | None) -> bool:
         if svc is None:
             return may_operate(user, [], admins, {})
         if svc not in owners:
-            last = history.running(store, svc)
-            owners[svc] = next(iter(last.groups.values())).owners if last and last.groups else []
+            owners[svc] = deployed_owners(store, svc, accepted)
         return may_operate(user, owners[svc], admins, teams)
 
     return journal.read(store, after, service, visible=visible, limit=limit)

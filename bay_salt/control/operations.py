@@ -158,13 +158,21 @@ def deployed(store: Store, target: str) -> Accepted:
     return acc
 
 
+def deployed_owners(store: Store, service: str, accepted: dict | None = None) -> list[str]:
+    """``service``'s owners as deployed, or (removed) as last deployed; [] for one never deployed.
+    ``accepted``: ``store.accepted_all()`` when the caller has it already."""
+    accepted = store.accepted_all() if accepted is None else accepted
+    owners = next((a.spec.owners for (svc, _), a in accepted.items() if svc == service), None)
+    if owners is not None:
+        return list(owners)
+    last = history.running(store, service)
+    return list(next(iter(last.groups.values())).owners) if last else []
+
+
 def authorize_deployed(backend: SaltBackend, store: Store, service: str, user: str | None) -> None:
     """NotOwner unless ``user`` may operate ``service`` as deployed (or, removed, as last deployed)."""
     admins, teams = backend.access()
-    owners = next((a.spec.owners for (svc, _), a in store.accepted_all().items() if svc == service), None)
-    if owners is None:
-        last = history.running(store, service)
-        owners = next(iter(last.groups.values())).owners if last and last.groups else []
+    owners = deployed_owners(store, service)
     if not may_operate(user, owners, admins, teams):
         raise NotOwner(f"{user} may not operate service {service}: its owners are {', '.join(owners) or 'none'} "
                        "(ask one of them, or the platform team)")
