@@ -263,8 +263,9 @@ class SaltBackend:
 
     def search_logs(self, nodes: list[str], service: str, since: float, until: float | None, query: str | None,
                     limit: int) -> list[dict]:
+        # seconds, not Salt's minute: a kafka node cut off is passed over for the next one
         return self._one_of(nodes, "bay_logs.search", [service, since], f"{service}: its logs in the search store",
-                            timeout=60, kwarg={"until": until, "query": query, "limit": limit})
+                            timeout=8, kwarg={"until": until, "query": query, "limit": limit})
 
     def delete_log_topic(self, nodes: list[str], service: str) -> dict:
         return self._one_of(nodes, "bay_logs.delete_topic", [service], f"{service}: its log topic")
