@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -388,6 +389,49 @@ def _silence_table(rows: list[dict]) -> None:
         ends = _when(s["ends"]) + ("" if s["active"] else " [dim](ended)[/]")
         table.add_row(s["id"], " ".join(f"{k}={v}" for k, v in s["matchers"].items()), ends, s["by"], s["reason"])
     console.print(table)
+
+
+site_app = typer.Typer(no_args_is_help=True, help="A real site's secrets, certificates, pillar and master config")
+app.add_typer(site_app, name="site")
+
+
+@site_app.command("init")
+def site_init(directory: Annotated[Path, typer.Argument(help="a new (or empty) directory; kept root only")],
+              name: Annotated[str, typer.Option(help="the cluster's name (metrics, dashboards, KV)")] = "default",
+              master: Annotated[list[str], typer.Option(help="a salt-master as ID=ADDRESS (repeat: two for a "
+                                                             "platform that survives one's loss)")] = None,
+              node: Annotated[list[str], typer.Option(help="a server as ID=ADDRESS or ID=ADDRESS:ROLE,ROLE "
+                                                           "(repeat; no roles anywhere: Bay chooses as bay up does)")
+                              ] = None,
+              venv: Annotated[str, typer.Option(help="the venv Salt and bay-salt run from on the masters")]
+              = "/opt/bay/venv") -> None:
+    """Make what `bay up` makes for its cluster, for real servers: CA and certificates, Consul tokens,
+    registry secret and accounts, Kafka password, graphite-web user, logs signing key (as pillar files
+    each targeted at the nodes that need it), each host's files and the masters' Salt configuration."""
+    from bay_salt.cluster import sitefiles
+    from bay_salt.cluster.local import BayError
+
+    try:
+        inv = sitefiles.Inventory.parse(name, master or [], node or [])
+        written = sitefiles.init(directory, inv, venv=venv)
+    except sitefiles.InventoryError as err:
+        raise BayError(str(err)) from None
+    except OSError as err:
+        raise BayError(f"{err.filename or directory}: {err.strerror}") from None
+    table = Table(title=f"site {inv.cluster} in {directory}")
+    for col in ("host", "roles", "address", "files"):
+        table.add_column(col)
+    for h in inv.masters:
+        table.add_row(h.id, "salt-master", h.address, str(len(written[h.id])))
+    for h in inv.nodes:
+        table.add_row(h.id, ",".join(h.roles), h.address, str(len(written[h.id])))
+    console.print(table)
+    console.print(
+        f"pillar: {directory}/pillar (serve it as {sitefiles.SRV}/pillar on every master)\n"
+        f"hosts:  {directory}/hosts/ID/ (copy each onto its server's /, e.g. rsync -a; or the bootstrap "
+        f"playbook's bay_site={directory})\n"
+        f"keep offline: {directory}/pki/ca-key.pem; the registry admin's and graphite-web's passwords are "
+        f"in {directory}/secrets/\nnext: README, \"On real servers\"")
 
 
 silence_app = typer.Typer(no_args_is_help=True, help="Silence alerts for a while, with a reason")

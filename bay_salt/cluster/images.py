@@ -23,6 +23,7 @@ import tomllib
 from pathlib import Path
 
 from bay_salt.cluster.progress import Progress
+from bay_salt.cluster.sitefiles import PAM_PYTHON, pam_python_script
 from bay_salt.node import aptsources
 from bay_salt.node import config as nodeconf
 
@@ -32,9 +33,6 @@ BASE_PACKAGES = (
     "ca-certificates", "procps", "curl", "gnupg", "iptables", "nftables", "less",
 )
 VENV = "/opt/bay/venv"
-#: the Python Salt runs its PAM check in (``auth.pam.python``): a script, since
-#: Salt resolves symlinks and the venv's python is one to the system's, which has no Salt
-PAM_PYTHON = "/usr/local/bin/salt-pam-python"
 WHEELHOUSE = "/opt/bay/wheelhouse"
 NODE_IMAGE = "bay-node"
 LABEL_KIND = "io.bay.image"
@@ -192,7 +190,7 @@ def ensure_node_image(client, progress: Progress) -> str:
         bindir.mkdir(parents=True)
         for tool in ("salt", "salt-call", "salt-key", "salt-run"):
             (bindir / tool).symlink_to(f"{VENV}/bin/{tool}")
-        (bindir / Path(PAM_PYTHON).name).write_text(f'#!/bin/sh\nexec {VENV}/bin/python3 "$@"\n')
+        (bindir / Path(PAM_PYTHON).name).write_text(pam_python_script(VENV))
         (bindir / Path(PAM_PYTHON).name).chmod(0o755)
         (ctx / "Dockerfile").write_text(_dockerfile(base, reqs))
         with progress.step("node image (cached layers are reused)"):

@@ -9,30 +9,42 @@ them into the master's pki; the master itself never auto-accepts a key.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 import docker.errors
 import yaml
 
-from bay_salt.cluster import demo, firewall, images, keys, pki
+from bay_salt.cluster import demo, firewall, images, keys, pki, prereq, sitefiles
 from bay_salt.cluster.processes import kafka_lib, search_lib, start_minidfs
 from bay_salt.cluster.progress import Progress
 from bay_salt.cluster.saltout import summarize_apply
+from bay_salt.cluster.sitefiles import (  # noqa: F401
+    ADMINS_GROUP,
+    CONSUL_HTTPS_PORT,
+    CONSUL_TLS,
+    GRAPHITE_USER,
+    MONITORING_TLS,
+    OWNER_RUNNERS,
+    OWNERS_GROUP,
+    REGISTRY_ADMIN,
+    REGISTRY_PORT,
+    REGISTRY_TLS,
+    SRV,
+    Secrets,
+    crypt_sha512,
+    secret_pillars,
+)
 from bay_salt.host.sources import network_gateway
 from bay_salt.kv.store import ConsulStore, Servers, first_answering
 from bay_salt.kv.store import client as consul_client
-from bay_salt.logs.operations import KEY_FILE as LOGS_KEY_FILE
 from bay_salt.metrics.platform import MASTER_TLS
 from bay_salt.model import names, settings
 from bay_salt.model import services as service_specs
@@ -40,16 +52,13 @@ from bay_salt.node import minion
 from bay_salt.util import retry
 
 STATE_ROOT = Path("/var/lib/bay/clusters")
-SRV = "/srv/bay"
 NODE_SERVICES = ("salt-minion", "docker", "bay-events", "consul", "haproxy", "bay-lb-sync", "cadvisor", "bay-metrics",
                  "bay-statsd", "bay-logs")
-REGISTRY_PORT = 5000
 #: graphite-web through the monitoring node's HAProxy (bay:monitoring:web_port's default)
 GRAPHITE_WEB_PORT = 8088
-#: how many nodes run a registry instance
-REGISTRY_NODES = 2
-#: the node that runs Kafka and the log archiver (role kafka): the first, which no e2e test takes away
-KAFKA_NODES = 1
+#: how many nodes run a registry instance; the node that runs Graphite (role monitoring), and
+#: Kafka and the log archiver (role kafka): the first, which no e2e test takes away
+REGISTRY_NODES, MONITORING_NODES, KAFKA_NODES = (sitefiles.DEFAULT_COUNTS[r] for r in ("registry", "monitoring", "kafka"))
 #: where the kafka node finds Kafka's jars (`bay up` lends it this machine's Maven cache, scripts/kafka.sh)
 KAFKA_LIB = "/opt/bay/kafka/lib"
 SEARCH_LIB = "/opt/bay/search/lib"
@@ -88,37 +97,8 @@ def systemd_host_config(client, **extra):
 
 
 def master_config(cluster: str, index: int = 1) -> dict:
-    """The ``index``-th master's configuration: every master the same (hot/hot
-    multi-master) but its id and where the nodes reach it (``bay_advertise``:
-    the lock of the role it leads names it, and the nodes' agents send it their events)."""
-    return {
-        "id": names.master_id(index),
-        "bay_advertise": names.master_container(cluster, index),
-        "interface": "0.0.0.0",
-        "auto_accept": False,
-        "open_mode": False,
-        "presence_events": True,
-        # the formula only: Bay's loader modules come with the bay-salt package
-        # (salt.loader entry point) on the master and every minion, never synced
-        "file_roots": {"base": [f"{SRV}/states"]},
-        # the control loop (bay_salt.control.engine): replaces dead containers, handles lost nodes, autoscales
-        # ... and the alert evaluator (bay_salt.alerts.engine): reads graphite-web with this login
-        "engines": [{"bay_controller": {}},
-                    {"bay_alerts": {"graphite_user": GRAPHITE_USER, "graphite_password_file": GRAPHITE_PASSWORD_FILE}}],
-        "pillar_roots": {"base": [f"{SRV}/pillar"]},
-        # who may run what (PAM accounts on the master): owners only Bay's service runners, and the
-        # runner itself lets each operate only the services whose owners name them
-        "external_auth": {"pam": {f"{OWNERS_GROUP}%": [{"@runner": OWNER_RUNNERS}],
-                                  f"{ADMINS_GROUP}%": [".*", "@runner", "@wheel", "@jobs"]}},
-        # Salt checks PAM passwords in a child Python, by default the system's
-        # /usr/bin/python3, which has no Salt to import: the venv's has
-        "auth.pam.python": images.PAM_PYTHON,
-        "worker_threads": 4,
-        "timeout": 30,
-        # a minion cut off is known (and its connections renewed) in seconds, not after 300 s
-        **minion.KEEPALIVE,
-        "log_level_logfile": "info",
-    }
+    """The ``index``-th master's configuration (the nodes reach it by its container's name)."""
+    return sitefiles.master_config(names.master_id(index), names.master_container(cluster, index))
 
 
 def minion_config(cluster: str, minion_id: str, masters: int = 1, addresses: list[str] | None = None) -> dict:
@@ -138,147 +118,26 @@ def minion_config(cluster: str, minion_id: str, masters: int = 1, addresses: lis
     }
 
 
-#: where `bay up` puts each node's Consul TLS files (the pillar names them)
-CONSUL_TLS = {"ca_file": "/etc/consul.d/tls/ca.pem", "cert_file": "/etc/consul.d/tls/server.pem",
-              "key_file": "/etc/consul.d/tls/server-key.pem"}
-#: the Consul servers' HTTPS API on their address (the masters' and this machine's way in; HTTP is on loopback)
-CONSUL_HTTPS_PORT = 8501
-
-
-#: each node's certificate for metrics (the agent shows it to carbon; the
-#: monitoring node serves carbon and graphite-web with it), and the master's
-MONITORING_TLS = {"cert_file": "/etc/bay/tls/node.pem", "key_file": "/etc/bay/tls/node-key.pem",
-                  "ca_file": "/etc/bay/ca.pem"}
-#: the node that runs Graphite (role monitoring): the first, which no e2e test takes away
-MONITORING_NODES = 1
-#: who may look at graphite-web (`bay up` keeps the password in its state dir, and gives it to the master)
-GRAPHITE_USER = "bay"
-GRAPHITE_PASSWORD_FILE = "/etc/bay/graphite-web.password"
-
-
-#: PAM groups on the master: service owners, and the platform team
-OWNERS_GROUP, ADMINS_GROUP = "bay-owners", "bay-admins"
-#: what an owner may run (the runner checks the service is theirs)
-OWNER_RUNNERS = [r"bay\.(deploy|plan|scale|status|alerts|silence|silences|unsilence|logs|archived_logs|rollback|history|"
-                 r"remove|restart|describe|events|search_logs)"]
-#: the registry's admin account `bay up` makes (it pushes the demo; its password stays in the state dir)
-REGISTRY_ADMIN = "bay-admin"
-#: where `bay up` puts the registry's TLS files, and the cluster's CA, on the nodes
-REGISTRY_TLS = {"cert_file": "/etc/bay/registry/tls.pem", "key_file": "/etc/bay/registry/tls-key.pem",
-                "ca_file": "/etc/bay/ca.pem"}
-
-
-@dataclass(frozen=True, repr=False)
-class Secrets:
-    """What `bay up` makes secret for a cluster: Consul's tokens, the
-    registry's token secret and passwords (the admin's and the nodes').
-    Its repr names no value (it may end up in a traceback or a test report)."""
-
-    tokens: dict[str, str]
-    registry_secret: str
-    node_password: str
-    admin_password: str
-    graphite_password: str = ""
-    graphite_secret_key: str = ""
-    kafka_password: str = ""
-    #: the master signs log tokens with the private key; the nodes check them with the public one
-    logs_private_key: str = ""
-    logs_public_key: str = ""
-    #: each node's own Consul agent token (node id -> SecretID)
-    node_tokens: dict[str, str] = field(default_factory=dict)
-
-    def __repr__(self) -> str:
-        return "Secrets(<hidden>)"
-
-    @classmethod
-    def new(cls, nodes: list[str] | tuple[str, ...] = ()) -> Secrets:
-        from bay_salt.logs.tokens import new_key_pair
-
-        private, public = new_key_pair()
-        return cls({role: str(uuid.uuid4()) for role in settings.ACL_ROLES}, secrets.token_hex(32),
-                   secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(24),
-                   secrets.token_urlsafe(40), secrets.token_urlsafe(24), private, public,
-                   {n: str(uuid.uuid4()) for n in nodes})
-
-
-def crypt_sha512(password: str) -> str:
-    """A SHA-512 crypt hash (what HAProxy's userlist checks), made by openssl."""
-    res = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True, text=True,
-                         check=True)
-    return res.stdout.strip()
-
-
-def secret_pillars(s: Secrets, servers: list[str], registries: list[str],
-                   monitors: list[str] | None = None) -> dict[str, str]:
-    """The pillar files that give each secret only to the nodes that need it,
-    and the top file that targets them: ``{file name: content}``."""
-    from bay_salt.registry.auth import hash_password
-
-    def tokens(roles):
-        return {"acl": {"tokens": {r: s.tokens[r] for r in roles}}}
-
-    node = {"bay": {"consul": tokens(["reader"]), "registry": {"auth": {"node_password": s.node_password}}}}
-    if s.kafka_password:  # every node's log relay writes to Kafka
-        node["bay"]["kafka"] = {"password": s.kafka_password}
-    # the servers create every role's token and every node's own
-    server = {"bay": {"consul": {"acl": {"tokens": dict(s.tokens), "node_tokens": dict(s.node_tokens)}}}}
-    registry = {"bay": {"consul": tokens(["registry"]), "registry": {"auth": {
-        "secret": s.registry_secret,
-        "users": {"node": hash_password(s.node_password), REGISTRY_ADMIN: hash_password(s.admin_password)}}}}}
-    top = {"base": {"*": ["bay", "services", "alerts", "site", "bay-secrets-node"],
-                    ",".join(servers): [{"match": "list"}, "bay-secrets-server"],
-                    ",".join(registries): [{"match": "list"}, "bay-secrets-registry"]}}
-    out = {"bay-secrets-node.sls": yaml.safe_dump(node), "bay-secrets-server.sls": yaml.safe_dump(server),
-           "bay-secrets-registry.sls": yaml.safe_dump(registry)}
-    # each node its own agent token (it may write that node only), no other's; a node joined
-    # later without one (the bootstrap playbook's) gets the shared agent token
-    for n, secret in sorted(s.node_tokens.items()):
-        top["base"].setdefault(n, [{"match": "list"}]).append(f"bay-secrets-node-{n}")
-        out[f"bay-secrets-node-{n}.sls"] = yaml.safe_dump({"bay": {"consul": {"acl": {"node_tokens": {n: secret}}}}})
-    if s.node_tokens:
-        top["base"][f"* and not L@{','.join(sorted(s.node_tokens))}"] = [{"match": "compound"}, "bay-secrets-agent"]
-    else:
-        top["base"]["*"].append("bay-secrets-agent")
-    out["bay-secrets-agent.sls"] = yaml.safe_dump({"bay": {"consul": tokens(["agent"])}})
-    if monitors and s.graphite_password:
-        top["base"].setdefault(",".join(monitors), [{"match": "list"}]).append("bay-secrets-monitoring")
-        out["bay-secrets-monitoring.sls"] = yaml.safe_dump({"bay": {"monitoring": {
-            "secret_key": s.graphite_secret_key, "web_users": {GRAPHITE_USER: crypt_sha512(s.graphite_password)}}}})
-    return {"top.sls": yaml.safe_dump(top, sort_keys=False), **out}
-
-
 def cluster_pillar(cluster: str, nodes: dict[str, str], gossip_key: str, consul_servers: int = 3,
                    registry_storage: str | None = None, logs_public_key: str = "", logs_archive: str = "") -> dict:
-    """The generated topology pillar of a local cluster (``nodes``: id -> address).
-    The first two nodes run Bay's registry over ``registry_storage`` (the
-    cluster's HDFS); every node pulls through its own HAProxy (127.0.0.1:5000).
-    The first runs Kafka and archives the logs into ``logs_archive`` (the same HDFS)."""
+    """The generated topology pillar of a local cluster (``nodes``: id -> address):
+    a site's (:func:`sitefiles.topology_pillar`, the roles as ``bay site init``
+    gives them) and what is local: the wheelhouse, Consul from Debian
+    bullseye, the lent Kafka and OpenSearch jars. The registry nodes keep
+    their blobs in ``registry_storage`` (the cluster's HDFS); the kafka node
+    archives the logs into ``logs_archive`` (the same HDFS)."""
     ids = sorted(nodes, key=lambda n: (len(n), n))
-    pillar = {
-        "bay": {
-            "cluster": cluster,
-            "nodes": {n: {"address": nodes[n], "roles": ["worker"] + (["registry"] if k < REGISTRY_NODES else [])
-                          + (["monitoring"] if k < MONITORING_NODES else []) + (["kafka"] if k < KAFKA_NODES else [])}
-                      for k, n in enumerate(ids)},
-            "python": {"find_links": [images.WHEELHOUSE], "no_index": True},
-            "consul": {"source": "debian-bullseye", "servers": ids[:consul_servers], "encrypt": gossip_key,
-                       "tls": CONSUL_TLS, "https_port": CONSUL_HTTPS_PORT},
-            "monitoring": {"tls": MONITORING_TLS},
-            # SASL_SSL with the node certificate made for metrics (it names the node's address)
-            "kafka": {"lib_dir": KAFKA_LIB, "tls": MONITORING_TLS},
-            # a local cluster's archive closes its files often, so what is logged is there in seconds
-            "logs": {"token_public_key": logs_public_key, "archive": {"hdfs": logs_archive, "roll_seconds": 15},
-                     "search": {"lib_dir": SEARCH_LIB}},
-        }
-    }
-    if ids:
-        pillar["bay"]["docker"] = {"registry": f"127.0.0.1:{REGISTRY_PORT}"}
-        pillar["bay"]["registry"] = {"tls": REGISTRY_TLS}
-        pillar["bay"]["admins"] = [REGISTRY_ADMIN]
+    roles = {n: {"address": nodes[n], "roles": sitefiles.default_roles(k)} for k, n in enumerate(ids)}
+    bay = sitefiles.topology_pillar(cluster, roles, ids[:consul_servers], gossip_key, logs_public_key)
+    bay["python"] = {"find_links": [images.WHEELHOUSE], "no_index": True}
+    bay["consul"]["source"] = "debian-bullseye"
+    bay["kafka"]["lib_dir"] = KAFKA_LIB
+    # a local cluster's archive closes its files often, so what is logged is there in seconds
+    bay["logs"].update({"archive": {"hdfs": logs_archive, "roll_seconds": 15}, "search": {"lib_dir": SEARCH_LIB}})
     if registry_storage:
         # each registry instance serves the blobs it has read from HDFS from its own disk
-        pillar["bay"].setdefault("registry", {}).update({"storage": registry_storage, "cache_size": "2Gi"})
-    return pillar
+        bay.setdefault("registry", {}).update({"storage": registry_storage, "cache_size": "2Gi"})
+    return {"bay": bay}
 
 
 def java_home() -> str:
@@ -397,6 +256,7 @@ class LocalCluster:
         existing = [n for n in self.nodes()]
         if existing:
             raise BayError(f"cluster {self.name!r} already exists ({len(existing)} nodes); `bay down` first or `bay status`")
+        self.check_machine(count, demo)
         image = images.ensure_node_image(self.client, self.progress)
         with self.progress.step(f"{masters} master{'s' if masters > 1 else ''} and {count} node containers"):
             self._create(image, count, site, masters)
@@ -404,6 +264,13 @@ class LocalCluster:
         self.provision()
         if demo:
             self.deploy_demo()
+
+    def check_machine(self, count: int, demo: bool, machine: prereq.Machine | None = None) -> None:
+        """What this machine lacks for the cluster, one line each, before any work starts."""
+        built = bool(self.client.images.list(filters={"label": f"{images.LABEL_KIND}=node"}))
+        missing = prereq.problems(machine or prereq.Machine(), count, demo, image_built=built)
+        if missing:
+            raise BayError("this machine cannot run it yet:\n  " + "\n  ".join(missing))
 
     def _create(self, image: str, count: int, site: dict | None = None, masters: int = 1) -> None:
         root = images.checkout_root()
@@ -415,10 +282,9 @@ class LocalCluster:
         (pillar_dir / "site.sls").write_text(
             yaml.safe_dump({"bay": site}, sort_keys=False) if site
             else "# the site's own changes to any bay: key (over bay.sls): see pillar/bay.sls\n")
-        gossip_key = base64.b64encode(secrets.token_bytes(32)).decode()
+        gossip_key = sitefiles.gossip_key()
         minion_ids = [names.node_id(i) for i in range(1, count + 1)]
         made = Secrets.new(minion_ids)
-        tokens = made.tokens
         ordered = sorted(minion_ids, key=lambda n: (len(n), n))
         for fname, text in secret_pillars(made, ordered[:3], ordered[:REGISTRY_NODES],
                                           ordered[:MONITORING_NODES]).items():
@@ -436,16 +302,7 @@ class LocalCluster:
 
         master_keys = keys.generate()
         minion_keys = {m: keys.generate() for m in minion_ids}
-        shared = {
-            # the controller's Consul token: the runner and the engine read it, root only
-            "/etc/bay/consul.token": (tokens["controller"] + "\n", 0o600),
-            # the alert evaluator reads graphite-web's render API with it
-            GRAPHITE_PASSWORD_FILE: (made.graphite_password + "\n", 0o600),
-            # bay.logs signs the tokens that let people read containers' output with it
-            LOGS_KEY_FILE: (made.logs_private_key, 0o600),
-            "/etc/salt/pki/master/master.pem": (master_keys.private_pem, 0o400),
-            "/etc/salt/pki/master/master.pub": (master_keys.public_pem, 0o644),
-        }
+        shared = sitefiles.master_files(made, master_keys)
         # every master accepts the same minion keys (hot/hot: nothing to accept twice)
         for m, kp in minion_keys.items():
             shared[f"/etc/salt/pki/master/minions/{m}"] = (kp.public_pem, 0o644)
@@ -460,7 +317,7 @@ class LocalCluster:
                                        binds, net)
             c.put_archive("/", images.tar_files({
                 **shared, "/etc/salt/master.d/bay.conf": (yaml.safe_dump(master_config(self.name, k)), 0o644),
-                **self._tls_files(authority, names.master_id(k), [], MASTER_TLS)}))
+                **sitefiles.tls_files(authority, names.master_id(k), [], MASTER_TLS)}))
             c.start()
             master_containers.append(c)
         master_ips = []
@@ -493,9 +350,8 @@ class LocalCluster:
         addresses = {n.id: n.address for n in self.nodes()}
         self._registry_tls(authority, net, addresses)
         for n in self.nodes():
-            self.client.containers.get(n.container).put_archive("/", images.tar_files({
-                **self._tls_files(authority, n.id, [n.address], MONITORING_TLS),
-                **self._consul_tls_files(authority, n.address)}))
+            self.client.containers.get(n.container).put_archive(
+                "/", images.tar_files(sitefiles.node_files(authority, n.id, n.address)))
         # the registry nodes use it; the masters' alert evaluator checks that it answers
         # the kafka node (the first) is a registry node too: its archiver reaches HDFS
         storage = self._start_hdfs(net, [addresses[n] for n in ordered[:REGISTRY_NODES]] + master_ips)
@@ -518,22 +374,6 @@ class LocalCluster:
         (ca_dir / "ca-key.pem").chmod(0o600)
         return authority
 
-    def _consul_tls_files(self, authority: pki.Pair, address: str, datacenter: str = "bay") -> dict:
-        """A node's Consul TLS files for put_archive (the key root only until
-        bay.consul gives the consul group read access): the server name RPC
-        checks, and the node's address, which the master's HTTPS checks."""
-        server = f"server.{datacenter}.consul"
-        cert = pki.leaf(authority, server, [server, "localhost"], ["127.0.0.1", address])
-        return {CONSUL_TLS["ca_file"]: (authority.cert_pem, 0o644), CONSUL_TLS["cert_file"]: (cert.cert_pem, 0o644),
-                CONSUL_TLS["key_file"]: (cert.key_pem, 0o600)}
-
-    @staticmethod
-    def _tls_files(authority: pki.Pair, name: str, ips: list[str], where: dict) -> dict:
-        """A certificate for ``name`` (and its addresses), with the CA, for put_archive."""
-        cert = pki.leaf(authority, name, [name, "localhost"], ["127.0.0.1", *ips])
-        return {where["ca_file"]: (authority.cert_pem, 0o644), where["cert_file"]: (cert.cert_pem, 0o644),
-                where["key_file"]: (cert.key_pem, 0o600)}
-
     def graphite(self) -> tuple[str, str, str, Path]:
         """(graphite-web's URL, user, password, CA file) for looking at this cluster's metrics from here."""
         pki_dir = self.state_dir / "pki"
@@ -549,10 +389,8 @@ class LocalCluster:
         node's, loopback, the network's gateway) on every node, and the CA."""
         net.reload()
         gateway = network_gateway(net)
-        cert = pki.leaf(authority, "bay-registry", ["localhost"], ["127.0.0.1", gateway, *addresses.values()])
         (self.state_dir / "pki" / "ca.crt").write_text(authority.cert_pem)  # skopeo's --cert-dir layout
-        files = {REGISTRY_TLS["ca_file"]: (authority.cert_pem, 0o644), REGISTRY_TLS["cert_file"]: (cert.cert_pem, 0o644),
-                 REGISTRY_TLS["key_file"]: (cert.key_pem, 0o600)}
+        files = sitefiles.registry_tls_files(authority, [gateway, *addresses.values()])
         for n in self.nodes():
             self.client.containers.get(n.container).put_archive("/", images.tar_files(files))
 

@@ -157,3 +157,32 @@ def test_monitoring_node_renders_graphite_and_metrics(pillar, salt_call, tmp_pat
             "bay-metrics-file-/etc/bay/metrics.json"} <= set(ret.data)
     npm = next(a["name"] for a in ret.data["bay-statsd-package"]["cmd"] if isinstance(a, dict) and "name" in a)
     assert npm.endswith("statsd@0.9.0") and "--prefix /opt/bay/statsd" in npm
+
+
+def test_a_site_made_by_bay_site_init_renders_for_its_nodes(salt_master, salt_call, tmp_path):
+    """`bay site init`'s pillar (top file, topology, every secret file) is what
+    the formula takes: a worker of the site renders `bay` with its own agent
+    token, and no registry secret reaches it."""
+    from bay_salt.cluster import sitefiles
+
+    site = tmp_path / "site"
+    sitefiles.init(site, sitefiles.Inventory.parse("func", ["m1=10.9.0.200"], [
+        "n1=10.9.0.11", "n2=10.9.0.12", "n3=10.9.0.13", "bay-func-minion=10.9.0.1"]))
+    files = [salt_master.pillar_tree.base.temp_file(p.name, p.read_text()) for p in (site / "pillar").iterdir()]
+    for f in files:
+        f.__enter__()
+    try:
+        assert salt_call.run("saltutil.refresh_pillar", wait=True).returncode == 0
+        ret = salt_call.run("bay.settings")
+        assert ret.returncode == 0, ret
+        assert ret.data["node"] == {"id": "bay-func-minion", "address": "10.9.0.1", "roles": ["worker"],
+                                    "consul_server": False}
+        ret = salt_call.run("state.show_sls", "bay")
+        assert ret.returncode == 0, ret
+        assert {"bay-consul-config", "bay-haproxy-config", "bay-docker-daemon-config"} <= set(ret.data)
+        mine = salt_call.run("pillar.get", "bay")
+        assert list(mine.data["consul"]["acl"]["node_tokens"]) == ["bay-func-minion"]
+        assert "secret" not in mine.data.get("registry", {}).get("auth", {})
+    finally:
+        for f in reversed(files):
+            f.__exit__(None, None, None)

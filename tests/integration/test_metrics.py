@@ -16,8 +16,8 @@ import urllib.request
 import pytest
 
 from bay_salt.cluster import pki
-from bay_salt.cluster.local import crypt_sha512
 from bay_salt.cluster.processes import Graphite
+from bay_salt.cluster.sitefiles import crypt_sha512
 from bay_salt.metrics import carbon, nodefiles
 from bay_salt.metrics.agent import Agent, Config
 from bay_salt.metrics.render import RenderClient, non_null

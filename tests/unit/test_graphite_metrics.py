@@ -272,7 +272,7 @@ def test_haproxy_accepts_the_monitoring_nodes_config(tmp_path):
     import subprocess
 
     from bay_salt.cluster import pki
-    from bay_salt.cluster.local import crypt_sha512
+    from bay_salt.cluster.sitefiles import crypt_sha512
     from bay_salt.node.config import haproxy_config
 
     authority = pki.ca("test CA")

@@ -251,7 +251,7 @@ def test_bay_up_gives_each_node_its_own_agent_token_and_no_others():
     its own token gets the shared one."""
     import yaml
 
-    from bay_salt.cluster.local import Secrets, secret_pillars
+    from bay_salt.cluster.sitefiles import Secrets, secret_pillars
 
     s = Secrets.new(["node1", "node2", "node3", "node4"])
     files = secret_pillars(s, ["node1"], ["node1"], ["node1"])

@@ -1,7 +1,7 @@
 """Objects that hold a secret name none in their repr: a repr ends up in
 tracebacks, logs and test reports (a CI report once showed a password)."""
 
-from bay_salt.cluster.local import Secrets
+from bay_salt.cluster.sitefiles import Secrets
 from bay_salt.logs.kafka import Client
 from bay_salt.metrics.render import RenderClient
 from bay_salt.registry.auth import Policy
