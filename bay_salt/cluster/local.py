@@ -547,15 +547,22 @@ class LocalCluster:
             self.salt("-L", targets, "service.reload", "bay-registry", timeout=60)
 
     def add_user(self, name: str, password: str, admin: bool = False) -> None:
-        """A PAM account on the master for Salt's external auth: an owner
-        (operates the services whose owners name it) or, with ``admin``, one
-        of the platform team."""
+        """A PAM account on every master for Salt's external auth (the CLI
+        works on any master): an owner (operates the services whose owners
+        name it) or, with ``admin``, one of the platform team."""
         group = ADMINS_GROUP if admin else OWNERS_GROUP
         script = (f'getent group {group} >/dev/null || groupadd {group}; id -u "$U" >/dev/null 2>&1 || '
                   f'useradd -M -N -s /usr/sbin/nologin -G {group} "$U"; printf "%s:%s\\n" "$U" "$P" | chpasswd')
-        res = self.master().exec_run(["sh", "-c", script], environment={"U": name, "P": password})
-        if res.exit_code != 0:
-            raise BayError(f"cannot add user {name} on the master: {res.output.decode().strip()[-300:]}")
+        masters = self.masters()
+        if not masters:
+            raise BayError(f"cluster {self.name!r} has no master: `bay up` first")
+        for m in masters:
+            m.reload()
+            if m.status != "running":
+                raise BayError(f"cannot add user {name}: master {m.name} is {m.status} (start it, then again)")
+            res = m.exec_run(["sh", "-c", script], environment={"U": name, "P": password})
+            if res.exit_code != 0:
+                raise BayError(f"cannot add user {name} on {m.name}: {res.output.decode().strip()[-300:]}")
 
     def runner(self, fun: str, *args: str, timeout: int = 900, login: tuple[str, str] | None = None) -> dict:
         """``salt-run FUN ARGS`` on the master (``login``: as that user, through

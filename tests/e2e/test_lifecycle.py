@@ -107,10 +107,11 @@ def test_a_service_from_deploy_to_remove_through_the_cli_on_the_masters(cluster,
                if e["tag"] == names.TAG_SERVICE_CHANGED and e["key"] not in seen]
     assert actions == ["deploy", "scale", "deploy", "rollback", "restart"], actions
 
-    # an owner of nothing: refused, one line, exit 1
+    # an owner of nothing, on either master (bay user-add makes the account on each): refused, one line, exit 1
     cluster.add_user("ella", "pw-ella-7")
-    for args in (["describe", f"{LIFE}.web"], ["rollback", LIFE], ["remove", LIFE], ["scale", f"{LIFE}.web", "1"]):
-        code, text = bay(cluster, "--as", "ella", *args, env={"BAY_PASSWORD": "pw-ella-7"})
+    for k, args in enumerate((["describe", f"{LIFE}.web"], ["rollback", LIFE], ["remove", LIFE],
+                              ["scale", f"{LIFE}.web", "1"])):
+        code, text = bay(cluster, "--as", "ella", *args, env={"BAY_PASSWORD": "pw-ella-7"}, master=k % 2)
         assert code == 1 and "refused: ella may not operate service life" in text, (args, text)
         assert "Traceback" not in text
 
