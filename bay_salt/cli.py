@@ -300,15 +300,25 @@ def events(service: Annotated[str | None, typer.Argument(help="only this service
 
 
 @app.command("user-add")
-def user_add(name: str, admin: Annotated[bool, typer.Option(help="one of the platform team")] = False) -> None:
-    """Add an account on the local cluster's master: a service owner (deploys the
+def user_add(name: str, admin: Annotated[bool, typer.Option(help="one of the platform team")] = False,
+             registry: Annotated[bool, typer.Option(help="the same login for the registry (pushes the images of "
+                                                         "the services whose owners name it)")] = True) -> None:
+    """Add an account on the local cluster's masters: a service owner (deploys the
     services whose owners name it) or, with --admin, the platform team."""
     import os
 
     password = os.environ.get("BAY_PASSWORD") or typer.prompt(f"password for {name}", hide_input=True,
                                                                 confirmation_prompt=True)
-    _local().add_user(name, password, admin=admin)
-    console.print(f"{name}: {'platform team' if admin else 'service owner'} on the master")
+    _local().add_user(name, password, admin=admin, registry=registry)
+    console.print(f"{name}: {'platform team' if admin else 'service owner'} on the masters"
+                  + (" and in the registry" if registry else ""))
+
+
+@app.command()
+def grants() -> None:
+    """The registry's grants from the services pillar as it is now (after declaring a service or
+    changing its owners), read again by the running instances."""
+    _local().refresh_registry_grants()
 
 
 @app.command()

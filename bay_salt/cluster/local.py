@@ -546,10 +546,12 @@ class LocalCluster:
                                            for r in ret.values() for v in (r.values() if isinstance(r, dict) else [r])))
             self.salt("-L", targets, "service.reload", "bay-registry", timeout=60)
 
-    def add_user(self, name: str, password: str, admin: bool = False) -> None:
+    def add_user(self, name: str, password: str, admin: bool = False, registry: bool = False) -> None:
         """A PAM account on every master for Salt's external auth (the CLI
         works on any master): an owner (operates the services whose owners
-        name it) or, with ``admin``, one of the platform team."""
+        name it) or, with ``admin``, one of the platform team. ``registry``:
+        the same name and password log in to the registry too (it pushes the
+        images of the services whose owners name it)."""
         group = ADMINS_GROUP if admin else OWNERS_GROUP
         script = (f'getent group {group} >/dev/null || groupadd {group}; id -u "$U" >/dev/null 2>&1 || '
                   f'useradd -M -N -s /usr/sbin/nologin -G {group} "$U"; printf "%s:%s\\n" "$U" "$P" | chpasswd')
@@ -563,6 +565,26 @@ class LocalCluster:
             res = m.exec_run(["sh", "-c", script], environment={"U": name, "P": password})
             if res.exit_code != 0:
                 raise BayError(f"cannot add user {name} on {m.name}: {res.output.decode().strip()[-300:]}")
+        if registry:
+            self.add_registry_user(name, password)
+
+    def add_registry_user(self, name: str, password: str) -> None:
+        """``name`` logs in to the registry with ``password`` (its bcrypt hash in
+        the registry nodes' secret pillar), in force on the running instances."""
+        from bay_salt.registry.auth import hash_password
+
+        path = self.state_dir / "pillar" / "bay-secrets-registry.sls"
+        if not path.exists():
+            raise BayError(f"cluster {self.name!r} is not up: `bay up` first")
+        data = yaml.safe_load(path.read_text())
+        if name == "node":
+            raise BayError("'node' is the nodes' own registry account: choose another name")
+        data["bay"]["registry"]["auth"]["users"][name] = hash_password(password)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(data))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        self.refresh_registry_grants()
 
     def runner(self, fun: str, *args: str, timeout: int = 900, login: tuple[str, str] | None = None) -> dict:
         """``salt-run FUN ARGS`` on the master (``login``: as that user, through

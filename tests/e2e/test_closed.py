@@ -280,8 +280,25 @@ def test_an_owner_reaches_only_their_own_services_through_every_runner(cluster, 
     attempts.append(("bay.events", "service=demo"))  # answered, empty: demo's events are not hers
     if cluster.runner("bay.events", "service=demo", login=alice, timeout=60)["events"]:
         got_in.append(("bay.events", "shows demo's events"))
+    # the registry, with the same login (bay user-add's): her service's repository only
+    cluster.add_registry_user("alice", "alice-pw")
+    _user, _password, certs = cluster.registry_login()
+    node = cluster.nodes()[2].address
+    own = spec["bay"]["services"][TINY]["image"].split("/", 1)[1].rsplit(":", 1)[0]
+
+    def push(ref: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["skopeo", "copy", "--quiet", "--dest-creds", "alice:alice-pw", "--dest-cert-dir",
+                               str(certs), "docker-daemon:bay-busybox:latest", f"docker://{node}:5000/{ref}"],
+                              capture_output=True, text=True, timeout=120)
+
+    for ref in ("platform/tools:1", "e2e/busybox:alice"):
+        attempts.append(("push", ref))
+        if push(ref).returncode == 0:
+            got_in.append(("push", ref))
     assert not got_in, got_in
     assert cluster.runner("bay.plan", TINY, login=alice) is not None  # her own service: allowed
+    res = push(f"{own}:alice")
+    assert res.returncode == 0, res.stderr  # and her own service's images
     print(f"owner alice: {len(attempts)} tried, 0 got in")
 
 
