@@ -444,6 +444,27 @@ def site_init(directory: Annotated[Path, typer.Argument(help="a new (or empty) d
         f"in {directory}/secrets/\nnext: README, \"On real servers\"")
 
 
+@site_app.command("add-node")
+def site_add_node(directory: Annotated[Path, typer.Argument(help="the site's directory (bay site init's)")],
+                  node: Annotated[str, typer.Option(help="the new server as ID=ADDRESS or ID=ADDRESS:ROLE,ROLE "
+                                                         "(worker, kafka, mesos-agent)")]) -> None:
+    """One more server for a site: its certificates (hosts/ID/), its entry in bay:nodes and its own
+    Consul agent token. Then: `salt SERVER state.sls_id bay-consul-acl bay.consul` on a Consul server (it
+    creates the token) and the bootstrap playbook with bay_site=DIR."""
+    from bay_salt.cluster import sitefiles
+    from bay_salt.cluster.local import BayError
+
+    try:
+        host = sitefiles.parse_host(node)
+        written = sitefiles.add_node(directory, host)
+    except sitefiles.InventoryError as err:
+        raise BayError(str(err)) from None
+    except OSError as err:
+        raise BayError(f"{err.filename or directory}: {err.strerror}") from None
+    console.print(f"{host.id} ({host.address}): {len(written)} files; next: salt SERVER state.sls_id bay-consul-acl "
+                  f"bay.consul on a Consul server, then the bootstrap playbook with bay_site={directory}")
+
+
 silence_app = typer.Typer(no_args_is_help=True, help="Silence alerts for a while, with a reason")
 app.add_typer(silence_app, name="silence")
 

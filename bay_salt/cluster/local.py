@@ -424,14 +424,9 @@ class LocalCluster:
             images.base_image_tag(), names.node_container(self.name, index), "node", minion_id, binds, net,
             devices=["/dev/kmsg:/dev/kmsg:r"],
         )
-        # what the site gives a new server besides Salt: its Consul certificate, the cluster's CA
-        authority = self._ca()
+        # nothing else: its certificates come from the site (sitefiles.add_node, the playbook's bay_site)
         c.start()
         c.reload()
-        address = c.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"]
-        c.put_archive("/", images.tar_files({**self._tls_files(authority, minion_id, [address], MONITORING_TLS),
-                                             **self._consul_tls_files(authority, address),
-                                             REGISTRY_TLS["ca_file"]: (authority.cert_pem, 0o644)}))
         return c
 
     def _wait_for_minions(self, ids: list[str], timeout: float = 180) -> None:

@@ -398,3 +398,60 @@ def init(target: Path, inv: Inventory, venv: str = "/opt/bay/venv") -> dict[str,
     written["secrets"] = write_tree(target / "secrets", {
         "/registry-admin": (s.admin_password + "\n", 0o600), "/graphite-web": (s.graphite_password + "\n", 0o600)})
     return written
+
+
+def _rewrite(path: Path, data: dict) -> None:
+    """``path`` replaced by ``data`` (YAML, root only) in one rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(yaml.safe_dump(data, sort_keys=False))
+    os.replace(tmp, path)
+
+
+#: the roles a node added later may have (a registry or monitoring node changes what the others trust and target)
+ADDABLE_ROLES = ("worker", "kafka", "mesos-agent")
+
+
+def add_node(root: Path, host: Host) -> list[Path]:
+    """One more server for the site in ``root`` (made by ``bay site init``, or a
+    ``bay up`` cluster's state directory): its files in ``hosts/ID/`` from the
+    site's CA, its entry in ``bay:nodes``, and its own Consul agent token
+    (a Consul server creates it: ``state.sls_id bay-consul-acl bay.consul``)."""
+    pillar_dir = root / "pillar"
+    try:
+        topo = yaml.safe_load((pillar_dir / "bay.sls").read_text())
+        top = yaml.safe_load((pillar_dir / "top.sls").read_text())
+        server = yaml.safe_load((pillar_dir / "bay-secrets-server.sls").read_text())
+        authority = pki.Pair((root / "pki" / "ca.pem").read_text(), (root / "pki" / "ca-key.pem").read_text())
+    except OSError as err:
+        raise InventoryError(f"{root} is not a site ({err.filename} is missing): make one with `bay site init`") from None
+    nodes = topo["bay"].setdefault("nodes", {})
+    roles = list(host.roles) or ["worker"]
+    extra = [r for r in roles if r not in ADDABLE_ROLES]
+    if extra:
+        raise InventoryError(f"--node {host.id}: role {extra[0]} is not added by add-node ({', '.join(ADDABLE_ROLES)} "
+                             "are); a registry or monitoring node changes what every node trusts: edit the site's pillar")
+    if host.id in nodes:
+        raise InventoryError(f"{host.id} is a node of the site already")
+    taken = {v.get("address"): n for n, v in nodes.items()}
+    if host.address in taken:
+        raise InventoryError(f"address {host.address} is {taken[host.address]}'s already")
+    if (root / "hosts" / host.id).exists():
+        raise InventoryError(f"{root}/hosts/{host.id} exists already: remove it first if it is stale")
+    addresses = [v["address"] for v in nodes.values() if v.get("address")] + [host.address]
+    written = write_tree(root / "hosts" / host.id, {**registry_tls_files(authority, addresses),
+                                                   **node_files(authority, host.id, host.address)})
+    token = str(uuid.uuid4())
+    written += write_tree(pillar_dir, {f"/bay-secrets-node-{host.id}.sls": (yaml.safe_dump(
+        {"bay": {"consul": {"acl": {"node_tokens": {host.id: token}}}}}), 0o600)})
+    server["bay"]["consul"]["acl"].setdefault("node_tokens", {})[host.id] = token
+    _rewrite(pillar_dir / "bay-secrets-server.sls", server)
+    base = top["base"]
+    base[host.id] = [{"match": "list"}, f"bay-secrets-node-{host.id}"]
+    for key in [k for k in base if k.startswith("* and not L@")]:
+        base[f"{key},{host.id}"] = base.pop(key)
+    _rewrite(pillar_dir / "top.sls", top)
+    nodes[host.id] = {"address": host.address, "roles": roles}
+    _rewrite(pillar_dir / "bay.sls", topo)
+    return written

@@ -18,13 +18,23 @@ import subprocess
 import pytest
 import yaml
 
-from bay_salt.cluster import images
+from bay_salt.cluster import images, sitefiles
+from bay_salt.model import names
 from tests.helpers import CHECKOUT
 
 
 @pytest.mark.disruptive(order=98)
 def test_bootstrap_playbook_joins_a_plain_server(cluster, tmp_path):
     server = cluster.plain_server("node4")
+    address = server.attrs["NetworkSettings"]["Networks"][names.network_name(cluster.name)]["IPAddress"]
+    # the site grows by one server as a real one does: `bay site add-node` over the cluster's state
+    # directory (its pillar and CA) gives it its certificates and its own Consul token, which the
+    # servers create; the playbook copies its files (bay_site)
+    sitefiles.add_node(cluster.state_dir, sitefiles.parse_host(f"node4={address}"))
+    server1 = cluster.nodes()[0].id  # a Consul server: it creates the token (Raft gives it to the others)
+    cluster.salt(server1, "saltutil.refresh_pillar", "wait=True", timeout=60)
+    applied = cluster.salt(server1, "state.sls_id", "bay-consul-acl", "bay.consul", timeout=300)
+    assert all(isinstance(r, dict) and all(v.get("result") for v in r.values()) for r in applied.values()), applied
     packages, _ = cluster.client.containers.get(cluster.nodes()[0].container).get_archive("/var/cache/apt/archives")
     server.put_archive("/var/cache/apt", b"".join(packages))
     wheels = tmp_path / "wheelhouse"
@@ -41,7 +51,7 @@ def test_bootstrap_playbook_joins_a_plain_server(cluster, tmp_path):
     (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
     res = subprocess.run(
         [str(CHECKOUT / ".venv/bin/ansible-playbook"), "-i", str(tmp_path / "inventory.yml"), "bootstrap.yml",
-         "-e", f"bay_wheelhouse={wheels_tar}", "-e", f"bay_statsd={statsd_tar}"],
+         "-e", f"bay_wheelhouse={wheels_tar}", "-e", f"bay_statsd={statsd_tar}", "-e", f"bay_site={cluster.state_dir}"],
         cwd=CHECKOUT / "playbooks", capture_output=True, text=True, timeout=900,
         env=dict(os.environ, PATH=f"{CHECKOUT / '.venv/bin'}:{os.environ['PATH']}"),
     )
@@ -55,5 +65,9 @@ def test_bootstrap_playbook_joins_a_plain_server(cluster, tmp_path):
     out = server.exec_run(["consul", "members"], environment={"CONSUL_HTTP_TOKEN": cluster.consul_token()}).output.decode()
     alive = sorted(line.split()[0] for line in out.splitlines()[1:] if " alive " in line)
     assert alive == ["node1", "node2", "node3", "node4"], out
+    # with its own agent token (it may write node4 only), not the shared one
+    conf = json.loads(server.exec_run(["cat", "/etc/consul.d/bay.json"]).output)
+    mine = yaml.safe_load((cluster.state_dir / "pillar" / "bay-secrets-node-node4.sls").read_text())
+    assert conf["acl"]["tokens"]["agent"] == mine["bay"]["consul"]["acl"]["node_tokens"]["node4"]
     for svc in ("salt-minion", "docker", "consul", "haproxy", "cadvisor", "bay-metrics", "bay-statsd"):
         assert server.exec_run(["systemctl", "is-active", svc]).exit_code == 0, svc

@@ -144,3 +144,35 @@ def test_the_command_says_what_it_made_and_never_a_secret(tmp_path):
         assert secret not in res.output
     assert cli.main(["site", "init", str(tmp_path / "t"), "--master", "m1=10.0.0.1", "--node", "n1=bad"]) == 1
     assert not (tmp_path / "t").exists()
+
+
+def test_a_server_added_later_gets_its_own_files_and_token(tmp_path):
+    root = tmp_path / "prod"
+    sitefiles.init(root, Inventory.parse("prod", MASTERS, NODES))
+    before = {p.name: p.read_text() for p in (root / "pillar").iterdir()}
+    assert cli.main(["site", "add-node", str(root), "--node", "n5=10.1.0.15"]) == 0
+    bay = pillar(root, "bay.sls")["bay"]
+    assert bay["nodes"]["n5"] == {"address": "10.1.0.15", "roles": ["worker"]}
+    token = pillar(root, "bay-secrets-node-n5.sls")["bay"]["consul"]["acl"]["node_tokens"]
+    assert list(token) == ["n5"]
+    server = pillar(root, "bay-secrets-server.sls")["bay"]["consul"]["acl"]
+    assert server["node_tokens"]["n5"] == token["n5"] and server["tokens"] == yaml.safe_load(
+        before["bay-secrets-server.sls"])["bay"]["consul"]["acl"]["tokens"]
+    top = pillar(root, "top.sls")["base"]
+    assert top["n5"] == [{"match": "list"}, "bay-secrets-node-n5"]
+    assert top["* and not L@n1,n2,n3,n4,n5"] == [{"match": "compound"}, "bay-secrets-agent"]
+    assert san(cert(root / "hosts/n5/etc/consul.d/tls/server.pem")) == {
+        "server.bay.consul", "localhost", "127.0.0.1", "10.1.0.15"}
+    assert cert(root / "hosts/n5/etc/bay/tls/node.pem").issuer == cert(root / "pki/ca.pem").subject
+    for p in (root / "pillar").iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    # what it refuses changes nothing
+    after = {p.name: p.read_text() for p in (root / "pillar").iterdir()}
+    for node, error in (("n5=10.1.0.16", "n5 is a node of the site already"),
+                        ("n6=10.1.0.15", "address 10.1.0.15 is n5's already"),
+                        ("n6=10.1.0.16:worker,registry", "role registry is not added by add-node")):
+        with pytest.raises(InventoryError, match=error):
+            sitefiles.add_node(root, sitefiles.parse_host(node))
+    with pytest.raises(InventoryError, match="is not a site"):
+        sitefiles.add_node(tmp_path / "nothing", sitefiles.parse_host("n6=10.1.0.16"))
+    assert {p.name: p.read_text() for p in (root / "pillar").iterdir()} == after
