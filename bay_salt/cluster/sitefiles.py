@@ -393,7 +393,9 @@ def init(target: Path, inv: Inventory, venv: str = "/opt/bay/venv") -> dict[str,
             **shared, **tls_files(authority, m.id, [m.address], MASTER_TLS),
             "/etc/salt/master.d/bay.conf": (yaml.safe_dump(master_config(m.id, m.address), sort_keys=False), 0o644),
             PAM_PYTHON: (pam_python_script(venv), 0o755)})
+    # ca.crt: the same, where skopeo's and Docker's --cert-dir look
     written["pki"] = write_tree(target / "pki", {"/ca.pem": (authority.cert_pem, 0o644),
+                                                 "/ca.crt": (authority.cert_pem, 0o644),
                                                  "/ca-key.pem": (authority.key_pem, 0o600)})
     written["secrets"] = write_tree(target / "secrets", {
         "/registry-admin": (s.admin_password + "\n", 0o600), "/graphite-web": (s.graphite_password + "\n", 0o600)})

@@ -19,7 +19,7 @@ def test_service_running_and_enabled(node, service):
 
 
 def test_ports_listening(node):
-    """What a node exposes (README: "What a node exposes"): Consul's gossip and
+    """What a node exposes (docs/security.md): Consul's gossip and
     RPC, its API (a server's, HTTPS, ACL-protected; HTTP on loopback) and the
     services' frontends; cAdvisor and HAProxy's stats on loopback only."""
     addr = node.info.address
