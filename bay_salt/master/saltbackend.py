@@ -146,7 +146,28 @@ class SaltBackend:
                               f"(waited {self.connect_wait:g} s)") from None
 
     def stop(self, node: str, containers: list[str]) -> None:
-        self.local.cmd(node, "bay_docker.stop", [containers], timeout=self.timeout)
+        self.stop_all({node: containers})
+
+    def stop_all(self, stops: dict[str, list[str]]) -> None:
+        """One ``bay_docker.stop`` job per node, all published before any
+        return is waited for (a node that does not answer is left to
+        reconciliation: what is deregistered and still runs is a stray)."""
+        was_listening = self.local.event.cpub
+        try:
+            jobs = []
+            for node, containers in stops.items():
+                try:
+                    jobs.append((node, self.local.run_job(node, "bay_docker.stop", [list(containers)],
+                                                          timeout=self.timeout, listen=True)))
+                except Exception:  # noqa: BLE001 - not published: reconciliation removes it later
+                    continue
+            for node, pub in jobs:
+                if pub:
+                    for _ in self.local.get_cli_event_returns(pub["jid"], pub["minions"], self.timeout, node):
+                        pass
+        finally:
+            if not was_listening:
+                self.local.event.close_pub()
 
     def output(self, node: str, container: str, lines: int) -> str:
         ret = self.local.cmd(node, "bay_docker.output", [container, lines], timeout=15).get(node)

@@ -41,6 +41,9 @@ class Backend(Protocol):
     def stop(self, node: str, containers: list[str]) -> None:
         """Stop and remove the named containers on ``node``."""
 
+    def stop_all(self, stops: dict[str, list[str]]) -> None:
+        """Several nodes' stops at once (node -> containers), the nodes working in parallel."""
+
     def containers(self, node: str) -> list[dict]:
         """The Bay containers on ``node`` (:func:`bay_salt.node.containers.describe`)."""
 

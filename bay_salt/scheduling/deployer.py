@@ -137,6 +137,10 @@ class Deployer:
             self._stop([(r.node, r.container) for r in broken if r.container])
         if not plan.changes:
             return GroupReport(g.name, g.instances, stopped=[r.instance for r in broken])
+        if not plan.start and not plan.replace:  # fewer only: no node needs to be asked first
+            report = GroupReport(g.name, g.instances, stopped=[r.instance for r in broken])
+            self._retire([by_id[i] for i in plan.remove], report)
+            return report
         states = self.backend.nodes()
         address = {s.id: s.address for s in states}
         drained = self.store.drained()
@@ -230,18 +234,17 @@ class Deployer:
     # --- steps ----------------------------------------------------------------------
     def _start(self, g: GroupSpec, where: list[str], address: dict[str, str],
                want: str) -> tuple[list[tuple[Instance, bool]], dict[str, str]]:
-        """Start the instances placed on each node (one start job per node; the
-        backend's Salt client is not shared between threads);
+        """Start the instances placed on each node: one start job per node,
+        all published at once (the nodes start theirs in parallel);
         ``(started, {node: why it could not start any})``."""
         per_node: dict[str, list[str]] = {}
         for node in where:
             per_node.setdefault(node, []).append(secrets.token_hex(4))
         out, errors = [], {}
-        for node, ids in per_node.items():
-            try:
-                results = self.backend.start(node, g, ids)
-            except DeployError as err:
-                errors[node] = str(err).removeprefix(f"{g.name} on {node}: ")
+        answers = self.backend.start_all([(node, g, ids) for node, ids in per_node.items()])
+        for node, results in zip(per_node, answers, strict=True):
+            if isinstance(results, DeployError):
+                errors[node] = str(results).removeprefix(f"{g.name} on {node}: ")
                 continue
             for res in results:
                 if res.get("error"):
@@ -253,11 +256,12 @@ class Deployer:
         return out, errors
 
     def _stop(self, pairs: list[tuple[str, str]]) -> None:
+        """Stop them, every node at once."""
         per_node: dict[str, list[str]] = {}
         for node, container in pairs:
             per_node.setdefault(node, []).append(container)
-        for node, containers in per_node.items():
-            self.backend.stop(node, containers)
+        if per_node:
+            self.backend.stop_all(per_node)
 
     def _retire(self, instances: list[Instance], report: GroupReport) -> None:
         self.store.apply(kvstore.deregister_ops(instances))

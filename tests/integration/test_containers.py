@@ -10,6 +10,7 @@ import pytest
 
 from bay_salt.cluster.demo import BUSYBOX_IMAGE, ensure_busybox
 from bay_salt.cluster.progress import Progress
+from bay_salt.model import names
 from bay_salt.model.services import parse
 from bay_salt.node import containers
 
@@ -62,3 +63,24 @@ def test_a_spec_gives_back_raw_sockets_and_makes_its_root_filesystem_read_only(d
         assert c.exec_run(["sh", "-c", "echo x > /tmp/scratch && echo x > /run/scratch"]).exit_code == 0
     finally:
         c.remove(force=True)
+
+
+def test_a_node_starts_a_groups_instances_at_once_and_leaves_none_when_one_cannot_start(dc):
+    service = f"par{uuid.uuid4().hex[:6]}"
+    raw = {"image": BUSYBOX_IMAGE, "owners": ["t"], "command": ["busybox", "httpd", "-f", "-p", "8000"],
+           "health": {"tcp": True, "interval": "200ms", "timeout": "200ms", "start_period": "20s"},
+           "groups": {"web": {"instances": 12, "cpu": 0.01, "memory": 16, "port": 8000, "listen": 10997}}}
+    group = parse({service: raw})[service].groups()["web"]
+    ids = [f"i{k:02d}" for k in range(12)]
+    try:
+        out = containers.start_many(group, ids, "127.0.0.1")
+        assert [o["instance"] for o in out] == ids and all(o["healthy"] and not o.get("error") for o in out), out
+        assert len(dc.containers.list(filters={"label": f"{names.LABEL_SERVICE}={service}"})) == 12
+        # an image nobody has: every entry says so, and nothing of the group is left started
+        bad = parse({service: {**raw, "image": "127.0.0.1:1/nothing/here:1"}})[service].groups()["web"]
+        out = containers.start_many(bad, ["x1", "x2"], "127.0.0.1")
+        assert all(o["error"] and not o["healthy"] for o in out), out
+        assert {c.labels[names.LABEL_INSTANCE] for c in dc.containers.list(
+            all=True, filters={"label": f"{names.LABEL_SERVICE}={service}"})} == set(ids)
+    finally:
+        containers.stop_many([names.service_container(service, "web", i) for i in ids], timeout=1)

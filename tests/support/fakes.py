@@ -74,6 +74,10 @@ class Recorder:
     def stop(self, node, containers):
         self.stopped.append((node, list(containers)))
 
+    def stop_all(self, stops):
+        for node, containers in stops.items():
+            self.stop(node, containers)
+
     def busy(self, node):
         return False
 

@@ -54,6 +54,20 @@ def test_scale_down_deregisters_before_it_stops(env):
     assert len({i.node for i in store.instances()}) == 2  # the spread stays
 
 
+def test_every_node_starts_and_stops_its_share_at_once(env):
+    """One start_all (and one stop_all) per step, naming every node: the nodes
+    work in parallel, not one after another."""
+    store, backend, d, events = env
+    calls = []
+    start_all, stop_all = backend.start_all, backend.stop_all
+    backend.start_all = lambda starts: calls.append(("start", sorted(n for n, _g, _ids in starts))) or start_all(starts)
+    backend.stop_all = lambda stops: calls.append(("stop", sorted(stops))) or stop_all(stops)
+    d.deploy(spec(instances=9))
+    d.deploy(spec(instances=3))
+    assert calls == [("start", ["node1", "node2", "node3"]), ("stop", ["node1", "node2", "node3"])]
+    assert len(store.instances()) == 3
+
+
 def test_roll_replaces_max_surge_at_a_time(env):
     store, backend, d, events = env
     d.deploy(spec())

@@ -72,6 +72,15 @@ def test_starts_on_several_nodes_are_all_published_before_any_is_waited_for():
     assert isinstance(out[2], DeployError) and "node3: the node did not answer the start" in str(out[2])
 
 
+def test_stops_on_several_nodes_are_all_published_before_any_is_waited_for():
+    local = Local({"node2": None})  # node2 never answers: the others are stopped all the same
+    b = SaltBackend(local, ["node1", "node2", "node3"], timeout=15)
+    b.stop_all({"node1": ["c1", "c2"], "node2": ["c3"], "node3": ["c4"]})
+    assert local.order == [("publish", "node1"), ("publish", "node2"), ("publish", "node3"),
+                           ("wait", "node1"), ("wait", "node2"), ("wait", "node3")]
+    assert [c[1] for c in local.calls] == ["bay_docker.stop"] * 3
+
+
 class Reporting(Local):
     """Nodes that answer bay.node_report (a node's root chooses what its report says)."""
 
