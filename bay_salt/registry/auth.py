@@ -173,7 +173,9 @@ def grants_for(services: dict, registry_host: str, admins: list[str], node_user:
         people = {p for owner in spec.get("owners") or [] for p in teams.get(owner, [owner])}
         for person in sorted(people):
             for repo in repos:
-                out.setdefault(person, []).append({"repository": repo, "actions": ["pull", "push", "delete"]})
+                grant = {"repository": repo, "actions": ["pull", "push", "delete"]}
+                if grant not in out.setdefault(person, []):  # two services of one image and owner: one grant
+                    out[person].append(grant)
     return out
 
 

@@ -102,3 +102,13 @@ def test_an_image_name_with_a_glob_grants_nothing():
                                        "groups": {"web": {"image": "127.0.0.1:5000/bay/evil:1"}}}},
                              "127.0.0.1:5000", admins=[], node_user="node")
     assert grants["mallory"] == [{"repository": "bay/evil", "actions": ["pull", "push", "delete"]}]
+
+
+def test_two_services_of_one_image_and_owner_make_one_grant():
+    """The grants depend on what is granted, not on how many services say it
+    (a second apply after such a service goes changes nothing)."""
+    one = {"demo": {"image": "127.0.0.1:5000/bay/demo:1", "owners": ["team"]}}
+    two = {**one, "tiny": {"image": "127.0.0.1:5000/bay/demo:2", "owners": ["team"]}}
+    grants = [auth.grants_for(s, "127.0.0.1:5000", admins=[], node_user="node") for s in (one, two)]
+    assert grants[0] == grants[1]
+    assert grants[1]["team"] == [{"repository": "bay/demo", "actions": ["pull", "push", "delete"]}]
