@@ -530,6 +530,8 @@ class LocalCluster:
         """The registry nodes' access policy from the services pillar as it is
         now (the owners of a service just declared may push), read again by
         the running instances (a reload: no upload is cut)."""
+        if not self.masters() or not self.nodes():
+            raise BayError(f"cluster {self.name!r} is not up: `bay up` first")
         targets = ",".join(n.id for n in self.nodes()[:REGISTRY_NODES])
         with self.progress.step("registry grants from the services pillar"):
             self.salt("-L", targets, "saltutil.refresh_pillar", "wait=True", timeout=60)
