@@ -56,3 +56,54 @@ class Backend(Protocol):
 
     def output(self, node: str, container: str, lines: int) -> str:
         """The last ``lines`` of a container's output ("" if there is none to be had)."""
+
+
+class RoundNodes:
+    """A :class:`Backend` for one round of several deploys (an autoscaling
+    round): the nodes are asked once, at the first :meth:`nodes`, and what this
+    round starts and stops is kept in that view, so each deploy places against
+    the capacity the earlier ones left. Everything else goes to ``backend``."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self._view: list[NodeState] | None = None
+
+    def __getattr__(self, name: str):
+        return getattr(self.backend, name)
+
+    def nodes(self) -> list[NodeState]:
+        if self._view is None:
+            self._view = self.backend.nodes()
+        return [NodeState(s.id, s.address, s.cpus, s.memory_mb, list(s.containers), s.schedulable)
+                for s in self._view]
+
+    def _node(self, node: str) -> NodeState | None:
+        return next((s for s in self._view or () if s.id == node), None)
+
+    def start_all(self, starts: list[tuple[str, GroupSpec, list[str]]]) -> list[list[dict] | DeployError]:
+        answers = self.backend.start_all(starts)
+        for (node, group, _), got in zip(starts, answers, strict=True):
+            state = self._node(node)
+            if state is None or isinstance(got, DeployError):
+                continue
+            state.containers += [{"container": r["container"], "status": "running", "service": group.service,
+                                  "group": group.group, "instance": r["instance"], "cpu": group.cpu,
+                                  "memory_mb": group.memory_mb} for r in got if not r.get("error")]
+        return answers
+
+    def start(self, node: str, group: GroupSpec, instances: list[str]) -> list[dict]:
+        got = self.start_all([(node, group, instances)])[0]
+        if isinstance(got, DeployError):
+            raise got
+        return got
+
+    def stop_all(self, stops: dict[str, list[str]]) -> None:
+        self.backend.stop_all(stops)
+        for node, containers in stops.items():
+            state = self._node(node)
+            if state is not None:
+                gone = set(containers)
+                state.containers = [c for c in state.containers if c["container"] not in gone]
+
+    def stop(self, node: str, containers: list[str]) -> None:
+        self.stop_all({node: containers})

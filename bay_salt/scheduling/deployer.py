@@ -159,7 +159,7 @@ class Deployer:
         remaining = plan.start
         surge = g.max_surge if to_replace else remaining
         # check up front that all of it fits (nothing changes if it does not)
-        placement.place(placement_nodes(states, drained), g.service, g.group,
+        placement.place([dataclasses.replace(n, groups=n.groups.copy()) for n in nodes], g.service, g.group,
                         min(surge, remaining) if to_replace else remaining, g.cpu, g.memory_mb)
         while remaining > 0:
             batch = min(surge, remaining) if to_replace else remaining

@@ -106,3 +106,30 @@ def test_failed_group_is_not_scaled(store):
     c = Cluster(store)
     store.apply([kvstore.op_set(names.kv_failed("burn", "cpu"), "crash loop")])
     assert c.tick(0.0, CPU) == [] and c.count() == 2
+
+
+def test_a_round_asks_the_nodes_once_and_places_each_group_against_what_the_last_one_took(store):
+    spec = {"burn": {**SPEC["burn"], "groups": {
+        name: {**SPEC["burn"]["groups"]["cpu"], "listen": 10090 + k} for k, name in enumerate(("a", "b"))}}}
+    # 2 nodes of 0.75 core: 4 instances of 0.25 run; room for 2 more in all
+    backend = NodeRecorder(nodes=("node1", "node2"), cpus=0.75)
+    Deployer(backend, store, drain_seconds=0).deploy(parse(spec)["burn"])
+    asked = []
+    nodes = backend.nodes
+    backend.nodes = lambda: asked.append(1) or nodes()
+
+    def usage(_):
+        per = {"node1": {}, "node2": {}}
+        for r in store.instances():
+            per[r.node][r.container] = {"cpu": CPU, "memory": 1}  # every instance saturated
+        return per, {}
+
+    scaler = Autoscaler(backend, store, lambda t, d: None, usage, drain_seconds=0)
+    decided = scaler.tick(0.0, list(parse(spec)["burn"].groups().values()), {"node1": "a", "node2": "b"})
+    assert [d["desired"] for d in decided] == [4, 4]  # both want twice as many
+    assert len(asked) == 1
+    assert len(store.instances()) == 6  # the first took the room; the second started what was left: none
+    assert [d["applied"] for d in decided] == ["burn.a: scaled to 4 (+2 -0)",
+                                                    "burn.b: 2 instances, unchanged"]
+    for d in decided:  # the decisions and windows were stored for both
+        assert json.loads(store.get(names.kv_scale("burn", d["group"].split(".")[1])))["last"]["desired"] == 4
