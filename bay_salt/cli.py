@@ -333,6 +333,43 @@ def undrain(node: str, as_json: AsJson = False) -> None:
     _emit(_runner("bay.undrain", node), as_json, _summaries)
 
 
+node_app = typer.Typer(no_args_is_help=True, help="One node's upkeep")
+app.add_typer(node_app, name="node")
+
+
+@node_app.command("clean")
+def node_clean(node: str,
+               dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would go, remove nothing")] = False,
+               dead_after: Annotated[str, typer.Option(help="Bay's containers not running this long go (30m, 0: "
+                                                            "all); default bay:docker:hygiene:dead_after")] = "",
+               as_json: AsJson = False) -> None:
+    """Remove what Docker left behind on NODE: stale port-forwarding rules and conntrack entries,
+    veths in no bridge, Bay's long-dead containers, dangling images and volumes beyond the caps
+    (salt-run bay.node_clean). Its agent does this every bay:docker:hygiene:interval on its own."""
+    args = [f"dry_run={dry_run}"] + ([f"dead_after={dead_after}"] if dead_after else [])
+    _emit(_runner("bay.node_clean", node, *args), as_json, _hygiene_table)
+
+
+def _hygiene_table(report: dict) -> None:
+    rows = report["found"] if report["dry_run"] else report["removed"]
+    verb = "would remove" if report["dry_run"] else "removed"
+    if not rows and not report["errors"]:
+        console.print(f"{report['node']}: nothing left behind")
+        return
+    table = Table(title=f"{report['node']}: {verb} {len(rows)}")
+    for col in ("kind", "what", "why"):
+        table.add_column(col, overflow="fold")
+    for f in rows:
+        table.add_row(f["kind"], f["name"], f["why"])
+    for f in report["errors"]:
+        table.add_row(f"[red]{f['kind']}[/]", f["name"], f"[red]not removed: {f['error']}[/]")
+    console.print(table)
+    if not report["dry_run"]:
+        left = len(report["found"]) - len(rows) - len(report["errors"])
+        if left:
+            console.print(f"{left} found at the first look were gone or in use again at the second: left alone")
+
+
 def degraded(rows: dict) -> bool:
     """A group failed, or fewer passing than desired."""
     return any(r.get("failed") or r["passing"] < r["desired"] for r in rows.values())

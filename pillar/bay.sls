@@ -41,6 +41,16 @@ bay:
     log_max_file: 3                  # keep this many files per container
     live_restore: true               # containers survive a dockerd restart
     registry: "10.10.0.12:5000"      # Bay's image registry (host:port): insecure registry and mirror
+    # What each node's agent clears up after the engine: port-forwarding rules
+    # and conntrack entries of addresses no container holds, veths in no
+    # bridge, Bay's long-dead containers, dangling images and anonymous volumes
+    # beyond a cap. Each finding is a log line (bay-events) and a metric.
+    hygiene:
+      interval: 10m                  # between two looks; 0: only when asked (bay node clean)
+      remove: true                   # false: found and reported, not removed
+      dead_after: 1h                 # a Bay container exited this long goes (its output kept first)
+      images_kept: 5                 # dangling images beyond the newest 5 go
+      volumes_kept: 5                # anonymous dangling volumes beyond the newest 5 go
 
   consul:
     # Where the consul package comes from: hashicorp (HashiCorp's apt

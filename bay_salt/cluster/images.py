@@ -30,7 +30,7 @@ from bay_salt.node import config as nodeconf
 SUITE = "bookworm"
 BASE_PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "iproute2",
-    "ca-certificates", "procps", "curl", "gnupg", "iptables", "nftables", "less",
+    "ca-certificates", "procps", "curl", "gnupg", "iptables", "nftables", "conntrack", "less",
 )
 VENV = "/opt/bay/venv"
 WHEELHOUSE = "/opt/bay/wheelhouse"

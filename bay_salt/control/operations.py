@@ -24,6 +24,7 @@ from bay_salt.master.saltbackend import SaltBackend
 from bay_salt.model import names, services
 from bay_salt.model.access import NotOwner, may_operate  # NotOwner: the runner refuses with it
 from bay_salt.model.services import GroupSpec, ServiceSpec, SpecError
+from bay_salt.model.units import seconds
 from bay_salt.scheduling.backend import DeployError
 from bay_salt.scheduling.deployer import Deployer
 from bay_salt.scheduling.placement import PlacementError
@@ -223,6 +224,18 @@ def drain(backend: SaltBackend, node: str, user: str | None = None) -> dict:
             out[g.name] = {"summary": f"{g.name}: {len(report.started)} moved off {node}",
                            "started": report.started, "stopped": report.stopped}
     return out or {node: {"summary": f"{node}: drained (it ran nothing)", "started": [], "stopped": []}}
+
+
+def node_clean(backend: SaltBackend, node: str, dry_run: bool = True, dead_after: float | str | None = None,
+               user: str | None = None) -> dict:
+    """What Docker left behind on ``node`` (:mod:`bay_salt.node.hygiene`):
+    with ``dry_run`` what would go, else removed now; ``dead_after`` (seconds
+    or 30m) instead of the pillar's. The platform team's."""
+    _platform_only(backend, user, "clean a node")
+    known = set(backend.node_addresses())
+    if node not in known:
+        raise ValueError(f"no node {node!r} (have: {', '.join(sorted(known))})")
+    return {"node": node, **backend.clean(node, dry_run, None if dead_after in (None, "") else seconds(dead_after))}
 
 
 def undrain(backend: SaltBackend, node: str, wait: float = 120.0, user: str | None = None) -> dict:

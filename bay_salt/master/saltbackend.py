@@ -185,6 +185,15 @@ class SaltBackend:
             raise DeployError(f"{node}: bay_docker.instances failed: {ret}")
         return ret
 
+    def clean(self, node: str, dry_run: bool, dead_after: float | None = None, timeout: int = 60) -> dict:
+        """``bay_docker.clean`` on ``node`` (:mod:`bay_salt.node.hygiene`): its report."""
+        ret = self._answer(node, "bay_docker.clean", [], {"dry_run": dry_run, "dead_after": dead_after}, timeout)
+        if ret is None:
+            raise DeployError(f"{node}: did not answer within {timeout} s (is its minion up? bay status)")
+        if not isinstance(ret, dict):
+            raise DeployError(f"{node}: bay_docker.clean failed: {str(ret).strip().splitlines()[-1][:300]}")
+        return ret
+
     def containers_all(self, nodes: list[str], timeout: int = 5) -> dict[str, list[dict]]:
         if not nodes:
             return {}

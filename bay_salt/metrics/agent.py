@@ -102,6 +102,15 @@ def read_cadvisor(port: int, timeout: float = 3.0) -> dict:
         return json.load(resp)
 
 
+def read_hygiene(path: str = names.HYGIENE_STATE) -> dict | None:
+    """bay-events' last hygiene round (:mod:`bay_salt.node.hygiene`), or None."""
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
 def read_haproxy(socket_path: str) -> list[dict]:
     from bay_salt.host.haproxy_runtime import RuntimeAPI
 
@@ -149,6 +158,9 @@ class Agent:
         states = self._guard("systemd", lambda: read_components(c.components))
         if states:
             points += collect.components(c.cluster, c.node, states, now)
+        last = read_hygiene()  # what bay-events found and removed last (none before its first round)
+        if last:
+            points += collect.hygiene(c.cluster, c.node, last, now)
         self.rates.prune(now)
         usage = resource.getrusage(resource.RUSAGE_SELF)
         own = {"agent.collect_ms": (time.monotonic() - w0) * 1000, "agent.collect_cpu_ms": (time.process_time() - t0) * 1000,

@@ -208,3 +208,12 @@ def components(cluster: str, node: str, states: dict[str, bool], now: float) -> 
     """1 for a component that runs, 0 for one that does not."""
     return [(names.metric_node(cluster, node, f"components.{names.metric_part(c)}"), (now, 1.0 if up else 0.0))
             for c, up in sorted(states.items())]
+
+
+def hygiene(cluster: str, node: str, state: dict, now: float) -> list[Point]:
+    """What the node agent's last hygiene round found and removed, per kind
+    (``hygiene.found.veth``, ``hygiene.removed.nat_rule``, ``hygiene.errors``),
+    and how old that round is."""
+    values = {f"hygiene.{k}": v for k, v in state["counts"].items()}
+    values["hygiene.age_seconds"] = max(0.0, now - state["time"])
+    return [(names.metric_node(cluster, node, k), (now, float(v))) for k, v in values.items()]

@@ -36,6 +36,9 @@ def service_container(service: str, group: str, instance: str) -> str:
     return f"bay-{service}-{group}-{instance}"
 
 # --- Consul KV -------------------------------------------------------------
+#: a node's last hygiene round (bay_salt.node.hygiene writes it, the metrics agent reads it)
+HYGIENE_STATE = "/var/lib/bay/hygiene.json"
+
 KV_PREFIX = "bay"
 
 

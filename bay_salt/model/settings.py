@@ -67,6 +67,21 @@ class Python(Strict):
     no_index: bool = False
 
 
+class Hygiene(Strict):
+    """What each node's agent clears up after its Docker engine
+    (:mod:`bay_salt.node.hygiene`): stale port-forwarding rules and conntrack
+    entries, veths in no bridge, Bay's dead containers, dangling images and
+    anonymous volumes beyond a cap. ``remove: false``: found and reported only."""
+
+    interval: float = Field(600.0, ge=0, description="seconds between two looks (or 10m); 0: never on its own")
+    remove: bool = True
+    dead_after: float = Field(3600.0, ge=0, description="a Bay container exited this long is removed (or 1h)")
+    images_kept: int = Field(5, ge=0)
+    volumes_kept: int = Field(5, ge=0)
+
+    _dur = field_validator("interval", "dead_after", mode="before")(classmethod(lambda cls, v: seconds(v)))
+
+
 class Docker(Strict):
     package: str
     service: str
@@ -76,6 +91,7 @@ class Docker(Strict):
     log_max_file: int = Field(ge=1)
     live_restore: bool
     registry: str = ""
+    hygiene: Hygiene = Hygiene()
 
     @field_validator("log_max_size")
     @classmethod

@@ -5,18 +5,23 @@
 * the instances registered on this node are checked here, separately from
   HAProxy and Docker (:mod:`.checks`): readiness changes and hung instances
   (liveness) go to the master;
+* what the engine leaves behind (stale rules, conntrack entries, veths,
+  dead containers, dangling images and volumes) is found and removed every
+  ``bay:docker:hygiene:interval`` (:mod:`.hygiene`), each with a log line;
+  the counts go to :data:`.hygiene.STATE` for the metrics agent;
 * every event goes through :class:`.sender.Sender`: kept until the master
   whose controller leads (the lock in KV names it) has acknowledged it, sent
   again until then, over Salt's request channel as the node's own minion (the
   master knows which node sent it; a forged sender is rejected there).
 
-    bay-events [--config /etc/salt/minion] [--consul http://127.0.0.1:8500]
+    bay-events [--config /etc/salt/minion] [--consul http://127.0.0.1:8500] [--hygiene /etc/bay/hygiene.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import json
 import logging
 import threading
 import time
@@ -29,7 +34,7 @@ from bay_salt.kv import store as kvstore
 from bay_salt.kv.records import Instance, Route, read_leader
 from bay_salt.kv.store import Store
 from bay_salt.model import names
-from bay_salt.node import checks, docker_events
+from bay_salt.node import checks, docker_events, hygiene
 from bay_salt.node.sender import Sender, salt_master_sender
 
 log = logging.getLogger("bay.events")
@@ -150,10 +155,39 @@ def follow_docker(node: str, put: Callable[[str, dict], None], stop: threading.E
         stop.wait(1)
 
 
+def hygiene_loop(config: str, stop: threading.Event, first: float = 60.0) -> None:
+    """Clear up after the engine every ``interval`` of ``config`` (read each
+    round: a changed pillar applies without a restart); the first look
+    ``first`` seconds after the start (a booting node's containers settle)."""
+    from bay_salt.node import containers
+
+    wait = first
+    while not stop.wait(wait):
+        try:
+            with open(config) as fh:
+                cfg = json.load(fh)
+        except (OSError, ValueError) as err:
+            log.warning("hygiene: cannot read %s (%s); looking again in 10 min", config, err)
+            wait = 600
+            continue
+        wait = float(cfg["interval"]) or 60.0
+        if not cfg["interval"]:
+            continue  # only when asked (bay node clean)
+        try:
+            k = cfg.get("keep")
+            report = hygiene.clean(containers.client(), cfg["dead_after"], cfg["images_kept"], cfg["volumes_kept"],
+                                   dry_run=not cfg["remove"],
+                                   keep=containers.Keep(k["root"], k["node"], k["max_bytes"]) if k else None)
+            hygiene.write_state(report)
+        except Exception:  # noqa: BLE001 - the next round tries again
+            log.exception("hygiene: the round failed; the next one tries again")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bay-events", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="/etc/salt/minion")
     p.add_argument("--consul", default="http://127.0.0.1:8500")
+    p.add_argument("--hygiene", help="its hygiene settings (JSON, bay.hygiene_config); none: no hygiene")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     u = urlparse(args.consul)
@@ -169,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for target, name in ((lambda: sender.drain(stop), "sender"), (lambda: follow_docker(node, sender.put, stop),
                                                                    "docker-events"),
-                         (lambda: Checker(node, store, sender.put).run(stop), "checks")):
+                         (lambda: Checker(node, store, sender.put).run(stop), "checks"),
+                         (lambda: args.hygiene and hygiene_loop(args.hygiene, stop), "hygiene")):
         threading.Thread(target=target, name=name, daemon=True).start()
     log.info("bay-events on %s: Docker events and checks to the master", node)
     try:

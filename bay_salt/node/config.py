@@ -216,4 +216,18 @@ def registry_unit(cfg: dict) -> str:
 
 def events_unit(cfg: dict) -> str:
     """systemd unit of bay-events (the Docker event watcher), run from the minion's venv."""
-    return render("bay-events.service.j2", venv=cfg["python"]["bin_env"], consul_port=cfg["consul"]["http_port"])
+    return render("bay-events.service.j2", venv=cfg["python"]["bin_env"], consul_port=cfg["consul"]["http_port"],
+                  hygiene=HYGIENE_CONFIG)
+
+
+#: where bay-events reads its hygiene settings (:func:`hygiene_config`)
+HYGIENE_CONFIG = "/etc/bay/hygiene.json"
+
+
+def hygiene_config(cfg: dict) -> dict:
+    """What bay-events needs to clear up after the engine (:mod:`bay_salt.node.hygiene`):
+    ``bay:docker:hygiene``, and where a removed container's output is kept (None: logs off)."""
+    logs = cfg["logs"]
+    keep = ({"root": logs["dir"], "node": cfg["node"]["id"], "max_bytes": logs["container_max_bytes"]}
+            if logs["enabled"] else None)
+    return {**cfg["docker"]["hygiene"], "keep": keep}

@@ -252,6 +252,33 @@ def events_unit(cfg=None):
     return nodeconf.events_unit(cfg or settings(redact=False))
 
 
+def hygiene_path():
+    """
+    Where bay-events reads its hygiene settings.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.hygiene_path
+    """
+    return nodeconf.HYGIENE_CONFIG
+
+
+def hygiene_config(cfg=None):
+    """
+    What this node's bay-events clears up after Docker (``bay:docker:hygiene``)
+    and where it keeps a removed container's output.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.hygiene_config
+    """
+    return nodeconf.hygiene_config(cfg or settings(redact=False))
+
+
 def registry_storage_dir(cfg=None):
     """
     The registry's directory on this node (file:// storage), or "" (HDFS).

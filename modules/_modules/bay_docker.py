@@ -7,7 +7,8 @@ labels and wait for health, stop, list. A thin adapter over
 try:
     from bay_salt import saltloader
     from bay_salt.model.services import GroupSpec, secret_values
-    from bay_salt.node import containers
+    from bay_salt.node import config as nodeconf
+    from bay_salt.node import containers, hygiene
 
     HAS_LIBS = True
     IMPORT_ERROR = ""
@@ -100,3 +101,28 @@ def instances():
         salt '*' bay_docker.instances
     """
     return containers.list_instances(containers.client())
+
+
+def clean(dry_run=True, dead_after=None):
+    """
+    What Docker left behind on this node (stale port-forwarding rules and
+    conntrack entries, veths in no bridge, Bay's long-dead containers,
+    dangling images and volumes beyond ``bay:docker:hygiene``'s caps): with
+    ``dry_run`` what would go, else removed now (each finding seen twice, 2 s
+    apart, first), each with a log line. ``dead_after`` (seconds): instead of
+    ``bay:docker:hygiene:dead_after`` (0: every Bay container not running).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt node1 bay_docker.clean dry_run=False
+    """
+    cfg = __salt__["bay.settings"](redact=False)
+    h = nodeconf.hygiene_config(cfg)
+    report = hygiene.clean(containers.client(), h["dead_after"] if dead_after is None else float(dead_after),
+                           h["images_kept"], h["volumes_kept"],
+                           dry_run=bool(dry_run), keep=_keep(cfg))
+    if not dry_run:
+        hygiene.write_state(report)
+    return report

@@ -221,6 +221,27 @@ def drain(node):
     return _run(operations.drain, str(node))
 
 
+def node_clean(node, dry_run=True, dead_after=None):
+    """
+    What Docker left behind on ``node``: port-forwarding rules and conntrack
+    entries of addresses no container holds, veths in no bridge, Bay's
+    long-dead containers, dangling images and volumes beyond the caps
+    (``bay:docker:hygiene``). With ``dry_run`` (the default) what would go;
+    ``dry_run=False`` removes them now. Each node's agent does this on its own
+    every ``bay:docker:hygiene:interval``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run bay.node_clean node2
+        salt-run bay.node_clean node2 dry_run=False
+        salt-run bay.node_clean node2 dead_after=0   # every Bay container not running, too
+    """
+    return _run(operations.node_clean, str(node), dry_run=str(dry_run).lower() not in ("false", "0", "no"),
+                dead_after=dead_after)
+
+
 def undrain(node):
     """
     Give ``node`` back once it is safe: its Consul agent alive again and, on a

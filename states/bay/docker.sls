@@ -56,6 +56,14 @@ bay-events-unit:
     - name: /etc/systemd/system/bay-events.service
     - contents: {{ salt['bay.events_unit'](bay) | json }}
 
+bay-events-hygiene:
+  file.serialize:
+    - name: {{ salt['bay.hygiene_path']() }}
+    - serializer: json
+    - dataset: {{ salt['bay.hygiene_config'](bay) | json }}
+    - makedirs: True
+    - mode: '0644'
+
 bay-events-service:
   service.running:
     - name: bay-events
@@ -64,4 +72,5 @@ bay-events-service:
       - service: bay-docker-service
     - watch:
       - file: bay-events-unit
+      - file: bay-events-hygiene
       - file: bay-consul-reader-token

@@ -32,7 +32,10 @@ STATUS_ENV = "BAY_E2E_PREBUILT"
 #: removed after 45 s instead of 120, inside the tests' convergence timeouts. The defaults, what
 #: production needs, are covered by the unit tests of the decisions; tests that need other settings
 #: merge theirs over these (:func:`site`)
-E2E_SITE = {"controller": {"backoff_reset": 60.0, "stray_age": 45.0}}
+#: the nodes' agents clear up only when asked, and then all that is dead or dangling: test_nodes'
+#: hygiene test makes each leftover and asks (a round of their own between its looks would take them first)
+E2E_SITE = {"controller": {"backoff_reset": 60.0, "stray_age": 45.0},
+            "docker": {"hygiene": {"interval": 0, "dead_after": 0, "images_kept": 0, "volumes_kept": 0}}}
 
 
 def build(cluster: LocalCluster) -> None:

@@ -264,6 +264,7 @@ def test_an_owner_reaches_only_their_own_services_through_every_runner(cluster, 
                 ("bay.rollback", "demo"), ("bay.remove", "demo"), ("bay.restart", "demo.web"),
                 ("bay.describe", "demo.web"), ("bay.history", "demo"),
                 ("bay.drain", "node1"), ("bay.undrain", "node1"), ("bay.dashboards",),
+                ("bay.node_clean", "node1", "dry_run=False"),
                 ("jobs.list_jobs",), ("state.orchestrate", "bay"), ("salt.cmd", "cmd.run", "id"),
                 ("bay.archived_logs", TINY, "grep=" + "x" * 1000),  # bounded: a long grep is refused
                 ("bay.archived_logs", TINY, "limit=0")]
