@@ -55,7 +55,7 @@ storage:
   filesystem: {{rootdirectory: {root}}}
   delete: {{enabled: true}}
 http:
-  addr: 127.0.0.1:{port}
+  addr: 127.0.0.1:{port}{tls}
 log:
   level: error
   accesslog: {{disabled: true}}
@@ -96,11 +96,13 @@ class Registry:
     Docker and skopeo do."""
 
     def __init__(self, name: str, cmd: list[str], port: int, log: Path, ca: Path | None = None,
-                 creds: tuple[str, str] | None = None):
+                 creds: tuple[str, str] | None = None, front: list[str] | None = None):
+        """``front``: a process in front of it (HAProxy ending the TLS on ``port``), counted with it."""
         self.name, self.port, self.creds = name, port, creds
         self.certs = ca.parent if ca else None
         self.ctx = ssl.create_default_context(cafile=str(ca)) if ca else None
         self.daemon = Daemon(cmd, log)
+        self.front = Daemon(front, log.with_suffix(".front.log")) if front else None
         wait_for(lambda: self.daemon.alive() and self._up(), 60, f"{name} on :{port}")
         self.peak = 0
 
@@ -140,7 +142,7 @@ class Registry:
     def rss(self) -> int:
         """RSS in bytes of the registry process (and its children)."""
         total = 0
-        for pid in [self.daemon.pid] + _children(self.daemon.pid):
+        for pid in [self.daemon.pid] + _children(self.daemon.pid) + ([self.front.pid] if self.front else []):
             try:
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
@@ -149,7 +151,13 @@ class Registry:
                 pass
         return total
 
+    def cpu(self) -> float:
+        """CPU seconds of the registry process and what is in front of it."""
+        return cpu_seconds(self.daemon.pid) + (cpu_seconds(self.front.pid) if self.front else 0.0)
+
     def stop(self) -> None:
+        if self.front:
+            self.front.stop()
         self.daemon.stop()
 
 
@@ -291,6 +299,25 @@ def big_upload(reg: Registry, mib: int) -> tuple[float, int]:
 
 
 AUTH = "TLS + token auth"
+OWN_TLS = " (TLS in its own process)"
+REFERENCE = "reference: docker-registry 2.8 (filesystem)"
+REFERENCE_TLS = "reference with TLS"
+#: a registry node's frontend (bay_salt/node/templates/haproxy.cfg.j2), on loopback
+HAPROXY = """global
+    maxconn 1000
+defaults
+    timeout connect 5s
+    timeout client 5m
+    timeout server 5m
+frontend bay-registry-tls
+    mode tcp
+    bind 127.0.0.1:{port} ssl crt {pem}
+    tcp-request connection reject if {{ nbsrv(bay-registry-local) lt 1 }}
+    default_backend bay-registry-local
+backend bay-registry-local
+    mode tcp
+    server registry 127.0.0.1:{backend} check inter 1s fall 2 rise 1
+"""
 
 
 def closed_by_default(work: Path) -> dict:
@@ -308,14 +335,15 @@ def closed_by_default(work: Path) -> dict:
     (d / "ca.crt").write_text(authority.cert_pem)  # skopeo's --cert-dir layout
     (work / "tls.pem").write_text(cert.cert_pem)
     (work / "tls-key.pem").write_text(cert.key_pem)
+    (work / "haproxy.pem").write_text(cert.cert_pem + cert.key_pem)
     password = os.urandom(12).hex()
     policy = {"mode": "token", "secret": os.urandom(32).hex(), "token_ttl": 300, "anonymous_pull": False,
               "users": {"bench": auth.hash_password(password)},
               "grants": auth.grants_for({}, "127.0.0.1:5000", ["bench"], "node")}
     (work / "auth.json").write_text(json.dumps(policy))
-    return {"ca": d / "ca.crt", "creds": ("bench", password),
-            "args": ["--auth-file", str(work / "auth.json"), "--tls-cert", str(work / "tls.pem"),
-                     "--tls-key", str(work / "tls-key.pem")]}
+    return {"ca": d / "ca.crt", "creds": ("bench", password), "auth": ["--auth-file", str(work / "auth.json")],
+            "own_tls": ["--tls-cert", str(work / "tls.pem"), "--tls-key", str(work / "tls-key.pem")],
+            "pem": work / "haproxy.pem"}
 
 
 def main() -> None:
@@ -327,6 +355,8 @@ def main() -> None:
     p.add_argument("--big-mib", type=int, default=1024)
     p.add_argument("--no-hdfs", action="store_true")
     p.add_argument("--no-auth", action="store_true", help="skip the TLS + token auth twins")
+    p.add_argument("--own-tls", action="store_true",
+                   help="also the closed twin with TLS in the registry's own process (as before HAProxy ended it)")
     args = p.parse_args()
     if not shutil.which("docker-registry"):
         sys.exit("bench/registry.py: the reference needs Debian's docker-registry (scripts/setup.sh installs it)")
@@ -336,23 +366,38 @@ def main() -> None:
     regs, hdfs = [], None
     try:
         port = free_port()
-        (work / "ref.yml").write_text(REF_CONFIG.format(root=work / "ref", port=port))
-        regs.append(Registry("reference: docker-registry 2.8 (filesystem)",
-                             ["docker-registry", "serve", str(work / "ref.yml")], port, work / "ref.log"))
+        (work / "ref.yml").write_text(REF_CONFIG.format(root=work / "ref", port=port, tls=""))
+        regs.append(Registry(REFERENCE, ["docker-registry", "serve", str(work / "ref.yml")], port, work / "ref.log"))
         closed = None if args.no_auth else closed_by_default(work)
+        if closed:
+            port = free_port()
+            tls = f"\n  tls: {{certificate: {work / 'tls.pem'}, key: {work / 'tls-key.pem'}}}"
+            (work / "ref-tls.yml").write_text(REF_CONFIG.format(root=work / "ref-tls", port=port, tls=tls))
+            regs.append(Registry(REFERENCE_TLS, ["docker-registry", "serve", str(work / "ref-tls.yml")], port,
+                                 work / "ref-tls.log", ca=closed["ca"]))
 
         def bay(name: str, storage: str, cache: bool = False) -> None:
-            """Bay's registry over ``storage``, and (unless --no-auth) its twin with TLS and token auth."""
-            for twin in ([False] if closed is None else [False, True]):
-                port = free_port()
+            """Bay's registry over ``storage``, and (unless --no-auth) its twin with token auth behind
+            HAProxy ending the TLS, as a registry node runs it (--own-tls: also with TLS in its own process)."""
+            twins = ["open"] if closed is None else ["open", "closed"] + (["own"] if args.own_tls else [])
+            for twin in twins:
+                port, backend = free_port(), free_port()
                 tag = f"{len(regs)}"
                 cmd = [sys.executable, "-m", "bay_salt.registry.server", "--storage", f"{storage}{tag}", "--host",
-                       "127.0.0.1", "--port", str(port)] + (["--cache-dir", str(work / f"cache{tag}")] if cache else [])
-                if twin:
-                    regs.append(Registry(f"{name}, {AUTH}", cmd + closed["args"], port, work / f"bay{tag}.log",
-                                         ca=closed["ca"], creds=closed["creds"]))
+                       "127.0.0.1"] + (["--cache-dir", str(work / f"cache{tag}")] if cache else [])
+                if twin == "closed":
+                    (work / f"haproxy{tag}.cfg").write_text(HAPROXY.format(port=port, pem=closed["pem"],
+                                                                          backend=backend))
+                    regs.append(Registry(f"{name}, {AUTH}", cmd + ["--port", str(backend), "--tls-proxied"]
+                                         + closed["auth"], port, work / f"bay{tag}.log", ca=closed["ca"],
+                                         creds=closed["creds"],
+                                         front=["haproxy", "-db", "-f", str(work / f"haproxy{tag}.cfg")]))
+                elif twin == "own":
+                    regs.append(Registry(f"{name}, {AUTH}{OWN_TLS}", cmd + ["--port", str(port)] + closed["auth"]
+                                         + closed["own_tls"], port, work / f"bay{tag}.log", ca=closed["ca"],
+                                         creds=closed["creds"]))
                 else:
-                    regs.append(Registry(name, cmd, port, work / f"bay{tag}.log"))
+                    regs.append(Registry(name, cmd + ["--port", str(port)], port, work / f"bay{tag}.log"))
 
         bay("Bay registry, filesystem", f"file://{work / 'bay'}")
         if not args.no_hdfs:
@@ -368,10 +413,10 @@ def main() -> None:
             pulls = []
             for k in range(2):
                 out = work / f"pull-{reg.port}-{k}"
-                before = (cpu_seconds(reg.daemon.pid), cpu_seconds(hdfs.pid) if hdfs else 0.0, children_cpu())
+                before = (reg.cpu(), cpu_seconds(hdfs.pid) if hdfs else 0.0, children_cpu())
                 pulls.append(skopeo(ref, f"oci:{out}:1", *reg.skopeo_args("src")))
                 if k == 0:  # where the first pull's CPU went, in core-seconds
-                    cpu[reg.name] = (cpu_seconds(reg.daemon.pid) - before[0],
+                    cpu[reg.name] = (reg.cpu() - before[0],
                                      (cpu_seconds(hdfs.pid) - before[1]) if "HDFS" in reg.name else None,
                                      children_cpu() - before[2], pulls[0])
                 shutil.rmtree(out)
@@ -388,28 +433,34 @@ def main() -> None:
         if hdfs:
             hdfs.stop()
         shutil.rmtree(work, ignore_errors=True)
-    ref = rows[regs[0].name]
-    con = Console(width=160)
+    ref = rows[REFERENCE]
+    con = Console(width=200)
     t = Table(title=f"image of {args.layers} x {args.layer_mib} MiB; {args.pullers} concurrent pulls; "
                     f"{args.manifests} manifests; one {args.big_mib} MiB upload")
     for col in ("registry", "push MiB/s", "pull MiB/s", "pull again", f"{args.pullers} pulls MiB/s", "again",
                 "manifests/s", f"{args.big_mib} MiB upload MiB/s", "peak RSS MiB",
-                "vs reference (or, with auth, vs the same registry without): pull, again, concurrent, again "
-                "(target)"):
+                "vs reference (with auth: vs the same registry without): pull, again, concurrent, again (target)",
+                "with auth: vs the reference with TLS (target)"):
         t.add_column(col)
+
+    def ratios(r: dict, base: dict, target: str) -> str:
+        return ", ".join(f"{r[k] / base[k]:.2f}x" for k in ("pull", "pull2", "conc", "conc2")) + f" ({target})"
+
     for name, r in rows.items():
-        base, target = ref, (">= 0.7x" if "HDFS" in name else ">= 1.0x")
-        if name.endswith(AUTH):  # the same registry without TLS and auth, measured just before
-            base, target = rows[name[:-len(AUTH) - 2]], ">= 0.9x"
-        ratio = "" if r is ref else ", ".join(f"{r[k] / base[k]:.2f}x" for k in ("pull", "pull2", "conc", "conc2")) \
-            + f" ({target})"
+        base, target, vs_tls = ref, (">= 0.7x" if "HDFS" in name else ">= 1.0x"), ""
+        if AUTH in name:  # the same registry without TLS and auth, measured just before
+            base, target = rows[name.split(f", {AUTH}")[0]], ">= 0.9x"
+            if REFERENCE_TLS in rows:
+                vs_tls = ratios(r, rows[REFERENCE_TLS], ">= 0.7x" if "HDFS" in name else ">= 1.0x")
         t.add_row(name, f"{r['push']:.0f}", f"{r['pull']:.0f}", f"{r['pull2']:.0f}", f"{r['conc']:.0f}",
                   f"{r['conc2']:.0f}", f"{r['manifests']:.0f}", f"{r['big']:.0f}",
-                  f"{r['peak']:.0f}" + (" (< 100)" if r is not ref else ""), ratio)
+                  f"{r['peak']:.0f}" + (" (< 100)" if AUTH in name else ""),
+                  "" if r is ref else ratios(r, base, target if name != REFERENCE_TLS else "-"), vs_tls)
     con.print(t)
     c = Table(title="the first pull: CPU used (core-seconds) beside its wall time; the machine has "
                     f"{os.cpu_count()} cores")
-    for col in ("registry", "wall s", "registry process", "HDFS (NameNode + DataNode JVM)", "client (skopeo)", "total"):
+    for col in ("registry", "wall s", "registry process (+ its HAProxy)", "HDFS (NameNode + DataNode JVM)",
+                "client (skopeo)", "total"):
         c.add_column(col)
     for name, (r, h, k, wall) in cpu.items():
         c.add_row(name, f"{wall:.2f}", f"{r:.2f}", "" if h is None else f"{h:.2f}", f"{k:.2f}",

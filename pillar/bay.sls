@@ -147,7 +147,8 @@ bay:
   # bay:docker:registry at NODE:port (any node: its HAProxy).
   registry:
     port: 5000                       # HAProxy frontend on every node
-    instance_port: 5001              # each instance on its registry node
+    instance_port: 5001              # each instance on its registry node (with TLS: its HAProxy, ending the TLS)
+    backend_port: 5002               # with TLS: the instance itself, plain HTTP on loopback (blobs by sendfile)
     # hdfs://NAMENODE:HTTPPORT[,NAMENODE2:HTTPPORT]/PATH (WebHDFS; several NameNodes for HA),
     # or file:///PATH (a disk: only one instance unless it is shared)
     storage: hdfs://10.10.0.5:9870,10.10.0.6:9870/bay-registry
@@ -173,8 +174,9 @@ bay:
         alice: "$2b$10$QyKsvVgoi8Zh4C3RD4yqPeUlPvOtlDfMF0UKKVVPnmdmqQLvXG6s."
       node_user: node                # the account every node's Docker pulls with ...
       node_password: pull-only       # ... and its password (a secret; every node)
-    # Each instance serves HTTPS with this certificate (HAProxy passes the TLS
-    # through), and every node's Docker trusts this CA for bay:docker:registry.
+    # Each registry node's HAProxy serves HTTPS with this certificate on
+    # instance_port (every other node's HAProxy passes the TLS through to it),
+    # and every node's Docker trusts this CA for bay:docker:registry.
     # Empty: plain HTTP (and Docker told the registry is insecure).
     tls:
       cert_file: /etc/bay/registry/tls.pem

@@ -200,6 +200,8 @@ def haproxy_slot(n: int) -> str:
 #: registry nodes, not containers) so every node's HAProxy serves it
 REGISTRY_SERVICE = "bay-registry"
 REGISTRY_GROUP = "api"
+#: a registry node's HAProxy frontend that ends the registry's TLS (open only while its instance runs)
+REGISTRY_TLS_FRONTEND = "bay-registry-tls"
 
 # --- Salt event tags -------------------------------------------------------
 EVENT_PREFIX = "bay"

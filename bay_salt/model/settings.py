@@ -298,8 +298,10 @@ class RegistryAuth(Strict):
 
 
 class RegistryTLS(Strict):
-    """The registry's TLS: each instance serves HTTPS with this certificate
-    (HAProxy passes it through), and every node's Docker trusts this CA."""
+    """The registry's TLS: each registry node's HAProxy serves HTTPS with this
+    certificate on ``instance_port`` in front of the instance on loopback
+    (``backend_port``, plain HTTP: its blobs go out with sendfile); every
+    node's HAProxy passes the TLS through, and every node's Docker trusts this CA."""
 
     cert_file: str = ""
     key_file: str = ""
@@ -309,8 +311,10 @@ class RegistryTLS(Strict):
 class Registry(Strict):
     #: HAProxy frontend of the registry on every node (docker pulls through it)
     port: int = Port
-    #: where each registry instance listens on its node
+    #: where each registry instance is reached on its node (with TLS: its node's HAProxy, ending the TLS)
     instance_port: int = Port
+    #: with TLS: where the instance itself listens, plain HTTP on loopback behind its node's HAProxy
+    backend_port: int = Field(5002, ge=1, le=65535)
     #: file:///PATH (a local or shared disk) or hdfs://NAMENODE:HTTPPORT[,NAMENODE2:HTTPPORT]/PATH
     storage: str
     #: seconds an unreferenced blob is kept (a push in flight may still reference it)
@@ -355,6 +359,8 @@ class Registry(Strict):
     def _ports(self) -> Registry:
         if self.port == self.instance_port:
             raise ValueError("instance_port: must differ from port (HAProxy listens there on every node)")
+        if self.backend_port in (self.port, self.instance_port):
+            raise ValueError("backend_port: must differ from port and instance_port (HAProxy listens there)")
         return self
 
 

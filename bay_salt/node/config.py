@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 
+from bay_salt.model import names
 from bay_salt.node.templating import render
 
 
@@ -119,14 +120,29 @@ def consul_token_env(cfg: dict, role: str) -> str:
     return "# Managed by Salt (bay); a secret: root only\n" + (f"CONSUL_HTTP_TOKEN={token}\n" if token else "")
 
 
+#: the registry's certificate and key in one PEM, for the registry node's HAProxy
+REGISTRY_PEM = "/etc/haproxy/bay-registry.pem"
+
+
+def registry_pem(cfg: dict) -> str:
+    """The registry's certificate and key in one PEM for HAProxy (read on the node)."""
+    t = cfg["registry"]["tls"]
+    with open(t["cert_file"], encoding="utf-8") as c, open(t["key_file"], encoding="utf-8") as k:
+        return c.read().rstrip("\n") + "\n" + k.read()
+
+
 def haproxy_config(cfg: dict) -> str:
     """The base ``haproxy.cfg``: master-worker, an admin Runtime API socket
     readable by root only, and a stats page."""
     from bay_salt.metrics import graphite, nodefiles
 
+    registry = cfg.get("registry") or {}
+    registry_tls = "registry" in cfg.get("node", {}).get("roles", []) and bool((registry.get("tls") or {}).get(
+        "cert_file"))
     text = render("haproxy.cfg.j2", haproxy=cfg["haproxy"], node=cfg.get("node", {}), monitoring=cfg.get("monitoring"),
                   pem=nodefiles.MONITORING_PEM, carbon_pickle_port=graphite.PICKLE_PORT,
-                  graphite_web_port=graphite.WEB_PORT)
+                  graphite_web_port=graphite.WEB_PORT, registry=registry, registry_tls=registry_tls,
+                  registry_pem=REGISTRY_PEM, registry_frontend=names.REGISTRY_TLS_FRONTEND)
     return text.rstrip("\n") + "\n"
 
 
@@ -211,7 +227,8 @@ def registry_unit(cfg: dict) -> str:
     if r["storage_kind"] != "hdfs":
         r["cache_bytes"] = 0
     return render("bay-registry.service.j2", registry=r, venv=cfg["python"]["bin_env"], node=cfg["node"]["id"],
-                  address=cfg["node"]["address"], consul_port=cfg["consul"]["http_port"])
+                  address=cfg["node"]["address"], consul_port=cfg["consul"]["http_port"],
+                  haproxy_socket=cfg["haproxy"]["socket"])
 
 
 def events_unit(cfg: dict) -> str:

@@ -18,13 +18,16 @@ from bay_salt.kv.records import Health, Instance, Route
 from bay_salt.model import names
 from bay_salt.util import retry
 
-#: HAProxy's check of every registry instance: a TCP connect (the instances may speak TLS,
-#: which HAProxy passes through, and answer /v2/ only with credentials)
+#: HAProxy's check of every registry instance: a TCP connect (a plain registry answers /v2/
+#: only with credentials); with TLS (ended by the registry node's HAProxy, which accepts
+#: while the instance behind it is down) ``GET /v2/`` over TLS, 200 or 401 (it answers)
 HEALTH = {"tcp": True, "interval": 2.0, "timeout": 1.0, "rise": 1, "fall": 2, "start_period": 30.0}
+TLS_HEALTH = {**HEALTH, "tls_http": "/v2/"}
 
 
-def route(listen: int) -> Route:
-    return Route(names.REGISTRY_SERVICE, names.REGISTRY_GROUP, listen, HEALTH)
+def route(listen: int, tls: bool = False) -> Route:
+    """Every node's HAProxy frontend of the registry (TLS, if any, passed through)."""
+    return Route(names.REGISTRY_SERVICE, names.REGISTRY_GROUP, listen, TLS_HEALTH if tls else HEALTH)
 
 
 def instance(node: str, address: str, port: int) -> Instance:
@@ -40,13 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--listen", type=int, required=True)
     p.add_argument("--wait", type=float, default=120.0)
+    p.add_argument("--probe", help="HOST:PORT the instance itself listens on (default: --address:--port)")
+    p.add_argument("--tls", action="store_true", help="clients reach it with TLS (ended by its node's HAProxy)")
     args = p.parse_args(argv)
     u = urllib.parse.urlparse(args.consul)
     store = kvstore.ConsulStore(kvstore.client(u.hostname, u.port or 8500))
+    host, _, port = (args.probe or "").rpartition(":")
+    probe = (host, int(port)) if args.probe else (args.address, args.port)
 
     def register():
-        socket.create_connection((args.address, args.port), timeout=2).close()  # it listens
-        store.apply([kvstore.op_put(route(args.listen)), kvstore.op_put(instance(args.node, args.address, args.port))])
+        socket.create_connection(probe, timeout=2).close()  # it listens
+        store.apply([kvstore.op_put(route(args.listen, args.tls)),
+                     kvstore.op_put(instance(args.node, args.address, args.port))])
 
     try:
         retry.call(register, "the registry answers and is registered", timeout=args.wait, interval=1,

@@ -53,11 +53,14 @@ def _read_file(path: str, start: int, length: int, block: int = 4 * storage.CHUN
 
 class Server:
     def __init__(self, registry: core.Registry, workers: int = 16, redirect_blobs: bool = False,
-                 cache: BlobCache | None = None, policy: auth.Policy | None = None):
+                 cache: BlobCache | None = None, policy: auth.Policy | None = None, tls_proxied: bool = False):
         """``redirect_blobs``: answer blob GETs with a redirect to where storage
         serves the bytes (HDFS: a DataNode), so they do not pass through here
-        (not with a ``cache``: then blobs are served from this instance's disk)."""
+        (not with a ``cache``: then blobs are served from this instance's disk).
+        ``tls_proxied``: clients reach it over TLS that a proxy in front ends
+        (HAProxy on the registry node): the URLs it gives them are https."""
         self.reg = registry
+        self.tls_proxied = tls_proxied
         self.policy = policy or auth.Policy()
         self.redirect_blobs = redirect_blobs and cache is None
         self.cache = cache
@@ -143,7 +146,7 @@ class Server:
         return ("repository", request.match_info.get("name", ""), action)
 
     def _challenge(self, request: web.Request, needs: tuple[str, str, str] | None, why: str) -> RegistryError:
-        scheme = "https" if request.secure else "http"
+        scheme = "https" if request.secure or self.tls_proxied else "http"
         if self.policy.mode == "basic":
             header = f'Basic realm="{auth.SERVICE}"'
         else:
@@ -523,11 +526,12 @@ def reload_policy(srv: Server, path: str) -> bool:
 
 
 def make_app(registry: core.Registry, redirect_blobs: bool = False, cache: BlobCache | None = None,
-             gc_interval: float = 0, policy: auth.Policy | None = None, policy_file: str | None = None) -> web.Application:
+             gc_interval: float = 0, policy: auth.Policy | None = None, policy_file: str | None = None,
+             tls_proxied: bool = False) -> web.Application:
     """The registry's web application; ``gc_interval`` > 0 runs online GC that
     often; ``policy``: who may do what (none: anyone anything), read again
     from ``policy_file`` on SIGHUP."""
-    srv = Server(registry, redirect_blobs=redirect_blobs, cache=cache, policy=policy)
+    srv = Server(registry, redirect_blobs=redirect_blobs, cache=cache, policy=policy, tls_proxied=tls_proxied)
     # bodies stream; no whole-body limit applies
     middlewares = [srv.errors] + ([srv.access] if srv.policy.on else [])
     app = web.Application(client_max_size=0, middlewares=middlewares)
@@ -558,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--auth-file", help="who may do what: a JSON policy (bay_salt.registry.auth); none: anyone anything")
     p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM; with --tls-key)")
     p.add_argument("--tls-key", help="the certificate's key (PEM)")
+    p.add_argument("--tls-proxied", action="store_true",
+                   help="plain HTTP here, TLS ended by a proxy in front (HAProxy): the URLs given are https")
     args = p.parse_args(argv)
     # until the reload handler is in place a SIGHUP (systemctl reload) must not end the process
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -574,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
     app = make_app(reg, redirect_blobs=args.redirect_blobs, cache=cache, gc_interval=args.gc_interval,
-                   policy=policy, policy_file=args.auth_file)
+                   policy=policy, policy_file=args.auth_file, tls_proxied=args.tls_proxied)
     web.run_app(app, host=args.host, port=args.port, access_log=None, ssl_context=ssl_context)
     return 0
 

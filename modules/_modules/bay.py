@@ -421,6 +421,33 @@ def monitoring_files(cfg=None):
     return nodefiles.monitoring_files(cfg or settings(redact=False))
 
 
+def registry_pem_path():
+    """
+    Where a registry node's HAProxy reads the registry's certificate and key.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' bay.registry_pem_path
+    """
+    return nodeconf.REGISTRY_PEM
+
+
+def registry_pem(cfg=None):
+    """
+    The registry's certificate and key in one PEM, for this registry node's
+    HAProxy (it ends the registry's TLS).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'bay_roles:registry' bay.registry_pem
+    """
+    return nodeconf.registry_pem(cfg or settings(redact=False))
+
+
 def monitoring_pem(cfg=None):
     """
     This node's certificate and key in one PEM, for HAProxy's carbon and

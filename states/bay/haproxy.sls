@@ -34,6 +34,22 @@ bay-haproxy-monitoring-pem:
       - file: bay-haproxy-config
 {%- endif %}
 
+{%- if 'registry' in bay.node.roles and bay.registry.tls.cert_file %}
+# the registry's TLS ends in this node's HAProxy (bay.registry): its certificate and key, root only
+bay-haproxy-registry-pem:
+  file.managed:
+    - name: {{ salt['bay.registry_pem_path']() }}
+    - contents: {{ salt['bay.registry_pem'](bay) | json }}
+    - mode: '0600'
+    - show_changes: False
+    - require:
+      - pkg: bay-haproxy-package
+    - require_in:
+      - file: bay-haproxy-config
+    - watch_in:
+      - service: bay-haproxy-service
+{%- endif %}
+
 bay-haproxy-service:
   service.running:
     - name: haproxy

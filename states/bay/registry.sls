@@ -4,6 +4,7 @@
 include:
   - {{ tplroot }}.python
   - {{ tplroot }}.consul
+  - {{ tplroot }}.haproxy
 {#- Bay's image registry (bay_salt.registry), on nodes with role `registry`:
     stateless instances over one storage (HDFS or a shared disk), each
     registered in Consul KV once it answers, so every node's HAProxy serves
@@ -53,6 +54,11 @@ bay-registry-service:
     - watch:
       - file: bay-registry-unit
       - file: bay-registry-consul-token
+{%- if bay.registry.tls.cert_file %}
+    # moved to loopback first: the HAProxy frontend that ends its TLS then binds instance_port
+    - require_in:
+      - file: bay-haproxy-config
+{%- endif %}
 
 # new grants (a service declared, its owners changed) are read again without a
 # restart: uploads in flight go on

@@ -2,7 +2,8 @@
 clients expect it, over TLS, with grants from the services pillar (owners
 push their own repositories, nodes pull, admins everything). Real server
 processes, real clients (skopeo, the host's docker); every refusal changes
-nothing."""
+nothing. As on a registry node, the TLS ends in a real HAProxy in front of
+the instance, which serves plain HTTP on loopback (``--tls-proxied``)."""
 
 import base64
 import json
@@ -25,6 +26,24 @@ PASSWORDS = {"alice": "wonderland", "node": "pull-only", "root": "platform"}
 SERVICES = {"demo": {"image": "127.0.0.1:5000/bay/demo:1", "owners": ["alice"], "groups": {}}}
 
 
+#: the registry node's frontend of bay_salt/node/templates/haproxy.cfg.j2, on loopback
+HAPROXY = """global
+    maxconn 1000
+defaults
+    timeout connect 5s
+    timeout client 5m
+    timeout server 5m
+frontend bay-registry-tls
+    mode tcp
+    bind 127.0.0.1:{port} ssl crt {pem}
+    tcp-request connection reject if {{ nbsrv(bay-registry-local) lt 1 }}
+    default_backend bay-registry-local
+backend bay-registry-local
+    mode tcp
+    server registry 127.0.0.1:{backend} check inter 1s fall 2 rise 1
+"""
+
+
 class Registry:
     def __init__(self, tmp, ttl=300, anonymous_pull=False, storage=None, args=()):
         self.port = free_port()
@@ -43,10 +62,13 @@ class Registry:
                   "grants": auth.grants_for(SERVICES, "127.0.0.1:5000", ["root"], "node")}
         (tmp / "auth.json").write_text(json.dumps(policy))
         self.root = tmp / "data"
+        backend = free_port()
         self.daemon = Daemon([sys.executable, "-m", "bay_salt.registry.server", "--storage",
-                              storage or f"file://{self.root}", "--host", "127.0.0.1", "--port", str(self.port),
-                              "--auth-file", str(tmp / "auth.json"), "--tls-cert", str(tmp / "tls.pem"),
-                              "--tls-key", str(tmp / "tls-key.pem"), *args], tmp / "reg.log")
+                              storage or f"file://{self.root}", "--host", "127.0.0.1", "--port", str(backend),
+                              "--auth-file", str(tmp / "auth.json"), "--tls-proxied", *args], tmp / "reg.log")
+        (tmp / "reg.pem").write_text(cert.cert_pem + cert.key_pem)
+        (tmp / "haproxy.cfg").write_text(HAPROXY.format(port=self.port, pem=tmp / "reg.pem", backend=backend))
+        self.haproxy = Daemon(["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")], tmp / "haproxy.log")
         self.ctx = ssl.create_default_context(cafile=str(self.certs / "ca.crt"))
         wait_for(lambda: self.daemon.alive() and self.call("/v2/")[0] == 401, 30, "registry over TLS")
 
@@ -65,6 +87,7 @@ class Registry:
         return {"Authorization": "Bearer " + json.loads(body)["token"]}
 
     def stop(self):
+        self.haproxy.stop()
         self.daemon.stop()
 
 

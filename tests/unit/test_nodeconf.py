@@ -114,11 +114,46 @@ def test_registry_unit_serves_the_storage_and_registers_behind_haproxy():
            "--port 5001 --listen 5000" in unit
 
 
+def test_with_tls_the_registry_nodes_haproxy_ends_it_before_a_plain_instance_on_loopback(tmp_path):
+    from bay_salt.cluster import pki
+    from bay_salt.node import routing
+    from bay_salt.registry import register
+
+    tls = {"cert_file": "/etc/bay/registry/tls.pem", "key_file": "/etc/bay/registry/tls-key.pem",
+           "ca_file": "/etc/bay/ca.pem"}
+    cfg = cfg_for("node2", nodes={"node2": {"roles": ["worker", "registry"]}}, registry={"tls": tls})
+    unit = nodeconf.registry_unit(cfg)
+    assert "--host 127.0.0.1 --port 5002 --tls-proxied" in unit and "--tls-cert" not in unit
+    assert "--address 10.0.0.2 --port 5001 --listen 5000 --probe 127.0.0.1:5002 --tls" in unit
+    base = nodeconf.haproxy_config(cfg)
+    assert f"bind 10.0.0.2:5001 ssl crt {nodeconf.REGISTRY_PEM}" in base
+    assert "server registry 127.0.0.1:5002 check" in base
+    # not on a node without the role, nor without TLS
+    assert "bay-registry-tls" not in nodeconf.haproxy_config(cfg_for("node3", registry={"tls": tls}))
+    assert "bay-registry-tls" not in nodeconf.haproxy_config(
+        cfg_for("node2", nodes={"node2": {"roles": ["worker", "registry"]}}))
+    # every node's HAProxy checks each instance over TLS (its frontend accepts while the instance is down)
+    services = routing.render([register.route(5000, tls=True)], {})
+    assert "option httpchk GET /v2/" in services and "check check-ssl verify none" in services
+    assert "check-ssl" not in routing.render([register.route(5000)], {})
+    if shutil.which("haproxy"):
+        authority = pki.ca("test CA")
+        leaf = pki.leaf(authority, "registry", ["localhost"], ["127.0.0.1"])
+        (tmp_path / "reg.pem").write_text(leaf.cert_pem + leaf.key_pem)
+        (tmp_path / "haproxy.cfg").write_text(base.replace("chroot /var/lib/haproxy\n", "").replace(
+            nodeconf.REGISTRY_PEM, str(tmp_path / "reg.pem")))
+        (tmp_path / "services.cfg").write_text(services)
+        res = subprocess.run(["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg"), "-f",
+                              str(tmp_path / "services.cfg")], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr + res.stdout
+
+
 @pytest.mark.parametrize("bad, says", [
     ({"storage": "/var/lib/x"}, "expected file:///PATH or hdfs://"),
     ({"storage": "s3://bucket/x"}, "expected file:///PATH or hdfs://"),
     ({"storage": "hdfs://nn:9870/x y"}, "expected file:///PATH or hdfs://"),
     ({"instance_port": 5000}, "instance_port: must differ"),
+    ({"backend_port": 5001}, "backend_port: must differ"),
 ])
 def test_registry_settings_are_checked(bad, says):
     with pytest.raises(settings.SettingsError, match="bay:registry") as err:
@@ -266,3 +301,23 @@ def test_bay_up_gives_each_node_its_own_agent_token_and_no_others():
     assert set(shared) == {"reader"}
     server = yaml.safe_load(files["bay-secrets-server.sls"])["bay"]["consul"]["acl"]
     assert server["node_tokens"] == s.node_tokens
+
+
+def test_the_registry_frontend_opens_and_closes_by_name():
+    from bay_salt.node import registry_frontend
+
+    sent = []
+
+    class API:
+        def execute(self, command):
+            sent.append(command)
+            return "Frontend is already enabled.\n" if command.startswith("enable") else ""
+
+    assert registry_frontend.switch(API(), True) == "Frontend is already enabled."
+    assert registry_frontend.switch(API(), False) == ""
+    assert sent == ["enable frontend bay-registry-tls", "disable frontend bay-registry-tls"]
+    cfg = cfg_for("node2", nodes={"node2": {"roles": ["worker", "registry"]}},
+                  registry={"tls": {"cert_file": "/c", "key_file": "/k", "ca_file": "/ca"}})
+    unit = nodeconf.registry_unit(cfg)
+    assert "ExecStop=-/opt/bay/venv/bin/bay-registry-frontend close --socket /run/haproxy/admin.sock" in unit
+    assert "frontend bay-registry-tls" in nodeconf.haproxy_config(cfg)
