@@ -316,7 +316,7 @@ frontend bay-registry-tls
     default_backend bay-registry-local
 backend bay-registry-local
     mode tcp
-    server registry 127.0.0.1:{backend} check inter 1s fall 2 rise 1
+    server registry {backend} check inter 1s fall 2 rise 1
 """
 
 
@@ -381,14 +381,14 @@ def main() -> None:
             HAProxy ending the TLS, as a registry node runs it (--own-tls: also with TLS in its own process)."""
             twins = ["open"] if closed is None else ["open", "closed"] + (["own"] if args.own_tls else [])
             for twin in twins:
-                port, backend = free_port(), free_port()
+                port, backend = free_port(), work / f"bay{len(regs)}.sock"
                 tag = f"{len(regs)}"
                 cmd = [sys.executable, "-m", "bay_salt.registry.server", "--storage", f"{storage}{tag}", "--host",
                        "127.0.0.1"] + (["--cache-dir", str(work / f"cache{tag}")] if cache else [])
                 if twin == "closed":
                     (work / f"haproxy{tag}.cfg").write_text(HAPROXY.format(port=port, pem=closed["pem"],
                                                                           backend=backend))
-                    regs.append(Registry(f"{name}, {AUTH}", cmd + ["--port", str(backend), "--tls-proxied"]
+                    regs.append(Registry(f"{name}, {AUTH}", cmd + ["--unix-socket", str(backend), "--tls-proxied"]
                                          + closed["auth"], port, work / f"bay{tag}.log", ca=closed["ca"],
                                          creds=closed["creds"],
                                          front=["haproxy", "-db", "-f", str(work / f"haproxy{tag}.cfg")]))

@@ -148,7 +148,6 @@ bay:
   registry:
     port: 5000                       # HAProxy frontend on every node
     instance_port: 5001              # each instance on its registry node (with TLS: its HAProxy, ending the TLS)
-    backend_port: 5002               # with TLS: the instance itself, plain HTTP on loopback (blobs by sendfile)
     # hdfs://NAMENODE:HTTPPORT[,NAMENODE2:HTTPPORT]/PATH (WebHDFS; several NameNodes for HA),
     # or file:///PATH (a disk: only one instance unless it is shared)
     storage: hdfs://10.10.0.5:9870,10.10.0.6:9870/bay-registry

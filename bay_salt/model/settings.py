@@ -299,8 +299,9 @@ class RegistryAuth(Strict):
 
 class RegistryTLS(Strict):
     """The registry's TLS: each registry node's HAProxy serves HTTPS with this
-    certificate on ``instance_port`` in front of the instance on loopback
-    (``backend_port``, plain HTTP: its blobs go out with sendfile); every
+    certificate on ``instance_port`` in front of the instance, which serves
+    plain HTTP on a UNIX socket in HAProxy's chroot (its blobs go out with
+    sendfile, and no TCP hop is paid twice); every
     node's HAProxy passes the TLS through, and every node's Docker trusts this CA."""
 
     cert_file: str = ""
@@ -313,8 +314,6 @@ class Registry(Strict):
     port: int = Port
     #: where each registry instance is reached on its node (with TLS: its node's HAProxy, ending the TLS)
     instance_port: int = Port
-    #: with TLS: where the instance itself listens, plain HTTP on loopback behind its node's HAProxy
-    backend_port: int = Field(5002, ge=1, le=65535)
     #: file:///PATH (a local or shared disk) or hdfs://NAMENODE:HTTPPORT[,NAMENODE2:HTTPPORT]/PATH
     storage: str
     #: seconds an unreferenced blob is kept (a push in flight may still reference it)
@@ -359,8 +358,6 @@ class Registry(Strict):
     def _ports(self) -> Registry:
         if self.port == self.instance_port:
             raise ValueError("instance_port: must differ from port (HAProxy listens there on every node)")
-        if self.backend_port in (self.port, self.instance_port):
-            raise ValueError("backend_port: must differ from port and instance_port (HAProxy listens there)")
         return self
 
 

@@ -122,6 +122,10 @@ def consul_token_env(cfg: dict, role: str) -> str:
 
 #: the registry's certificate and key in one PEM, for the registry node's HAProxy
 REGISTRY_PEM = "/etc/haproxy/bay-registry.pem"
+#: HAProxy's chroot (Debian's): it reaches UNIX sockets under it, by their path inside
+HAPROXY_CHROOT = "/var/lib/haproxy"
+#: with TLS, the registry instance's plain HTTP socket, where its node's HAProxy (group haproxy) reaches it
+REGISTRY_SOCKET = "bay-registry.sock"
 
 
 def registry_pem(cfg: dict) -> str:
@@ -142,7 +146,8 @@ def haproxy_config(cfg: dict) -> str:
     text = render("haproxy.cfg.j2", haproxy=cfg["haproxy"], node=cfg.get("node", {}), monitoring=cfg.get("monitoring"),
                   pem=nodefiles.MONITORING_PEM, carbon_pickle_port=graphite.PICKLE_PORT,
                   graphite_web_port=graphite.WEB_PORT, registry=registry, registry_tls=registry_tls,
-                  registry_pem=REGISTRY_PEM, registry_frontend=names.REGISTRY_TLS_FRONTEND)
+                  registry_pem=REGISTRY_PEM, registry_frontend=names.REGISTRY_TLS_FRONTEND,
+                  chroot=HAPROXY_CHROOT, registry_socket=f"/{REGISTRY_SOCKET}")
     return text.rstrip("\n") + "\n"
 
 
@@ -228,7 +233,7 @@ def registry_unit(cfg: dict) -> str:
         r["cache_bytes"] = 0
     return render("bay-registry.service.j2", registry=r, venv=cfg["python"]["bin_env"], node=cfg["node"]["id"],
                   address=cfg["node"]["address"], consul_port=cfg["consul"]["http_port"],
-                  haproxy_socket=cfg["haproxy"]["socket"])
+                  haproxy_socket=cfg["haproxy"]["socket"], registry_socket=f"{HAPROXY_CHROOT}/{REGISTRY_SOCKET}")
 
 
 def events_unit(cfg: dict) -> str:

@@ -43,16 +43,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--listen", type=int, required=True)
     p.add_argument("--wait", type=float, default=120.0)
-    p.add_argument("--probe", help="HOST:PORT the instance itself listens on (default: --address:--port)")
+    p.add_argument("--probe", help="where the instance itself listens: HOST:PORT or a UNIX socket's path "
+                                   "(default: --address:--port)")
     p.add_argument("--tls", action="store_true", help="clients reach it with TLS (ended by its node's HAProxy)")
     args = p.parse_args(argv)
     u = urllib.parse.urlparse(args.consul)
     store = kvstore.ConsulStore(kvstore.client(u.hostname, u.port or 8500))
-    host, _, port = (args.probe or "").rpartition(":")
-    probe = (host, int(port)) if args.probe else (args.address, args.port)
+    def listens() -> None:
+        if args.probe and args.probe.startswith("/"):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(2)
+                s.connect(args.probe)
+            return
+        host, _, port = (args.probe or "").rpartition(":")
+        socket.create_connection((host, int(port)) if args.probe else (args.address, args.port), timeout=2).close()
 
     def register():
-        socket.create_connection(probe, timeout=2).close()  # it listens
+        listens()
         store.apply([kvstore.op_put(route(args.listen, args.tls)),
                      kvstore.op_put(instance(args.node, args.address, args.port))])
 

@@ -18,12 +18,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
+import grp
 import json
 import logging
 import os
 import queue
 import re
 import signal
+import socket
 import ssl
 from collections.abc import Iterator
 
@@ -546,6 +549,23 @@ def make_app(registry: core.Registry, redirect_blobs: bool = False, cache: BlobC
     return app
 
 
+def unix_listener(path: str, group: str | None = None) -> socket.socket:
+    """A listening UNIX socket at ``path`` (one left by a previous run replaced),
+    mode 0660: its owner and ``group`` (HAProxy's) only."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o117)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    if group:
+        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+    sock.listen(1024)
+    return sock
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bay-registry", description=__doc__.split("\n\n")[0])
     p.add_argument("--storage", required=True, help="file:///PATH or hdfs://NAMENODE:HTTPPORT[,...]/PATH")
@@ -562,6 +582,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--auth-file", help="who may do what: a JSON policy (bay_salt.registry.auth); none: anyone anything")
     p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM; with --tls-key)")
     p.add_argument("--tls-key", help="the certificate's key (PEM)")
+    p.add_argument("--unix-socket", help="listen on this UNIX socket instead of --host/--port (the proxy in front "
+                                         "reaches it without TCP)")
+    p.add_argument("--unix-socket-group", help="the socket's group (mode 0660: its owner and this group only)")
     p.add_argument("--tls-proxied", action="store_true",
                    help="plain HTTP here, TLS ended by a proxy in front (HAProxy): the URLs given are https")
     args = p.parse_args(argv)
@@ -581,7 +604,10 @@ def main(argv: list[str] | None = None) -> int:
         ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
     app = make_app(reg, redirect_blobs=args.redirect_blobs, cache=cache, gc_interval=args.gc_interval,
                    policy=policy, policy_file=args.auth_file, tls_proxied=args.tls_proxied)
-    web.run_app(app, host=args.host, port=args.port, access_log=None, ssl_context=ssl_context)
+    if args.unix_socket:
+        web.run_app(app, sock=unix_listener(args.unix_socket, args.unix_socket_group), access_log=None)
+    else:
+        web.run_app(app, host=args.host, port=args.port, access_log=None, ssl_context=ssl_context)
     return 0
 
 

@@ -3,7 +3,7 @@ clients expect it, over TLS, with grants from the services pillar (owners
 push their own repositories, nodes pull, admins everything). Real server
 processes, real clients (skopeo, the host's docker); every refusal changes
 nothing. As on a registry node, the TLS ends in a real HAProxy in front of
-the instance, which serves plain HTTP on loopback (``--tls-proxied``)."""
+the instance, which serves plain HTTP on a UNIX socket (``--tls-proxied``)."""
 
 import base64
 import json
@@ -40,7 +40,7 @@ frontend bay-registry-tls
     default_backend bay-registry-local
 backend bay-registry-local
     mode tcp
-    server registry 127.0.0.1:{backend} check inter 1s fall 2 rise 1
+    server registry {backend} check inter 1s fall 2 rise 1
 """
 
 
@@ -62,9 +62,9 @@ class Registry:
                   "grants": auth.grants_for(SERVICES, "127.0.0.1:5000", ["root"], "node")}
         (tmp / "auth.json").write_text(json.dumps(policy))
         self.root = tmp / "data"
-        backend = free_port()
+        backend = tmp / "reg.sock"  # as on a registry node: a UNIX socket behind HAProxy
         self.daemon = Daemon([sys.executable, "-m", "bay_salt.registry.server", "--storage",
-                              storage or f"file://{self.root}", "--host", "127.0.0.1", "--port", str(backend),
+                              storage or f"file://{self.root}", "--unix-socket", str(backend),
                               "--auth-file", str(tmp / "auth.json"), "--tls-proxied", *args], tmp / "reg.log")
         (tmp / "reg.pem").write_text(cert.cert_pem + cert.key_pem)
         (tmp / "haproxy.cfg").write_text(HAPROXY.format(port=self.port, pem=tmp / "reg.pem", backend=backend))

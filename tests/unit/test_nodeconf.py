@@ -114,7 +114,7 @@ def test_registry_unit_serves_the_storage_and_registers_behind_haproxy():
            "--port 5001 --listen 5000" in unit
 
 
-def test_with_tls_the_registry_nodes_haproxy_ends_it_before_a_plain_instance_on_loopback(tmp_path):
+def test_with_tls_the_registry_nodes_haproxy_ends_it_before_a_plain_instance_on_a_unix_socket(tmp_path):
     from bay_salt.cluster import pki
     from bay_salt.node import routing
     from bay_salt.registry import register
@@ -123,11 +123,13 @@ def test_with_tls_the_registry_nodes_haproxy_ends_it_before_a_plain_instance_on_
            "ca_file": "/etc/bay/ca.pem"}
     cfg = cfg_for("node2", nodes={"node2": {"roles": ["worker", "registry"]}}, registry={"tls": tls})
     unit = nodeconf.registry_unit(cfg)
-    assert "--host 127.0.0.1 --port 5002 --tls-proxied" in unit and "--tls-cert" not in unit
-    assert "--address 10.0.0.2 --port 5001 --listen 5000 --probe 127.0.0.1:5002 --tls" in unit
+    sock = "/var/lib/haproxy/bay-registry.sock"
+    assert f"--unix-socket {sock} --unix-socket-group haproxy --tls-proxied" in unit and "--tls-cert" not in unit
+    assert f"--address 10.0.0.2 --port 5001 --listen 5000 --probe {sock} --tls" in unit
     base = nodeconf.haproxy_config(cfg)
     assert f"bind 10.0.0.2:5001 ssl crt {nodeconf.REGISTRY_PEM}" in base
-    assert "server registry 127.0.0.1:5002 check" in base
+    # the socket by its path inside HAProxy's chroot
+    assert "chroot /var/lib/haproxy" in base and "server registry /bay-registry.sock check" in base
     # not on a node without the role, nor without TLS
     assert "bay-registry-tls" not in nodeconf.haproxy_config(cfg_for("node3", registry={"tls": tls}))
     assert "bay-registry-tls" not in nodeconf.haproxy_config(
@@ -153,7 +155,6 @@ def test_with_tls_the_registry_nodes_haproxy_ends_it_before_a_plain_instance_on_
     ({"storage": "s3://bucket/x"}, "expected file:///PATH or hdfs://"),
     ({"storage": "hdfs://nn:9870/x y"}, "expected file:///PATH or hdfs://"),
     ({"instance_port": 5000}, "instance_port: must differ"),
-    ({"backend_port": 5001}, "backend_port: must differ"),
 ])
 def test_registry_settings_are_checked(bad, says):
     with pytest.raises(settings.SettingsError, match="bay:registry") as err:
