@@ -48,6 +48,8 @@ from common import Daemon, free_port, start_minidfs, wait_for
 from rich.console import Console
 from rich.table import Table
 
+from bay_salt.node.config import registry_tls_section
+
 CHECKOUT = Path(__file__).resolve().parents[1]
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 REF_CONFIG = """version: 0.1
@@ -302,21 +304,11 @@ AUTH = "TLS + token auth"
 OWN_TLS = " (TLS in its own process)"
 REFERENCE = "reference: docker-registry 2.8 (filesystem)"
 REFERENCE_TLS = "reference with TLS"
-#: a registry node's frontend (bay_salt/node/templates/haproxy.cfg.j2), on loopback
+#: what runs beside a registry node's frontend (bay_salt.node.config.registry_tls_section)
 HAPROXY = """global
     maxconn 1000
 defaults
     timeout connect 5s
-    timeout client 5m
-    timeout server 5m
-frontend bay-registry-tls
-    mode tcp
-    bind 127.0.0.1:{port} ssl crt {pem}
-    tcp-request connection reject if {{ nbsrv(bay-registry-local) lt 1 }}
-    default_backend bay-registry-local
-backend bay-registry-local
-    mode tcp
-    server registry {backend} check inter 1s fall 2 rise 1
 """
 
 
@@ -386,8 +378,8 @@ def main() -> None:
                 cmd = [sys.executable, "-m", "bay_salt.registry.server", "--storage", f"{storage}{tag}", "--host",
                        "127.0.0.1"] + (["--cache-dir", str(work / f"cache{tag}")] if cache else [])
                 if twin == "closed":
-                    (work / f"haproxy{tag}.cfg").write_text(HAPROXY.format(port=port, pem=closed["pem"],
-                                                                          backend=backend))
+                    (work / f"haproxy{tag}.cfg").write_text(HAPROXY + registry_tls_section(
+                        f"127.0.0.1:{port}", str(closed["pem"]), str(backend)))
                     regs.append(Registry(f"{name}, {AUTH}", cmd + ["--unix-socket", str(backend), "--tls-proxied"]
                                          + closed["auth"], port, work / f"bay{tag}.log", ca=closed["ca"],
                                          creds=closed["creds"],

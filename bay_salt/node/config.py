@@ -135,6 +135,14 @@ def registry_pem(cfg: dict) -> str:
         return c.read().rstrip("\n") + "\n" + k.read()
 
 
+def registry_tls_section(bind: str, pem: str, socket: str) -> str:
+    """The registry node's HAProxy frontend ending the registry's TLS on ``bind``
+    (ADDRESS:PORT) with ``pem``, in front of the instance's UNIX ``socket``
+    (its path as HAProxy sees it). Benches and tests run the same section."""
+    return render("haproxy-registry-tls.cfg.j2", frontend=names.REGISTRY_TLS_FRONTEND, bind=bind, pem=pem,
+                  socket=socket)
+
+
 def haproxy_config(cfg: dict) -> str:
     """The base ``haproxy.cfg``: master-worker, an admin Runtime API socket
     readable by root only, and a stats page."""
@@ -143,11 +151,12 @@ def haproxy_config(cfg: dict) -> str:
     registry = cfg.get("registry") or {}
     registry_tls = "registry" in cfg.get("node", {}).get("roles", []) and bool((registry.get("tls") or {}).get(
         "cert_file"))
+    section = registry_tls_section(f"{cfg['node'].get('address')}:{registry.get('instance_port')}", REGISTRY_PEM,
+                                   f"/{REGISTRY_SOCKET}") if registry_tls else ""
     text = render("haproxy.cfg.j2", haproxy=cfg["haproxy"], node=cfg.get("node", {}), monitoring=cfg.get("monitoring"),
                   pem=nodefiles.MONITORING_PEM, carbon_pickle_port=graphite.PICKLE_PORT,
-                  graphite_web_port=graphite.WEB_PORT, registry=registry, registry_tls=registry_tls,
-                  registry_pem=REGISTRY_PEM, registry_frontend=names.REGISTRY_TLS_FRONTEND,
-                  chroot=HAPROXY_CHROOT, registry_socket=f"/{REGISTRY_SOCKET}")
+                  graphite_web_port=graphite.WEB_PORT, registry_tls=registry_tls, registry_section=section,
+                  chroot=HAPROXY_CHROOT)
     return text.rstrip("\n") + "\n"
 
 

@@ -19,6 +19,7 @@ import pytest
 from bay_salt.cluster import pki
 from bay_salt.cluster.demo import ensure_busybox
 from bay_salt.cluster.progress import Progress
+from bay_salt.node.config import registry_tls_section
 from bay_salt.registry import auth
 from tests.support.daemons import Daemon, free_port, wait_for
 
@@ -26,21 +27,11 @@ PASSWORDS = {"alice": "wonderland", "node": "pull-only", "root": "platform"}
 SERVICES = {"demo": {"image": "127.0.0.1:5000/bay/demo:1", "owners": ["alice"], "groups": {}}}
 
 
-#: the registry node's frontend of bay_salt/node/templates/haproxy.cfg.j2, on loopback
+#: what runs beside the registry node's frontend (bay_salt.node.config.registry_tls_section)
 HAPROXY = """global
     maxconn 1000
 defaults
     timeout connect 5s
-    timeout client 5m
-    timeout server 5m
-frontend bay-registry-tls
-    mode tcp
-    bind 127.0.0.1:{port} ssl crt {pem}
-    tcp-request connection reject if {{ nbsrv(bay-registry-local) lt 1 }}
-    default_backend bay-registry-local
-backend bay-registry-local
-    mode tcp
-    server registry {backend} check inter 1s fall 2 rise 1
 """
 
 
@@ -67,7 +58,8 @@ class Registry:
                               storage or f"file://{self.root}", "--unix-socket", str(backend),
                               "--auth-file", str(tmp / "auth.json"), "--tls-proxied", *args], tmp / "reg.log")
         (tmp / "reg.pem").write_text(cert.cert_pem + cert.key_pem)
-        (tmp / "haproxy.cfg").write_text(HAPROXY.format(port=self.port, pem=tmp / "reg.pem", backend=backend))
+        (tmp / "haproxy.cfg").write_text(HAPROXY + registry_tls_section(f"127.0.0.1:{self.port}", str(tmp / "reg.pem"),
+                                                                         str(backend)))
         self.haproxy = Daemon(["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")], tmp / "haproxy.log")
         self.ctx = ssl.create_default_context(cafile=str(self.certs / "ca.crt"))
         wait_for(lambda: self.daemon.alive() and self.call("/v2/")[0] == 401, 30, "registry over TLS")
