@@ -185,7 +185,7 @@ class SaltBackend:
             raise DeployError(f"{node}: bay_docker.instances failed: {ret}")
         return ret
 
-    def clean(self, node: str, dry_run: bool, dead_after: float | None = None, timeout: int = 60) -> dict:
+    def clean(self, node: str, dry_run: bool, dead_after: float | None = None, timeout: int = 15) -> dict:
         """``bay_docker.clean`` on ``node`` (:mod:`bay_salt.node.hygiene`): its report."""
         ret = self._answer(node, "bay_docker.clean", [], {"dry_run": dry_run, "dead_after": dead_after}, timeout)
         if ret is None:

@@ -186,11 +186,15 @@ def monitoring_files(cfg: dict) -> dict[str, dict]:
             "/etc/systemd/system/bay-graphite-web.service": {"contents": web_unit(cfg), "mode": "0644"}}
 
 
+def pem_bundle(tls: dict) -> str:
+    """``tls``'s certificate and key (``cert_file``, ``key_file``) in one PEM, as HAProxy reads them (read on the node)."""
+    with open(tls["cert_file"], encoding="utf-8") as c, open(tls["key_file"], encoding="utf-8") as k:
+        return c.read().rstrip("\n") + "\n" + k.read()
+
+
 def monitoring_pem(cfg: dict) -> str:
     """The node's certificate and key in one PEM for HAProxy (read on the node)."""
-    t = cfg["monitoring"]["tls"]
-    with open(t["cert_file"], encoding="utf-8") as c, open(t["key_file"], encoding="utf-8") as k:
-        return c.read().rstrip("\n") + "\n" + k.read()
+    return pem_bundle(cfg["monitoring"]["tls"])
 
 
 def report(cfg: dict) -> dict:

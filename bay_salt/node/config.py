@@ -130,9 +130,9 @@ REGISTRY_SOCKET = "bay-registry.sock"
 
 def registry_pem(cfg: dict) -> str:
     """The registry's certificate and key in one PEM for HAProxy (read on the node)."""
-    t = cfg["registry"]["tls"]
-    with open(t["cert_file"], encoding="utf-8") as c, open(t["key_file"], encoding="utf-8") as k:
-        return c.read().rstrip("\n") + "\n" + k.read()
+    from bay_salt.metrics import nodefiles
+
+    return nodefiles.pem_bundle(cfg["registry"]["tls"])
 
 
 def registry_tls_section(bind: str, pem: str, socket: str) -> str:

@@ -19,6 +19,11 @@ import argparse
 
 from bay_salt.host.haproxy_runtime import RuntimeAPI, RuntimeAPIError
 from bay_salt.model import names
+from bay_salt.util import retry
+
+#: seconds ``open`` tries a HAProxy that does not answer (restarting): a frontend left closed
+#: while its instance runs would keep this node's registry out of every other node's HAProxy
+OPEN_FOR = 10.0
 
 
 def switch(api: RuntimeAPI, open_it: bool) -> str:
@@ -31,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", choices=("open", "close"))
     p.add_argument("--socket", default="/run/haproxy/admin.sock")
     args = p.parse_args(argv)
+    api, opening = RuntimeAPI(args.socket), args.action == "open"
     try:
-        out = switch(RuntimeAPI(args.socket), args.action == "open")
+        out = retry.call(lambda: switch(api, True), "HAProxy answers", timeout=OPEN_FOR, interval=0.5,
+                         on=(RuntimeAPIError,)) if opening else switch(api, False)
     except RuntimeAPIError as err:  # HAProxy not running: it opens the frontend when it starts
         print(f"bay-registry-frontend: {err}")
         return 0
