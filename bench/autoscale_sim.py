@@ -39,7 +39,7 @@ from common import pct
 from rich.console import Console
 from rich.table import Table
 
-from bay_salt.control.autoscale import Policy, Sample, State, decide
+from bay_salt.control.autoscale_policy import Policy, Sample, State, decide
 
 TARGET, TOL = 0.6, 0.1
 

@@ -28,7 +28,7 @@ from rich.table import Table
 from bay_salt.host.haproxy_runtime import RuntimeAPI
 from bay_salt.kv.records import Instance, Route
 from bay_salt.model import settings
-from bay_salt.node import config as nodeconf
+from bay_salt.node import nodefiles as nodeconf
 from bay_salt.node import routing as lb
 from bay_salt.node.lbsync import LBSync
 

@@ -48,7 +48,7 @@ from common import Daemon, free_port, start_minidfs, wait_for
 from rich.console import Console
 from rich.table import Table
 
-from bay_salt.node.config import registry_tls_section
+from bay_salt.node.nodefiles import registry_tls_section
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -304,7 +304,7 @@ AUTH = "TLS + token auth"
 OWN_TLS = " (TLS in its own process)"
 REFERENCE = "reference: docker-registry 2.8 (filesystem)"
 REFERENCE_TLS = "reference with TLS"
-#: what runs beside a registry node's frontend (bay_salt.node.config.registry_tls_section)
+#: what runs beside a registry node's frontend (bay_salt.node.nodefiles.registry_tls_section)
 HAPROXY = """global
     maxconn 1000
 defaults

@@ -50,7 +50,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bay_salt.cluster.processes import Graphite
-from bay_salt.control.autoscaler import Autoscaler
+from bay_salt.control.autoscale_round import Autoscaler
 from bay_salt.control.loop import ControlLoop
 from bay_salt.kv import store as kvstore
 from bay_salt.kv.records import Accepted, Health, Instance

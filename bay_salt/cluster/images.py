@@ -25,7 +25,7 @@ from pathlib import Path
 from bay_salt.cluster.progress import Progress
 from bay_salt.cluster.sitefiles import PAM_PYTHON, pam_python_script
 from bay_salt.node import aptsources
-from bay_salt.node import config as nodeconf
+from bay_salt.node import nodefiles as nodeconf
 
 SUITE = "bookworm"
 BASE_PACKAGES = (

@@ -4,7 +4,7 @@
   a node lost or back, a restarted controller resuming): a list of actions;
 * :mod:`.executor` applies actions through the KV store and Salt, and
   :mod:`.loop` runs decide-then-act for each event;
-* :mod:`.autoscale` is the scaling policy (pure) and :mod:`.autoscaler` its
+* :mod:`.autoscale_policy` is the scaling policy (pure) and :mod:`.autoscale_round` its
   round (measure, decide, store, apply);
 * :mod:`.nodes` reads node liveness from Consul's serfHealth checks;
 * :mod:`.saltbackend` is the Salt side (node reports, start, stop) and

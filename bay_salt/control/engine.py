@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from bay_salt.control import journal, recovery
-from bay_salt.control.autoscaler import Autoscaler, salt_measure
+from bay_salt.control.autoscale_round import Autoscaler, salt_measure
 from bay_salt.control.loop import ControlLoop, Hands, accepted_spec
 from bay_salt.kv.records import Instance
 from bay_salt.master import leader

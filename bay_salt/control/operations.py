@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 
 from bay_salt.control import history, journal
-from bay_salt.control.autoscaler import load_state
+from bay_salt.control.autoscale_round import load_state
 from bay_salt.kv import store as kvstore
 from bay_salt.kv.records import Accepted, Health
 from bay_salt.kv.store import Store

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from bay_salt.model import names
+from bay_salt.storage import NotFound, StorageError, from_url
 
 log = logging.getLogger("bay.archiver")
 
@@ -80,7 +81,7 @@ class OpenFile:
 
 class Archiver:
     """``consumer``: a confluent_kafka Consumer (not subscribed yet);
-    ``storage``: a :mod:`bay_salt.registry.storage` driver rooted at the archive."""
+    ``storage``: a :mod:`bay_salt.storage` driver rooted at the archive."""
 
     def __init__(self, consumer, storage, roll_seconds: float, roll_bytes: int,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time):
@@ -120,7 +121,6 @@ class Archiver:
 
     def recover(self, topic: str, partition: int) -> int | None:
         """The last offset of ``partition`` in the newest of its files in HDFS (None: none there)."""
-        from bay_salt.registry.storage import NotFound
 
         service = names.log_topic_service(topic)
         if service is None:
@@ -196,7 +196,6 @@ class Archiver:
         """Write the file whole under its final name, then commit its offsets."""
         from confluent_kafka import KafkaException, TopicPartition
 
-        from bay_salt.registry.storage import StorageError
 
         f = self.open[key]
         topic, partition = key
@@ -240,7 +239,6 @@ def read(storage, service: str, since: float, until: float | None = None, grep: 
     ``limit`` of them (1 to :data:`MAX_RECORDS`), never more in memory."""
     import heapq
 
-    from bay_salt.registry.storage import NotFound
 
     if not 0 < limit <= MAX_RECORDS:
         raise ValueError(f"limit {limit}: from 1 to {MAX_RECORDS} records")
@@ -298,7 +296,6 @@ def record_time(rec: dict) -> float | None:
 
 def storage_for(url: str, user: str):
     """The archive's storage: ``hdfs://NAMENODE:PORT[,...]/PATH`` (or a local directory, for tests)."""
-    from bay_salt.registry.storage import from_url
 
     return from_url(url, user)
 

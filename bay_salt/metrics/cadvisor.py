@@ -3,7 +3,7 @@
 cAdvisor's ``/api/v1.3/docker/`` lists the node's Docker containers with
 their recent samples (one per housekeeping interval). :func:`container_usage`
 turns that into CPU (cores, averaged over the last few samples) and memory
-(working set) per container name; :func:`bay_salt.control.autoscaler.group_sample` adds up a group's ready
+(working set) per container name; :func:`bay_salt.control.autoscale_round.group_sample` adds up a group's ready
 instances from it.
 """
 

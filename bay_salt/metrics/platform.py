@@ -27,7 +27,7 @@ ACTION_TAGS = (names.TAG_CONTAINER_REPLACED, names.TAG_CONTAINER_BACKOFF, names.
                names.TAG_SCALE_DECIDED, names.TAG_INSTANCE_MARKED)
 
 
-#: what the autoscaler's round records (bay_salt.control.autoscaler) that is drawn
+#: what the autoscaler's round records (bay_salt.control.autoscale_round) that is drawn
 AUTOSCALE_INPUTS = ("utilisation", "cpu_used", "cpu_reserved", "recommendation", "ready")
 
 

@@ -1,5 +1,5 @@
 """Docker's events about Bay containers, as the node agent (``bay-events``,
-:mod:`bay_salt.node.agent`) forwards them to the master: a container died,
+:mod:`bay_salt.node.events_agent`) forwards them to the master: a container died,
 was OOM-killed, failed Docker's own health check, was paused (frozen: hung)
 or started. Event driven: nothing waits for a polling interval."""
 

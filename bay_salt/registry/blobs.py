@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from bay_salt.registry import layout
 from bay_salt.registry.errors import RegistryError, blob_unknown
-from bay_salt.registry.storage import Driver, NotFound
+from bay_salt.storage import Driver, NotFound
 
 
 @dataclass

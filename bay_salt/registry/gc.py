@@ -17,7 +17,7 @@ import time
 
 from bay_salt.registry import layout
 from bay_salt.registry.manifests import references
-from bay_salt.registry.storage import Driver, NotFound
+from bay_salt.storage import Driver, NotFound
 
 log = logging.getLogger("bay.registry.gc")
 

@@ -21,8 +21,8 @@ from bay_salt.registry.reference import (
     is_digest,
 )
 from bay_salt.registry.referrers import ReferrerStore
-from bay_salt.registry.storage import Driver, NotFound
 from bay_salt.registry.tags import TagStore
+from bay_salt.storage import Driver, NotFound
 
 
 def references(doc: dict) -> list[dict]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from bay_salt.registry import layout
-from bay_salt.registry.storage import Driver, NotFound
+from bay_salt.storage import Driver, NotFound
 
 
 class ReferrerStore:

@@ -1,6 +1,6 @@
 """Bay's registry: the OCI Distribution API (v1.1) over aiohttp.
 
-Stateless: every request goes to storage (:mod:`bay_salt.registry.core`), so
+Stateless: every request goes to storage (:mod:`bay_salt.registry.stores`), so
 any number of instances behind HAProxy serve the same registry, and any
 instance can take any chunk of any upload. Request bodies stream to storage
 through a bounded queue (never held whole); blob GETs are sent from the file
@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import queue
-import re
 import signal
 import socket
 import ssl
@@ -32,9 +31,14 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
-from bay_salt.registry import auth, core, reference, storage
-from bay_salt.registry.cache import BlobCache, FillFailed
+from bay_salt import storage
+from bay_salt.registry import auth, stores
+from bay_salt.registry.cache import BlobCache
 from bay_salt.registry.errors import Code, RegistryError
+from bay_salt.registry.handlers.blobs import BlobHandlers
+from bay_salt.registry.handlers.listings import ListingHandlers
+from bay_salt.registry.handlers.manifests import ManifestHandlers
+from bay_salt.registry.handlers.uploads import UploadHandlers
 
 log = logging.getLogger("bay.registry")
 
@@ -43,19 +47,12 @@ FILLS = 8  # blobs copied from storage into the cache at once
 LOGINS = 2  # password checks at once
 
 
-def _read_file(path: str, start: int, length: int, block: int = 4 * storage.CHUNK) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        f.seek(start)
-        while length > 0:
-            data = f.read(min(block, length))
-            if not data:
-                raise OSError(f"{path}: shorter than its size")
-            length -= len(data)
-            yield data
-
-
 class Server:
-    def __init__(self, registry: core.Registry, workers: int = 16, redirect_blobs: bool = False,
+    """One registry instance: its worker pools, access control and the
+    endpoints' routes; the endpoints themselves are in
+    :mod:`bay_salt.registry.handlers`."""
+
+    def __init__(self, registry: stores.Registry, workers: int = 16, redirect_blobs: bool = False,
                  cache: BlobCache | None = None, policy: auth.Policy | None = None, tls_proxied: bool = False):
         """``redirect_blobs``: answer blob GETs with a redirect to where storage
         serves the bytes (HDFS: a DataNode), so they do not pass through here
@@ -202,293 +199,27 @@ class Server:
         return web.json_response(self.policy.issue(user, request.query.getall("scope", [])))
 
     def routes(self) -> list[web.RouteDef]:
-        """The distribution API's endpoints; anything else is a plain 404 (or 405)."""
+        """The distribution API's endpoints (:mod:`bay_salt.registry.handlers`); anything else is a
+        plain 404 (or 405)."""
         name = "/v2/{name:.+}"
+        blobs, uploads = BlobHandlers(self), UploadHandlers(self)
+        manifests, listings = ManifestHandlers(self), ListingHandlers(self)
         return ([web.get("/token", self.token)] if self.policy.on else []) + [
-            web.get("/v2/", self.base), web.get("/v2", self.base),
-            web.get("/v2/_catalog", self.catalog),
-            web.post(name + "/blobs/uploads/", self.start_upload),
-            web.patch(name + "/blobs/uploads/{uuid}", self.patch),
-            web.put(name + "/blobs/uploads/{uuid}", self.finish),
-            web.get(name + "/blobs/uploads/{uuid}", self.upload_status),
-            web.delete(name + "/blobs/uploads/{uuid}", self.cancel_upload),
-            web.get(name + "/blobs/{digest}", self.get_blob),  # HEAD too
-            web.delete(name + "/blobs/{digest}", self.delete_blob),
-            web.get(name + "/manifests/{reference}", self.get_manifest),  # HEAD too
-            web.put(name + "/manifests/{reference}", self.put_manifest),
-            web.delete(name + "/manifests/{reference}", self.delete_manifest),
-            web.get(name + "/tags/list", self.tags),
-            web.get(name + "/referrers/{digest}", self.referrers),
+            web.get("/v2/", listings.base), web.get("/v2", listings.base),
+            web.get("/v2/_catalog", listings.catalog),
+            web.post(name + "/blobs/uploads/", uploads.start),
+            web.patch(name + "/blobs/uploads/{uuid}", uploads.patch),
+            web.put(name + "/blobs/uploads/{uuid}", uploads.finish),
+            web.get(name + "/blobs/uploads/{uuid}", uploads.status),
+            web.delete(name + "/blobs/uploads/{uuid}", uploads.cancel),
+            web.get(name + "/blobs/{digest}", blobs.get),  # HEAD too
+            web.delete(name + "/blobs/{digest}", blobs.delete),
+            web.get(name + "/manifests/{reference}", manifests.get),  # HEAD too
+            web.put(name + "/manifests/{reference}", manifests.put),
+            web.delete(name + "/manifests/{reference}", manifests.delete),
+            web.get(name + "/tags/list", listings.tags),
+            web.get(name + "/referrers/{digest}", listings.referrers),
         ]
-
-    @staticmethod
-    def _name(request: web.Request) -> str:
-        return reference.check_name(request.match_info["name"])
-
-    async def base(self, request: web.Request) -> web.Response:
-        return web.json_response({}, headers={"Docker-Distribution-API-Version": "registry/2.0"})
-
-    # --- blobs ---------------------------------------------------------------------
-    async def get_blob(self, request: web.Request) -> web.StreamResponse:
-        name, digest = self._name(request), request.match_info["digest"]
-        reference.check_digest(digest)
-        size = await self.run(self.reg.blobs.size, name, digest)
-        if request.method == "HEAD":
-            await self.run(self.reg.blobs.touch, name, digest)  # a push checking for it: online GC keeps it
-        headers = {"Docker-Content-Digest": digest, "Content-Type": "application/octet-stream",
-                   "Accept-Ranges": "bytes"}
-        start, end, status = 0, size - 1, 200
-        rng = request.headers.get("Range")
-        if rng:
-            m = re.match(r"^bytes=(\d*)-(\d*)$", rng.strip())
-            if not m or (not m[1] and not m[2]):
-                raise RegistryError(416, Code.BLOB_UNKNOWN, "invalid range", {"range": rng[:100]})
-            if m[1]:
-                start, end = int(m[1]), min(int(m[2]) if m[2] else size - 1, size - 1)
-            else:
-                start, end = max(0, size - int(m[2])), size - 1
-            if start > end or start >= size:
-                return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        length = end - start + 1 if size else 0
-        local = self.reg.blobs.file(digest) if request.method == "GET" and size else None
-        if local and not request.secure:  # filesystem storage: sendfile
-            return self._send_file(local, digest)
-        if local is None and self.cache is not None and request.method == "GET" and size:
-            if request.secure:  # a cached blob is streamed below
-                local = self.cache.get(digest, size)
-            if local is None:
-                served = await self._from_cache(request, digest, size, rng, headers)
-                if served is not None:
-                    return served
-        if self.redirect_blobs and request.method == "GET" and length and not rng:  # ranges: served here (206)
-            url = await self.run(self.reg.blobs.location, digest, start, length)
-            if url:
-                return web.Response(status=307, headers={"Location": url, "Docker-Content-Digest": digest})
-        headers["Content-Length"] = str(length)
-        resp = web.StreamResponse(status=status, headers=headers)
-        if request.method == "HEAD":
-            resp.content_length = length
-            await resp.prepare(request)
-            return resp
-        await resp.prepare(request)
-        if local:  # over TLS there is no sendfile: big reads, few writes (asyncio's fallback is 20x slower)
-            request.transport.set_write_buffer_limits(high=4 * storage.CHUNK)
-            await self._pump(resp, _read_file(local, start, length))
-        else:
-            await self._pump(resp, await self.run(self.reg.blobs.stream, digest, start, length))
-        return resp
-
-    async def _pump(self, resp: web.StreamResponse, chunks: Iterator[bytes]) -> None:
-        """Send every chunk (each read in a worker: storage reads block) and end the body."""
-        while True:
-            chunk = await self.run(next, chunks, None)
-            if chunk is None:
-                break
-            await resp.write(chunk)
-        await resp.write_eof()
-
-    @staticmethod
-    def _send_file(path: str, digest: str) -> web.FileResponse:
-        # sendfile; Range answered by aiohttp (206 with Content-Range, 416 past the end)
-        return web.FileResponse(path, headers={"Docker-Content-Digest": digest,
-                                               "Content-Type": "application/octet-stream"})
-
-    async def _from_cache(self, request: web.Request, digest: str, size: int, rng: str | None,
-                          headers: dict) -> web.StreamResponse | None:
-        """Serve the blob from the local cache (storage has just confirmed it
-        is there and linked): from its file, or, for a full GET of a blob not
-        cached yet, following the cache's fill of it; None: serve it from
-        storage (a range of a blob not cached yet, or a fill that could not
-        start)."""
-        cached = self.cache.get(digest, size)
-        if cached is not None:
-            return self._send_file(cached, digest)
-        if rng:
-            return None
-        try:
-            fill = self.cache.fill(digest, size, lambda: self.reg.blobs.stream(digest, 0, size), self.run_fill)
-            reader = fill.open()
-        except OSError as err:  # the cache's disk: serve from storage meanwhile
-            log.warning("blob cache unusable for %s: %s", digest, err)
-            return None
-        with reader:
-            try:
-                limit = await fill.available(0)
-            except FillFailed:
-                return None  # storage's own answer (its error, or the bytes) from the usual path
-            resp = web.StreamResponse(status=200, headers=dict(headers, **{"Content-Length": str(size)}))
-            await resp.prepare(request)
-            sent = 0
-            while True:
-                if request.transport is None:
-                    raise ConnectionResetError("client went away")
-                await self._send_part(request, resp, reader, sent, limit - sent)
-                sent = limit
-                if sent == size:
-                    break
-                try:
-                    limit = await fill.available(sent)
-                except FillFailed:  # cut short, never a whole wrong body (the fill has logged why)
-                    if request.transport is not None:
-                        request.transport.close()
-                    raise ConnectionResetError(f"cache fill of {digest} failed") from None
-        await resp.write_eof()
-        return resp
-
-    async def _send_part(self, request: web.Request, resp: web.StreamResponse, f, offset: int, count: int) -> None:
-        """``count`` bytes of file ``f`` from ``offset``: sendfile, or over TLS big reads and writes."""
-        if not request.secure:
-            await asyncio.get_running_loop().sendfile(request.transport, f, offset, count)
-            return
-        request.transport.set_write_buffer_limits(high=4 * storage.CHUNK)
-        while count > 0:
-            data = await self.run(os.pread, f.fileno(), min(count, 4 * storage.CHUNK), offset)
-            if not data:
-                raise OSError(f"{f.name}: shorter than expected")
-            await resp.write(data)
-            offset, count = offset + len(data), count - len(data)
-
-    def _upload_headers(self, name: str, uuid: str, size: int) -> dict:
-        return {"Location": f"/v2/{name}/blobs/uploads/{uuid}", "Docker-Upload-UUID": uuid,
-                "Range": f"0-{max(0, size - 1)}" if size else "0-0", "Content-Length": "0"}
-
-    async def delete_blob(self, request: web.Request) -> web.Response:
-        await self.run(self.reg.blobs.delete, self._name(request), request.match_info["digest"])
-        return web.Response(status=202)
-
-    async def start_upload(self, request: web.Request) -> web.Response:
-        name, q = self._name(request), request.query
-        source = q.get("from")
-        may = request.get("may")
-        # with access control, a mount needs pull on its source (else: an upload, as the spec allows)
-        mountable = may is None or (source and may("repository", source, "pull"))
-        if "mount" in q and mountable:
-            digest = q["mount"]
-            reference.check_digest(digest)
-            if await self.run(self.reg.blobs.mount, name, digest, source):
-                return web.Response(status=201, headers={"Location": f"/v2/{name}/blobs/{digest}",
-                                                         "Docker-Content-Digest": digest})
-        if "digest" in q:  # monolithic: POST with the whole blob
-            digest = q["digest"]
-            reference.check_digest(digest)
-            blob = await self.consume(request, self.reg.uploads.put, name, digest)
-            return web.Response(status=201, headers={"Location": f"/v2/{name}/blobs/{blob.digest}",
-                                                     "Docker-Content-Digest": blob.digest})
-        uuid = await self.run(self.reg.uploads.start, name)
-        return web.Response(status=202, headers=self._upload_headers(name, uuid, 0))
-
-    @staticmethod
-    def _range_start(request: web.Request) -> int | None:
-        """Where a chunk says it starts (Content-Range), checked against its length."""
-        cr = request.headers.get("Content-Range")
-        if not cr:
-            return None
-        m = re.match(r"^(?:bytes )?(\d+)-(\d+)$", cr.strip())
-        if not m:
-            raise RegistryError(416, Code.BLOB_UPLOAD_INVALID, "invalid Content-Range", {"range": cr[:100]})
-        start = int(m[1])
-        length = request.headers.get("Content-Length")
-        if length is not None and int(m[2]) - start + 1 != int(length):
-            raise RegistryError(416, Code.BLOB_UPLOAD_INVALID, "Content-Range does not match Content-Length",
-                                {"range": cr[:100], "length": length})
-        return start
-
-    async def patch(self, request: web.Request) -> web.Response:
-        name, uuid = self._name(request), request.match_info["uuid"]
-        size = await self.consume(request, self.reg.uploads.append, name, uuid, self._range_start(request))
-        return web.Response(status=202, headers=self._upload_headers(name, uuid, size))
-
-    async def finish(self, request: web.Request) -> web.Response:
-        name, uuid = self._name(request), request.match_info["uuid"]
-        digest = request.query.get("digest")
-        reference.check_digest(digest or "")
-        if request.content_length or request.headers.get("Transfer-Encoding"):
-            await self.consume(request, self.reg.uploads.append, name, uuid, self._range_start(request))
-        blob = await self.run(self.reg.uploads.finish, name, uuid, digest)
-        return web.Response(status=201, headers={"Location": f"/v2/{name}/blobs/{blob.digest}",
-                                                 "Docker-Content-Digest": blob.digest, "Content-Length": "0"})
-
-    async def upload_status(self, request: web.Request) -> web.Response:
-        name, uuid = self._name(request), request.match_info["uuid"]
-        size = await self.run(self.reg.uploads.size, name, uuid)
-        return web.Response(status=204, headers=self._upload_headers(name, uuid, size))
-
-    # --- manifests -----------------------------------------------------------------
-    async def cancel_upload(self, request: web.Request) -> web.Response:
-        await self.run(self.reg.uploads.cancel, self._name(request), request.match_info["uuid"])
-        return web.Response(status=204)
-
-    async def get_manifest(self, request: web.Request) -> web.Response:
-        name, ref = self._name(request), request.match_info["reference"]
-        body, media, digest = await self.run(self.reg.manifests.get, name, ref)
-        headers = {"Docker-Content-Digest": digest, "Content-Type": media}
-        if request.method == "HEAD":
-            return web.Response(status=200, headers={**headers, "Content-Length": str(len(body))})
-        return web.Response(status=200, body=body, headers=headers)
-
-    async def delete_manifest(self, request: web.Request) -> web.Response:
-        await self.run(self.reg.manifests.delete, self._name(request), request.match_info["reference"])
-        return web.Response(status=202)
-
-    async def put_manifest(self, request: web.Request) -> web.Response:
-        name, ref = self._name(request), request.match_info["reference"]
-        if (request.content_length or 0) > reference.MAX_MANIFEST:
-            raise RegistryError(413, Code.SIZE_INVALID, f"manifest larger than {reference.MAX_MANIFEST} bytes",
-                                {"size": request.content_length})
-        body = bytearray()
-        async for c in request.content.iter_chunked(1 << 16):
-            body += c
-            if len(body) > reference.MAX_MANIFEST:
-                raise RegistryError(413, Code.SIZE_INVALID, f"manifest larger than {reference.MAX_MANIFEST} bytes")
-        body = bytes(body)
-        digest, subject = await self.run(self.reg.manifests.put, name, ref, body,
-                                         request.headers.get("Content-Type", ""))
-        headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest,
-                   "Content-Length": "0"}
-        if subject:
-            headers["OCI-Subject"] = subject
-        return web.Response(status=201, headers=headers)
-
-    # --- listings ------------------------------------------------------------------
-    @staticmethod
-    def _page(items: list[str], request: web.Request, path: str) -> tuple[list[str], dict]:
-        q = request.query
-        if "last" in q:
-            items = [i for i in items if i > q["last"]]
-        headers = {}
-        if "n" in q:
-            try:
-                n = int(q["n"])
-            except ValueError:
-                # no OCI error code fits (the spec allows 14): a plain 400
-                raise web.HTTPBadRequest(text=f"invalid n: {q['n'][:20]!r}\n") from None
-            if n < len(items) and n > 0:
-                headers["Link"] = f'<{path}?n={n}&last={items[n - 1]}>; rel="next"'
-            items = items[:max(n, 0)]
-        return items, headers
-
-    async def tags(self, request: web.Request) -> web.Response:
-        name = self._name(request)
-        if not await self.run(self.reg.repo_exists, name):
-            raise RegistryError(404, Code.NAME_UNKNOWN, "repository name not known to registry", {"name": name})
-        items, headers = self._page(await self.run(self.reg.tags.list, name), request, f"/v2/{name}/tags/list")
-        return web.json_response({"name": name, "tags": items}, headers=headers)
-
-    async def catalog(self, request: web.Request) -> web.Response:
-        items, headers = self._page(await self.run(self.reg.catalog), request, "/v2/_catalog")
-        return web.json_response({"repositories": items}, headers=headers)
-
-    async def referrers(self, request: web.Request) -> web.Response:
-        name, digest = self._name(request), request.match_info["digest"]
-        reference.check_digest(digest)
-        art = request.query.get("artifactType")
-        descs = await self.run(self.reg.referrers.list, name, digest, art)
-        headers = {"OCI-Filters-Applied": "artifactType"} if art else {}
-        return web.Response(status=200, body=json.dumps({"schemaVersion": 2, "mediaType": reference.OCI_INDEX,
-                                                          "manifests": descs}).encode(),
-                            headers={**headers, "Content-Type": reference.OCI_INDEX})
 
 
 async def _collect_garbage(app: web.Application, interval: float):
@@ -528,7 +259,7 @@ def reload_policy(srv: Server, path: str) -> bool:
     return True
 
 
-def make_app(registry: core.Registry, redirect_blobs: bool = False, cache: BlobCache | None = None,
+def make_app(registry: stores.Registry, redirect_blobs: bool = False, cache: BlobCache | None = None,
              gc_interval: float = 0, policy: auth.Policy | None = None, policy_file: str | None = None,
              tls_proxied: bool = False) -> web.Application:
     """The registry's web application; ``gc_interval`` > 0 runs online GC that
@@ -592,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("hdfs").setLevel(logging.WARNING)  # a line for every WebHDFS call otherwise
-    reg = core.Registry(storage.from_url(args.storage), gc_grace=args.gc_grace)
+    reg = stores.Registry(storage.from_url(args.storage), gc_grace=args.gc_grace)
     cache = BlobCache(args.cache_dir, args.cache_size) if args.cache_dir else None
     policy = None
     if args.auth_file:

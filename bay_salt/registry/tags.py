@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bay_salt.registry import layout
 from bay_salt.registry.errors import manifest_unknown
-from bay_salt.registry.storage import Driver, NotFound
+from bay_salt.storage import Driver, NotFound
 
 
 class TagStore:

@@ -12,7 +12,7 @@ from bay_salt.registry import layout
 from bay_salt.registry.blobs import Blob, BlobStore
 from bay_salt.registry.errors import Code, RegistryError, digest_mismatch, upload_unknown
 from bay_salt.registry.reference import check_digest, hasher
-from bay_salt.registry.storage import Driver, NotFound
+from bay_salt.storage import Driver, NotFound
 
 
 def _hashed(chunks: Iterator[bytes], h, counted: list[int] | None = None) -> Iterator[bytes]:

@@ -15,7 +15,7 @@ try:
     from bay_salt.metrics import dashboards, nodefiles
     from bay_salt.model import settings as bay_settings
     from bay_salt.node import aptsources, sandbox
-    from bay_salt.node import config as nodeconf
+    from bay_salt.node import nodefiles as nodeconf
 
     HAS_BAY = True
     IMPORT_ERROR = ""

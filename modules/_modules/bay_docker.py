@@ -7,8 +7,8 @@ labels and wait for health, stop, list. A thin adapter over
 try:
     from bay_salt import saltloader
     from bay_salt.model.services import GroupSpec, secret_values
-    from bay_salt.node import config as nodeconf
     from bay_salt.node import containers, hygiene
+    from bay_salt.node import nodefiles as nodeconf
 
     HAS_LIBS = True
     IMPORT_ERROR = ""

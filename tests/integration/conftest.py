@@ -8,7 +8,7 @@ import consul
 import pytest
 
 from bay_salt.model import settings
-from bay_salt.node import config as nodeconf
+from bay_salt.node import nodefiles as nodeconf
 from tests.helpers import CHECKOUT, REGISTRY_AUTH, TOKENS
 from tests.support.daemons import Daemon, free_port, start_consul, wait_for
 

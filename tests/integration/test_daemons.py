@@ -12,8 +12,8 @@ import requests
 
 from bay_salt.host.haproxy_runtime import RuntimeAPI
 from bay_salt.kv.store import ConsulStore, TxnError
-from bay_salt.node import config as nodeconf
 from bay_salt.node import consul_acl
+from bay_salt.node import nodefiles as nodeconf
 from tests.helpers import TOKENS
 from tests.integration.conftest import node_settings
 from tests.support.daemons import start_consul, wait_for

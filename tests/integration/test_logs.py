@@ -22,7 +22,7 @@ from bay_salt.cluster.progress import Progress
 from bay_salt.host import sources as host_sources
 from bay_salt.logs import archive, client, kept, server, tokens
 from bay_salt.logs import kafka as bay_kafka
-from bay_salt.logs.handler import BayLogHandler
+from bay_salt.logs.bay_log_handler import BayLogHandler
 from bay_salt.logs.relay import Relay
 from bay_salt.model import names
 from bay_salt.node import containers

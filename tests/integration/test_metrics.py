@@ -21,7 +21,7 @@ from bay_salt.cluster.sitefiles import crypt_sha512
 from bay_salt.metrics import carbon, nodefiles
 from bay_salt.metrics.agent import Agent, Config
 from bay_salt.metrics.render import RenderClient, non_null
-from bay_salt.node import config as nodeconf
+from bay_salt.node import nodefiles as nodeconf
 from tests.integration.conftest import node_settings
 from tests.support.daemons import Daemon, free_port, wait_for
 

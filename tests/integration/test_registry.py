@@ -18,9 +18,10 @@ import urllib.request
 import docker
 import pytest
 
+from bay_salt import storage
 from bay_salt.cluster.demo import ensure_busybox
 from bay_salt.cluster.progress import Progress
-from bay_salt.registry import core, layout, storage
+from bay_salt.registry import layout, stores
 from bay_salt.registry.reference import OCI_MANIFEST
 from tests.helpers import CHECKOUT
 from tests.support.daemons import Daemon, free_port, wait_for
@@ -349,7 +350,7 @@ def push_image(url, repo, tag, layer):
 
 
 def test_online_gc_keeps_what_is_referenced_or_in_flight(tmp_path):
-    reg = core.Registry(storage.LocalDriver(str(tmp_path / "g")), gc_grace=3600)
+    reg = stores.Registry(storage.LocalDriver(str(tmp_path / "g")), gc_grace=3600)
     inst = Instance(tmp_path, f"file://{tmp_path / 'g'}")
     try:
         keep = push_image(inst.url, "t/keep", "1", b"kept layer")

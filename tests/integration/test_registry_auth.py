@@ -19,7 +19,7 @@ import pytest
 from bay_salt.cluster import pki
 from bay_salt.cluster.demo import ensure_busybox
 from bay_salt.cluster.progress import Progress
-from bay_salt.node.config import registry_tls_section
+from bay_salt.node.nodefiles import registry_tls_section
 from bay_salt.registry import auth
 from tests.support.daemons import Daemon, free_port, wait_for
 
@@ -27,7 +27,7 @@ PASSWORDS = {"alice": "wonderland", "node": "pull-only", "root": "platform"}
 SERVICES = {"demo": {"image": "127.0.0.1:5000/bay/demo:1", "owners": ["alice"], "groups": {}}}
 
 
-#: what runs beside the registry node's frontend (bay_salt.node.config.registry_tls_section)
+#: what runs beside the registry node's frontend (bay_salt.node.nodefiles.registry_tls_section)
 HAPROXY = """global
     maxconn 1000
 defaults

@@ -65,7 +65,7 @@ def start_archiver(tmp_path, kafka, hdfs_url, node="t1"):
 
 def archived_seqs(storage, service):
     """Every record in the archive's files, duplicates included: seq -> times it is there."""
-    from bay_salt.registry.storage import NotFound
+    from bay_salt.storage import NotFound
 
     counts: dict[int, int] = {}
     try:

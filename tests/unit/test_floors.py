@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2] / "bay_salt"
 
 #: lowest first: a subpackage may import from a lower floor
-FLOORS = {"util": 0, "model": 1, "kv": 2, "registry": 3, "scheduling": 3, "host": 3, "metrics": 4, "logs": 4,
+FLOORS = {"util": 0, "model": 1, "kv": 2, "storage": 2, "registry": 3, "scheduling": 3, "host": 3, "metrics": 4, "logs": 4,
           "node": 5, "master": 6, "alerts": 7, "control": 7, "cluster": 8}
 
 #: crossings still there (file -> module it imports), to be removed

@@ -236,7 +236,7 @@ def test_carbon_listens_on_loopback_only():
 
 
 def test_haproxy_serves_graphite_only_on_the_monitoring_node():
-    from bay_salt.node.config import haproxy_config
+    from bay_salt.node.nodefiles import haproxy_config
 
     mon = cfg(web_users={"bay": "$6$salt$hash"})
     mon["node"] = dict(mon["node"], id="n1", address="10.0.0.1", roles=["worker", "monitoring"])
@@ -273,7 +273,7 @@ def test_haproxy_accepts_the_monitoring_nodes_config(tmp_path):
 
     from bay_salt.cluster import pki
     from bay_salt.cluster.sitefiles import crypt_sha512
-    from bay_salt.node.config import haproxy_config
+    from bay_salt.node.nodefiles import haproxy_config
 
     authority = pki.ca("test CA")
     leaf = pki.leaf(authority, "n1", ["n1"], ["127.0.0.1"])

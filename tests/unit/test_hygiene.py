@@ -153,7 +153,7 @@ def test_the_state_the_metrics_agent_reads_and_reports(tmp_path):
 def test_the_agent_cleans_each_interval_as_its_config_says_and_only_then(tmp_path, monkeypatch):
     import threading
 
-    from bay_salt.node import agent, containers
+    from bay_salt.node import containers, events_agent
 
     cfg = tmp_path / "hygiene.json"
     cfg.write_text(json.dumps({"interval": 0.05, "remove": False, "dead_after": 60, "images_kept": 1,
@@ -169,5 +169,5 @@ def test_the_agent_cleans_each_interval_as_its_config_says_and_only_then(tmp_pat
     monkeypatch.setattr(hygiene, "clean", clean)
     monkeypatch.setattr(hygiene, "write_state", states.append)
     monkeypatch.setattr(containers, "client", lambda: None)
-    agent.hygiene_loop(str(cfg), stop, first=0.01)
+    events_agent.hygiene_loop(str(cfg), stop, first=0.01)
     assert calls == [(60, 1, 2, True)] * 3 and len(states) == 3  # remove: false -> dry runs, reported

@@ -13,9 +13,9 @@ import pytest
 
 from bay_salt.kv.records import Health, Instance
 from bay_salt.logs import archive, kafka, kept, nodefiles, operations, relay, tokens
-from bay_salt.logs.handler import BayLogHandler
+from bay_salt.logs.bay_log_handler import BayLogHandler
 from bay_salt.model import names, services, settings
-from bay_salt.registry.storage import LocalDriver, StorageError
+from bay_salt.storage import LocalDriver, StorageError
 from tests.helpers import CHECKOUT, TOKENS
 from tests.support.fakes import MemoryStore
 

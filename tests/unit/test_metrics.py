@@ -2,7 +2,7 @@
 
 import pytest
 
-from bay_salt.control.autoscaler import group_sample
+from bay_salt.control.autoscale_round import group_sample
 from bay_salt.kv.records import Instance
 from bay_salt.metrics import cadvisor as metrics
 

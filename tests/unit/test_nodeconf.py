@@ -4,7 +4,7 @@ import subprocess
 import pytest
 
 from bay_salt.model import settings
-from bay_salt.node import config as nodeconf
+from bay_salt.node import nodefiles as nodeconf
 from tests.helpers import CHECKOUT, REGISTRY_AUTH, TOKENS
 
 

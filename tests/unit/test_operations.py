@@ -8,7 +8,7 @@ import copy
 import pytest
 
 from bay_salt.control import operations
-from bay_salt.control.autoscaler import load_state
+from bay_salt.control.autoscale_round import load_state
 from bay_salt.model import names
 from bay_salt.model.services import SpecError
 from tests.support.fakes import MemoryStore, NodeRecorder

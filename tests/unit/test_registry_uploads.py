@@ -10,8 +10,8 @@ import pytest
 from bay_salt.registry import layout
 from bay_salt.registry.blobs import BlobStore
 from bay_salt.registry.errors import RegistryError
-from bay_salt.registry.storage import LocalDriver, NotFound
 from bay_salt.registry.uploads import UploadStore
+from bay_salt.storage import LocalDriver, NotFound
 
 
 def sha(data: bytes) -> str:

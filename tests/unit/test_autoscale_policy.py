@@ -4,7 +4,7 @@ step, ramp, spike, square wave, noisy flat load, missing data."""
 import math
 import random
 
-from bay_salt.control.autoscale import Policy, Sample, State, decide, recommend
+from bay_salt.control.autoscale_policy import Policy, Sample, State, decide, recommend
 
 CPU = 0.5  # cores each instance reserves (and may use: the cgroup limit)
 POLICY = Policy(min=2, max=40, target_cpu=0.6, scale_down_window=120.0, scale_down_step=0.5)
@@ -144,7 +144,7 @@ def test_square_wave_longer_than_the_window_lengthens_it():
 
 
 def test_window_factor_forgets_old_reversals():
-    from bay_salt.control.autoscale import flap_memory, window_factor
+    from bay_salt.control.autoscale_policy import flap_memory, window_factor
 
     w = POLICY.scale_down_window
     moves = [(0.0, -1), (w, 1), (3 * w, -1), (3.5 * w, 1)]

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from bay_salt.control.autoscaler import Autoscaler, load_state
+from bay_salt.control.autoscale_round import Autoscaler, load_state
 from bay_salt.kv import store as kvstore
 from bay_salt.model import names
 from bay_salt.model.services import parse

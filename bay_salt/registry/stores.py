@@ -13,9 +13,9 @@ from bay_salt.registry.blobs import BlobStore
 from bay_salt.registry.manifests import ManifestStore
 from bay_salt.registry.reference import check_name
 from bay_salt.registry.referrers import ReferrerStore
-from bay_salt.registry.storage import Driver, NotFound
 from bay_salt.registry.tags import TagStore
 from bay_salt.registry.uploads import UploadStore
+from bay_salt.storage import Driver, NotFound
 
 
 class Registry:

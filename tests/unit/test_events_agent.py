@@ -11,7 +11,7 @@ from bay_salt.kv import store as kvstore
 from bay_salt.kv.records import Instance, Route
 from bay_salt.model import names
 from bay_salt.node import checks
-from bay_salt.node.agent import Checker
+from bay_salt.node.events_agent import Checker
 from bay_salt.node.sender import Sender
 from tests.support.fakes import MemoryStore
 

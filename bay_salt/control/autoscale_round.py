@@ -2,7 +2,7 @@
 
 For every group with an ``autoscale`` policy and not failed: measure it
 (``measure``: each node's cAdvisor, :mod:`bay_salt.metrics.cadvisor`), decide
-(:func:`bay_salt.control.autoscale.decide`), store the decision and the
+(:func:`bay_salt.control.autoscale_policy.decide`), store the decision and the
 window in KV (``bay/scale/SERVICE/GROUP``) *before* acting on it, fire
 ``bay/scale/decided`` with inputs and outcome, then apply it through
 :class:`bay_salt.scheduling.deployer.Deployer`: up as far as capacity allows;
@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Callable
 
-from bay_salt.control import autoscale
+from bay_salt.control import autoscale_policy
 from bay_salt.kv import store as kvstore
 from bay_salt.kv.records import Health, Instance
 from bay_salt.kv.store import Store
@@ -31,10 +31,10 @@ log = logging.getLogger("bay.autoscale")
 Measure = Callable[[dict[str, str]], tuple[dict, dict]]
 
 
-def load_state(store: Store, service: str, group: str) -> tuple[autoscale.State, dict]:
+def load_state(store: Store, service: str, group: str) -> tuple[autoscale_policy.State, dict]:
     value = store.get(names.kv_scale(service, group))
     data = json.loads(value) if value else {}
-    return autoscale.State.from_dict(data.get("state")), data.get("last") or {}
+    return autoscale_policy.State.from_dict(data.get("state")), data.get("last") or {}
 
 
 def salt_measure(backend) -> Measure:
@@ -43,7 +43,7 @@ def salt_measure(backend) -> Measure:
 
 
 def group_sample(now: float, records: list[Instance], cpu_each: float, usage: dict[str, dict],
-                 errors: dict[str, str]) -> autoscale.Sample:
+                 errors: dict[str, str]) -> autoscale_policy.Sample:
     """The group as the policy sees it. Ready: registered as passing and
     measured (running, with a CPU figure). Instances starting, critical or
     not yet measured count as instances but not as ready (no idle capacity).
@@ -55,7 +55,7 @@ def group_sample(now: float, records: list[Instance], cpu_each: float, usage: di
         if r.health == Health.PASSING and m and m["cpu"] is not None:
             ready += 1
             used += m["cpu"]
-    return autoscale.Sample(now, len(records), ready, used, ready * cpu_each, complete=not missing, missing=missing)
+    return autoscale_policy.Sample(now, len(records), ready, used, ready * cpu_each, complete=not missing, missing=missing)
 
 
 class Autoscaler:
@@ -115,14 +115,14 @@ class Autoscaler:
 
 
 def decide_group(now: float, g: GroupSpec, records: list[Instance], used: dict, errors: dict,
-                 stored: dict) -> tuple[dict, autoscale.State, bool]:
+                 stored: dict) -> tuple[dict, autoscale_policy.State, bool]:
     """One group's decision from what the round read: ``(record, new window,
     whether it changes the count)``; ``record["_fire"]``: whether to announce it
     (a change, or a reason other than the last one's)."""
-    policy = autoscale.Policy.from_spec(g.autoscale)
+    policy = autoscale_policy.Policy.from_spec(g.autoscale)
     sample = group_sample(now, records, g.cpu, used, errors)
-    state, last = autoscale.State.from_dict(stored.get("state")), stored.get("last") or {}
-    decision, new_state = autoscale.decide(policy, sample, state, now)
+    state, last = autoscale_policy.State.from_dict(stored.get("state")), stored.get("last") or {}
+    decision, new_state = autoscale_policy.decide(policy, sample, state, now)
     record = {"group": g.name, "desired": decision.desired, "current": decision.current,
               "reason": decision.reason, "recommendation": decision.recommendation,
               "utilisation": None if decision.utilisation is None else round(decision.utilisation, 3),
