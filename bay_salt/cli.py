@@ -659,7 +659,7 @@ def dashboards(grafana: Annotated[str | None, typer.Option(
         return
     local = _local()
     web, user = local.graphite()[:2]
-    services = (local.services_pillar().get("bay") or {}).get("services") or {}
+    services = (local.site.services_pillar().get("bay") or {}).get("services") or {}
     table = Table()
     table.add_column("dashboard")
     table.add_column("URL")

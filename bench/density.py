@@ -147,7 +147,7 @@ def main() -> None:
     steps = [int(k) for k in args.per_node.split(",")]
     cluster = bench_cluster(args.cluster)
     nodes = len(cluster.nodes())
-    image = cluster.services_pillar()["bay"]["services"]["demo"]["image"]
+    image = cluster.site.services_pillar()["bay"]["services"]["demo"]["image"]
     body = {"health": "demo", "owners": ["platform-team"],
             "groups": {GROUP: {"instances": nodes, "cpu": CPU, "memory": MEMORY, "port": 8000, "listen": LISTEN}}}
     rows = []

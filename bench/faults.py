@@ -191,7 +191,7 @@ def main() -> None:
     p.add_argument("--cluster", default="bench")
     args = p.parse_args()
     cluster = bench_cluster(args.cluster)
-    original = cluster.services_pillar()
+    original = cluster.site.services_pillar()
     res = {}
     try:
         spec = copy.deepcopy(original)

@@ -66,7 +66,7 @@ def main() -> None:
     cluster = up_cluster(args.cluster)
     node = cluster.nodes()[1]
     nc = cluster.client.containers.get(node.container)
-    image = cluster.services_pillar()["bay"]["services"]["demo"]["image"]
+    image = cluster.site.services_pillar()["bay"]["services"]["demo"]["image"]
     tag = uuid.uuid4().hex[:8]
     kept_inst, live_inst = f"bench{tag[:3]}k", f"bench{tag[:3]}l"
     script = f"i=0; while [ $i -lt {args.lines} ]; do echo log line $i of a container that will die; i=$((i+1)); done"

@@ -150,7 +150,7 @@ def main() -> None:
     cluster = up_cluster(args.cluster)
     node = cluster.nodes()[1]
     box = cluster.client.containers.get(node.container)
-    image = cluster.services_pillar()["bay"]["services"]["demo"]["image"]
+    image = cluster.site.services_pillar()["bay"]["services"]["demo"]["image"]
     ca = str(cluster.state_dir / "pki" / "ca.pem")
     found = cluster.runner("bay.logs", f"{SERVICE}.{GROUP}")
     entry = next(e for e in found["entries"] if e["node"] == node.id and e["state"] == "live")

@@ -45,7 +45,7 @@ def main() -> None:
     args = ap.parse_args()
     console = Console()
     cluster = LocalCluster(args.cluster)
-    original = cluster.services_pillar()
+    original = cluster.site.services_pillar()
     pillar = copy.deepcopy(original)
     demo = pillar["bay"]["services"]["demo"]
     pillar["bay"]["services"][SERVICE] = {

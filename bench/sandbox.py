@@ -60,7 +60,7 @@ BENCH_DOCKER_CONFIG = "/tmp/bay-bench-docker"
 def push_big(cluster, boxes, base: str, mib: int) -> str:
     """A ``mib`` MiB image (one layer of random bytes on the demo image) built on the first of ``boxes``
     and pushed as the registry's admin, logged in on each in the bench's own Docker config; its name."""
-    user, password, _ = cluster.registry_login()
+    user, password, _ = cluster.site.registry_login()
     name = f"127.0.0.1:5000/bay/bench-big:{mib}"
     for box in boxes:  # the password through the environment of one exec and stdin, never a command line
         res = box.exec_run(["sh", "-c", f'printf %s "$P" | DOCKER_CONFIG={BENCH_DOCKER_CONFIG} docker login -u {user} '

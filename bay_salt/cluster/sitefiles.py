@@ -26,6 +26,7 @@ import yaml
 
 from bay_salt.cluster import keys, pki
 from bay_salt.logs.operations import KEY_FILE as LOGS_KEY_FILE
+from bay_salt.master.siteview import TOKEN_FILE as CONTROLLER_TOKEN_FILE
 from bay_salt.metrics.platform import MASTER_TLS
 from bay_salt.model import settings
 from bay_salt.node import minion
@@ -51,7 +52,7 @@ REGISTRY_ADMIN = "bay-admin"
 GRAPHITE_USER = "bay"
 GRAPHITE_PASSWORD_FILE = "/etc/bay/graphite-web.password"
 #: the controller's Consul token on every master (the runner and the engines read it, root only)
-CONSUL_TOKEN_FILE = "/etc/bay/consul.token"
+CONSUL_TOKEN_FILE = CONTROLLER_TOKEN_FILE
 #: PAM groups on the masters: service owners, and the platform team
 OWNERS_GROUP, ADMINS_GROUP = "bay-owners", "bay-admins"
 #: what an owner may run (the runner checks the service is theirs)

@@ -3,7 +3,7 @@ KV store and the nodes (a :class:`bay_salt.scheduling.backend.Backend`).
 
 Every action is a KV transaction, a Salt call or both, and an event and a
 log line. The order within a list is the order of effect: a dead instance is
-marked critical before anything else happens, a replacement is registered
+marked replacing before anything else happens, a replacement is registered
 before its predecessor's container goes.
 """
 

@@ -2,22 +2,7 @@
 (a record, a spec, what the nodes run), asks :mod:`bay_salt.control.recovery`
 what to do, and has the :class:`~bay_salt.control.executor.Executor` do it.
 
-1. Trust: only the minion the event speaks about (``recovery.trusted``).
-2. At once, one KV transaction: the instance is marked replacing (every
-   node's bay-lb-sync takes it out of HAProxy through the Runtime API) and the
-   replacement's placement is recorded (a restarted controller resumes it).
-3. After the crash-loop back-off (the first restart is immediate): the
-   replacement starts on the same node, passes its health check, and one
-   transaction registers it and deregisters the dead one; the dead container
-   is removed. A replacement that fails its health check counts as a crash
-   and is decided about again, until the group is marked failed.
-4. A node lost (Consul serfHealth): its instances are deregistered and each
-   group is brought back to its count on the nodes left; a node back: its
-   containers KV no longer lists are removed.
-5. Reconciliation, every ``reconcile_interval`` and when a controller
-   starts: what every live node runs against KV and the accepted specs; every
-   difference healed (:func:`bay_salt.control.recovery.reconcile`).
-Every decision is a ``bay/...`` event and a log line. Handlers hold what they
+The flow they follow is told in :mod:`bay_salt.control`. Handlers hold what they
 work on (:class:`Hands`), so an event and a reconciliation pass never act on
 the same instance or group at once.
 """

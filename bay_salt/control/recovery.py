@@ -2,17 +2,10 @@
 heal it. Pure functions of plain inputs (records, specs, settings, the time);
 :class:`bay_salt.control.executor.Executor` applies what they return.
 
-* a container died (or its health check failed): mark it critical at once
-  (every HAProxy drops it) and record its replacement's placement, back off
-  if its line keeps crashing, start the replacement on the same node; after
-  ``crash_loop_restarts`` in a row fail the group instead (:func:`replacement`);
-* a node lost: deregister what it ran, restore each group (:func:`node_lost`);
-* a node back: remove its containers KV no longer lists (:func:`node_back`);
-* readiness changes the node agents report: out of (or back into) every
-  HAProxy (:func:`container_event`);
-* every few seconds, and when a controller starts: compare what every live
-  node runs with KV and the accepted specs, and heal every difference
-  (:func:`reconcile`). Events are the fast path; this is the safety net.
+One function per case of the flow told in :mod:`bay_salt.control`: a
+container died or hung (:func:`replacement`), a node lost
+(:func:`node_lost`) or back (:func:`node_back`), readiness changes
+(:func:`container_event`), and the reconciliation pass (:func:`reconcile`).
 """
 
 from __future__ import annotations

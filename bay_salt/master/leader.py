@@ -234,7 +234,7 @@ def lead(opts: dict, role: str, reports) -> Lease:
     lease, and losing the lease ends this engine's process: the salt-master
     starts it again, standing by."""
     from bay_salt.kv.store import first_answering
-    from bay_salt.master.saltbackend import controller_token
+    from bay_salt.master.siteview import controller_token
 
     def connect() -> ConsulStore:
         try:

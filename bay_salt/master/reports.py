@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 from bay_salt.kv.records import Instance
 from bay_salt.kv.store import ConsulStore, Servers, first_answering
-from bay_salt.master.saltbackend import SaltBackend, ThreadClients, controller_token, for_master
+from bay_salt.master.saltbackend import SaltBackend, ThreadClients, for_master
+from bay_salt.master.siteview import controller_token
 from bay_salt.model import names
 from bay_salt.model.settings import Controller as Settings
 

@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bay_salt.model.base import Strict
 from bay_salt.model.units import memory_mb, seconds
@@ -301,12 +301,12 @@ class Service(Strict):
         return self
 
 
-class GroupSpec(BaseModel):
+class GroupSpec(Strict):
     """One group's effective settings: what it runs and how many. Immutable;
     :meth:`with_instances` gives a copy at another count. Crosses process
     boundaries (Salt, KV) as :meth:`to_dict` / :meth:`from_dict`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True)  # and unknown fields refused, as every Strict model
 
     service: str
     group: str

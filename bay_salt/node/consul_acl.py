@@ -19,8 +19,6 @@ it never prints a secret.
 
 from __future__ import annotations
 
-import random
-import time
 import uuid
 
 import consul
@@ -85,15 +83,26 @@ def ensure(client: consul.Consul, tokens: dict[str, str], dry_run: bool = False,
                             interval=1, on=(requests.exceptions.RequestException, OSError))
     # every Consul server applies this at once on a new cluster: what another
     # one created meanwhile ("already exists", "already in use") is read again
-    for attempt in range(6):
+    seen = [listed]
+
+    def apply_once() -> list[str]:
         try:
-            return _apply(call, listed, tokens, dry_run) + _nodes(call, node_tokens or {}, datacenter, dry_run)
+            return _apply(call, seen[0], tokens, dry_run) + _nodes(call, node_tokens or {}, datacenter, dry_run)
         except consul.ConsulException as err:
-            if "already" not in str(err) or attempt == 5:
+            if "already" not in str(err):
                 raise
-            time.sleep(0.5 + random.random())
-            listed = call("get", "/v1/acl/policies") or []
-    raise AssertionError("unreachable")  # pragma: no cover
+            seen[0] = call("get", "/v1/acl/policies") or []
+            raise _Raced(str(err)) from err
+
+    try:
+        return retry.call(apply_once, "Consul's ACL policies and tokens", attempts=6, interval=0.5, jitter=1.0,
+                          on=(_Raced,))
+    except _Raced as err:
+        raise err.__cause__ from None
+
+
+class _Raced(Exception):
+    """Another Consul server created the same policy or token meanwhile: read again, try again."""
 
 
 def _apply(call, listed: list[dict], tokens: dict[str, str], dry_run: bool) -> list[str]:

@@ -21,7 +21,6 @@ import shlex
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
@@ -35,6 +34,7 @@ from bay_salt.kv.records import Instance, Route, instance_at, route_at
 from bay_salt.model import names
 from bay_salt.node import routing as lb
 from bay_salt.node.sandbox import Sandbox, SandboxError
+from bay_salt.util import retry
 
 log = logging.getLogger("bay.lbsync")
 _ERRORS = ("No such", "Unknown", "Require", "error", "not found", "Invalid", "cannot", "Can't")
@@ -124,16 +124,15 @@ class LBSync:
             candidate.unlink(missing_ok=True)
         self.reload()
         want = {r.backend for r in routes}
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # the new worker answers with every backend
-            try:
-                have = set(self.current())
-                if want <= have and not {b for b in have if names.is_group_backend(b)} - want:
-                    return
-            except RuntimeAPIError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("HAProxy did not come back with the new configuration within 30 s")
+
+        def serving() -> bool:  # the new worker answers with every backend, and no other group's
+            have = set(self.current())
+            return want <= have and not {b for b in have if names.is_group_backend(b)} - want
+
+        try:
+            retry.until(serving, "HAProxy's new worker", timeout=30, interval=0.05, on=(RuntimeAPIError,))
+        except retry.GaveUp:
+            raise RuntimeError("HAProxy did not come back with the new configuration within 30 s") from None
 
     def _sandbox(self, routes: list[Route] | None = None, instances: list[Instance] | None = None) -> None:
         if self.sandbox is None:

@@ -1,4 +1,4 @@
-"""The Jinja environment for the config templates shipped in bay_salt/templates."""
+"""The Jinja environment for the config templates in bay_salt/node/templates (beside this module)."""
 
 from __future__ import annotations
 

@@ -25,9 +25,10 @@ class GaveUp(TimeoutError):
 
 def policy(what: str, timeout: float | None = None, interval: float = 1.0, max_interval: float | None = None,
            attempts: int | None = None, on: tuple[type[BaseException], ...] = (Exception,),
-           sleep: Callable[[float], None] = time.sleep) -> tenacity.Retrying:
+           sleep: Callable[[float], None] = time.sleep, jitter: float = 0.0) -> tenacity.Retrying:
     """Retry on the exceptions ``on`` every ``interval`` seconds (doubling up
-    to ``max_interval`` if given) until ``timeout`` seconds or ``attempts``
+    to ``max_interval`` if given, plus up to ``jitter`` seconds at random, so
+    several machines racing for the same thing part) until ``timeout`` seconds or ``attempts``
     tries have passed; the last error is raised as it is."""
     stops = []
     if timeout is not None:
@@ -37,6 +38,8 @@ def policy(what: str, timeout: float | None = None, interval: float = 1.0, max_i
     stop = tenacity.stop_any(*stops) if stops else tenacity.stop_never
     wait = (tenacity.wait_exponential(multiplier=interval, min=interval, max=max_interval) if max_interval
             else tenacity.wait_fixed(interval))
+    if jitter:
+        wait = wait + tenacity.wait_random(0, jitter)
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         err = state.outcome.exception() if state.outcome else None

@@ -108,7 +108,7 @@ def kv_get(cluster, key, recurse=False):
     servers = cluster.consul_servers()
     res = requests.get(f"https://{cluster.nodes()[0].address}:{servers.port}/v1/kv/{key}",
                        params={"recurse": "1"} if recurse else None, verify=servers.ca_file, timeout=2,
-                       headers={"X-Consul-Token": cluster.consul_token() or ""})
+                       headers={"X-Consul-Token": cluster.site.consul_token() or ""})
     if res.status_code == 404:
         return []
     res.raise_for_status()
@@ -247,7 +247,7 @@ def restoring(cluster, service="demo"):
     """A copy of the services pillar to change; afterwards the pillar as it
     was, and ``service`` deployed from it again (a no-op when the test left
     the deployed spec as it was)."""
-    original = cluster.services_pillar()
+    original = cluster.site.services_pillar()
     try:
         yield copy.deepcopy(original)
     finally:
@@ -262,7 +262,7 @@ def demo_image_service(cluster, name: str, body: dict, status=None, timeout: flo
     context to show the wait in); scaled to 0 and taken out of
     the pillar after (Bay removes a service by scaling it to 0 first).
     ``body`` may name the demo's ``health`` and ``liveness`` as ``"demo"``."""
-    original = cluster.services_pillar()
+    original = cluster.site.services_pillar()
     pillar = copy.deepcopy(original)
     demo = pillar["bay"]["services"]["demo"]
     spec = {k: (demo[k] if v == "demo" else v) for k, v in body.items()}

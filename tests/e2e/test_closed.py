@@ -144,7 +144,7 @@ def test_a_nodes_consul_agent_token_writes_its_own_node_only(cluster):
                          f"X-Consul-Token: {token}", "-d", json.dumps({"Node": cluster.nodes()[2].id}),
                          "http://127.0.0.1:8500/v1/catalog/deregister"])
     assert res.output.decode() == "403", res.output
-    catalog = node.exec_run(["curl", "-s", "-H", f"X-Consul-Token: {cluster.consul_token()}",
+    catalog = node.exec_run(["curl", "-s", "-H", f"X-Consul-Token: {cluster.site.consul_token()}",
                              "--cacert", "/etc/consul.d/tls/ca.pem",
                              f"https://{cluster.nodes()[0].address}:8501/v1/catalog/nodes"]).output
     assert cluster.nodes()[2].id in [e["Node"] for e in json.loads(catalog)]
@@ -284,7 +284,7 @@ def test_an_owner_reaches_only_their_own_services_through_every_runner(cluster, 
         got_in.append(("bay.events", "shows demo's events"))
     # the registry, with the same login (bay user-add's): her service's repository only
     cluster.add_registry_user("alice", "alice-pw")
-    _user, _password, certs = cluster.registry_login()
+    _user, _password, certs = cluster.site.registry_login()
     node = cluster.nodes()[2].address
     own = spec["bay"]["services"][TINY]["image"].split("/", 1)[1].rsplit(":", 1)[0]
 

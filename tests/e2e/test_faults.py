@@ -21,7 +21,7 @@ def node_of(cluster, node_id):
 def on(cluster, node_id, *cmd):
     """``cmd`` in the node, as root with the controller's Consul token (ACLs: `consul` answers nothing without one)."""
     res = cluster.client.containers.get(node_of(cluster, node_id).container).exec_run(
-        list(cmd), environment={"CONSUL_HTTP_TOKEN": cluster.consul_token() or ""})
+        list(cmd), environment={"CONSUL_HTTP_TOKEN": cluster.site.consul_token() or ""})
     return res.exit_code, res.output.decode()
 
 

@@ -47,7 +47,7 @@ def events(cluster) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def life(cluster):
-    original = cluster.services_pillar()
+    original = cluster.site.services_pillar()
     pillar = json.loads(json.dumps(original))
     demo = pillar["bay"]["services"]["demo"]
     pillar["bay"]["services"][LIFE] = {

@@ -46,7 +46,7 @@ def test_ports_listening(node):
 
 
 def test_consul_members_all_alive(cluster, node, nodes):
-    out = node.check_output("CONSUL_HTTP_TOKEN=%s consul members", cluster.consul_token())
+    out = node.check_output("CONSUL_HTTP_TOKEN=%s consul members", cluster.site.consul_token())
     alive = [line.split()[0] for line in out.splitlines()[1:] if " alive " in line]
     assert sorted(alive) == sorted(n.id for n in nodes)
     # without a token (ACLs, default deny) the agent shows no member
@@ -118,7 +118,7 @@ def test_gossip_encrypted_and_key_in_no_log_or_job_cache(cluster, node):
     assert key
     conf = node.file("/etc/consul.d/bay.json")
     assert conf.mode == 0o640 and conf.group == "consul"
-    serf = [line.strip() for line in node.check_output("CONSUL_HTTP_TOKEN=%s consul info", cluster.consul_token())
+    serf = [line.strip() for line in node.check_output("CONSUL_HTTP_TOKEN=%s consul info", cluster.site.consul_token())
             .splitlines() if "encrypted" in line]
     assert serf and all(line == "encrypted = true" for line in serf), serf
     # neither the minion's log nor the master's job cache (state returns) holds it

@@ -19,13 +19,14 @@ import pytest
 import yaml
 
 from bay_salt.cluster import images, sitefiles
+from bay_salt.cluster.build import Builder
 from bay_salt.model import names
 from tests.helpers import CHECKOUT
 
 
 @pytest.mark.disruptive(order=98)
 def test_bootstrap_playbook_joins_a_plain_server(cluster, tmp_path):
-    server = cluster.plain_server("node4")
+    server = Builder(cluster).plain_server("node4")
     address = server.attrs["NetworkSettings"]["Networks"][names.network_name(cluster.name)]["IPAddress"]
     # the site grows by one server as a real one does: `bay site add-node` over the cluster's state
     # directory (its pillar and CA) gives it its certificates and its own Consul token, which the
@@ -62,7 +63,7 @@ def test_bootstrap_playbook_joins_a_plain_server(cluster, tmp_path):
         assert "node4" in keys["minions"] and keys["minions_pre"] == [], master.name
         ping = master.exec_run(["salt", "node4", "test.ping", "--out=json", "--static", "-t", "10"]).output
         assert json.loads(ping) == {"node4": True}, (master.name, ping)
-    out = server.exec_run(["consul", "members"], environment={"CONSUL_HTTP_TOKEN": cluster.consul_token()}).output.decode()
+    out = server.exec_run(["consul", "members"], environment={"CONSUL_HTTP_TOKEN": cluster.site.consul_token()}).output.decode()
     alive = sorted(line.split()[0] for line in out.splitlines()[1:] if " alive " in line)
     assert alive == ["node1", "node2", "node3", "node4"], out
     # with its own agent token (it may write node4 only), not the shared one

@@ -18,7 +18,7 @@ from tests.e2e.helpers import eventually, kv_get
 
 def v2(cluster, address, port=5000):
     """The base endpoint over TLS (the cluster's CA), with the admin's credentials; its status."""
-    user, password, certs = cluster.registry_login()
+    user, password, certs = cluster.site.registry_login()
     ctx = ssl.create_default_context(cafile=str(certs / "ca.crt"))
     base = f"https://{address}:{port}"
     try:
@@ -73,7 +73,7 @@ def test_push_and_pull_go_on_with_one_instance_stopped(cluster):
     assert node1.exec_run(["systemctl", "stop", "bay-registry"]).exit_code == 0
     try:
         ref = f"{node3.address}:5000/e2e/busybox:1"
-        user, password, certs = cluster.registry_login()
+        user, password, certs = cluster.site.registry_login()
         push = subprocess.run(["skopeo", "copy", "--quiet", "--dest-creds", f"{user}:{password}", "--dest-cert-dir",
                                str(certs), "docker-daemon:bay-busybox:latest", f"docker://{ref}"], capture_output=True,
                               text=True, timeout=120)

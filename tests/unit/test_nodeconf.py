@@ -163,7 +163,7 @@ def test_registry_settings_are_checked(bad, says):
 
 
 def test_local_cluster_pillar_runs_two_registries_over_hdfs_pulled_through_haproxy():
-    from bay_salt.cluster.local import cluster_pillar
+    from bay_salt.cluster.build import cluster_pillar
 
     p = cluster_pillar("c", {"node1": "10.0.0.1", "node2": "10.0.0.2", "node3": "10.0.0.3"}, "k",
                        registry_storage="hdfs://10.0.0.254:9870/bay-registry")["bay"]
@@ -246,7 +246,7 @@ def test_minion_config_notices_a_dead_master_connection_in_seconds(capsys):
 def test_minion_config_names_every_master_of_a_multi_master_site(capsys):
     import yaml
 
-    from bay_salt.cluster.local import master_config, minion_config
+    from bay_salt.cluster.build import master_config, minion_config
     from bay_salt.node import minion
 
     minion.main(["node7", "10.0.0.1, 10.0.0.2"])

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from typer.testing import CliRunner
 
 from bay_salt import cli
-from bay_salt.cluster import local, sitefiles
+from bay_salt.cluster import build, sitefiles
 from bay_salt.cluster.sitefiles import Inventory, InventoryError
 
 MASTERS = ["m1=10.1.0.2", "m2=10.1.0.3"]
@@ -46,7 +46,7 @@ def test_roles_default_as_bay_up_gives_them():
     own = Inventory.parse("prod", MASTERS, ["a=10.0.0.1:worker,registry,kafka", "b=10.0.0.2:worker,monitoring"])
     assert own.with_role("registry") == ["a"] and own.with_role("monitoring") == ["b"]
     # the local cluster's pillar gives its nodes the same roles
-    p = local.cluster_pillar("c", {"node1": "10.0.0.1", "node2": "10.0.0.2", "node3": "10.0.0.3"}, "k")
+    p = build.cluster_pillar("c", {"node1": "10.0.0.1", "node2": "10.0.0.2", "node3": "10.0.0.3"}, "k")
     assert [v["roles"] for v in p["bay"]["nodes"].values()] == [sitefiles.default_roles(k) for k in range(3)]
 
 
@@ -122,7 +122,7 @@ def test_the_masters_share_keys_and_secrets_and_differ_in_who_they_are(site):
     assert conf["pillar_roots"] == {"base": ["/srv/bay/pillar"]} and conf["auth.pam.python"] == sitefiles.PAM_PYTHON
     assert (m1 / sitefiles.PAM_PYTHON.lstrip("/")).read_text() == '#!/bin/sh\nexec /opt/bay/venv/bin/python3 "$@"\n'
     # bay up's masters are configured by the same function
-    assert {k: v for k, v in local.master_config("c", 2).items() if k not in ("id", "bay_advertise")} == \
+    assert {k: v for k, v in build.master_config("c", 2).items() if k not in ("id", "bay_advertise")} == \
         {k: v for k, v in conf.items() if k not in ("id", "bay_advertise")}
 
 
