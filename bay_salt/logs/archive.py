@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from bay_salt.model import names
 from bay_salt.storage import NotFound, StorageError, from_url
+from bay_salt.util import retry
 
 log = logging.getLogger("bay.archiver")
 
@@ -326,13 +327,9 @@ def main(argv: list[str] | None = None) -> None:
         client = Client.from_dict(k)
     except (OSError, ValueError, KeyError) as err:
         raise SystemExit(f"bay-log-archiver: {args.config}: {err}") from None
-    while True:  # HDFS may come up after us
-        try:
-            storage = storage_for(cfg["hdfs"], cfg.get("user", "bay"))
-            break
-        except Exception as err:  # noqa: BLE001 - the hdfs package raises its own, and requests' too
-            log.warning("HDFS %s does not answer yet: %s", cfg["hdfs"], str(err)[:200])
-            time.sleep(5)
+    # HDFS may come up after us; the hdfs package raises its own errors, and requests' too
+    storage = retry.at_boot(lambda: storage_for(cfg["hdfs"], cfg.get("user", "bay")), f"HDFS {cfg['hdfs']}",
+                            logger=log)
     consumer = Consumer(client.conf(**consumer_conf(cfg["node"])))
     archiver = Archiver(consumer, storage, float(cfg["roll_seconds"]), int(cfg["roll_bytes"]))
     stopping = []

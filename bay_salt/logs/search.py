@@ -29,6 +29,7 @@ from pathlib import Path
 
 from bay_salt.logs.archive import archived_line
 from bay_salt.model import names
+from bay_salt.util import retry
 
 log = logging.getLogger("bay.indexer")
 
@@ -408,13 +409,7 @@ def main(argv: list[str] | None = None) -> None:
         store = Store(s["url"], s.get("user", ""), s.get("password", ""), s.get("ca_file", ""))
     except (OSError, ValueError, KeyError) as err:
         raise SystemExit(f"bay-log-indexer: {args.config}: {err}") from None
-    while True:  # the store may come up after us
-        try:
-            store.ensure_template()
-            break
-        except SearchError as err:
-            log.warning("%s; trying again", err)
-            time.sleep(5)
+    retry.at_boot(store.ensure_template, f"the search store {store.url}", on=(SearchError,), logger=log)
     consumer = Consumer(client.conf(**consumer_conf(cfg["node"], cfg.get("group") or names.LOG_INDEXER_GROUP)))
     indexer = Indexer(consumer, store)
     stopping = []

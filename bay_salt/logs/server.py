@@ -1,6 +1,6 @@
 """bay-logs: every node's log daemon.
 
-* its HTTPS endpoint serves the output of the node's Bay containers, live
+* its HTTPS endpoint (aiohttp, like the registry) serves the output of the node's Bay containers, live
   (from Docker) or kept after the container was removed
   (:mod:`.kept`), with ``tail``, ``since`` and ``follow``; a bearer token
   the master signed must cover the service (:mod:`.tokens`);
@@ -17,19 +17,25 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import concurrent.futures
+import itertools
 import json
 import logging
 import os
+import socket
 import ssl
 import threading
 import time
-import urllib.parse
+import weakref
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from aiohttp import web
 
 from bay_salt.logs import kept, tokens
 from bay_salt.logs.slots import Slots
 from bay_salt.model import names
+from bay_salt.util import retry
 
 log = logging.getLogger("bay.logs")
 
@@ -61,40 +67,46 @@ class Config:
             return cls(**json.load(fh))
 
 
-class Handler(BaseHTTPRequestHandler):
-    server_version = "bay-logs"
-    # output goes in chunks (HTTP/1.1 chunked encoding): a follower gets each line as it comes
-    protocol_version = "HTTP/1.1"
-    #: seconds a connection may keep the server waiting for its request (an idle or slow client is closed)
-    timeout = 15
-    cfg: Config
-    docker_client = None
+#: seconds a client has to complete its TLS handshake, then to send its request
+HANDSHAKE, REQUEST_WAIT = 5.0, 15.0
+#: connections served at once, in all and from one address; more are closed when accepted
+MAX_CONNECTIONS, PER_SOURCE = 64, 8
+#: lines of kept output read (in a worker) per chunk sent
+BATCH = 1000
 
-    def log_message(self, fmt, *args):  # requests go to the journal at debug only (no tokens in logs)
-        log.debug("%s %s", self.address_string(), fmt % args)
 
-    def _json(self, code: int, body) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
-        self.close_connection = True
+def _flag(q, name: str) -> bool:
+    return q.get(name, "0") in ("1", "true", "yes")
 
-    def _chunk(self, data: bytes) -> None:
-        """One chunk of the body (an empty one ends it)."""
-        if data or not getattr(self, "_ended", False):
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self._ended = not data
 
-    def do_GET(self):  # noqa: N802 - http.server's name
-        url = urllib.parse.urlsplit(self.path)
-        parts = [p for p in url.path.split("/") if p]
+class Endpoint:
+    """The log endpoint's requests (aiohttp). What blocks (Docker, the kept
+    files) runs in a pool of :data:`MAX_CONNECTIONS` workers, so a follow
+    stream holds a worker, never the event loop."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=MAX_CONNECTIONS, thread_name_prefix="logs")
+        self._docker = None
+        #: connections whose request has come (the others are closed after REQUEST_WAIT seconds)
+        self.requested: weakref.WeakSet = weakref.WeakSet()
+
+    async def run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    @staticmethod
+    def _json(status: int, body) -> web.Response:
+        resp = web.json_response(body, status=status)
+        resp.force_close()
+        return resp
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        self.requested.add(request.transport)
+        path = request.raw_path.split("?", 1)[0]
+        parts = [p for p in path.split("/") if p]
         prefix = [p for p in names.LOG_URL_PREFIX.split("/") if p]
         if parts[: len(prefix)] != prefix or len(parts) not in (len(prefix) + 2, len(prefix) + 3):
-            return self._json(404, {"error": f"no such path {url.path}; GET {names.LOG_URL_PREFIX}/SERVICE/GROUP"
+            return self._json(404, {"error": f"no such path {path}; GET {names.LOG_URL_PREFIX}/SERVICE/GROUP"
                                              "[/INSTANCE]"})
         rest = parts[len(prefix):]
         try:
@@ -102,34 +114,27 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as err:
             return self._json(400, {"error": str(err)})
         try:
-            claims = tokens.check(self.cfg.token_public_key, self.headers.get("Authorization"), rest[0])
-            self.expires = float(claims["exp"])  # a follow stream ends there
+            claims = tokens.check(self.cfg.token_public_key, request.headers.get("Authorization"), rest[0])
         except tokens.Refused as err:
             return self._json(err.status, {"error": str(err)})
-        q = urllib.parse.parse_qs(url.query)
+        q = request.query
         try:
-            tail = int(q["tail"][0]) if q.get("tail") and q["tail"][0] not in ("", "all") else None
-            since = kept.parse_since(q["since"][0]) if q.get("since") else None
+            tail = int(q["tail"]) if q.get("tail") not in (None, "", "all") else None
+            since = kept.parse_since(q["since"]) if q.get("since") else None
         except ValueError as err:
             return self._json(400, {"error": str(err)})
-        follow = q.get("follow", ["0"])[0] in ("1", "true", "yes")
-        stamps = q.get("timestamps", ["0"])[0] in ("1", "true", "yes")
         if len(rest) == 2:
-            return self._json(200, self.listing(*rest))
-        return self.output(*rest, tail=tail, since=since, follow=follow, timestamps=stamps)
-
-    def _docker(self):
-        import docker
-
-        if Handler.docker_client is None:
-            Handler.docker_client = docker.from_env(timeout=30)
-        return Handler.docker_client
+            return self._json(200, await self.run(self.listing, *rest))
+        return await self.output(request, *rest, tail=tail, since=since, follow=_flag(q, "follow"),
+                                 timestamps=_flag(q, "timestamps"), expires=float(claims["exp"]))
 
     def _live(self, service: str, group: str, instance: str | None = None) -> list:
         import docker
 
         try:
-            return self._docker().containers.list(all=True, filters={"label": [
+            if self._docker is None:
+                self._docker = docker.from_env(timeout=30)
+            return self._docker.containers.list(all=True, filters={"label": [
                 f"{names.LABEL_SERVICE}={service}", f"{names.LABEL_GROUP}={group}",
                 *([f"{names.LABEL_INSTANCE}={instance}"] if instance else [])]})
         except docker.errors.DockerException as err:
@@ -142,151 +147,221 @@ class Handler(BaseHTTPRequestHandler):
         return {"node": self.cfg.node, "live": live,
                 "kept": [k.to_dict() for k in kept.entries(self.cfg.dir, service, group)]}
 
-    def output(self, service: str, group: str, instance: str, tail: int | None, since: float | None,
-               follow: bool, timestamps: bool) -> None:
-        live = self._live(service, group, instance)
+    async def output(self, request: web.Request, service: str, group: str, instance: str, tail: int | None,
+                     since: float | None, follow: bool, timestamps: bool, expires: float) -> web.StreamResponse:
+        live = await self.run(self._live, service, group, instance)
         if live:
-            return self._stream(live[0], tail, since, follow, timestamps)
-        lines = kept.read(self.cfg.dir, service, group, instance, tail, since, timestamps)
+            return await self._stream(request, live[0], tail, since, follow, timestamps, expires)
+        lines = await self.run(kept.read, self.cfg.dir, service, group, instance, tail, since, timestamps)
+        if lines is not None:
+            lines = iter(lines)
         if lines is None:
             return self._json(404, {"error": f"{service}.{group}/{instance}: no container and no kept output on "
                                              f"{self.cfg.node}"})
-        meta = kept.find(self.cfg.dir, service, group, instance)
-        self._head("kept", meta)
-        batch: list[bytes] = []
-        for line in lines:
-            batch.append(line)
-            if len(batch) >= 1000:
-                self._chunk(b"".join(batch))
-                batch = []
-        self._chunk(b"".join(batch))
-        self._chunk(b"")
+        meta = await self.run(kept.find, self.cfg.dir, service, group, instance)
+        resp = await self._head(request, "kept", meta)
+        while True:
+            batch = await self.run(lambda: b"".join(itertools.islice(lines, BATCH)))
+            if not batch:
+                break
+            await resp.write(batch)
+        await resp.write_eof()
+        return resp
 
-    def _head(self, source: str, meta: kept.Kept | None = None) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("X-Bay-Source", source)
-        self.send_header("X-Bay-Node", self.cfg.node)
+    async def _head(self, request: web.Request, source: str, meta: kept.Kept | None = None) -> web.StreamResponse:
+        """The start of a text body sent in chunks (a follower gets each line as it comes)."""
+        headers = {"Content-Type": "text/plain; charset=utf-8", "X-Bay-Source": source, "X-Bay-Node": self.cfg.node}
         if meta is not None:
-            self.send_header("X-Bay-Exit-Code", str(meta.exit_code))
-            self.send_header("X-Bay-OOM-Killed", str(meta.oom_killed).lower())
-            self.send_header("X-Bay-Finished-At", meta.finished_at)
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
+            headers.update({"X-Bay-Exit-Code": str(meta.exit_code), "X-Bay-OOM-Killed": str(meta.oom_killed).lower(),
+                            "X-Bay-Finished-At": meta.finished_at})
+        resp = web.StreamResponse(status=200, headers=headers)
+        resp.enable_chunked_encoding()
+        resp.force_close()
+        await resp.prepare(request)
+        return resp
 
-    def _stream(self, container, tail, since, follow, timestamps) -> None:
+    async def _stream(self, request: web.Request, container, tail, since, follow, timestamps,
+                      expires: float) -> web.StreamResponse:
         import docker
 
         kwargs = {"stdout": True, "stderr": True, "timestamps": True, "tail": tail if tail is not None else "all"}
         if since is not None:
             kwargs["since"] = since
         try:
-            chunks = container.logs(stream=True, follow=follow, **kwargs)
+            chunks = await self.run(lambda: container.logs(stream=True, follow=follow, **kwargs))
         except docker.errors.DockerException as err:
             return self._json(502, {"error": f"docker: {err}"})
-        self._head("live")
-        pending = b""
-        # a follow stream ends when its token does: closing the stream ends the loop below
-        ended = threading.Event()
+        resp = await self._head(request, "live")
+
+        def close():
+            closing = getattr(chunks, "close", None)
+            if closing:
+                closing()
+
+        # a follow stream ends when its token does: closing Docker's stream ends the reads below
+        ended = asyncio.Event()
 
         def expire():
             ended.set()
-            close = getattr(chunks, "close", None)
-            if close:
-                close()
+            self.pool.submit(close)
 
-        timer = threading.Timer(max(0.0, getattr(self, "expires", 0.0) - time.time()), expire) if follow else None
-        if timer:
-            timer.daemon = True
-            timer.start()
+        timer = asyncio.get_running_loop().call_later(max(0.0, expires - time.time()), expire) if follow else None
+        pending = b""
         try:
-            for chunk in chunks:
+            while True:
+                try:
+                    chunk = await self.run(next, chunks, None)
+                except Exception:  # noqa: BLE001 - the stream closed under it when the token expired
+                    if not ended.is_set():
+                        raise
+                    break
+                if chunk is None:
+                    break
                 pending += chunk
                 *whole, pending = pending.split(b"\n")
                 if whole:
                     out = [ln + b"\n" for ln in whole]
-                    self._chunk(b"".join(out if timestamps else (kept.strip_time(ln) for ln in out)))
+                    await resp.write(b"".join(out if timestamps else (kept.strip_time(ln) for ln in out)))
             if pending:
-                self._chunk(pending if timestamps else kept.strip_time(pending))
-            self._chunk(b"")
-        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                await resp.write(pending if timestamps else kept.strip_time(pending))
+            await resp.write_eof()
+        except (ConnectionResetError, ssl.SSLError):
             pass  # the reader went away
-        except Exception:  # noqa: BLE001 - the stream closed under it when the token expired
-            if not ended.is_set():
-                raise
-            try:
-                self._chunk(b"")
-            except OSError:
-                pass
         finally:
             if timer:
                 timer.cancel()
-            close = getattr(chunks, "close", None)
-            if close:
-                close()
+            await self.run(close)
+        return resp
 
 
-#: seconds a client has to complete its TLS handshake
-HANDSHAKE = 5.0
-#: connections served at once (each a thread), in all and from one address; more are closed at once
-MAX_CONNECTIONS, PER_SOURCE = 64, 8
+class _Watched(asyncio.Protocol):
+    """aiohttp's protocol for one connection, and a future set when the connection is lost."""
+
+    def __init__(self, inner, lost: asyncio.Future):
+        self.inner, self.lost = inner, lost
+
+    def connection_made(self, transport) -> None:
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self):
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc) -> None:
+        self.inner.connection_lost(exc)
+        if not self.lost.done():
+            self.lost.set_result(None)
 
 
-def serve(cfg: Config) -> ThreadingHTTPServer:
-    handler = type("BoundHandler", (Handler,), {"cfg": cfg})
+class Serving:
+    """The endpoint running in its own thread and event loop (:func:`serve`);
+    :meth:`shutdown` stops it."""
 
+    def __init__(self, cfg: Config, ctx: ssl.SSLContext | None, address: str):
+        self.cfg, self.ctx, self.address = cfg, ctx, address
+        self.endpoint = Endpoint(cfg)
+        self.slots = Slots(MAX_CONNECTIONS, PER_SOURCE)
+        self.loop = asyncio.new_event_loop()
+        self.listener = socket.create_server((address, cfg.port), backlog=128, reuse_port=False)
+        self.listener.setblocking(False)
+        self.thread = threading.Thread(target=self._run, name="log-endpoint", daemon=True)
+        self._accepting: asyncio.Task | None = None
+        self._connections: set = set()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self.endpoint.get)
+        self.runner = web.AppRunner(app, access_log=None)
+        self.loop.run_until_complete(self.runner.setup())
+        self._accepting = self.loop.create_task(self._accept())
+        self.loop.run_forever()
+
+    async def _accept(self) -> None:
+        """Accept here and do nothing slow: a connection past the slots is
+        closed at once; each other one's TLS handshake (bounded by HANDSHAKE
+        seconds) and requests go on in a task of its own."""
+        while True:
+            conn, peer = await self.loop.sock_accept(self.listener)
+            refused = self.slots.take(peer[0])
+            if refused:
+                if self.slots.warn(peer[0], time.monotonic()):
+                    log.warning("log endpoint: %s: closing what comes from it (warned once per %g s)", refused,
+                                self.slots.warn_every)
+                conn.close()
+                continue
+            task = self.loop.create_task(self._serve(conn, peer[0]))
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    async def _serve(self, conn: socket.socket, source: str) -> None:
+        """One connection: its TLS handshake, then its request, which must
+        come within REQUEST_WAIT seconds (an idle client is closed)."""
+        lost = self.loop.create_future()
+        try:
+            transport, _ = await self.loop.connect_accepted_socket(
+                lambda: _Watched(self.runner.server(), lost), conn, ssl=self.ctx,
+                ssl_handshake_timeout=HANDSHAKE if self.ctx else None,
+                ssl_shutdown_timeout=HANDSHAKE if self.ctx else None)  # a client that never answers the close
+        except (TimeoutError, OSError, ssl.SSLError, ConnectionError) as err:
+            log.debug("log endpoint: no TLS handshake from %s: %s", source, err)
+            conn.close()
+            self.slots.give(source)
+            return
+        try:
+            try:
+                await asyncio.wait_for(asyncio.shield(lost), REQUEST_WAIT)
+                return
+            except TimeoutError:
+                if transport not in self.endpoint.requested:
+                    transport.abort()  # at once: a TLS close would wait for the idle client's answer
+            await lost
+        finally:
+            self.slots.give(source)
+
+    def start(self) -> Serving:
+        self.thread.start()
+        return self
+
+    def shutdown(self) -> None:
+        async def stop():
+            if self._accepting:
+                self._accepting.cancel()
+            await self.runner.cleanup()
+            for task in list(self._connections):
+                task.cancel()
+            self.loop.stop()
+
+        if self.thread.is_alive():
+            asyncio.run_coroutine_threadsafe(stop(), self.loop)
+            self.thread.join(10)
+        self.listener.close()
+        self.endpoint.pool.shutdown(wait=False, cancel_futures=True)
+
+    server_close = shutdown
+
+
+def serve(cfg: Config) -> Serving:
     tls = bool(cfg.cert_file and cfg.key_file)
     ctx = None
     if tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-    slots = Slots(MAX_CONNECTIONS, PER_SOURCE)
-
-    class Server(ThreadingHTTPServer):
-        """Accepts in its one serving thread and does nothing slow there: each
-        connection's TLS handshake (bounded by HANDSHAKE seconds) and request
-        run in a thread of its own, at most MAX_CONNECTIONS at once and
-        PER_SOURCE from one address (past that a connection is closed at
-        once), so an idle or slow client never holds the endpoint."""
-
-        daemon_threads = True
-        allow_reuse_address = True
-        request_queue_size = 128  # socketserver's 5 makes every client wait out SYN retries behind a fast one
-
-        def process_request(self, request, client_address):
-            refused = slots.take(client_address[0])
-            if refused:
-                if slots.warn(client_address[0], time.monotonic()):
-                    log.warning("log endpoint: %s: closing what comes from it (warned once per %g s)", refused,
-                                slots.warn_every)
-                self.shutdown_request(request)
-                return
-            super().process_request(request, client_address)
-
-        def process_request_thread(self, request, client_address):
-            try:
-                if ctx is not None:
-                    request.settimeout(HANDSHAKE)
-                    try:
-                        request = ctx.wrap_socket(request, server_side=True)
-                    except (OSError, ssl.SSLError) as err:
-                        log.debug("log endpoint: no TLS handshake from %s: %s", client_address[0], err)
-                        self.shutdown_request(request)
-                        return
-                super().process_request_thread(request, client_address)
-            finally:
-                slots.give(client_address[0])
-
     address = cfg.address if tls else "127.0.0.1"
-    server = Server((address, cfg.port), handler)
+    serving = Serving(cfg, ctx, address).start()
     if not tls:
         log.warning("no certificate (bay:monitoring:tls): the log endpoint listens on loopback only")
-    threading.Thread(target=server.serve_forever, name="log-endpoint", daemon=True).start()
     log.info("log endpoint on %s://%s:%d%s", "https" if tls else "http", address, cfg.port, names.LOG_URL_PREFIX)
-    return server
+    return serving
 
 
 def collect_forever(cfg: Config, stop: threading.Event) -> None:
@@ -306,14 +381,11 @@ def start_relay(cfg: Config):
     from bay_salt.logs.relay import Relay
 
     sink = Sink(Client.from_dict(cfg.kafka), cfg.relay_buffer)
-    while True:  # Docker's bridge may not be there yet at boot
-        try:
-            sources = ContainerSources()
-            host = cfg.relay_host or sources.gateway()
-            break
-        except Exception as err:  # noqa: BLE001 - Docker not up yet
-            log.warning("log relay not started yet: %s", err)
-            time.sleep(5)
+    def docker_bridge():
+        found = ContainerSources()
+        return found, cfg.relay_host or found.gateway()
+
+    sources, host = retry.at_boot(docker_bridge, "the log relay: Docker and its bridge", logger=log)
     relay = Relay(cfg.node, sink.put, sources.owner, time.time)
     if cfg.ship_output:  # containers' stdout and stderr into their topic too
         from bay_salt.logs.output import Cursor, OutputShipper

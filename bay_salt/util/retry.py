@@ -54,6 +54,21 @@ def call(fn: Callable[[], T], what: str, **kwargs) -> T:
     return policy(what, **kwargs)(fn)
 
 
+def at_boot(fn: Callable[[], T], what: str, interval: float = 5.0,
+            on: tuple[type[BaseException], ...] = (Exception,), sleep: Callable[[float], None] = time.sleep,
+            logger: logging.Logger | None = None) -> T:
+    """``fn()`` until it works, however long: what a daemon needs (HDFS,
+    the search store, Docker's bridge) may come up after it at boot. Each
+    failure is a warning naming ``what`` and the error, every ``interval`` s."""
+    def warn(state: tenacity.RetryCallState) -> None:
+        err = state.outcome.exception() if state.outcome else None
+        (logger or log).warning("%s: not yet (%s); trying again in %g s", what, str(err)[:200], interval)
+
+    return tenacity.Retrying(stop=tenacity.stop_never, wait=tenacity.wait_fixed(interval),
+                             retry=tenacity.retry_if_exception_type(on), reraise=True, before_sleep=warn,
+                             sleep=sleep)(fn)
+
+
 def until(predicate: Callable[[], object], what: str, timeout: float, interval: float = 0.1,
           on: tuple[type[BaseException], ...] = (Exception,), sleep: Callable[[float], None] = time.sleep):
     """Poll ``predicate`` until it returns something true, and return that;

@@ -442,3 +442,32 @@ def test_a_follow_stream_ends_when_its_token_does(run_box, endpoint):
     assert took < 3 + 2, took  # not as long as the container runs
     c.reload()
     assert c.status == "running"
+
+
+def test_a_connection_that_sends_no_request_is_closed_and_gives_its_slot_back(endpoint, monkeypatch):
+    """Past its TLS handshake, a client has REQUEST_WAIT seconds to send its request; one that does
+    not is closed, and the slots of its address are free again (a reader from it is served)."""
+    import socket
+    import ssl
+
+    monkeypatch.setattr(server, "REQUEST_WAIT", 1.0)
+    port = endpoint["cfg"].port
+    ctx = ssl.create_default_context(cafile=endpoint["ca"])
+    held = []
+    for _ in range(server.PER_SOURCE):
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="127.0.0.1")
+        held.append(s)  # handshaken, then silent
+    try:
+        began = time.monotonic()
+        for s in held:
+            assert s.recv(1) == b""  # closed by the endpoint
+        assert time.monotonic() - began < 1.0 + 2
+        token = tokens.issue(endpoint["key"], "alice", ["logtest"], 60)
+        import requests
+
+        r = requests.get(f"https://127.0.0.1:{port}{names.log_path('logtest', 'web')}",
+                         headers={"Authorization": f"Bearer {token}"}, verify=endpoint["ca"], timeout=5)
+        assert r.status_code == 200 and r.json()["node"] == "host"
+    finally:
+        for s in held:
+            s.close()

@@ -73,3 +73,20 @@ def test_consul_acl_reads_again_and_retries_when_another_server_created_the_same
     monkeypatch.setattr(consul_acl, "_apply", refused)
     with pytest.raises(consul.ConsulException, match="Permission denied"):
         consul_acl.ensure(Client(), {"node": "x"})
+
+
+def test_at_boot_tries_until_it_works_and_warns_each_time(caplog):
+    slept, answers = [], iter([OSError("refused"), OSError("refused"), "up"])
+
+    def comes_up():
+        a = next(answers)
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    with caplog.at_level("WARNING", logger="bay.retry"):
+        assert retry.at_boot(comes_up, "HDFS nn1:9870", interval=5, sleep=slept.append) == "up"
+    assert slept == [5, 5]
+    assert [r.getMessage() for r in caplog.records] == ["HDFS nn1:9870: not yet (refused); trying again in 5 s"] * 2
+    with pytest.raises(ValueError):  # what is not "not up yet" ends it at once
+        retry.at_boot(lambda: int("x"), "x", on=(OSError,), sleep=slept.append)
