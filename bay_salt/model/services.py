@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bay_salt.model.base import Strict
+from bay_salt.model.base import Secret, Strict
 from bay_salt.model.units import memory_mb, seconds
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -205,7 +205,7 @@ class Group(Strict):
     command: list[str] | None = None
     args: list[str] | None = None
     env: dict[str, str] = {}
-    secret_env: dict[str, str] = Field(default_factory=dict, repr=False)
+    secret_env: dict[str, Secret] = Field(default_factory=dict)
     health: Health | None = None
     liveness: Liveness | None = None
     autoscale: Autoscale | None = None
@@ -256,7 +256,7 @@ class Service(Strict):
     env: dict[str, str] = {}
     #: environment whose values are secrets: they reach the container from the node's own
     #: pillar, never through the master's jobs, KV, events or logs (only the names do)
-    secret_env: dict[str, str] = Field(default_factory=dict, repr=False)
+    secret_env: dict[str, Secret] = Field(default_factory=dict)
     health: Health | None = None
     liveness: Liveness | None = None
     owners: list[str] = Field(min_length=1, description="people or teams alerted for this service")

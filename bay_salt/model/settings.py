@@ -17,10 +17,11 @@ from typing import Any, Literal
 
 import salt.utils.dictupdate
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
-from bay_salt.model.base import Strict
-from bay_salt.model.services import Egress
+from bay_salt.model.base import REDACTED as REDACTED  # what redacted() shows, named here for its callers
+from bay_salt.model.base import Secret, Strict, redact, secret_paths
+from bay_salt.model.services import Egress, Service
 from bay_salt.model.units import check_retentions, data_bytes, finest_seconds, seconds, size_bytes
 
 ROLES = ("worker", "registry", "mesos-agent", "monitoring", "kafka")
@@ -127,24 +128,24 @@ class ConsulACL(Strict):
     token nor another node's (the servers create every node's)."""
 
     enabled: bool = True
-    tokens: dict[str, str] = Field(default_factory=dict, repr=False)
-    node_tokens: dict[str, str] = Field(default_factory=dict, repr=False)
+    tokens: dict[str, Secret] = Field(default_factory=dict)
+    node_tokens: dict[str, Secret] = Field(default_factory=dict)
 
     @field_validator("node_tokens")
     @classmethod
-    def _node_tokens(cls, value: dict[str, str]) -> dict[str, str]:
+    def _node_tokens(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
         for node, secret in value.items():
-            if not _UUID_RE.match(str(secret)):
+            if not _UUID_RE.match(secret.get_secret_value()):
                 raise ValueError(f"{node}: not a UUID (uuidgen makes one)")  # the value is a secret: not shown
         return value
 
     @field_validator("tokens")
     @classmethod
-    def _tokens(cls, value: dict[str, str]) -> dict[str, str]:
+    def _tokens(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
         for role, secret in value.items():
             if role not in ACL_ROLES:
                 raise ValueError(f"unknown role {role!r} (known: {', '.join(ACL_ROLES)})")
-            if not _UUID_RE.match(str(secret)):
+            if not _UUID_RE.match(secret.get_secret_value()):
                 # the message must not contain the value: it is a secret
                 raise ValueError(f"{role}: not a UUID (uuidgen makes one)")
         return value
@@ -214,16 +215,16 @@ class Consul(Strict):
     cleanup_dead_servers: bool = False
     gossip_lan: ConsulGossip = Field(default_factory=ConsulGossip)
     # gossip encryption key (base64 of 16, 24 or 32 bytes); a secret: never echoed
-    encrypt: str = Field(default="", repr=False)
+    encrypt: Secret = SecretStr("")
     acl: ConsulACL = Field(default_factory=ConsulACL)
     tls: ConsulTLS = Field(default_factory=ConsulTLS)
 
     @field_validator("encrypt")
     @classmethod
-    def _encrypt(cls, value: str) -> str:
+    def _encrypt(cls, value: SecretStr) -> SecretStr:
         if value:
             try:
-                raw = base64.b64decode(value, validate=True)
+                raw = base64.b64decode(value.get_secret_value(), validate=True)
             except (ValueError, binascii.Error):
                 raw = b""
             if len(raw) not in (16, 24, 32):
@@ -278,20 +279,20 @@ class RegistryAuth(Strict):
     #: basic: HTTP basic credentials on every request; none: anyone anything (tests, a closed network)
     mode: Literal["token", "basic", "none"] = "token"
     #: signs the tokens; the same on every registry node (a secret: registry nodes only)
-    secret: str = Field("", repr=False)
+    secret: Secret = SecretStr("")
     token_ttl: int = Field(300, ge=5)
     #: pulls without credentials (off unless a site turns it on)
     anonymous_pull: bool = False
     #: name -> bcrypt hash of the password (`htpasswd -nB NAME`); registry nodes only
-    users: dict[str, str] = Field(default_factory=dict, repr=False)
+    users: dict[str, Secret] = Field(default_factory=dict)
     #: the account every node pulls with ...
     node_user: str = "node"
     #: ... and its password (a secret: every node writes it into docker's own login)
-    node_password: str = Field("", repr=False)
+    node_password: Secret = SecretStr("")
 
     @field_validator("secret")
     @classmethod
-    def _secret(cls, value: str) -> str:
+    def _secret(cls, value: SecretStr) -> SecretStr:
         if value and len(value) < 32:
             raise ValueError("shorter than 32 characters (openssl rand -hex 32 makes one)")
         return value
@@ -409,9 +410,9 @@ class Monitoring(Strict):
     #: Bay's graphite-web on the monitoring node: HAProxy serves it with TLS and a password here
     web_port: int = Port
     #: who may look: name -> SHA-512 crypt hash (``openssl passwd -6``); a secret
-    web_users: dict[str, str] = {}
+    web_users: dict[str, Secret] = {}
     #: graphite-web's Django secret key (a secret; the monitoring node only)
-    secret_key: str = Field("", repr=False)
+    secret_key: Secret = SecretStr("")
     #: points an agent keeps while carbon does not answer (the oldest go first)
     buffer_points: int = Field(ge=1000)
     #: statsd for services: UDP on the address containers reach their node at
@@ -434,11 +435,11 @@ class Monitoring(Strict):
 
     @field_validator("web_users")
     @classmethod
-    def _users(cls, value: dict[str, str]) -> dict[str, str]:
+    def _users(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
         for name, hashed in value.items():
             if not re.match(r"^[a-z_][a-z0-9_-]*$", name):
                 raise ValueError(f"{name!r} is not a user name")
-            if not str(hashed).startswith(("$6$", "$5$")):
+            if not hashed.get_secret_value().startswith(("$6$", "$5$")):
                 raise ValueError(f"{name}: expected a SHA-512 crypt hash ($6$...; openssl passwd -6)")
         return value
 
@@ -559,7 +560,7 @@ class LogsSearch(Strict):
     url: str = ""
     #: its login, if it has one (the password is a secret: kafka nodes only)
     user: str = ""
-    password: str = Field("", repr=False)
+    password: Secret = SecretStr("")
     ca_file: str = ""
     #: a service's index of a day is deleted this long after the day
     retention: float = Field(gt=0)
@@ -661,7 +662,7 @@ class Kafka(Strict):
     controller_port: int = Port
     #: the one user Bay's components authenticate as (SCRAM-SHA-512), and its password (a secret)
     user: str = "bay"
-    password: str = Field("", repr=False)
+    password: Secret = SecretStr("")
     #: where the jars are (the state fetches them with Maven when they are not there)
     lib_dir: str = "/opt/bay/kafka/lib"
     java_package: str = "openjdk-17-jre-headless"
@@ -798,43 +799,14 @@ def _format_error(err: ValidationError) -> str:
     return "invalid pillar: " + "; ".join(lines)
 
 
-REDACTED = "<redacted>"
+#: where loaded settings hold secrets (the services as declared in pillar, too)
+SECRET_PATHS = secret_paths(Settings) + [("services", "*", *path) for path in secret_paths(Service)]
 
 
 def redacted(data: dict) -> dict:
-    """A copy of loaded settings with every secret replaced by ``<redacted>``."""
-    out = copy.deepcopy(data)
-    a = out.get("registry", {}).get("auth", {})
-    for key in ("secret", "node_password"):
-        if a.get(key):
-            a[key] = REDACTED
-    for user in a.get("users", {}):
-        a["users"][user] = REDACTED
-    for svc in (out.get("services") or {}).values():
-        if not isinstance(svc, dict):
-            continue
-        for holder in [svc] + [g for g in (svc.get("groups") or {}).values() if isinstance(g, dict)]:
-            if isinstance(holder.get("secret_env"), dict):
-                holder["secret_env"] = {k: REDACTED for k in holder["secret_env"]}
-    k = out.get("kafka", {})
-    if k.get("password"):
-        k["password"] = REDACTED
-    search = out.get("logs", {}).get("search", {})
-    if search.get("password"):
-        search["password"] = REDACTED
-    m = out.get("monitoring", {})
-    if m.get("secret_key"):
-        m["secret_key"] = REDACTED
-    for user in m.get("web_users", {}):
-        m["web_users"][user] = REDACTED
-    c = out.get("consul", {})
-    if c.get("encrypt"):
-        c["encrypt"] = REDACTED
-    for key in ("tokens", "node_tokens"):
-        tokens = c.get("acl", {}).get(key, {})
-        for name in tokens:
-            tokens[name] = REDACTED
-    return out
+    """A copy of loaded settings with every secret (a :data:`~bay_salt.model.base.Secret` field
+    of the settings or of a service) shown as ``<redacted>``."""
+    return redact(data, SECRET_PATHS)
 
 
 def load(defaults: dict, pillar: dict | None, minion_id: str | None = None, own_address: str | None = None) -> dict:

@@ -139,3 +139,35 @@ def test_registry_nodes_need_the_secret_and_pullers_the_password(defaults):
         settings.load(defaults, p, "node3")
     p["registry"]["auth"]["mode"] = "none"
     assert settings.load(defaults, p, "node3")["registry"]["auth"]["mode"] == "none"
+
+
+def test_secrets_are_found_by_their_type_never_shown_and_given_whole_to_the_formula():
+    """A Secret field is hidden everywhere it must be (a model's repr, a node's report to the master)
+    without a list to keep: the paths come from the field types, and match what is declared secret."""
+    from pydantic import BaseModel
+
+    from bay_salt.model.base import Secret, Strict, redact, secret_paths
+
+    class Inner(Strict):
+        key: Secret = ""
+        plain: str = ""
+
+    class Outer(BaseModel):
+        inner: Inner
+        many: dict[str, Secret] = {}
+        maybe: Inner | None = None
+
+    assert secret_paths(Outer) == [("inner", "key"), ("many", "*"), ("maybe", "key")]
+    o = Outer(inner={"key": "hunter2", "plain": "p"}, many={"a": "s1", "b": ""})
+    assert "hunter2" not in repr(o) and "s1" not in repr(o)
+    assert o.model_dump() == {"inner": {"key": "hunter2", "plain": "p"}, "many": {"a": "s1", "b": ""}, "maybe": None}
+    shown = redact(o.model_dump(), secret_paths(Outer))
+    assert shown == {"inner": {"key": settings.REDACTED, "plain": "p"},
+                     "many": {"a": settings.REDACTED, "b": ""}, "maybe": None}
+    assert o.model_dump(context={"redact": True}) == shown
+    # the settings' own: every secret of the pillar's schema, the services' secret env too
+    assert ("kafka", "password") in settings.SECRET_PATHS and ("consul", "acl", "tokens", "*") in settings.SECRET_PATHS
+    assert ("services", "*", "groups", "*", "secret_env", "*") in settings.SECRET_PATHS
+    with pytest.raises(settings.SettingsError) as err:
+        settings.load(settings.formula_defaults(CHECKOUT), {"consul": {"encrypt": "not-a-key-hunter2"}})
+    assert "hunter2" not in str(err.value) and "bay:consul:encrypt" in str(err.value)
