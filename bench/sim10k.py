@@ -59,7 +59,6 @@ from bay_salt.metrics import carbon, platform
 from bay_salt.model import names, settings
 from bay_salt.model.services import GroupSpec, parse
 from bay_salt.node import routing as lb
-from bay_salt.node.lbsync import parse_kv
 from bay_salt.scheduling.backend import NodeState
 from bay_salt.scheduling.deployer import Deployer, route_of
 
@@ -198,8 +197,7 @@ def one_scale(n_nodes: int, services: int, consul_config: dict, graphite: Graphi
         steps["deploy a 1,000-instance group"] = s
 
         def node_view():
-            _, items = store.client.kv.get(f"{names.KV_PREFIX}/", recurse=True)
-            routes, instances = parse_kv(items)
+            routes, instances = store.routing()
             plan = lb.plan(routes, instances, {})
             return lb.render(routes, plan.slots), len(instances)
         s, (text, seen) = timer(node_view)

@@ -126,6 +126,10 @@ class Store(ABC):
         key = names.kv_instance(service, group, instance)
         return _valid(instance_at, key, self.get(key))
 
+    def routing(self) -> tuple[list[Route], list[Instance]]:
+        """Every route and instance, in one read of ``bay/`` (what a node's HAProxy is made of)."""
+        return routing(self.items(f"{names.KV_PREFIX}/"))
+
     def routes(self) -> list[Route]:
         out = []
         for k, v in self.items(names.kv_routes_prefix()).items():
@@ -199,6 +203,24 @@ class Store(ABC):
 
 
 _ignored: set[tuple[str, int]] = set()
+
+
+def routing(items: dict[str, bytes]) -> tuple[list[Route], list[Instance]]:
+    """The routes and instances among ``items`` (a read of ``bay/``); a record
+    that is not what its key says is ignored (a registry node's token writes
+    only its own keys, and they must hold only its own record)."""
+    routes, instances = [], []
+    route_prefix, inst_prefix = names.kv_routes_prefix(), names.kv_instances_prefix()
+    for key, value in items.items():
+        if key.startswith(route_prefix):
+            record = _valid(route_at, key, value)
+            if record is not None:
+                routes.append(record)
+        elif key.startswith(inst_prefix):
+            record = _valid(instance_at, key, value)
+            if record is not None:
+                instances.append(record)
+    return routes, instances
 
 
 def _valid(parse, key: str, value: bytes | None):
@@ -313,6 +335,13 @@ class ConsulStore(Store):
     def items(self, prefix: str) -> dict[str, bytes]:
         _, items = self._call(lambda c: c.kv.get(prefix, recurse=True))
         return {i["Key"]: i["Value"] or b"" for i in items or []}
+
+    def watch(self, prefix: str, index: str | None = None, wait: str = "30s") -> tuple[str, dict[str, bytes]]:
+        """A blocking read of every key under ``prefix``: it answers once
+        something there changed after ``index`` (at once without one), or
+        after ``wait``. Returns the new index and the items."""
+        new_index, items = self._call(lambda c: c.kv.get(prefix, recurse=True, index=index, wait=wait))
+        return new_index, {i["Key"]: i["Value"] or b"" for i in items or []}
 
     def txn(self, ops: list[dict]) -> None:
         try:

@@ -30,7 +30,9 @@ import docker
 import docker.errors
 
 from bay_salt.host.haproxy_runtime import RuntimeAPI, RuntimeAPIError
-from bay_salt.kv.records import Instance, Route, instance_at, route_at
+from bay_salt.kv import store as kvstore
+from bay_salt.kv.records import Instance, Route
+from bay_salt.kv.store import ConsulStore
 from bay_salt.model import names
 from bay_salt.node import routing as lb
 from bay_salt.node.sandbox import Sandbox, SandboxError
@@ -38,24 +40,6 @@ from bay_salt.util import retry
 
 log = logging.getLogger("bay.lbsync")
 _ERRORS = ("No such", "Unknown", "Require", "error", "not found", "Invalid", "cannot", "Can't")
-
-
-def parse_kv(items: list[dict] | None) -> tuple[list[Route], list[Instance]]:
-    """Routes and instances from a recursive read of ``bay/``."""
-    routes, instances = [], []
-    route_prefix = names.kv_routes_prefix()
-    inst_prefix = names.kv_instances_prefix()
-    for item in items or []:
-        if not item.get("Value"):
-            continue
-        try:  # records are data: each must be what its key says (a registry token writes only its own keys)
-            if item["Key"].startswith(route_prefix):
-                routes.append(route_at(item["Key"], item["Value"]))
-            elif item["Key"].startswith(inst_prefix):
-                instances.append(instance_at(item["Key"], item["Value"]))
-        except (ValueError, KeyError, TypeError) as err:
-            log.warning("ignoring malformed KV entry %s: %s", item["Key"], err)
-    return routes, instances
 
 
 def write_atomic(path: Path, text: str) -> bool:
@@ -71,9 +55,9 @@ def write_atomic(path: Path, text: str) -> bool:
 
 
 class LBSync:
-    def __init__(self, client: consul.Consul, api: RuntimeAPI, base: Path, services: Path,
+    def __init__(self, store: ConsulStore | None, api: RuntimeAPI, base: Path, services: Path,
                  reload: Callable[[], None], always_reload: bool = False, sandbox: Sandbox | None = None):
-        self.client = client
+        self.store = store
         #: the service containers' sandbox, fed from the same watch (what containers may reach)
         self.sandbox = sandbox
         self.api = api
@@ -143,12 +127,13 @@ class LBSync:
             log.error("could not write the containers' sandbox: %s", err)
 
     def run(self, stop: threading.Event | None = None, wait: str = "30s") -> None:
+        """Follow ``bay/`` in KV (blocking reads) and apply each change, until ``stop``."""
         stop = stop or threading.Event()
         index = None
         while not stop.is_set():
             try:
-                new_index, items = self.client.kv.get(f"{names.KV_PREFIX}/", recurse=True, index=index, wait=wait)
-            except (consul.ConsulException, OSError) as err:  # Consul restarting: retry
+                new_index, items = self.store.watch(f"{names.KV_PREFIX}/", index, wait)
+            except (kvstore.Unavailable, consul.ConsulException) as err:  # Consul restarting: retry
                 log.warning("consul: %s", err)
                 stop.wait(1)
                 continue
@@ -159,7 +144,7 @@ class LBSync:
                 index = None  # index went backwards (Consul restored): start over
                 continue
             index = new_index
-            routes, instances = parse_kv(items)
+            routes, instances = kvstore.routing(items)
             self._sandbox(routes, instances)
             try:
                 self.apply(routes, instances)
@@ -181,10 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     url = urlparse(args.consul)
-    client = consul.Consul(host=url.hostname, port=url.port or 8500, scheme=url.scheme or "http")
+    if url.scheme not in ("", "http"):
+        raise SystemExit(f"bay-lb-sync: --consul {args.consul}: the node's own agent over http://127.0.0.1:PORT")
+    # its token from CONSUL_HTTP_TOKEN (the unit's environment file); a blocking read waits up to
+    # 30 s and Consul adds up to 1/16 of that: the client waits longer
+    store = ConsulStore(kvstore.client(url.hostname or "127.0.0.1", url.port or 8500, timeout=45))
     reload_cmd = shlex.split(args.reload)
     sandbox = Sandbox(docker.from_env(timeout=10), events=docker.from_env(timeout=None))  # connect at first use
-    sync = LBSync(client, RuntimeAPI(args.socket), Path(args.base), Path(args.services),
+    sync = LBSync(store, RuntimeAPI(args.socket), Path(args.base), Path(args.services),
                   lambda: subprocess.run(reload_cmd, check=True), always_reload=args.always_reload, sandbox=sandbox)
     threading.Thread(target=sandbox.follow_starts, args=(threading.Event(),), name="sandbox-starts",
                      daemon=True).start()

@@ -58,7 +58,7 @@ def backends():
 def sync(consul_agent, haproxy):
     consul_agent.kv.delete(f"{names.KV_PREFIX}/", recurse=True)
     pid = haproxy["proc"].pid
-    s = lbsync.LBSync(consul_agent, RuntimeAPI(haproxy["socket"]), haproxy["config"], haproxy["services"],
+    s = lbsync.LBSync(ConsulStore(consul_agent), RuntimeAPI(haproxy["socket"]), haproxy["config"], haproxy["services"],
                       lambda: os.kill(pid, signal.SIGUSR2))
     yield s
     consul_agent.kv.delete(f"{names.KV_PREFIX}/", recurse=True)
@@ -84,7 +84,7 @@ def seen(listen, tries=40):
 
 
 def snapshot(client):
-    return lbsync.parse_kv(client.kv.get(f"{names.KV_PREFIX}/", recurse=True)[1])
+    return ConsulStore(client).routing()
 
 
 def test_new_group_reload_then_scale_through_runtime_api(consul_agent, haproxy, sync, backends):

@@ -9,7 +9,6 @@ import pytest
 from bay_salt.kv import store as kvstore
 from bay_salt.kv.records import Instance, Route, instance_at, route_at
 from bay_salt.model import names
-from bay_salt.node.lbsync import parse_kv
 from tests.support.fakes import MemoryStore
 
 GOOD = Instance("demo", "web", "c3f50d4e", "node1", "10.0.0.1", 31000, "passing", container="ab12")
@@ -58,6 +57,5 @@ def test_every_reader_ignores_what_is_not_what_its_key_says():
     assert store.instances() == [GOOD]
     assert store.instance(names.REGISTRY_SERVICE, names.REGISTRY_GROUP, "node1") is None
     assert store.routes() == [Route("demo", "web", 10080)]
-    items = [{"Key": k, "Value": v} for k, v in store.data.items()]
-    routes, instances = parse_kv(items)
+    routes, instances = store.routing()
     assert instances == [GOOD] and routes == [Route("demo", "web", 10080)]
