@@ -261,23 +261,6 @@ class Builder:
         )
         return self.client.containers.get(cid["Id"])
 
-    def plain_server(self, minion_id: str):
-        """Start a plain Debian server on the cluster network: the base image
-        (systemd, python3; no Salt), as a new server is before bootstrap
-        (``playbooks/bootstrap.yml``). Removed by ``down`` like the rest."""
-        name, labels = self.cluster.name, self.cluster.labels
-        net = self.client.networks.get(names.network_name(name))
-        index = len(self.cluster.nodes()) + 1
-        vol = self.client.volumes.create(f"{names.node_container(name, index)}-docker", labels=labels)
-        binds = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
-                 vol.name: {"bind": "/var/lib/docker", "mode": "rw"}}
-        c = self.container(images.base_image_tag(), names.node_container(name, index), "node", minion_id, binds, net,
-                           devices=["/dev/kmsg:/dev/kmsg:r"])
-        # nothing else: its certificates come from the site (sitefiles.add_node, the playbook's bay_site)
-        c.start()
-        c.reload()
-        return c
-
     def wait_for_minions(self, ids: list[str], timeout: float = 180) -> None:
         """Until every minion of ``ids`` answers a master's ping; BayError naming the silent ones."""
         seen: set[str] = set()

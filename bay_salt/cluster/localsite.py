@@ -58,7 +58,3 @@ class LocalSite:
     def services_pillar(self) -> dict:
         """The cluster's services pillar as written (``{"bay": {"services": ...}}``)."""
         return yaml.safe_load((self.pillar_dir / "services.sls").read_text()) or {}
-
-    def write_pillar(self, fname: str, data: dict | None, comment: str = "") -> None:
-        """``pillar/FNAME``: ``data`` as YAML, or ``comment`` where there is none."""
-        (self.pillar_dir / fname).write_text(yaml.safe_dump(data, sort_keys=False) if data else comment)

@@ -66,10 +66,6 @@ def last(points: list) -> float | None:
     return None
 
 
-def non_null(points: list) -> list[float]:
-    return [v for v, _ in points or [] if v is not None]
-
-
 def top_targets(cluster: str) -> dict[str, str]:
     """column -> one render target giving a series per ``SERVICE.GROUP``."""
     c = names.metric_path(cluster, "containers")

@@ -57,10 +57,6 @@ def kv_instances_prefix(service: str | None = None, group: str | None = None) ->
     return prefix
 
 
-def kv_group_prefix(service: str, group: str) -> str:
-    return kv_instances_prefix(service, group)
-
-
 def kv_placement(service: str, group: str, instance: str) -> str:
     """A replacement decided but not yet registered (a restarted controller resumes it)."""
     return f"{KV_PREFIX}/placements/{service}/{group}/{instance}"

@@ -436,7 +436,8 @@ def test_graphite_takes_no_points_and_shows_nothing_to_a_stranger(cluster, attac
     """carbon and graphite-web listen on node1's loopback; its HAProxy takes
     points only with a certificate the cluster's CA signed, and shows graphs
     only with the password."""
-    from bay_salt.metrics.render import RenderClient, non_null
+    from bay_salt.metrics.render import RenderClient
+    from tests.helpers import non_null
 
     monitor = cluster.nodes()[0]
     for port in (2003, 2004, 7002, 8180):  # carbon's receivers, its cache, graphite-web: loopback only

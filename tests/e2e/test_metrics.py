@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from bay_salt import cli
-from bay_salt.metrics.render import RenderClient, non_null
+from bay_salt.metrics.render import RenderClient
 from tests.e2e.helpers import WEB, eventually, placements
+from tests.helpers import non_null
 
 pytestmark = pytest.mark.e2e
 

@@ -24,9 +24,26 @@ from bay_salt.model import names
 from tests.helpers import CHECKOUT
 
 
+def plain_server(cluster, minion_id: str):
+    """A plain Debian server on the cluster network: the base image (systemd,
+    python3; no Salt), as a new server is before bootstrap. Removed by ``down``
+    like the rest; its certificates come from the site (sitefiles.add_node, the
+    playbook's bay_site)."""
+    net = cluster.client.networks.get(names.network_name(cluster.name))
+    index = len(cluster.nodes()) + 1
+    vol = cluster.client.volumes.create(f"{names.node_container(cluster.name, index)}-docker", labels=cluster.labels)
+    binds = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+             vol.name: {"bind": "/var/lib/docker", "mode": "rw"}}
+    c = Builder(cluster).container(images.base_image_tag(), names.node_container(cluster.name, index), "node",
+                                   minion_id, binds, net, devices=["/dev/kmsg:/dev/kmsg:r"])
+    c.start()
+    c.reload()
+    return c
+
+
 @pytest.mark.disruptive(order=98)
 def test_bootstrap_playbook_joins_a_plain_server(cluster, tmp_path):
-    server = Builder(cluster).plain_server("node4")
+    server = plain_server(cluster, "node4")
     address = server.attrs["NetworkSettings"]["Networks"][names.network_name(cluster.name)]["IPAddress"]
     # the site grows by one server as a real one does: `bay site add-node` over the cluster's state
     # directory (its pillar and CA) gives it its certificates and its own Consul token, which the

@@ -46,7 +46,7 @@ def test_every_node_serves_the_registry_from_kv(cluster):
             ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", "/etc/bay/ca.pem",
              "https://127.0.0.1:5000/v2/"])
         assert res.output.decode() == "401", (n.id, res.output.decode())  # it answers, and asks who it is
-    keys = kv_get(cluster, names.kv_group_prefix(names.REGISTRY_SERVICE, names.REGISTRY_GROUP), recurse=True)
+    keys = kv_get(cluster, names.kv_instances_prefix(names.REGISTRY_SERVICE, names.REGISTRY_GROUP), recurse=True)
     assert sorted(k["Key"].rsplit("/", 1)[1] for k in keys) == ["node1", "node2"]
 
 

@@ -20,8 +20,9 @@ from bay_salt.cluster.processes import Graphite
 from bay_salt.cluster.sitefiles import crypt_sha512
 from bay_salt.metrics import carbon, nodefiles
 from bay_salt.metrics.agent import Agent, Config
-from bay_salt.metrics.render import RenderClient, non_null
+from bay_salt.metrics.render import RenderClient
 from bay_salt.node import nodefiles as nodeconf
+from tests.helpers import non_null
 from tests.integration.conftest import node_settings
 from tests.support.daemons import Daemon, free_port, wait_for
 
