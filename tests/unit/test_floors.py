@@ -48,3 +48,40 @@ def test_no_import_runs_up_the_floors_but_the_listed_ones():
     found = crossings()
     assert found - KNOWN == set(), "new imports up the floors (or across one): " + ", ".join(sorted(found - KNOWN))
     assert KNOWN - found == set(), "gone, take them off KNOWN: " + ", ".join(sorted(KNOWN - found))
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Each module of bay_salt -> the modules of bay_salt it imports (anywhere in it, lazily too)."""
+    mods = {}
+    for f in ROOT.rglob("*.py"):
+        name = "bay_salt." + ".".join(f.relative_to(ROOT).with_suffix("").parts)
+        mods[name.removesuffix(".__init__")] = f
+    graph = {}
+    for name, f in mods.items():
+        out = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bay_salt"):
+                out |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in mods else node.module
+                        for a in node.names}
+            elif isinstance(node, ast.Import):
+                out |= {a.name for a in node.names if a.name.startswith("bay_salt")}
+        graph[name] = {m for m in out if m in mods and m != name}
+    return graph
+
+
+def test_no_module_imports_itself_round_a_circle():
+    """Within a floor too: no module reaches itself through imports (type-only ones count)."""
+    graph = module_imports()
+    done: set[str] = set()
+
+    def visit(m: str, path: list[str]) -> None:
+        if m in path:
+            raise AssertionError("import circle: " + " -> ".join(path[path.index(m):] + [m]))
+        if m in done:
+            return
+        for n in sorted(graph[m]):
+            visit(n, path + [m])
+        done.add(m)
+
+    for m in sorted(graph):
+        visit(m, [])

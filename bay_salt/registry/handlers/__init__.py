@@ -7,15 +7,25 @@ stores and access control."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 
 from bay_salt.registry import reference
+from bay_salt.registry.cache import BlobCache
+from bay_salt.registry.stores import Registry
 
-if TYPE_CHECKING:
-    from bay_salt.registry.server import Server
-    from bay_salt.registry.stores import Registry
+
+class Server(Protocol):
+    """What the handlers use of their server (:class:`bay_salt.registry.server.Server`)."""
+
+    reg: Registry
+    cache: BlobCache | None
+    redirect_blobs: bool
+
+    async def run(self, fn, *args): ...
+    async def run_fill(self, fn, *args): ...
+    async def consume(self, request: web.Request, fn, *args): ...
 
 
 class Handlers:
