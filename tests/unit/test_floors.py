@@ -85,3 +85,22 @@ def test_no_module_imports_itself_round_a_circle():
 
     for m in sorted(graph):
         visit(m, [])
+
+
+#: the limits issue #27 set: a class that needs more is two jobs, a function longer is several steps
+MAX_METHODS, MAX_LINES = 25, 80
+
+
+def test_no_class_over_25_methods_and_no_function_over_80_lines():
+    over = []
+    for f in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ClassDef):
+                methods = [n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+                if len(methods) > MAX_METHODS:
+                    over.append(f"{f.relative_to(ROOT)}: class {node.name} has {len(methods)} methods")
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_LINES:
+                    over.append(f"{f.relative_to(ROOT)}: {node.name} is {lines} lines")
+    assert not over, "; ".join(over)
