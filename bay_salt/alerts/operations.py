@@ -47,7 +47,7 @@ def alerts(backend, user: str | None = None) -> dict:
     for s in sorted(engine.silences(store, now), key=lambda s: s.ends):
         if _sees(user, s.matchers, owners, admins, teams):
             out["silences"].append({**s.__dict__, "active": s.active(now)})
-    if user is None or user in admins or user == "root":
+    if is_platform(user, admins):
         for value in store.items(names.KV_ALERTS_FAILED).values():
             d = notify.Delivery.from_json(value)
             out["failed_deliveries"].append({"receiver": d.receiver, "channel": d.channel, "to": d.where,
@@ -70,7 +70,7 @@ def silence(backend, matchers: list[str], duration: str, reason: str, user: str 
         raise ValueError("a silence needs a reason (--reason): whoever sees it must know why")
     owners, admins, teams = _owners(backend)
     if not _sees(user, parsed, owners, admins, teams) or (
-            user not in (None, "root", *admins) and any(c in parsed["service"] for c in "*?[")):
+            not is_platform(user, admins) and any(c in parsed["service"] for c in "*?[")):
         raise NotOwner(f"{user} may silence only alerts of services they operate: give service=NAME of one of "
                        "them (the platform team may silence anything)")
     now = time.time()

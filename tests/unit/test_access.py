@@ -25,3 +25,31 @@ def test_alerts_follow_the_same_rule():
     assert alert_ops._sees("alice", {"service": "shop"}, owners, ["carol"], TEAMS)
     assert not alert_ops._sees("alice", platform_alert, owners, ["carol"], TEAMS)
     assert not alert_ops._sees("mallory", {"service": "shop"}, owners, ["carol"], TEAMS)
+
+
+def test_silences_follow_the_same_rule():
+    """A silence of every service (``service=*``) is the platform's (and so are failed deliveries):
+    sudo_* and UNKNOWN (the master's own users) are the platform too, as for deploys and logs."""
+    import pytest
+
+    from tests.support.fakes import MemoryStore
+
+    class Backend:
+        def __init__(self):
+            self.kv = MemoryStore()
+
+        def services(self):
+            return {"shop": {"owners": ["team-shop"]}}
+
+        def access(self):
+            return ["carol"], TEAMS
+
+        def store(self):
+            return self.kv
+
+    b = Backend()
+    for user in ("sudo_bob", "UNKNOWN", "carol", None):
+        assert alert_ops.silence(b, ["service=*"], "1h", "maintenance", user), user
+    with pytest.raises(access.NotOwner):
+        alert_ops.silence(b, ["service=*"], "1h", "maintenance", "alice")
+    assert alert_ops.silence(b, ["service=shop"], "1h", "deploying", "alice")
