@@ -91,11 +91,11 @@ class ContainerSources:
     def load(self) -> None:
         self.loaded = time.monotonic()
         found, ids = {}, {}
-        for c in self.client.containers.list(filters={"label": names.LABEL_SERVICE}):
-            lab = c.labels
-            for net in (c.attrs.get("NetworkSettings", {}).get("Networks") or {}).values():
+        for c in self.client.api.containers(filters={"label": names.LABEL_SERVICE}):  # one call, no inspects
+            lab = c.get("Labels") or {}
+            for net in ((c.get("NetworkSettings") or {}).get("Networks") or {}).values():
                 if net.get("IPAddress"):
                     found[net["IPAddress"]] = (lab[names.LABEL_SERVICE], lab.get(names.LABEL_GROUP, "_"),
                                                lab.get(names.LABEL_INSTANCE, "_"))
-                    ids[net["IPAddress"]] = c.id
+                    ids[net["IPAddress"]] = c["Id"]
         self.by_ip, self.ids = found, ids

@@ -95,7 +95,7 @@ class OutputShipper:
         while True:
             try:
                 since = time.time()
-                for c in self.client.containers.list(filters={"label": names.LABEL_SERVICE}):
+                for c in self.client.containers.list(filters={"label": names.LABEL_SERVICE}, sparse=True):
                     self.follow(c.id, c.labels, from_start=False)
                 for e in self.client.events(decode=True, since=int(since) - 1,
                                             filters={"type": "container", "event": ["start"],

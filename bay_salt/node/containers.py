@@ -46,33 +46,52 @@ def _created(container) -> float:
         return time.time()
 
 
-def describe(container) -> dict:
-    labels = container.labels
-    port = int(labels.get(names.LABEL_PORT, 0))
-    out = {
+def _record(labels: dict, name: str, cid: str, status: str, created: float, host_port: int | None) -> dict:
+    return {
         "service": labels.get(names.LABEL_SERVICE),
         "group": labels.get(names.LABEL_GROUP),
         "instance": labels.get(names.LABEL_INSTANCE),
         "spec": labels.get(names.LABEL_SPEC),
         "cpu": float(labels.get(names.LABEL_CPU, 0)),
         "memory_mb": int(labels.get(names.LABEL_MEMORY, 0)),
-        "container": container.name,
-        "id": container.id[:12],
-        "status": container.status,
-        "host_port": None,
+        "container": name,
+        "id": cid[:12],
+        "status": status,
+        "host_port": host_port if status == "running" else None,
         # seconds since it was created, by this node's clock
-        "age": max(0.0, time.time() - _created(container)),
+        "age": max(0.0, time.time() - created),
     }
+
+
+def describe(container) -> dict:
+    """A container (inspected) as the node reports it."""
+    port = int(container.labels.get(names.LABEL_PORT, 0))
+    host_port = None
     if container.status == "running" and port:
         try:
-            out["host_port"] = _host_port(container, port)
+            host_port = _host_port(container, port)
         except RuntimeError:
             pass
-    return out
+    return _record(container.labels, container.name, container.id, container.status, _created(container), host_port)
+
+
+def describe_listed(entry: dict) -> dict:
+    """A container as Docker's list gives it (``GET /containers/json``: no inspect per container), as
+    :func:`describe` reports it."""
+    labels = entry.get("Labels") or {}
+    port = int(labels.get(names.LABEL_PORT, 0))
+    published = [b for b in entry.get("Ports") or [] if b.get("PrivatePort") == port and b.get("Type") == "tcp"
+                 and b.get("PublicPort")]
+    on_all = [b for b in published if b.get("IP") in ("0.0.0.0", "", None)]
+    host_port = int((on_all or published)[0]["PublicPort"]) if port and published else None
+    name = ((entry.get("Names") or ["/"])[0]).lstrip("/")
+    return _record(labels, name, entry["Id"], entry.get("State", ""), float(entry.get("Created") or time.time()),
+                   host_port)
 
 
 def list_instances(client: docker.DockerClient) -> list[dict]:
-    return [describe(c) for c in client.containers.list(all=True, filters={"label": names.LABEL_SERVICE})]
+    """Every Bay container on this node, running or not, in one call to Docker."""
+    return [describe_listed(e) for e in client.api.containers(all=True, filters={"label": names.LABEL_SERVICE})]
 
 
 def ensure_image(client: docker.DockerClient, image: str) -> None:

@@ -179,22 +179,24 @@ def nft(script: str) -> None:
 
 
 def containers_of(client) -> tuple[str, list[Container]]:
-    """(the bridge's interface, Bay's containers on it) from the Docker API."""
+    """(the bridge's interface, Bay's running containers on it), in one list call to Docker (no
+    inspect per container: this runs on every container start)."""
     bridge = client.networks.get("bridge")
     iface = (bridge.attrs.get("Options") or {}).get("com.docker.network.bridge.name", "docker0")
     out = []
-    for c in client.containers.list(filters={"label": names.LABEL_SERVICE}):
-        net = ((c.attrs.get("NetworkSettings") or {}).get("Networks") or {}).get("bridge") or {}
+    for c in client.api.containers(filters={"label": names.LABEL_SERVICE}):
+        net = ((c.get("NetworkSettings") or {}).get("Networks") or {}).get("bridge") or {}
         if not net.get("IPAddress"):
             continue
-        ports = tuple(sorted({int(b["HostPort"]) for binds in (c.ports or {}).values() if binds
-                              for b in binds if b.get("HostPort")}))
+        name = ((c.get("Names") or ["/"])[0]).lstrip("/")
+        ports = tuple(sorted({int(p["PublicPort"]) for p in c.get("Ports") or [] if p.get("PublicPort")}))
+        labels = c.get("Labels") or {}
         try:
-            egress = tuple(Egress.model_validate(e) for e in json.loads(c.labels.get(names.LABEL_EGRESS) or "[]"))
+            egress = tuple(Egress.model_validate(e) for e in json.loads(labels.get(names.LABEL_EGRESS) or "[]"))
         except ValueError as err:  # labels are set by the node from accepted specs: a bad one opens nothing
-            log.warning("%s: egress label ignored: %s", c.name, err)
+            log.warning("%s: egress label ignored: %s", name, err)
             egress = ()
-        out.append(Container(c.name, net["IPAddress"], ports, egress))
+        out.append(Container(name, net["IPAddress"], ports, egress))
     return iface, out
 
 
@@ -236,17 +238,33 @@ class Sandbox:
         self._platform: set[str] = set()
 
     def follow_starts(self, stop: threading.Event) -> None:
-        """Write the table again as each Bay container starts (its egress opens
-        then, before it is healthy or registered: a service may need what it
-        declared to become healthy); a new event stream after a dockerd restart."""
+        """Write the table again as Bay containers start (their egress opens
+        then, before they are healthy or registered: a service may need what
+        it declared to become healthy); a new event stream after a dockerd
+        restart. Starts that come while a write is under way make one more
+        write, not one each (a node starting 100 containers writes a few times)."""
+        started = threading.Event()
+        threading.Thread(target=self._write_on, args=(started, stop), name="sandbox-writes", daemon=True).start()
         while not stop.is_set():
             try:
                 for _ in self.events.events(decode=True, filters={"type": "container", "event": "start",
                                                                    "label": names.LABEL_SERVICE}):
-                    self.update()
-            except (docker.errors.DockerException, OSError, SandboxError, ValueError) as err:
+                    started.set()
+            except (docker.errors.DockerException, OSError, ValueError) as err:
                 log.warning("sandbox: docker events: %s", err)
             stop.wait(1)
+
+    def _write_on(self, started: threading.Event, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if not started.wait(1):
+                continue
+            started.clear()
+            try:
+                self.update()
+            except (docker.errors.DockerException, OSError, SandboxError, ValueError) as err:
+                log.warning("sandbox: %s", err)
+                started.set()  # tried again
+                stop.wait(1)
 
     def update(self, routes: list | None = None, instances: list | None = None) -> bool:
         """Render from the latest KV (``None``: as last seen) and what Docker

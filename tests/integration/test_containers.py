@@ -84,3 +84,25 @@ def test_a_node_starts_a_groups_instances_at_once_and_leaves_none_when_one_canno
             all=True, filters={"label": f"{names.LABEL_SERVICE}={service}"})} == set(ids)
     finally:
         containers.stop_many([names.service_container(service, "web", i) for i in ids], timeout=1)
+
+
+def test_the_nodes_list_of_its_containers_is_one_call_and_says_what_inspecting_each_says(dc):
+    """bay_docker.instances (what the controller compares with KV every pass) reads Docker's list
+    once instead of inspecting every container; both say the same of a running and a stopped one."""
+    service = f"lst{uuid.uuid4().hex[:6]}"
+    group = parse({service: {"image": BUSYBOX_IMAGE, "owners": ["t"], "command": ["sh", "-c", "sleep 600"],
+                             "groups": {"web": {"instances": 2, "cpu": 0.1, "memory": 32, "port": 8000,
+                                                "listen": 10997}}}})[service].groups()["web"]
+    made = [containers.run(dc, group, i) for i in ("i1", "i2")]
+    try:
+        dc.containers.get(made[1]["container"]).stop(timeout=1)
+        listed = {r["container"]: r for r in containers.list_instances(dc) if r["service"] == service}
+        for m in made:
+            inspected = containers.describe(dc.containers.get(m["container"]))
+            got = listed[m["container"]]
+            assert abs(got.pop("age") - inspected.pop("age")) < 2
+            assert got == inspected
+        assert listed[made[0]["container"]]["host_port"] and listed[made[1]["container"]]["host_port"] is None
+    finally:
+        for m in made:
+            dc.containers.get(m["container"]).remove(force=True)

@@ -116,21 +116,24 @@ class Docker:
     def __init__(self, containers):
         self._containers = containers
         self.networks = self
-        self.containers = self
+        self.api = self
+        self.lists = 0
 
     def get(self, name):
         return type("Net", (), {"attrs": {"Options": {"com.docker.network.bridge.name": "bay0"}}})()
 
-    def list(self, filters=None):
-        return self._containers
+    def containers(self, filters=None):  # GET /containers/json: what the list gives, no inspect
+        self.lists += 1
+        return list(self._containers)
 
 
 def container(name, ip, host_port, egress=None):
     labels = {names.LABEL_SERVICE: "demo"}
     if egress is not None:
         labels[names.LABEL_EGRESS] = egress
-    return type("C", (), {"name": name, "labels": labels, "ports": {"8000/tcp": [{"HostPort": str(host_port)}]},
-                          "attrs": {"NetworkSettings": {"Networks": {"bridge": {"IPAddress": ip}}}}})()
+    return {"Id": name + "-id", "Names": ["/" + name], "Labels": labels, "State": "running",
+            "Ports": [{"IP": "0.0.0.0", "PrivatePort": 8000, "PublicPort": host_port, "Type": "tcp"}],
+            "NetworkSettings": {"Networks": {"bridge": {"IPAddress": ip}}}}
 
 
 def test_sandbox_writes_on_change_and_every_resync_and_ignores_the_registrys_records(tmp_path):
@@ -168,22 +171,56 @@ def test_each_container_start_writes_the_table_before_kv_knows_it(tmp_path):
     declared before it is healthy (and registered)."""
     import threading
 
+    from tests.support.daemons import wait_for
+
     conf = tmp_path / "sandbox.json"
     conf.write_text(json.dumps({"enabled": True, "relay_port": 5140, "statsd_port": 8125, "platform": []}))
-    running, stop = [], threading.Event()
+    running, stop, written = [], threading.Event(), []
     fake = Docker(running)
 
     def events(decode, filters):
         assert filters["event"] == "start" and filters["label"] == names.LABEL_SERVICE
         running.append(container("bay-demo-web-a", "172.17.0.5", 32770, '[{"to":"10.5.0.1","ports":[80]}]'))
         yield {"status": "start"}
+        wait_for(lambda: len(written) == 1, 5, "the table written for the first start")
         running.append(container("bay-demo-web-b", "172.17.0.6", 32771, '[{"to":"10.6.0.1","ports":[80]}]'))
         yield {"status": "start"}
+        wait_for(lambda: len(written) == 2, 5, "the table written for the second start")
         stop.set()
 
     fake.events = events
-    written = []
     sandbox.Sandbox(fake, config=conf, apply=written.append).follow_starts(stop)
     assert len(written) == 2
     assert "172.17.0.5" in written[0] and "172.17.0.6" not in written[0]
     assert "ip saddr 172.17.0.6 ip daddr 10.6.0.1/32" in written[1]
+
+
+def test_a_burst_of_starts_is_written_a_few_times_not_once_each(tmp_path):
+    """100 containers starting on a node: each start came with a write of the
+    table and a look at every container (10,000 looks); starts that come while a
+    write is under way now make one more write, whose look sees them all."""
+    import threading
+
+    from tests.support.daemons import wait_for
+
+    conf = tmp_path / "sandbox.json"
+    conf.write_text(json.dumps({"enabled": True, "relay_port": 5140, "statsd_port": 8125, "platform": []}))
+    running, stop, written = [], threading.Event(), []
+    fake = Docker(running)
+    slow = threading.Event()
+
+    def apply(script):  # nft takes its time: the starts meanwhile pile up
+        slow.wait(0.05)
+        written.append(script)
+
+    def events(decode, filters):
+        for i in range(100):
+            running.append(container(f"bay-demo-web-{i}", f"172.17.1.{i}", 33000 + i, '[]'))
+            yield {"status": "start"}
+        wait_for(lambda: written and "33099" in written[-1], 10, "the last start in the table")
+        stop.set()
+
+    fake.events = events
+    sandbox.Sandbox(fake, config=conf, apply=apply).follow_starts(stop)
+    assert all(str(33000 + i) in written[-1] for i in range(100))  # every container's published port
+    assert len(written) <= 10 and fake.lists == len(written), (len(written), fake.lists)
