@@ -165,6 +165,9 @@ def main() -> None:
                 loads.append(load.result)
                 mem = ((at[0] - before[0]) / (k - 1), (at[1] - before[1]) / (k - 1)) if k > 1 else (0.0, 0.0)
                 plains.append(plain_run(cluster, image, k))
+                print(f"K={k} run {len(ups)}: bay up {ups[-1]:.1f} s, plain {plains[-1]:.1f} s "
+                      f"({ups[-1] / plains[-1]:.2f}x), down {downs[-1]:.1f} s, {load.result[1]}/{load.result[0]} failed",
+                      flush=True)
             up, down, plain = (statistics.median(v) for v in (ups, downs, plains))
             requests, failed = sum(r for r, _ in loads), sum(f for _, f in loads)
             rows.append((k, up, plain, down, mem, requests, failed))
