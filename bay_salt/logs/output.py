@@ -95,8 +95,8 @@ class OutputShipper:
         while True:
             try:
                 since = time.time()
-                for c in self.client.containers.list(filters={"label": names.LABEL_SERVICE}, sparse=True):
-                    self.follow(c.id, c.labels, from_start=False)
+                for c in self.client.api.containers(filters={"label": names.LABEL_SERVICE}):  # one call
+                    self.follow(c["Id"], c.get("Labels") or {}, from_start=False)
                 for e in self.client.events(decode=True, since=int(since) - 1,
                                             filters={"type": "container", "event": ["start"],
                                                      "label": names.LABEL_SERVICE}):
