@@ -13,29 +13,39 @@ at the seed's scale with a 10 s interval, with its traffic part both as most
 clusters see it (each group's frontend used on 10 % of the nodes; idle
 frontends send nothing) and at the worst case (every group on every node).
 
-With ``--caches 1,2`` the same run measures one carbon-cache, then a
-carbon-relay (consistent hashing, Graphite's own) in front of two
-carbon-caches sharing the whisper directory: the seed's worst case needs
-more than one Python process can write.
+With ``--caches 1,2`` the same run measures one carbon-cache, then two
+carbon-caches sharing the whisper directory, each series sent to the cache
+carbon's consistent-hash ring gives it (as the agents do with
+``bay:monitoring:carbon_caches``, and as graphite-web's CARBONLINK_HOSTS asks
+them): the seed's worst case needs more than one Python process can write.
+``--relay`` puts Graphite's own carbon-relay in front of the caches instead.
 
-    .venv/bin/python bench/metrics_ingest.py [--series 20000] [--rounds 10] [--caches 1,2]
+The sender stands in for 500 agents, each of which sends a 500th: the timed
+rounds are encoded before the clock starts (by the shipper's own encoder,
+in the shipper's batches) and written by one thread per cache, so the figure
+is carbon's, not one Python sender's.
+
+    .venv/bin/python bench/metrics_ingest.py [--series 20000] [--rounds 10] [--caches 1,2] [--relay]
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+from carbon.hashing import ConsistentHashRing
 from rich.console import Console
 from rich.table import Table
 
 from bay_salt.cluster.processes import Daemon, Graphite
-from bay_salt.metrics import carbon
-from bay_salt.metrics.render import RenderClient, last
+from bay_salt.metrics import carbon, graphite
+from bay_salt.metrics.render import RenderClient
 
 INTERVAL = 10
 #: points per interval of each kind (bay_salt.metrics.collect / platform)
@@ -52,60 +62,84 @@ def scheme_rate(nodes: int, containers: int, groups: int, used_share: float) -> 
     return points / INTERVAL
 
 
-def cache_size(render: RenderClient) -> float | None:
-    got = render.series("sumSeries(carbon.agents.*.cache.size)", since="-1min")
-    return last(next(iter(got.values()), []))
+def drained_at(render: RenderClient, since: float, sent_at: float, points: int) -> float | None:
+    """When the caches were empty for good: the second after the last report
+    (each cache reports every second here) in which they held points, once
+    they have reported receiving all ``points`` and a report after
+    ``sent_at`` says empty; None before then."""
+    targets = ["sumSeries(carbon.agents.*.cache.size)", "sumSeries(carbon.agents.*.metricsReceived)"]
+    # whisper starts a fetch one step after `from`: the report of t0's own second is in from t0 - 1
+    got = render.series(targets, since=str(int(since) - 1))
+    size, received = ([(ts, v) for v, ts in got.get(t, []) if v is not None] for t in targets)
+    if sum(v for _, v in received) < points:
+        return None
+    pts = size
+    if not pts or pts[-1][1] > 0 or pts[-1][0] < sent_at:
+        return None
+    busy = [ts for ts, v in pts if v > 0]
+    return max(busy) + 1 if busy else sent_at
 
 
-#: where the relay and the extra carbon-caches listen (the first cache keeps Bay's ports)
+def second_reports(g: Graphite) -> None:
+    """carbon's own metrics every second, kept by the second (not Bay's 10 s):
+    the end of a run is then known to a second, not to carbon's usual 10 s report."""
+    conf = g.paths["conf"] / "carbon.conf"
+    conf.write_text(conf.read_text().replace("CARBON_METRIC_INTERVAL = 10", "CARBON_METRIC_INTERVAL = 1"))
+    schemas = g.paths["conf"] / "storage-schemas.conf"
+    text = schemas.read_text()
+    assert "retentions = 10s:1d,1m:30d\n" in text
+    schemas.write_text(text.replace("retentions = 10s:1d,1m:30d\n", "retentions = 1s:1h,10s:1d\n", 1))
+
+
+#: where the relay listens, when there is one
 RELAY_LINE, RELAY_PICKLE = 2013, 2014
 
 
-def relay_conf(caches: int) -> str:
-    """carbon.conf sections for ``caches`` carbon-caches (a, b, ...) behind a
-    carbon-relay with consistent hashing, as Graphite runs one per core."""
-    ids = "abcdefgh"[:caches]
-    out = []
-    for k, i in enumerate(ids[1:], start=1):
-        out.append(f"[cache:{i}]\nLINE_RECEIVER_PORT = {2003 + 100 * k}\nPICKLE_RECEIVER_PORT = {2004 + 100 * k}\n"
-                   f"CACHE_QUERY_PORT = {7002 + 100 * k}\n")
-    dest = ", ".join(f"127.0.0.1:{2004 + 100 * k}:{i}" for k, i in enumerate(ids))
-    out.append(f"[relay]\nLINE_RECEIVER_INTERFACE = 127.0.0.1\nLINE_RECEIVER_PORT = {RELAY_LINE}\n"
-               f"PICKLE_RECEIVER_INTERFACE = 127.0.0.1\nPICKLE_RECEIVER_PORT = {RELAY_PICKLE}\n"
-               f"RELAY_METHOD = consistent-hashing\nREPLICATION_FACTOR = 1\nDESTINATIONS = {dest}\n"
-               "DESTINATION_PROTOCOL = pickle\nMAX_QUEUE_SIZE = 2000000\nMAX_DATAPOINTS_PER_MESSAGE = 5000\n"
-               "USE_FLOW_CONTROL = True\nQUEUE_LOW_WATERMARK_PCT = 0.8\n")
-    return "\n".join(out)
+def relay_conf(caches: list[graphite.Cache]) -> str:
+    """carbon.conf's section for a carbon-relay with consistent hashing in front of ``caches``."""
+    dest = ", ".join(f"127.0.0.1:{c.pickle_port}:{c.instance}" for c in caches)
+    return (f"[relay]\nLINE_RECEIVER_INTERFACE = 127.0.0.1\nLINE_RECEIVER_PORT = {RELAY_LINE}\n"
+            f"PICKLE_RECEIVER_INTERFACE = 127.0.0.1\nPICKLE_RECEIVER_PORT = {RELAY_PICKLE}\n"
+            f"RELAY_METHOD = consistent-hashing\nREPLICATION_FACTOR = 1\nDESTINATIONS = {dest}\n"
+            "DESTINATION_PROTOCOL = pickle\nMAX_QUEUE_SIZE = 2000000\nMAX_DATAPOINTS_PER_MESSAGE = 5000\n"
+            "USE_FLOW_CONTROL = True\nQUEUE_LOW_WATERMARK_PCT = 0.8\n")
 
 
-def measure(tmp: Path, series: int, rounds: int, caches: int, console: Console) -> tuple[int, float, float]:
-    """``(points, seconds until written, seconds to send)`` into ``caches``
-    carbon-caches (more than one: behind a carbon-relay)."""
-    g = Graphite(tmp, retention="10s:1d,1m:30d,10m:1y")
+def send_all(port: int, msgs: list[bytes]) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        for m in msgs:
+            sock.sendall(m)
+
+
+def measure(tmp: Path, series: int, rounds: int, count: int, relay: bool,
+            console: Console) -> tuple[int, float, float]:
+    """``(points, seconds until written, seconds to send)`` into ``count``
+    carbon-caches (more than one: sharded by carbon's ring, or behind a relay)."""
+    g = Graphite(tmp, retention="10s:1d,1m:30d,10m:1y", caches=count)
+    cs = graphite.caches(count)
+    second_reports(g)
     extra = []
-    if caches > 1:
+    if relay and count > 1:
         conf = g.paths["conf"] / "carbon.conf"
-        conf.write_text(conf.read_text() + "\n" + relay_conf(caches))
+        conf.write_text(conf.read_text() + "\n" + relay_conf(cs))
     g.start()
     try:
-        port = g.pickle_port
-        if caches > 1:
-            for i in "abcdefgh"[1:caches]:
-                extra.append(Daemon([str(g.bin / "python"), str(g.bin / "carbon-cache.py"),
-                                     f"--config={g.paths['conf']}/carbon.conf", f"--instance={i}", "--nodaemon",
-                                     "start"], tmp / f"carbon-{i}.log", g.env))
+        if relay and count > 1:
             extra.append(Daemon([str(g.bin / "python"), str(g.bin / "carbon-relay.py"),
                                  f"--config={g.paths['conf']}/carbon.conf", "--nodaemon", "start"],
                                 tmp / "relay.log", g.env))
-            port = RELAY_PICKLE
             time.sleep(5)
+            ports = {("relay", ""): RELAY_PICKLE}
+        else:
+            ports = {c.ring_key: c.pickle_port for c in cs}
         render = RenderClient(g.url)
         names = [f"bay.bench.containers.svc{i // 100}.g{(i // 10) % 10}.i{i % 10}.m{i % 7}" for i in range(series)]
-        ship = carbon.Shipper(carbon.Target("127.0.0.1", port), capacity=series * (rounds + 1))
-        ship.start()
+        ring = ConsistentHashRing(list(ports))
+        shard = {n: ring.get_node(n) for n in names}
+        ships = {k: carbon.Shipper(carbon.Target("127.0.0.1", p), capacity=series * 2).start() for k, p in ports.items()}
         base = int(time.time()) - rounds * INTERVAL
         whisper = g.paths["storage"] / "whisper"
-        with console.status(f"{caches} cache(s): creating the series (not timed; carbon creates 6,000 a minute "
+        with console.status(f"{count} cache(s): creating the series (not timed; carbon creates 6,000 a minute "
                             "per cache and drops the points of those it could not create yet, so they are sent again)"):
             deadline = time.time() + 900
             while True:
@@ -115,28 +149,35 @@ def measure(tmp: Path, series: int, rounds: int, caches: int, console: Console) 
                     break
                 if time.time() > deadline:
                     raise SystemExit("carbon did not create the series within 15 min")
-                ship.put([(n, (base - INTERVAL, 1.0)) for n in todo])
+                for n in todo:
+                    ships[shard[n]].put([(n, (base - INTERVAL, 1.0))])
                 time.sleep(15)
-            time.sleep(12)  # carbon's own metrics for the idle state
-        sent_before = ship.sent
+            time.sleep(3)  # carbon's own metrics for the idle state
+        for ship in ships.values():
+            ship.stop()
+        with console.status(f"{count} cache(s): encoding {rounds} rounds (not timed)"):
+            mine = {k: [n for n in names if shard[n] == k] for k in ports}
+            msgs = {k: [m for r in range(rounds) for b in range(0, len(mine[k]), 5000)
+                        for m in carbon.messages([(n, (base + r * INTERVAL, float(r))) for n in mine[k][b:b + 5000]])[0]]
+                    for k in ports}
+        senders = [threading.Thread(target=send_all, args=(ports[k], msgs[k])) for k in ports]
         t0 = time.time()
-        for r in range(rounds):
-            ship.put([(n, (base + r * INTERVAL, float(r))) for n in names])
-        with console.status(f"{caches} cache(s): sending and waiting for carbon's caches to empty"):
-            while ship.pending():
-                time.sleep(0.05)
+        for t in senders:
+            t.start()
+        with console.status(f"{count} cache(s): sending and waiting for carbon's caches to empty"):
+            for t in senders:
+                t.join()
             sent_at = time.time()
-            time.sleep(INTERVAL + 1)  # carbon reports its cache every 10 s
-            while (size := cache_size(render)) is None or size > 0:
+            while (drained := drained_at(render, t0, sent_at, series * rounds)) is None:
+                if time.time() > sent_at + 600:
+                    raise SystemExit(f"carbon did not report receiving and writing {series * rounds:,} points "
+                                     "within 10 min of their sending (see its logs under the bench's directory)")
                 time.sleep(1)
-            drained = time.time() - INTERVAL  # its report lags one interval at most
-        points = ship.sent - sent_before
-        ship.stop()
     finally:
         for d in extra:
             d.stop()
         g.stop()
-    return points, max(drained, sent_at) - t0, sent_at - t0
+    return series * rounds, max(drained, sent_at) - t0, sent_at - t0
 
 
 def main() -> None:
@@ -146,13 +187,14 @@ def main() -> None:
     ap.add_argument("--series", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--caches", default="1", help="carbon-caches, one configuration each in turn (2 or more: "
-                                                  "behind a carbon-relay with consistent hashing), e.g. 1,2")
+                                                  "each series to the cache carbon's ring gives it), e.g. 1,2")
+    ap.add_argument("--relay", action="store_true", help="2 or more caches behind Graphite's carbon-relay instead")
     args = ap.parse_args()
     console = Console()
     results = []
     for caches in (int(c) for c in args.caches.split(",")):
         with tempfile.TemporaryDirectory(prefix="bay-ingest-") as tmp:
-            results.append((caches, *measure(Path(tmp), args.series, args.rounds, caches, console)))
+            results.append((caches, *measure(Path(tmp), args.series, args.rounds, caches, args.relay, console)))
     t = Table(title="Graphite ingest on this machine, and the seed's scale by calculation")
     for col in ("", "points/s", "vs one carbon-cache", "headroom, typical need", "headroom, worst case (target 1.2x)"):
         t.add_column(col)
@@ -160,7 +202,8 @@ def main() -> None:
     typical, worst = scheme_rate(500, 10000, 200, 0.1), scheme_rate(500, 10000, 200, 1.0)
     for caches, points, took, sending in results:
         rate = points / took
-        what = "one carbon-cache" if caches == 1 else f"carbon-relay (consistent hashing) + {caches} carbon-caches"
+        what = ("one carbon-cache" if caches == 1 else f"carbon-relay (consistent hashing) + {caches} carbon-caches"
+                if args.relay else f"{caches} carbon-caches, series sharded by carbon's ring")
         t.add_row(f"{what}: {points:,} points into {args.series:,} series ({took:.1f} s, sent in {sending:.1f} s)",
                   f"{rate:,.0f}", f"{rate / one:.2f}x" if one else "", f"{rate / typical:.2f}x", f"{rate / worst:.2f}x")
     t.add_row("needed: 500 nodes, 10,000 containers, 200 groups, frontends used on 10 % of nodes", f"{typical:,.0f}",

@@ -293,6 +293,11 @@ bay:
     # carbon here, with TLS and a client certificate the cluster's CA signed
     # (the nodes' agents and the master) ...
     carbon_port: 2014
+    # carbon-caches on the monitoring node (one Python process each, sharing the
+    # whisper files): the agents send each series to the one carbon's hash ring
+    # gives it, on carbon_port + k; more than one when one cannot keep up (a
+    # core each; docs/benchmarks.md "Graphite ingest")
+    carbon_caches: 1
     # ... and graphite-web (render API, dashboards) here, with TLS and a password
     web_port: 8088
     # who may look: name -> SHA-512 crypt hash (`openssl passwd -6`); a secret,

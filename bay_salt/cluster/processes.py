@@ -249,7 +249,7 @@ class Graphite:
     ``monitoring`` extra), on loopback, with the configuration bay.monitoring
     writes on a monitoring node; for tests and benchmarks on this machine."""
 
-    def __init__(self, workdir: Path, retention: str = "10s:1d"):
+    def __init__(self, workdir: Path, retention: str = "10s:1d", caches: int = 1):
         import sys
 
         from bay_salt.metrics import graphite
@@ -260,33 +260,43 @@ class Graphite:
         if not (self.bin / "carbon-cache.py").exists() or not webapp.is_dir():
             raise RuntimeError("Graphite is not installed in this venv: run scripts/setup.sh "
                                "(it installs the `monitoring` extra with GRAPHITE_NO_PREFIX=True)")
-        self.paths = graphite.write_config(workdir, retention, "test-" + os.urandom(16).hex(), str(webapp))
+        self.caches = graphite.caches(caches)
+        self.paths = graphite.write_config(workdir, retention, "test-" + os.urandom(16).hex(), str(webapp), caches)
         self.env = dict(os.environ, PYTHONPATH=str(self.paths["conf"]),
                         GRAPHITE_SETTINGS_MODULE=graphite.SETTINGS_MODULE, DJANGO_SETTINGS_MODULE="graphite.settings",
                         # carbon's generated protobuf module predates the protobuf other test tools install
                         PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python")
         self.url = f"http://127.0.0.1:{graphite.WEB_PORT}"
         self.pickle_port = graphite.PICKLE_PORT
-        for port in (graphite.LINE_PORT, graphite.PICKLE_PORT, graphite.CACHE_QUERY_PORT, graphite.WEB_PORT):
+        ports = [p for c in self.caches for p in (c.line_port, c.pickle_port, c.query_port)] + [graphite.WEB_PORT]
+        for port in ports:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     raise RuntimeError(f"port {port} on loopback is taken: a Graphite runs here already?")
+        #: the first carbon-cache (``a``), and every further one
         self.carbon: Daemon | None = None
+        self.more: list[Daemon] = []
         self.web: Daemon | None = None
 
     def start_carbon(self) -> None:
-        cmd = [str(self.bin / "python"), str(self.bin / "carbon-cache.py"), f"--config={self.paths['conf']}/carbon.conf",
-               "--nodaemon", "start"]
-        # a pid file left by a killed carbon makes the next one refuse to start
-        (self.paths["storage"] / "carbon-cache-a.pid").unlink(missing_ok=True)
-        self.carbon = Daemon(cmd, self.workdir / "carbon.log", self.env)
-        retry.until(lambda: self.carbon.alive() and _listening(self.pickle_port), "carbon listening", timeout=60,
-                    interval=0.2)
+        started = []
+        for c in self.caches:
+            cmd = [str(self.bin / "python"), str(self.bin / "carbon-cache.py"),
+                   f"--config={self.paths['conf']}/carbon.conf", f"--instance={c.instance}", "--nodaemon", "start"]
+            # a pid file left by a killed carbon makes the next one refuse to start
+            (self.paths["storage"] / f"carbon-cache-{c.instance}.pid").unlink(missing_ok=True)
+            log = "carbon.log" if c.instance == "a" else f"carbon-{c.instance}.log"
+            started.append((c, Daemon(cmd, self.workdir / log, self.env)))
+        self.carbon, self.more = started[0][1], [d for _, d in started[1:]]
+        for c, d in started:
+            retry.until(lambda c=c, d=d: d.alive() and _listening(c.pickle_port), f"carbon-cache {c.instance} listening",
+                        timeout=60, interval=0.2)
 
     def stop_carbon(self) -> None:
-        if self.carbon:
-            self.carbon.stop()
-            self.carbon = None
+        for d in [self.carbon, *self.more]:
+            if d:
+                d.stop()
+        self.carbon, self.more = None, []
 
     def start(self) -> Graphite:
         admin = [str(self.bin / "python"), str(self.bin / "django-admin")]
@@ -303,9 +313,9 @@ class Graphite:
         return self
 
     def stop(self) -> None:
-        for d in (self.web, self.carbon):
-            if d:
-                d.stop()
+        if self.web:
+            self.web.stop()
+        self.stop_carbon()
 
 
 def _listening(port: int) -> bool:

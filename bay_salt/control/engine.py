@@ -26,7 +26,7 @@ from bay_salt.kv.records import Instance
 from bay_salt.master import leader
 from bay_salt.master import nodes as node_health
 from bay_salt.master.reports import NodeReports
-from bay_salt.metrics import carbon, platform
+from bay_salt.metrics import carbon, graphite, platform
 from bay_salt.model import envelope, names
 from bay_salt.scheduling.planning import desired
 from bay_salt.util import periodic, retry
@@ -85,7 +85,8 @@ class Engine:
                 journal.put(self.reports.store, tag, data)
 
         self.fire = fire_and_count
-        self.shipper: carbon.Shipper | None = None
+        self.shipper: carbon.Shipper | carbon.Shards | None = None
+        self._carbon: dict = {}
         self.hands = Hands()
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bay-handler")
         self.passes = 0
@@ -212,11 +213,12 @@ class Engine:
 
     def _ship_metrics(self, m: dict, now: float) -> None:
         host, _, port = m["carbon"].rpartition(":")
-        target = carbon.Target(host, int(port), **(platform.MASTER_TLS if m.get("tls") else {}))
-        if self.shipper is None or self.shipper.target != target:
+        first = carbon.Target(host, int(port), **(platform.MASTER_TLS if m.get("tls") else {}))
+        targets = graphite.cache_targets(first, m.get("carbon_caches") or 1)
+        if self.shipper is None or self._carbon != targets:
             if self.shipper is not None:
                 self.shipper.stop(flush=0)
-            self.shipper = carbon.Shipper(target).start()
+            self.shipper, self._carbon = carbon.open_shipper(targets).start(), targets
         store = self.reports.store
         record = store.get(names.KV_RECONCILE)
         alive = set(self.reports.alive or ())

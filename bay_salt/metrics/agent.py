@@ -31,7 +31,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from bay_salt.host.sources import ContainerSources
-from bay_salt.metrics import carbon, collect
+from bay_salt.metrics import carbon, collect, graphite
 from bay_salt.model import names
 from bay_salt.util import periodic
 
@@ -44,6 +44,8 @@ class Config:
     node: str
     carbon: carbon.Target
     interval: float = 10.0
+    #: Bay's carbon-caches on the monitoring node (HAProxy serves the k-th on carbon's port + k)
+    carbon_caches: int = 1
     cadvisor_port: int = 8080
     haproxy_socket: str = "/run/haproxy/admin.sock"
     disks: list[str] = field(default_factory=lambda: ["/"])
@@ -118,9 +120,10 @@ def read_haproxy(socket_path: str) -> list[dict]:
 
 
 class Agent:
-    def __init__(self, cfg: Config, shipper: carbon.Shipper | None = None):
+    def __init__(self, cfg: Config, shipper: carbon.Shipper | carbon.Shards | None = None):
         self.cfg = cfg
-        self.shipper = shipper or carbon.Shipper(cfg.carbon, capacity=cfg.buffer_points)
+        self.shipper = shipper or carbon.open_shipper(graphite.cache_targets(cfg.carbon, cfg.carbon_caches),
+                                                      capacity=cfg.buffer_points)
         self.rates = collect.Rates()
         self.failing: dict[str, str] = {}
         self.relayed = 0

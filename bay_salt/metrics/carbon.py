@@ -237,3 +237,65 @@ class Shipper:
                     if self._stop:
                         return
                     self._cond.wait(timeout=self.retry)
+
+
+class Shards:
+    """Points over several carbon-caches, each series to the one carbon's
+    consistent-hash ring gives it (the ring graphite-web's CARBONLINK_HOSTS
+    builds, so it asks the right cache for a series' unflushed points).
+
+    One :class:`Shipper` per cache, each with its own queue, bound and
+    connection: a cache away fills only its own queue. It answers what a
+    Shipper answers (``put``, ``pending``, the counters), added up."""
+
+    def __init__(self, targets: dict[tuple[str, str], Target], capacity: int = 100_000, **kw):
+        from carbon.hashing import ConsistentHashRing
+
+        self.shippers = {key: Shipper(t, capacity=max(1, capacity // len(targets)), **kw)
+                         for key, t in targets.items()}
+        self.target = tuple(targets.values())
+        self._ring = ConsistentHashRing(list(self.shippers))
+        #: series -> its shipper (the same series come every interval; the ring is an md5 each)
+        self._where: dict[str, Shipper] = {}
+
+    def _of(self, path: str) -> Shipper:
+        ship = self._where.get(path)
+        if ship is None:
+            if len(self._where) >= 1_000_000:  # series come and go: never grow without bound
+                self._where.clear()
+            ship = self._where[path] = self.shippers[self._ring.get_node(path)]
+        return ship
+
+    def put(self, points: Iterable[Point]) -> None:
+        by: dict[int, tuple[Shipper, list[Point]]] = {}
+        for p in points:
+            ship = self._of(p[0])
+            by.setdefault(id(ship), (ship, []))[1].append(p)
+        for ship, pts in by.values():
+            ship.put(pts)
+
+    def pending(self) -> int:
+        return sum(s.pending() for s in self.shippers.values())
+
+    def start(self) -> Shards:
+        for s in self.shippers.values():
+            s.start()
+        return self
+
+    def stop(self, flush: float = 5.0) -> None:
+        for s in self.shippers.values():
+            s.stop(flush)
+
+    sent = property(lambda self: sum(s.sent for s in self.shippers.values()))
+    dropped = property(lambda self: sum(s.dropped for s in self.shippers.values()))
+    errors = property(lambda self: sum(s.errors for s in self.shippers.values()))
+    connected = property(lambda self: all(s.connected for s in self.shippers.values()))
+    last_error = property(lambda self: "; ".join(f"{s.target}: {s.last_error}" for s in self.shippers.values()
+                                                 if s.last_error))
+
+
+def open_shipper(targets: dict[tuple[str, str], Target], capacity: int = 100_000) -> Shipper | Shards:
+    """A :class:`Shipper` for one carbon, :class:`Shards` for several (not started)."""
+    if len(targets) == 1:
+        return Shipper(next(iter(targets.values())), capacity=capacity)
+    return Shards(targets, capacity=capacity)

@@ -10,6 +10,7 @@ graphite-web 1.1.8 has a broken dashboard page (../shared/ENVIRONMENT.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bay_salt.metrics import carbon
@@ -34,10 +35,64 @@ AGGREGATION = (
 )
 
 
+#: the carbon-cache instances' names, in carbon's own words (``--instance``)
+INSTANCES = "abcdefgh"
+#: how far apart each further instance's ports are from the first one's
+INSTANCE_PORT_STEP = 100
+
+
+@dataclass(frozen=True)
+class Cache:
+    """One carbon-cache instance on the monitoring node's loopback."""
+
+    instance: str
+    line_port: int
+    pickle_port: int
+    query_port: int
+
+    @property
+    def ring_key(self) -> tuple[str, str]:
+        """Its key on carbon's consistent-hash ring: what graphite-web's
+        CARBONLINK_HOSTS makes of ``127.0.0.1:PORT:INSTANCE``, so a series'
+        unflushed points are asked of the cache its points were sent to."""
+        return ("127.0.0.1", self.instance)
+
+
+def caches(count: int = 1) -> list[Cache]:
+    """The first ``count`` carbon-caches: ``a`` on carbon's usual ports, each
+    further one :data:`INSTANCE_PORT_STEP` above the one before."""
+    if not 1 <= count <= len(INSTANCES):
+        raise ValueError(f"carbon caches: {count} (expected 1 to {len(INSTANCES)})")
+    step = INSTANCE_PORT_STEP
+    return [Cache(i, LINE_PORT + k * step, PICKLE_PORT + k * step, CACHE_QUERY_PORT + k * step)
+            for k, i in enumerate(INSTANCES[:count])]
+
+
+def cache_targets(first: carbon.Target, count: int = 1) -> dict[tuple[str, str], carbon.Target]:
+    """Where a sender reaches each of the monitoring node's ``count``
+    carbon-caches, by its key on carbon's ring: HAProxy serves the k-th on
+    the first one's port + k (with the same TLS)."""
+    return {c.ring_key: replace(first, port=first.port + k) for k, c in enumerate(caches(count))}
+
+
 def carbon_conf(storage_dir: str, conf_dir: str, max_creates_per_minute: int = 6000,
-                max_updates_per_second: int = 10000) -> str:
+                max_updates_per_second: int = 10000, count: int = 1) -> str:
     """carbon.conf: every receiver on loopback (HAProxy takes the nodes' TLS
-    connections), no UDP, creates limited so a burst of new series cannot starve updates."""
+    connections), no UDP, creates limited so a burst of new series cannot starve updates.
+    With ``count`` > 1 a ``[cache:X]`` section gives each further instance its
+    ports (they share the whisper directory: a series lives in one cache only,
+    the one carbon's ring gives it, so no file has two writers)."""
+    further = "".join(f"""
+[cache:{c.instance}]
+LINE_RECEIVER_PORT = {c.line_port}
+PICKLE_RECEIVER_PORT = {c.pickle_port}
+CACHE_QUERY_PORT = {c.query_port}
+""" for c in caches(count)[1:])
+    return _carbon_cache_section(storage_dir, conf_dir, max_creates_per_minute, max_updates_per_second) + further
+
+
+def _carbon_cache_section(storage_dir: str, conf_dir: str, max_creates_per_minute: int,
+                          max_updates_per_second: int) -> str:
     return f"""# Managed by Bay (bay_salt.metrics.graphite)
 [cache]
 STORAGE_DIR = {storage_dir}
@@ -83,8 +138,9 @@ def storage_aggregation() -> str:
     return "\n".join(out)
 
 
-def web_settings(storage_dir: str, static_root: str, secret_key: str, webapp_dir: str) -> str:
-    """graphite-web's local settings (imported as :data:`SETTINGS_MODULE`)."""
+def web_settings(storage_dir: str, static_root: str, secret_key: str, webapp_dir: str, count: int = 1) -> str:
+    """graphite-web's local settings (imported as :data:`SETTINGS_MODULE`);
+    it asks each of the ``count`` carbon-caches for the series carbon's ring gives it."""
     return f"""# Managed by Bay (bay_salt.metrics.graphite); a secret (SECRET_KEY): root only
 SECRET_KEY = {secret_key!r}
 ALLOWED_HOSTS = ["*"]
@@ -96,7 +152,7 @@ INDEX_FILE = {storage_dir + "/index"!r}
 STATIC_ROOT = {static_root!r}
 WEBAPP_DIR = {webapp_dir!r}
 STATICFILES_DIRS = ({webapp_dir + "/content"!r},)
-CARBONLINK_HOSTS = ["127.0.0.1:{CACHE_QUERY_PORT}:a"]
+CARBONLINK_HOSTS = {[f"127.0.0.1:{c.query_port}:{c.instance}" for c in caches(count)]!r}
 CARBONLINK_TIMEOUT = 2.0
 DEFAULT_CACHE_DURATION = 0
 LOG_RENDERING_PERFORMANCE = False
@@ -104,16 +160,16 @@ LOG_CACHE_PERFORMANCE = False
 """
 
 
-def write_config(base: Path, retentions: str, secret_key: str, webapp_dir: str) -> dict[str, Path]:
+def write_config(base: Path, retentions: str, secret_key: str, webapp_dir: str, count: int = 1) -> dict[str, Path]:
     """Every file carbon and graphite-web need under ``base`` (conf/, storage/,
     static/); returns the paths the daemons are started with."""
     conf, storage, static = base / "conf", base / "storage", base / "static"
     for d in (conf, storage / "whisper", storage / "lists", storage / "log" / "webapp", static):
         d.mkdir(parents=True, exist_ok=True)
-    (conf / "carbon.conf").write_text(carbon_conf(str(storage), str(conf)))
+    (conf / "carbon.conf").write_text(carbon_conf(str(storage), str(conf), count=count))
     (conf / "storage-schemas.conf").write_text(storage_schemas(retentions))
     (conf / "storage-aggregation.conf").write_text(storage_aggregation())
     settings = conf / f"{SETTINGS_MODULE}.py"
-    settings.write_text(web_settings(str(storage), str(static), secret_key, webapp_dir))
+    settings.write_text(web_settings(str(storage), str(static), secret_key, webapp_dir, count))
     settings.chmod(0o600)
     return {"conf": conf, "storage": storage, "static": static}

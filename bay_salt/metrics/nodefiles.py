@@ -6,6 +6,7 @@ states write is decided here, so it is unit tested and the same everywhere.
 from __future__ import annotations
 
 import json
+import os
 
 from bay_salt.metrics import graphite
 from bay_salt.model import names
@@ -44,10 +45,17 @@ def carbon_target(cfg: dict) -> dict:
     return {"host": host, "port": int(port), **tls}
 
 
+def cache_count(cfg: dict) -> int:
+    """How many carbon-caches the senders shard over: Bay's (a site's own carbon is one address)."""
+    m = cfg["monitoring"]
+    return 1 if m["carbon"] else m["carbon_caches"]
+
+
 def agent_config(cfg: dict) -> dict:
     m = cfg["monitoring"]
     disks = ["/"] + ([cfg["docker"]["data_root"]] if cfg["docker"]["data_root"] != "/" else [])
     return {"cluster": cfg["cluster"], "node": cfg["node"]["id"], "carbon": carbon_target(cfg),
+            "carbon_caches": cache_count(cfg),
             "interval": m["interval"], "cadvisor_port": cfg["cadvisor"]["port"],
             "haproxy_socket": cfg["haproxy"]["socket"], "disks": disks, "buffer_points": m["buffer_points"],
             "statsd_listen_port": m["statsd_port"], "statsd_port": STATSD_INNER_PORT, "relay_port": RELAY_PORT}
@@ -114,15 +122,31 @@ def graphite_env() -> dict[str, str]:
             "DJANGO_SETTINGS_MODULE": "graphite.settings"}
 
 
-def carbon_unit(cfg: dict) -> str:
+def carbon_unit_name(instance: str) -> str:
+    """The systemd unit of carbon-cache ``instance``: ``bay-carbon`` (``a``), ``bay-carbon-b``, ..."""
+    return "bay-carbon" if instance == "a" else f"bay-carbon-{instance}"
+
+
+def carbon_units(cfg: dict, unit_dir: str = "/etc/systemd/system") -> dict[str, list[str]]:
+    """The carbon-cache units a monitoring node runs (``running``) and the
+    ones a smaller ``bay:monitoring:carbon_caches`` retired (``retired``: those
+    whose unit file is still in ``unit_dir``, to be stopped and removed)."""
+    count = cfg["monitoring"]["carbon_caches"]
+    return {"running": [carbon_unit_name(i) for i in graphite.INSTANCES[:count]],
+            "retired": [u for u in map(carbon_unit_name, graphite.INSTANCES[count:])
+                        if os.path.exists(f"{unit_dir}/{u}.service")]}
+
+
+def carbon_unit(cfg: dict, instance: str = "a") -> str:
+    extra = "" if instance == "a" else f" --instance={instance}"
     return f"""[Unit]
-Description=carbon-cache for Bay (whisper files; receivers on loopback)
+Description=carbon-cache {instance} for Bay (whisper files; receivers on loopback)
 After=network.target
 
 [Service]
 Type=simple
 User={GRAPHITE_USER}
-ExecStart={GRAPHITE_VENV}/bin/carbon-cache.py --config={GRAPHITE_BASE}/conf/carbon.conf --nodaemon start
+ExecStart={GRAPHITE_VENV}/bin/carbon-cache.py --config={GRAPHITE_BASE}/conf/carbon.conf{extra} --nodaemon start
 Restart=always
 RestartSec=2
 
@@ -159,11 +183,12 @@ def graphite_files(cfg: dict) -> dict[str, dict]:
     base, conf = GRAPHITE_BASE, f"{GRAPHITE_BASE}/conf"
     webapp = f"{GRAPHITE_VENV}/webapp"
     return {
-        f"{conf}/carbon.conf": {"contents": graphite.carbon_conf(f"{base}/storage", conf), "mode": "0644"},
+        f"{conf}/carbon.conf": {"contents": graphite.carbon_conf(f"{base}/storage", conf, count=m["carbon_caches"]), "mode": "0644"},
         f"{conf}/storage-schemas.conf": {"contents": graphite.storage_schemas(m["retention"]), "mode": "0644"},
         f"{conf}/storage-aggregation.conf": {"contents": graphite.storage_aggregation(), "mode": "0644"},
         f"{conf}/{graphite.SETTINGS_MODULE}.py": {
-            "contents": graphite.web_settings(f"{base}/storage", f"{base}/static", m["secret_key"], webapp),
+            "contents": graphite.web_settings(f"{base}/storage", f"{base}/static", m["secret_key"], webapp,
+                                              m["carbon_caches"]),
             "mode": "0600"},
     }
 
@@ -181,8 +206,9 @@ def files(cfg: dict) -> dict[str, dict]:
 
 
 def monitoring_files(cfg: dict) -> dict[str, dict]:
-    return {**graphite_files(cfg),
-            "/etc/systemd/system/bay-carbon.service": {"contents": carbon_unit(cfg), "mode": "0644"},
+    units = {f"/etc/systemd/system/{carbon_unit_name(i)}.service": {"contents": carbon_unit(cfg, i), "mode": "0644"}
+             for i in graphite.INSTANCES[:cfg["monitoring"]["carbon_caches"]]}
+    return {**graphite_files(cfg), **units,
             "/etc/systemd/system/bay-graphite-web.service": {"contents": web_unit(cfg), "mode": "0644"}}
 
 
@@ -201,4 +227,5 @@ def report(cfg: dict) -> dict:
     """What the master needs to ship its own metrics and to show dashboards."""
     m = cfg["monitoring"]
     return {"enabled": m["enabled"], "cluster": cfg["cluster"], "carbon": m["carbon_address"], "web": m["web_url"],
+            "carbon_caches": cache_count(cfg),
             "interval": m["interval"], "nodes": m["nodes"], "tls": bool(m["tls"]["ca_file"])}

@@ -405,6 +405,8 @@ class Monitoring(Strict):
     carbon: str = ""
     #: Bay's carbon on the monitoring node: HAProxy takes TLS with a client certificate here
     carbon_port: int = Port
+    #: carbon-caches on the monitoring node: the k-th on carbon_port + k (bay_salt.metrics.graphite)
+    carbon_caches: int = Field(1, ge=1, le=8)
     #: a site's own graphite-web (URL); empty: Bay's, on the monitoring node
     web: str = ""
     #: Bay's graphite-web on the monitoring node: HAProxy serves it with TLS and a password here

@@ -154,7 +154,9 @@ def haproxy_config(cfg: dict) -> str:
     section = registry_tls_section(f"{cfg['node'].get('address')}:{registry.get('instance_port')}", REGISTRY_PEM,
                                    f"/{REGISTRY_SOCKET}") if registry_tls else ""
     text = render("haproxy.cfg.j2", haproxy=cfg["haproxy"], node=cfg.get("node", {}), monitoring=cfg.get("monitoring"),
-                  pem=nodefiles.MONITORING_PEM, carbon_pickle_port=graphite.PICKLE_PORT,
+                  pem=nodefiles.MONITORING_PEM, carbon_caches=[
+                      {"name": nodefiles.carbon_unit_name(c.instance), "pickle_port": c.pickle_port}
+                      for c in graphite.caches((cfg.get("monitoring") or {}).get("carbon_caches", 1))],
                   graphite_web_port=graphite.WEB_PORT, registry_tls=registry_tls, registry_section=section,
                   chroot=HAPROXY_CHROOT)
     return text.rstrip("\n") + "\n"

@@ -421,6 +421,20 @@ def monitoring_files(cfg=None):
     return nodefiles.monitoring_files(cfg or settings(redact=False))
 
 
+def carbon_units(cfg=None):
+    """
+    The carbon-cache units of ``bay.monitoring`` (``bay:monitoring:carbon_caches``
+    of them): ``{running: [...], retired: [...]}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'bay_roles:monitoring' bay.carbon_units
+    """
+    return nodefiles.carbon_units(cfg or settings(redact=False))
+
+
 def registry_pem_path():
     """
     Where a registry node's HAProxy reads the registry's certificate and key.

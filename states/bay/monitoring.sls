@@ -13,6 +13,7 @@ include:
 {%- set where = salt['bay.metrics_layout']() %}
 {%- set venv = where.graphite_venv %}
 {%- set conf = where.graphite_conf %}
+{%- set carbon = salt['bay.carbon_units']() %}
 
 bay-graphite-packages:
   pkg.installed:
@@ -76,12 +77,15 @@ bay-monitoring-systemd-reload:
   cmd.run:
     - name: systemctl daemon-reload
     - onchanges:
-      - file: bay-monitoring-file-/etc/systemd/system/bay-carbon.service
+{%- for unit in carbon.running %}
+      - file: bay-monitoring-file-/etc/systemd/system/{{ unit }}.service
+{%- endfor %}
       - file: bay-monitoring-file-/etc/systemd/system/bay-graphite-web.service
 
+# one carbon-cache per bay:monitoring:carbon_caches (the agents shard the series over them)
 bay-carbon-service:
   service.running:
-    - name: bay-carbon
+    - names: {{ carbon.running | json }}
     - enable: True
     - require:
       - pip: bay-graphite-install
@@ -90,6 +94,21 @@ bay-carbon-service:
       - file: bay-monitoring-file-{{ conf }}/carbon.conf
       - file: bay-monitoring-file-{{ conf }}/storage-schemas.conf
       - file: bay-monitoring-file-{{ conf }}/storage-aggregation.conf
+
+{%- if carbon.retired %}
+
+# caches a smaller carbon_caches no longer uses (carbon writes its cache out when stopped)
+bay-carbon-retired:
+  service.dead:
+    - names: {{ carbon.retired | json }}
+    - enable: False
+
+bay-carbon-retired-units:
+  file.absent:
+    - names: [{% for unit in carbon.retired %}/etc/systemd/system/{{ unit }}.service{{ ", " if not loop.last }}{% endfor %}]
+    - require:
+      - service: bay-carbon-retired
+{%- endif %}
 
 bay-graphite-web-service:
   service.running:

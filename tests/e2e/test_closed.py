@@ -440,21 +440,22 @@ def test_graphite_takes_no_points_and_shows_nothing_to_a_stranger(cluster, attac
     from tests.helpers import non_null
 
     monitor = cluster.nodes()[0]
-    for port in (2003, 2004, 7002, 8180):  # carbon's receivers, its cache, graphite-web: loopback only
+    # both carbon-caches' receivers and cache queries, graphite-web: loopback only
+    for port in (2003, 2004, 7002, 2103, 2104, 7102, 8180):
         assert curl(attacker, f"http://{monitor.address}:{port}/")[0] == 0, port
     send = ("import pickle,socket,ssl,struct,sys,time\n"
             "msg=pickle.dumps([('bay.evil.x',(time.time(),6.0))],protocol=2)\n"
             "data=struct.pack('!L',len(msg))+msg\n"
-            "for wrap in (False, True):\n"
+            "for port, wrap in ((2014, False), (2014, True), (2015, False), (2015, True)):\n"
             "  try:\n"
-            "    s=socket.create_connection((sys.argv[1],2014),timeout=5)\n"
+            "    s=socket.create_connection((sys.argv[1],port),timeout=5)\n"
             "    if wrap:\n"
             "      c=ssl.create_default_context(); c.check_hostname=False; c.verify_mode=ssl.CERT_NONE\n"
             "      s=c.wrap_socket(s)\n"
             "    s.sendall(data); print('refused: closed' if not s.recv(1) else 'answered')\n"
             "  except OSError as e: print('refused', type(e).__name__)\n")
     res = attacker.exec_run([f"{images.VENV}/bin/python", "-c", send, monitor.address])
-    assert res.output.decode().count("refused") == 2, res.output.decode()
+    assert res.output.decode().count("refused") == 4, res.output.decode()
     for auth in ((), ("-u", "bay:guess")):
         assert curl(attacker, *auth, f"https://{monitor.address}:8088/render?target=bay.*.*&format=json")[0] == 401
     url, user, password, ca = cluster.graphite()

@@ -235,6 +235,58 @@ def test_carbon_listens_on_loopback_only():
     assert "ENABLE_UDP_LISTENER = False" in conf
 
 
+def test_further_carbon_caches_have_their_own_ports_and_graphite_web_asks_each_by_carbons_ring():
+    two = graphite.caches(2)
+    assert [(c.instance, c.pickle_port, c.query_port) for c in two] == [("a", 2004, 7002), ("b", 2104, 7102)]
+    conf = graphite.carbon_conf("/s", "/c", count=2)
+    assert "[cache:b]\nLINE_RECEIVER_PORT = 2103\nPICKLE_RECEIVER_PORT = 2104\nCACHE_QUERY_PORT = 7102" in conf
+    assert "[cache:" not in graphite.carbon_conf("/s", "/c")
+    web = graphite.web_settings("/s", "/st", "k", "/w", 2)
+    hosts = eval(next(line for line in web.splitlines() if line.startswith("CARBONLINK_HOSTS")).split("=", 1)[1])
+    # graphite-web's pool keys each cache as (server, instance): the key senders put on carbon's ring
+    assert [(h.split(":")[0], h.split(":")[2]) for h in hosts] == [c.ring_key for c in two]
+    assert [int(h.split(":")[1]) for h in hosts] == [c.query_port for c in two]
+    with pytest.raises(ValueError, match="carbon caches: 9"):
+        graphite.caches(9)
+
+
+def test_carbon_caches_two_a_unit_a_frontend_and_a_shard_each(tmp_path):
+    from bay_salt.node.nodefiles import haproxy_config
+
+    c = cfg(carbon_caches=2)
+    assert nodefiles.agent_config(c)["carbon_caches"] == 2 and nodefiles.report(c)["carbon_caches"] == 2
+    assert nodefiles.agent_config(cfg(carbon="graphite.site:2004", carbon_caches=2))["carbon_caches"] == 1
+    files = nodefiles.monitoring_files(c)
+    assert "--instance=b --nodaemon" in files["/etc/systemd/system/bay-carbon-b.service"]["contents"]
+    assert "--instance" not in files["/etc/systemd/system/bay-carbon.service"]["contents"]
+    conf = next(f["contents"] for p, f in files.items() if p.endswith("/carbon.conf"))
+    assert "[cache:b]" in conf and "[cache:c]" not in conf
+    # a third unit file left from carbon_caches: 3 is retired; units never made are not named
+    (tmp_path / "bay-carbon-c.service").write_text("")
+    assert nodefiles.carbon_units(c, str(tmp_path)) == {"running": ["bay-carbon", "bay-carbon-b"],
+                                                       "retired": ["bay-carbon-c"]}
+    c["node"] = dict(c["node"], id="n1", address="10.0.0.1", roles=["worker", "monitoring"])
+    text = haproxy_config(c)
+    assert "frontend bay-carbon-b\n" in text and "bind 10.0.0.1:2015 ssl crt" in text
+    assert "server carbon 127.0.0.1:2104 check" in text and "nbsrv(bay-carbon-b) lt 1" in text
+    with pytest.raises(settings.SettingsError, match="carbon_caches"):
+        cfg(carbon_caches=9)
+
+
+def test_shards_put_each_series_with_one_shipper_by_carbons_ring():
+    from carbon.hashing import ConsistentHashRing
+
+    targets = graphite.cache_targets(carbon.Target("10.0.0.1", 2014), 2)
+    shards = carbon.Shards(targets, capacity=1000)
+    names = [f"bay.prod.containers.s{i}.web.i0.cpu_cores" for i in range(100)]
+    shards.put([(n, (1.0, float(k))) for n in names for k in range(2)])
+    ring = ConsistentHashRing(list(targets))
+    for key, ship in shards.shippers.items():
+        assert [p for p, _ in ship.queue] == [n for n in names if ring.get_node(n) == key for _ in range(2)]
+        assert ship.queue.maxlen == 500  # the bound is shared, not doubled
+    assert shards.pending() == 200 and shards.target == tuple(targets.values())
+
+
 def test_haproxy_serves_graphite_only_on_the_monitoring_node():
     from bay_salt.node.nodefiles import haproxy_config
 
