@@ -249,12 +249,12 @@ class Shards:
     Shipper answers (``put``, ``pending``, the counters), added up."""
 
     def __init__(self, targets: dict[tuple[str, str], Target], capacity: int = 100_000, **kw):
-        from carbon.hashing import ConsistentHashRing
+        from bay_salt.metrics.ring import Ring
 
         self.shippers = {key: Shipper(t, capacity=max(1, capacity // len(targets)), **kw)
                          for key, t in targets.items()}
         self.target = tuple(targets.values())
-        self._ring = ConsistentHashRing(list(self.shippers))
+        self._ring = Ring(self.shippers)
         #: series -> its shipper (the same series come every interval; the ring is an md5 each)
         self._where: dict[str, Shipper] = {}
 
@@ -263,7 +263,7 @@ class Shards:
         if ship is None:
             if len(self._where) >= 1_000_000:  # series come and go: never grow without bound
                 self._where.clear()
-            ship = self._where[path] = self.shippers[self._ring.get_node(path)]
+            ship = self._where[path] = self.shippers[self._ring.node(path)]
         return ship
 
     def put(self, points: Iterable[Point]) -> None:

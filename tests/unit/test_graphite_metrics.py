@@ -273,6 +273,36 @@ def test_carbon_caches_two_a_unit_a_frontend_and_a_shard_each(tmp_path):
         cfg(carbon_caches=9)
 
 
+def test_the_nodes_ring_is_carbons_own():
+    """The senders' ring (nodes have no carbon installed) places every series
+    where carbon's ConsistentHashRing does, for 1 to 8 caches."""
+    from carbon.hashing import ConsistentHashRing
+
+    from bay_salt.metrics.ring import Ring
+
+    names = [f"bay.prod.{kind}.s{i % 97}.g{i % 5}.i{i}.m{i % 7}" for i, kind in
+             enumerate(["containers", "groups", "traffic", "nodes"] * 1500)]
+    for count in range(1, 9):
+        keys = [c.ring_key for c in graphite.caches(count)]
+        ours, theirs = Ring(keys), ConsistentHashRing(keys)
+        assert [ours.node(n) for n in names] == [theirs.get_node(n) for n in names], count
+    with pytest.raises(ValueError, match="at least one key"):
+        Ring([])
+
+
+def test_an_agent_with_two_caches_needs_no_carbon_installed(monkeypatch):
+    """Nodes install Bay without the `monitoring` extra: no carbon package there."""
+    import sys
+
+    from bay_salt.metrics.agent import Agent, Config
+
+    for mod in ("carbon", "carbon.hashing"):
+        monkeypatch.setitem(sys.modules, mod, None)  # an import of it fails
+    agent = Agent(Config("prod", "n1", carbon.Target("10.0.0.1", 2014), carbon_caches=2))
+    agent.shipper.put([("bay.prod.nodes.n1.load1", (1.0, 0.5))])
+    assert isinstance(agent.shipper, carbon.Shards) and agent.shipper.pending() == 1
+
+
 def test_shards_put_each_series_with_one_shipper_by_carbons_ring():
     from carbon.hashing import ConsistentHashRing
 
