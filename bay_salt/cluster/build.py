@@ -83,9 +83,6 @@ def cluster_pillar(cluster: str, nodes: dict[str, str], gossip_key: str, consul_
     bay["kafka"]["lib_dir"] = KAFKA_LIB
     # a local cluster's archive closes its files often, so what is logged is there in seconds
     bay["logs"].update({"archive": {"hdfs": logs_archive, "roll_seconds": 15}, "search": {"lib_dir": SEARCH_LIB}})
-    # two carbon-caches, so what `bay up` runs (and the e2e tier tests) is the
-    # sharded path: the senders' ring, HAProxy's frontend per cache, graphite-web asking each
-    bay["monitoring"]["carbon_caches"] = 2
     if registry_storage:
         # each registry instance serves the blobs it has read from HDFS from its own disk
         bay.setdefault("registry", {}).update({"storage": registry_storage, "cache_size": "2Gi"})

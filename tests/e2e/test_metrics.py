@@ -92,12 +92,6 @@ def test_series_for_a_container_a_group_the_platform_and_a_server(cluster, rende
     }
     for what, target in checks.items():
         eventually(lambda t=target: values(render, t), 60, f"points for {what} ({target})")
-    # the senders shard the series over both carbon-caches (carbon's own metrics, one series per cache)
-    def both_receiving():
-        got = render.series("carbon.agents.*.metricsReceived", since="-2min")
-        return len([k for k, v in got.items() if sum(non_null(v)) > 0]) == 2
-
-    eventually(both_receiving, 60, "both carbon-caches receiving points")
     # The tests before this one kill demo.web instances: the newest point may
     # still be from an interval in which a replacement was not yet passing.
     passing = f"bay.{cluster.name}.groups.demo.web.passing"
@@ -198,8 +192,6 @@ def test_the_dashboards_draw_in_a_browser(cluster, loaded):
 
 #: how long carbon is stopped: three of the agents' 10 s rounds
 AWAY = 30
-#: the `bay up` cluster's two carbon-caches (bay:monitoring:carbon_caches)
-CACHES = ("bay-carbon", "bay-carbon-b")
 
 
 def test_carbon_away_for_half_a_minute_loses_no_agent_no_request_no_point(cluster, render, loaded):
@@ -217,10 +209,10 @@ def test_carbon_away_for_half_a_minute_loses_no_agent_no_request_no_point(cluste
     before = agents()
     assert all("ActiveState=active" in v for v in before.values()), before
     with Load(cluster) as load:
-        assert monitor.exec_run(["systemctl", "stop", *CACHES]).exit_code == 0
+        assert monitor.exec_run(["systemctl", "stop", "bay-carbon"]).exit_code == 0
         stopped = time.time()
         time.sleep(AWAY)
-        assert monitor.exec_run(["systemctl", "start", *CACHES]).exit_code == 0
+        assert monitor.exec_run(["systemctl", "start", "bay-carbon"]).exit_code == 0
         time.sleep(5)
     assert load.failed == 0, load.errors[:5]
     assert load.ok > 20 * AWAY  # half the rate asked for, at least

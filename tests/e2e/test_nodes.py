@@ -37,14 +37,11 @@ def test_ports_listening(node):
         assert node.socket(spec).is_listening, spec
     for spec in (f"udp://{addr}:8125", "udp://0.0.0.0:8125", "tcp://0.0.0.0:2013"):
         assert not node.socket(spec).is_listening, spec
-    # Graphite on the monitoring node: carbon (two caches) and graphite-web on loopback, HAProxy's TLS
-    # frontends on its address (one per cache)
+    # Graphite on the monitoring node: carbon and graphite-web on loopback, HAProxy's TLS frontends on its address
     if node.info.id == "node1":
-        for spec in ("tcp://127.0.0.1:2004", "tcp://127.0.0.1:2104", "tcp://127.0.0.1:7102", "tcp://127.0.0.1:8180",
-                     f"tcp://{addr}:2014", f"tcp://{addr}:2015", f"tcp://{addr}:8088"):
+        for spec in ("tcp://127.0.0.1:2004", "tcp://127.0.0.1:8180", f"tcp://{addr}:2014", f"tcp://{addr}:8088"):
             assert node.socket(spec).is_listening, spec
-        for spec in (f"tcp://{addr}:2003", f"tcp://{addr}:2004", f"tcp://{addr}:2104", f"tcp://{addr}:8180",
-                     "tcp://0.0.0.0:2004", "tcp://0.0.0.0:2104"):
+        for spec in (f"tcp://{addr}:2003", f"tcp://{addr}:2004", f"tcp://{addr}:8180", "tcp://0.0.0.0:2004"):
             assert not node.socket(spec).is_listening, spec
 
 
