@@ -236,9 +236,12 @@ def _groups(instances: Iterable[Instance]) -> tuple[tuple[str, str], ...]:
 
 
 def node_lost(node: str, instances: list[Instance]) -> list[Action]:
-    """Deregister every instance of a lost node (every HAProxy drops them) and
-    bring each affected group back to its count on the nodes left."""
-    gone = [i for i in instances if i.node == node]
+    """Deregister every container instance of a lost node (every HAProxy drops
+    them) and bring each affected group back to its count on the nodes left.
+    A host service's instance (the registry's) is its node's own record: it
+    stays, every HAProxy's health check takes it out of service while the node
+    is away and back when it answers (nothing would register it again)."""
+    gone = [i for i in instances if i.node == node and i.is_container]
     actions: list[Action] = [Announce(names.TAG_NODE_LOST, {"node": node, "instances": [i.instance for i in gone]})]
     if gone:
         actions += [Deregister(tuple(gone)), Restore(_groups(gone), {"node_lost": node})]

@@ -242,9 +242,31 @@ def registry_unit(cfg: dict) -> str:
     # a cache only for remote storage: a file:// registry already reads its own disk
     if r["storage_kind"] != "hdfs":
         r["cache_bytes"] = 0
-    return render("bay-registry.service.j2", registry=r, venv=cfg["python"]["bin_env"], node=cfg["node"]["id"],
-                  address=cfg["node"]["address"], consul_port=cfg["consul"]["http_port"],
-                  haproxy_socket=cfg["haproxy"]["socket"], registry_socket=f"{HAPROXY_CHROOT}/{REGISTRY_SOCKET}")
+    return render("bay-registry.service.j2", registry=r, venv=cfg["python"]["bin_env"], address=cfg["node"]["address"],
+                  haproxy_socket=cfg["haproxy"]["socket"], registry_socket=f"{HAPROXY_CHROOT}/{REGISTRY_SOCKET}",
+                  register=_registry_register(cfg))
+
+
+#: how often a registry node checks that KV still lists its instance (s)
+REGISTER_INTERVAL = 30
+
+
+def registry_register_units(cfg: dict) -> dict[str, str]:
+    """The timer (and the service it starts) that put this node's registry
+    instance back into KV if anything took it out, while the registry runs:
+    ``{unit file name: contents}``."""
+    return {"bay-registry-register.service": render("bay-registry-register.service.j2",
+                                                    register=_registry_register(cfg), wait=10),
+            "bay-registry-register.timer": render("bay-registry-register.timer.j2", interval=REGISTER_INTERVAL)}
+
+
+def _registry_register(cfg: dict) -> str:
+    """The command that registers this node's registry instance (bay_salt.registry.register)."""
+    r = cfg["registry"]
+    cmd = (f"{cfg['python']['bin_env']}/bin/bay-registry-register --consul http://127.0.0.1:{cfg['consul']['http_port']}"
+           f" --node {cfg['node']['id']} --address {cfg['node']['address']} --port {r['instance_port']}"
+           f" --listen {r['port']}")
+    return cmd + (f" --probe {HAPROXY_CHROOT}/{REGISTRY_SOCKET} --tls" if r["tls"]["cert_file"] else "")
 
 
 def events_unit(cfg: dict) -> str:

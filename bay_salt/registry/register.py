@@ -1,7 +1,8 @@
 """Put this node's registry instance into Consul KV, so every node's HAProxy
 serves the cluster's registry on ``bay:registry:port`` from all instances
-(run by the bay-registry unit once the server answers; repeated on every start,
-so a node back from a loss is served again).
+(run by the bay-registry unit once the server answers, on every start; and
+again by the bay-registry-register timer while the registry runs, which writes
+only what KV lacks: a record deleted or changed by anything comes back).
 
     bay-registry-register --consul http://127.0.0.1:8500 --node node1 \\
         --address 10.0.0.1 --port 5001 --listen 5000
@@ -58,19 +59,28 @@ def main(argv: list[str] | None = None) -> int:
         host, _, port = (args.probe or "").rpartition(":")
         socket.create_connection((host, int(port)) if args.probe else (args.address, args.port), timeout=2).close()
 
-    def register():
+    def register() -> list[str]:
         listens()
-        store.apply([kvstore.op_put(route(args.listen, args.tls)),
-                     kvstore.op_put(instance(args.node, args.address, args.port))])
+        return missing(store, [route(args.listen, args.tls), instance(args.node, args.address, args.port)])
 
     try:
-        retry.call(register, "the registry answers and is registered", timeout=args.wait, interval=1,
-                   on=(OSError, kvstore.Unavailable, kvstore.TxnError))
+        written = retry.call(register, "the registry answers and is registered", timeout=args.wait, interval=1,
+                             on=(OSError, kvstore.Unavailable, kvstore.TxnError))
     except (OSError, kvstore.Unavailable, kvstore.TxnError) as err:
         print(f"bay-registry-register: gave up: {err}")
         return 1
-    print(f"registered {args.node} {args.address}:{args.port} behind :{args.listen}")
+    where = f"{args.node} {args.address}:{args.port} behind :{args.listen}"
+    print(f"registered {where} (wrote {', '.join(written)})" if written else f"{where}: registered already")
     return 0
+
+
+def missing(store: kvstore.Store, records: list[Route | Instance]) -> list[str]:
+    """Write, in one transaction, those of ``records`` KV does not hold as they
+    are (nothing when all are there: no watcher wakes); the keys written."""
+    stale = [r for r in records if store.get(r.key) != r.to_json().encode()]
+    if stale:
+        store.apply([kvstore.op_put(r) for r in stale])
+    return [r.key for r in stale]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -305,6 +305,20 @@ def registry_unit(cfg=None):
     return nodeconf.registry_unit(cfg or settings(redact=False))
 
 
+def registry_register_units(cfg=None):
+    """
+    The timer that puts this node's registry instance back into Consul KV if
+    it went missing, and the service it starts: ``{unit file name: contents}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'roles:registry' bay.registry_register_units
+    """
+    return nodeconf.registry_register_units(cfg or settings(redact=False))
+
+
 def cadvisor_unit_override(cfg=None):
     """
     The drop-in that runs cAdvisor on loopback only, for this node.

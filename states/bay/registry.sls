@@ -60,6 +60,38 @@ bay-registry-service:
       - file: bay-haproxy-config
 {%- endif %}
 
+# the fast path registers on start (the unit's ExecStartPost); this timer checks
+# every so often that KV still lists this instance, and puts back what went missing
+{%- set register_units = salt['bay.registry_register_units'](bay) %}
+{%- for unit, contents in register_units.items() %}
+
+bay-registry-register-unit-{{ unit }}:
+  file.managed:
+    - name: /etc/systemd/system/{{ unit }}
+    - contents: {{ contents | json }}
+{%- endfor %}
+
+bay-registry-register-systemd-reload:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+{%- for unit in register_units %}
+      - file: bay-registry-register-unit-{{ unit }}
+{%- endfor %}
+
+bay-registry-register-timer:
+  service.running:
+    - name: bay-registry-register.timer
+    - enable: True
+    - require:
+      - cmd: bay-registry-register-systemd-reload
+      - service: bay-registry-service
+      - file: bay-registry-consul-token
+    - watch:
+{%- for unit in register_units %}
+      - file: bay-registry-register-unit-{{ unit }}
+{%- endfor %}
+
 # new grants (a service declared, its owners changed) are read again without a
 # restart: uploads in flight go on
 bay-registry-auth-reload:

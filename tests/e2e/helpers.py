@@ -103,16 +103,25 @@ def containers(cluster, group, status_filter=("status=running",), service="demo"
 def kv_get(cluster, key, recurse=False):
     """Consul KV read over HTTPS from the host (the cluster's own bridge network), as the API returns it
     (values base64); [] when there is nothing."""
-    import requests
-
-    servers = cluster.consul_servers()
-    res = requests.get(f"https://{cluster.nodes()[0].address}:{servers.port}/v1/kv/{key}",
-                       params={"recurse": "1"} if recurse else None, verify=servers.ca_file, timeout=2,
-                       headers={"X-Consul-Token": cluster.site.consul_token() or ""})
+    res = _kv(cluster, "GET", key, params={"recurse": "1"} if recurse else None)
     if res.status_code == 404:
         return []
     res.raise_for_status()
     return res.json()
+
+
+def kv_delete(cluster, key) -> None:
+    """Delete one KV key (with the cluster's management token), as an operator's slip would."""
+    _kv(cluster, "DELETE", key).raise_for_status()
+
+
+def _kv(cluster, method, key, params=None):
+    import requests
+
+    servers = cluster.consul_servers()
+    return requests.request(method, f"https://{cluster.nodes()[0].address}:{servers.port}/v1/kv/{key}",
+                            params=params, verify=servers.ca_file, timeout=2,
+                            headers={"X-Consul-Token": cluster.site.consul_token() or ""})
 
 
 def master_log_lines(cluster) -> dict[str, int]:

@@ -13,7 +13,8 @@ import urllib.request
 import yaml
 
 from bay_salt.model import names
-from tests.e2e.helpers import eventually, kv_get
+from bay_salt.node import nodefiles
+from tests.e2e.helpers import eventually, kv_delete, kv_get
 
 
 def v2(cluster, address, port=5000):
@@ -48,6 +49,20 @@ def test_every_node_serves_the_registry_from_kv(cluster):
         assert res.output.decode() == "401", (n.id, res.output.decode())  # it answers, and asks who it is
     keys = kv_get(cluster, names.kv_instances_prefix(names.REGISTRY_SERVICE, names.REGISTRY_GROUP), recurse=True)
     assert sorted(k["Key"].rsplit("/", 1)[1] for k in keys) == ["node1", "node2"]
+
+
+def test_an_instance_record_gone_from_kv_is_put_back_by_its_node(cluster):
+    """Whatever took it out (an operator's slip, a KV restored from an old
+    snapshot): its node's timer finds it missing and writes it again."""
+    key = names.kv_instance(names.REGISTRY_SERVICE, names.REGISTRY_GROUP, "node2")
+    before = kv_get(cluster, key)[0]["Value"]
+    node2 = cluster.client.containers.get(cluster.nodes()[1].container)
+    assert node2.exec_run(["systemctl", "is-active", "bay-registry-register.timer"]).exit_code == 0
+    kv_delete(cluster, key)
+    assert kv_get(cluster, key) == []
+    back = eventually(lambda: kv_get(cluster, key), nodefiles.REGISTER_INTERVAL + 20, "node2's record back in KV",
+                      interval=1)
+    assert back[0]["Value"] == before
 
 
 def test_storage_is_hdfs_and_the_nodes_pulled_the_demo_from_it(cluster):

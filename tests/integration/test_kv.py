@@ -56,3 +56,38 @@ def test_consul_not_answering_is_one_line_naming_it():
     with pytest.raises(kv.Unavailable, match=r"^no Consul server answered \(127\.0\.0\.1: connection refused or "
                                              r"unreachable\)$"):
         kv.first_answering(["127.0.0.1"], free_port(), timeout=1)
+
+
+def test_a_registry_node_writes_its_record_only_when_kv_lacks_it(clean, monkeypatch, capsys):
+    """bay-registry-register, as its timer runs it: a record deleted or changed
+    by anything comes back; one that is there is not written again (no
+    watcher of the routes wakes)."""
+    import socket
+
+    from bay_salt.registry import register
+    from tests.helpers import TOKENS
+
+    monkeypatch.setenv("CONSUL_HTTP_TOKEN", TOKENS["management"])
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        consul_port = clean.http.base_uri.rsplit(":", 1)[1]
+        argv = ["--consul", f"http://127.0.0.1:{consul_port}", "--node", "node1", "--address", "127.0.0.1",
+                "--port", str(port), "--listen", "5000", "--wait", "5"]
+        key = register.instance("node1", "127.0.0.1", port).key
+
+        assert register.main(argv) == 0 and "wrote" in capsys.readouterr().out
+        index = clean.kv.get(key)[1]["ModifyIndex"]
+        assert register.main(argv) == 0 and "registered already" in capsys.readouterr().out
+        assert clean.kv.get(key)[1]["ModifyIndex"] == index
+
+        clean.kv.delete(key)
+        assert register.main(argv) == 0 and capsys.readouterr().out.endswith(f"(wrote {key})\n")
+        clean.kv.put(key, "{}")
+        assert register.main(argv) == 0
+        assert ConsulStore(clean).instances(names.REGISTRY_SERVICE) == [register.instance("node1", "127.0.0.1", port)]
+    # the registry not answering: nothing written, one line naming why
+    clean.kv.delete(key)
+    assert register.main([*argv[:-1], "1"]) == 1 and "gave up" in capsys.readouterr().out
+    assert clean.kv.get(key)[1] is None

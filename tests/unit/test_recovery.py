@@ -105,6 +105,14 @@ def test_node_lost_deregisters_and_restores_its_groups():
     assert kinds(recovery.node_lost("node3", records)) == ["Announce"]
 
 
+def test_node_lost_leaves_its_host_services_registration_to_the_node():
+    registry = Instance(names.REGISTRY_SERVICE, names.REGISTRY_GROUP, "node1", "node1", "10.0.0.1", 5001, "passing")
+    actions = recovery.node_lost("node1", [inst("a", "node1"), registry])
+    assert [i.instance for i in actions[1].instances] == ["a"] and actions[2].groups == (("demo", "web"),)
+    assert actions[0].data["instances"] == ["a"]
+    assert kinds(recovery.node_lost("node1", [registry])) == ["Announce"]
+
+
 def test_node_back_removes_only_containers_kv_does_not_list():
     actions = recovery.node_back("node1", [{"container": "c-a"}, {"container": "c-x"}], [inst("a")])
     assert actions[0] == recovery.RemoveContainers("node1", ("c-x",))

@@ -207,20 +207,21 @@ def test_a_burst_of_starts_is_written_a_few_times_not_once_each(tmp_path):
     conf.write_text(json.dumps({"enabled": True, "relay_port": 5140, "statsd_port": 8125, "platform": []}))
     running, stop, written = [], threading.Event(), []
     fake = Docker(running)
-    slow = threading.Event()
+    burst = threading.Event()
 
-    def apply(script):  # nft takes its time: the starts meanwhile pile up
-        slow.wait(0.05)
+    def apply(script):  # nft takes its time: the starts meanwhile pile up (all of them, whatever the machine's load)
+        burst.wait(10)
         written.append(script)
 
     def events(decode, filters):
         for i in range(100):
             running.append(container(f"bay-demo-web-{i}", f"172.17.1.{i}", 33000 + i, '[]'))
             yield {"status": "start"}
+        burst.set()
         wait_for(lambda: written and "33099" in written[-1], 10, "the last start in the table")
         stop.set()
 
     fake.events = events
     sandbox.Sandbox(fake, config=conf, apply=apply).follow_starts(stop)
     assert all(str(33000 + i) in written[-1] for i in range(100))  # every container's published port
-    assert len(written) <= 10 and fake.lists == len(written), (len(written), fake.lists)
+    assert len(written) <= 3 and fake.lists == len(written), (len(written), fake.lists)
