@@ -247,17 +247,10 @@ def registry_unit(cfg: dict) -> str:
                   register=_registry_register(cfg))
 
 
-#: how often a registry node checks that KV still lists its instance (s)
-REGISTER_INTERVAL = 30
-
-
-def registry_register_units(cfg: dict) -> dict[str, str]:
-    """The timer (and the service it starts) that put this node's registry
-    instance back into KV if anything took it out, while the registry runs:
-    ``{unit file name: contents}``."""
-    return {"bay-registry-register.service": render("bay-registry-register.service.j2",
-                                                    register=_registry_register(cfg), wait=10),
-            "bay-registry-register.timer": render("bay-registry-register.timer.j2", interval=REGISTER_INTERVAL)}
+def registry_keep_unit(cfg: dict) -> str:
+    """systemd unit that keeps this node's registry instance in KV while the
+    registry runs: it puts back at once whatever anything took out."""
+    return render("bay-registry-keep.service.j2", register=_registry_register(cfg))
 
 
 def _registry_register(cfg: dict) -> str:

@@ -1,18 +1,23 @@
 """Put this node's registry instance into Consul KV, so every node's HAProxy
-serves the cluster's registry on ``bay:registry:port`` from all instances
-(run by the bay-registry unit once the server answers, on every start; and
-again by the bay-registry-register timer while the registry runs, which writes
-only what KV lacks: a record deleted or changed by anything comes back).
+serves the cluster's registry on ``bay:registry:port`` from all instances.
+The bay-registry unit runs it once the server answers, on every start (the
+fast path); bay-registry-keep runs it with ``--keep`` beside the registry: a
+blocking query on the instance's record, which puts back at once whatever
+anything took out or changed (and checks the route every minute), and writes
+nothing while both are as they should be.
 
     bay-registry-register --consul http://127.0.0.1:8500 --node node1 \\
-        --address 10.0.0.1 --port 5001 --listen 5000
+        --address 10.0.0.1 --port 5001 --listen 5000 [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import socket
+import threading
 import urllib.parse
+from collections.abc import Callable
 
 from bay_salt.kv import store as kvstore
 from bay_salt.kv.records import Health, Instance, Route
@@ -47,31 +52,47 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe", help="where the instance itself listens: HOST:PORT or a UNIX socket's path "
                                    "(default: --address:--port)")
     p.add_argument("--tls", action="store_true", help="clients reach it with TLS (ended by its node's HAProxy)")
+    p.add_argument("--keep", action="store_true", help="then stay, and put the records back whenever KV lacks them")
     args = p.parse_args(argv)
     u = urllib.parse.urlparse(args.consul)
-    store = kvstore.ConsulStore(kvstore.client(u.hostname, u.port or 8500))
-    def listens() -> None:
-        if args.probe and args.probe.startswith("/"):
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(2)
-                s.connect(args.probe)
-            return
-        host, _, port = (args.probe or "").rpartition(":")
-        socket.create_connection((host, int(port)) if args.probe else (args.address, args.port), timeout=2).close()
+    # a blocking query waits up to KEEP_WAIT: the client's timeout is longer
+    store = kvstore.ConsulStore(kvstore.client(u.hostname, u.port or 8500,
+                                               timeout=KEEP_WAIT + 15 if args.keep else kvstore.TIMEOUT))
+    records = [route(args.listen, args.tls), instance(args.node, args.address, args.port)]
+    listens = functools.partial(probe, args.probe, args.address, args.port)
+    where = f"{args.node} {args.address}:{args.port} behind :{args.listen}"
 
     def register() -> list[str]:
         listens()
-        return missing(store, [route(args.listen, args.tls), instance(args.node, args.address, args.port)])
+        return missing(store, records)
 
     try:
         written = retry.call(register, "the registry answers and is registered", timeout=args.wait, interval=1,
                              on=(OSError, kvstore.Unavailable, kvstore.TxnError))
     except (OSError, kvstore.Unavailable, kvstore.TxnError) as err:
-        print(f"bay-registry-register: gave up: {err}")
+        print(f"bay-registry-register: gave up: {err}", flush=True)
         return 1
-    where = f"{args.node} {args.address}:{args.port} behind :{args.listen}"
-    print(f"registered {where} (wrote {', '.join(written)})" if written else f"{where}: registered already")
+    print(f"registered {where} (wrote {', '.join(written)})" if written else f"{where}: registered already",
+          flush=True)
+    if args.keep:
+        keep(store, records, listens, threading.Event())
     return 0
+
+
+#: how long one blocking query of the keeper waits (s): the route is checked that often
+KEEP_WAIT = 60
+
+
+def probe(where: str | None, address: str, port: int) -> None:
+    """Raise OSError unless the instance accepts a connection at ``where``
+    (HOST:PORT or a UNIX socket's path; None: ``address:port``)."""
+    if where and where.startswith("/"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(2)
+            s.connect(where)
+        return
+    host, _, p = (where or "").rpartition(":")
+    socket.create_connection((host, int(p)) if where else (address, port), timeout=2).close()
 
 
 def missing(store: kvstore.Store, records: list[Route | Instance]) -> list[str]:
@@ -81,6 +102,31 @@ def missing(store: kvstore.Store, records: list[Route | Instance]) -> list[str]:
     if stale:
         store.apply([kvstore.op_put(r) for r in stale])
     return [r.key for r in stale]
+
+
+def keep(store: kvstore.ConsulStore, records: list[Route | Instance], listens: Callable[[], None],
+         stop: threading.Event, wait: float = KEEP_WAIT, pause: float = 5.0) -> None:
+    """Until ``stop``: a blocking query on the instance's record (the last of
+    ``records``); whenever it answers (a change, or ``wait`` s passed), what
+    KV lacks of ``records`` is written again, if the instance still answers.
+    Consul away: one line, and again after ``pause`` s."""
+    index = None
+    watched = records[-1].key
+    while not stop.is_set():
+        try:
+            new_index, _ = store.watch(watched, index, f"{int(wait)}s")
+            if stop.is_set():
+                return
+            # an index that went backwards (Consul's KV restored): start over, not a busy loop
+            index = new_index if index is None or int(new_index) >= int(index) else None
+            listens()
+            for key in missing(store, records):
+                print(f"put back {key}", flush=True)
+        except (OSError, kvstore.Unavailable, kvstore.TxnError) as err:
+            print(f"bay-registry-register: {err}; again in {pause:g} s", flush=True)
+            index = None
+            stop.wait(pause)
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

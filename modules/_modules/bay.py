@@ -305,18 +305,18 @@ def registry_unit(cfg=None):
     return nodeconf.registry_unit(cfg or settings(redact=False))
 
 
-def registry_register_units(cfg=None):
+def registry_keep_unit(cfg=None):
     """
-    The timer that puts this node's registry instance back into Consul KV if
-    it went missing, and the service it starts: ``{unit file name: contents}``.
+    The systemd unit that keeps this node's registry instance in Consul KV
+    while the registry runs (bay-registry-keep).
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt -G 'roles:registry' bay.registry_register_units
+        salt -G 'roles:registry' bay.registry_keep_unit
     """
-    return nodeconf.registry_register_units(cfg or settings(redact=False))
+    return nodeconf.registry_keep_unit(cfg or settings(redact=False))
 
 
 def cadvisor_unit_override(cfg=None):

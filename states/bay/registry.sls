@@ -60,37 +60,29 @@ bay-registry-service:
       - file: bay-haproxy-config
 {%- endif %}
 
-# the fast path registers on start (the unit's ExecStartPost); this timer checks
-# every so often that KV still lists this instance, and puts back what went missing
-{%- set register_units = salt['bay.registry_register_units'](bay) %}
-{%- for unit, contents in register_units.items() %}
-
-bay-registry-register-unit-{{ unit }}:
+# the fast path registers on start (the unit's ExecStartPost); this one stays
+# beside the registry and puts back its KV record whenever anything took it out
+bay-registry-keep-unit:
   file.managed:
-    - name: /etc/systemd/system/{{ unit }}
-    - contents: {{ contents | json }}
-{%- endfor %}
+    - name: /etc/systemd/system/bay-registry-keep.service
+    - contents: {{ salt['bay.registry_keep_unit'](bay) | json }}
 
-bay-registry-register-systemd-reload:
+bay-registry-keep-systemd-reload:
   cmd.run:
     - name: systemctl daemon-reload
     - onchanges:
-{%- for unit in register_units %}
-      - file: bay-registry-register-unit-{{ unit }}
-{%- endfor %}
+      - file: bay-registry-keep-unit
 
-bay-registry-register-timer:
+bay-registry-keep:
   service.running:
-    - name: bay-registry-register.timer
+    - name: bay-registry-keep
     - enable: True
     - require:
-      - cmd: bay-registry-register-systemd-reload
+      - cmd: bay-registry-keep-systemd-reload
       - service: bay-registry-service
-      - file: bay-registry-consul-token
     - watch:
-{%- for unit in register_units %}
-      - file: bay-registry-register-unit-{{ unit }}
-{%- endfor %}
+      - file: bay-registry-keep-unit
+      - file: bay-registry-consul-token
 
 # new grants (a service declared, its owners changed) are read again without a
 # restart: uploads in flight go on

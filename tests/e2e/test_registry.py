@@ -13,7 +13,6 @@ import urllib.request
 import yaml
 
 from bay_salt.model import names
-from bay_salt.node import nodefiles
 from tests.e2e.helpers import eventually, kv_delete, kv_get
 
 
@@ -53,15 +52,13 @@ def test_every_node_serves_the_registry_from_kv(cluster):
 
 def test_an_instance_record_gone_from_kv_is_put_back_by_its_node(cluster):
     """Whatever took it out (an operator's slip, a KV restored from an old
-    snapshot): its node's timer finds it missing and writes it again."""
+    snapshot): its node's bay-registry-keep writes it again at once."""
     key = names.kv_instance(names.REGISTRY_SERVICE, names.REGISTRY_GROUP, "node2")
     before = kv_get(cluster, key)[0]["Value"]
     node2 = cluster.client.containers.get(cluster.nodes()[1].container)
-    assert node2.exec_run(["systemctl", "is-active", "bay-registry-register.timer"]).exit_code == 0
+    assert node2.exec_run(["systemctl", "is-active", "bay-registry-keep"]).exit_code == 0
     kv_delete(cluster, key)
-    assert kv_get(cluster, key) == []
-    back = eventually(lambda: kv_get(cluster, key), nodefiles.REGISTER_INTERVAL + 20, "node2's record back in KV",
-                      interval=1)
+    back = eventually(lambda: kv_get(cluster, key), 10, "node2's record back in KV", interval=0.5)
     assert back[0]["Value"] == before
 
 
@@ -98,6 +95,8 @@ def test_push_and_pull_go_on_with_one_instance_stopped(cluster):
         assert pull.exit_code == 0, pull.output.decode()[-500:]
     finally:
         node1.exec_run(["systemctl", "start", "bay-registry"])
-    # back, and registered again by its unit
+    # back, and registered again by its unit; its keeper stopped with it and is back with it
     eventually(lambda: v2(cluster, cluster.nodes()[0].address, 5001) == 200, 60, "node1's registry instance back",
                interval=1)
+    eventually(lambda: node1.exec_run(["systemctl", "is-active", "bay-registry-keep"]).exit_code == 0, 30,
+               "node1's bay-registry-keep back with the registry")

@@ -105,13 +105,13 @@ def test_capacity_grain(salt_call):
 
 
 def test_registry_renders_for_the_registry_role(pillar, salt_call):
-    """bay.registry on a registry node: the unit, its service, the timer that
-    keeps its KV record, and a storage directory only for file:// storage (none for HDFS)."""
+    """bay.registry on a registry node: the unit, its service, the keeper
+    of its KV record, and a storage directory only for file:// storage (none for HDFS)."""
     pillar(VALID_PILLAR.replace("roles: [worker]", "roles: [worker, registry]"))
     ret = salt_call.run("state.show_sls", "bay.registry")
     assert ret.returncode == 0, ret
-    assert {"bay-registry-unit", "bay-registry-service", "bay-registry-storage", "bay-registry-register-timer",
-            "bay-registry-register-unit-bay-registry-register.timer"} <= set(ret.data)
+    assert {"bay-registry-unit", "bay-registry-service", "bay-registry-storage", "bay-registry-keep",
+            "bay-registry-keep-unit"} <= set(ret.data)
     unit = next(a["contents"] for a in ret.data["bay-registry-unit"]["file"] if isinstance(a, dict) and "contents" in a)
     assert "--storage file:///var/lib/bay-registry" in unit
     pillar(VALID_PILLAR.replace("roles: [worker]", "roles: [worker, registry]")

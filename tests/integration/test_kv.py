@@ -1,5 +1,8 @@
 """Batched KV writes against a real Consul agent."""
 
+import contextlib
+import socket
+
 import consul
 import pytest
 
@@ -59,21 +62,15 @@ def test_consul_not_answering_is_one_line_naming_it():
 
 
 def test_a_registry_node_writes_its_record_only_when_kv_lacks_it(clean, monkeypatch, capsys):
-    """bay-registry-register, as its timer runs it: a record deleted or changed
-    by anything comes back; one that is there is not written again (no
-    watcher of the routes wakes)."""
-    import socket
-
+    """bay-registry-register as the unit's start runs it: a record that is
+    there is not written again (no watcher of the routes wakes); one missing
+    or changed is; the registry not answering, nothing is."""
     from bay_salt.registry import register
     from tests.helpers import TOKENS
 
     monkeypatch.setenv("CONSUL_HTTP_TOKEN", TOKENS["management"])
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        port = listening.getsockname()[1]
-        consul_port = clean.http.base_uri.rsplit(":", 1)[1]
-        argv = ["--consul", f"http://127.0.0.1:{consul_port}", "--node", "node1", "--address", "127.0.0.1",
+    with listening() as port:
+        argv = ["--consul", f"http://127.0.0.1:{consul_port(clean)}", "--node", "node1", "--address", "127.0.0.1",
                 "--port", str(port), "--listen", "5000", "--wait", "5"]
         key = register.instance("node1", "127.0.0.1", port).key
 
@@ -87,7 +84,59 @@ def test_a_registry_node_writes_its_record_only_when_kv_lacks_it(clean, monkeypa
         clean.kv.put(key, "{}")
         assert register.main(argv) == 0
         assert ConsulStore(clean).instances(names.REGISTRY_SERVICE) == [register.instance("node1", "127.0.0.1", port)]
-    # the registry not answering: nothing written, one line naming why
     clean.kv.delete(key)
     assert register.main([*argv[:-1], "1"]) == 1 and "gave up" in capsys.readouterr().out
     assert clean.kv.get(key)[1] is None
+
+
+def test_the_keeper_puts_a_record_back_at_once_and_otherwise_writes_nothing(clean, monkeypatch, capsys):
+    """bay-registry-keep: whatever takes the instance's record out or changes
+    it, it is back within a second or two; the route too, by the next wait."""
+    import threading
+    import time
+
+    from bay_salt.kv.store import client
+    from bay_salt.registry import register
+    from tests.helpers import TOKENS
+    from tests.support.daemons import wait_for
+
+    store = ConsulStore(client("127.0.0.1", int(consul_port(clean)), timeout=20, token=TOKENS["management"]))
+    with listening() as port:
+        records = [register.route(5000), register.instance("node1", "127.0.0.1", port)]
+        route, inst = (r.key for r in records)
+        stop = threading.Event()
+        keeper = threading.Thread(target=register.keep, args=(store, records, lambda: register.probe(
+            None, "127.0.0.1", port), stop), kwargs={"wait": 3, "pause": 0.5})
+        keeper.start()
+        try:
+            wait_for(lambda: clean.kv.get(inst)[1] and clean.kv.get(route)[1], 10, "the first registration")
+            index = clean.kv.get(inst)[1]["ModifyIndex"]
+            time.sleep(4)  # a blocking query ran out: nothing was written
+            assert clean.kv.get(inst)[1]["ModifyIndex"] == index
+
+            t = time.monotonic()
+            clean.kv.delete(inst)
+            wait_for(lambda: clean.kv.get(inst)[1], 5, "the instance put back")
+            assert time.monotonic() - t < 2
+            clean.kv.put(inst, "{}")
+            wait_for(lambda: clean.kv.get(inst)[1]["Value"] == records[1].to_json().encode(), 5, "changed back")
+            clean.kv.delete(route)
+            wait_for(lambda: clean.kv.get(route)[1], 8, "the route put back, by the next wait")
+        finally:
+            stop.set()
+            keeper.join(10)
+    assert not keeper.is_alive()
+    assert "put back" in capsys.readouterr().out
+
+
+def consul_port(c) -> str:
+    return c.http.base_uri.rsplit(":", 1)[1]
+
+
+@contextlib.contextmanager
+def listening():
+    """A port that accepts connections (a registry instance that answers)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]

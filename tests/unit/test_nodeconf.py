@@ -114,18 +114,16 @@ def test_registry_unit_serves_the_storage_and_registers_behind_haproxy():
            "--port 5001 --listen 5000" in unit
 
 
-def test_a_registry_node_puts_its_instance_back_into_kv_every_so_often_while_it_runs():
+def test_a_registry_node_keeps_its_instance_in_kv_while_the_registry_runs():
     cfg = cfg_for("node2", nodes={"node2": {"roles": ["worker", "registry"]}})
-    units = nodeconf.registry_register_units(cfg)
-    assert set(units) == {"bay-registry-register.service", "bay-registry-register.timer"}
-    service, timer = units["bay-registry-register.service"], units["bay-registry-register.timer"]
+    unit = nodeconf.registry_keep_unit(cfg)
     register = next(line for line in nodeconf.registry_unit(cfg).splitlines()
                     if line.startswith("ExecStartPost=") and "bay-registry-register" in line)
-    # the same registration as the start's, with a short wait: the timer fires again soon
-    assert f"ExecStart={register.split('=', 1)[1]} --wait 10" in service
-    assert "Type=oneshot" in service and "EnvironmentFile=-/etc/bay/consul-registry.env" in service
-    assert "ExecCondition=/bin/systemctl is-active --quiet bay-registry.service" in service
-    assert f"OnUnitActiveSec={nodeconf.REGISTER_INTERVAL}" in timer and "WantedBy=timers.target" in timer
+    # the same registration as the start's, then it stays
+    assert f"ExecStart={register.split('=', 1)[1]} --keep" in unit
+    assert "EnvironmentFile=-/etc/bay/consul-registry.env" in unit and "Restart=always" in unit
+    # stops with the registry, starts with it
+    assert "BindsTo=bay-registry.service" in unit and "WantedBy=bay-registry.service" in unit
 
 
 def test_with_tls_the_registry_nodes_haproxy_ends_it_before_a_plain_instance_on_a_unix_socket(tmp_path):
