@@ -109,6 +109,26 @@ def test_nothing_without_credentials_and_the_challenge_says_where_to_get_them(re
     assert reg.call("/token?scope=repository:bay/demo:pull", headers=bad)[0] == 401
 
 
+def test_tls_ends_in_haproxy_with_the_cipher_gos_clients_and_servers_pick(reg):
+    """AES-128-GCM, as Distribution (Go) picks on AES hardware; AES-256 and
+    ChaCha20 still there for a client that offers only those."""
+    import socket
+
+    def negotiated():  # Python's client offers OpenSSL's order: AES-256 first
+        ctx = ssl.create_default_context(cafile=str(reg.certs / "ca.crt"))
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        with socket.create_connection(("127.0.0.1", reg.port), timeout=5) as raw, \
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            return tls.cipher()[0], tls.version()
+
+    assert negotiated() == ("TLS_AES_128_GCM_SHA256", "TLSv1.3")
+    for suite in ("TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"):  # a client that offers one only
+        out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{reg.port}", "-tls1_3", "-ciphersuites",
+                              suite, "-CAfile", str(reg.certs / "ca.crt"), "-brief"], input="", capture_output=True,
+                             text=True, timeout=10)
+        assert f"Ciphersuite: {suite}" in out.stderr + out.stdout, out.stderr
+
+
 def test_owners_push_their_own_repositories_only(reg):
     mine = reg.token("alice", "repository:bay/demo:pull,push")
     assert reg.call(f"/v2/bay/demo/blobs/uploads/?digest={sha(b'layer')}", "POST", b"layer", mine)[0] == 201
